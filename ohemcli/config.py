@@ -1,0 +1,191 @@
+"""Experiment configuration: frozen dataclasses, YAML loading and CLI overrides.
+
+A YAML file has one mapping per section (``data``, ``model``, ``sampler``, ``train``, ``eval``).
+Unknown keys and values of the wrong type are one-line errors naming the file and key. CLI options
+override the YAML; the resolved config is saved in every run folder as ``config.yaml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ohemcli.errors import UserError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    data: str = "synth"  # "synth" (built-in synthetic set) or the path of a VOC-format root
+    train_split: str = "trainval"  # split to train on
+    test_split: str = "test"  # split to evaluate on
+    classes: tuple[str, ...] | None = None  # class names; None = infer from the data (VOC names if they fit)
+    proposals: str = "selective_search"  # "selective_search" or the path of a Fast R-CNN .mat file
+    max_proposals: int = 2000  # proposals kept per image
+    scale: int = 600  # shorter image side after resizing, in pixels
+    max_size: int = 1000  # cap on the longer side after resizing
+    flip: bool = True  # random horizontal flip in training
+    use_difficult: bool = False  # keep difficult objects as training targets
+    workers: int = 2  # DataLoader worker processes (0 = load in the main process)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = "tiny"  # "vgg16" (paper) or "tiny" (CPU, from scratch)
+    pretrained: bool = False  # ImageNet weights for vgg16 through torchvision's weights API
+    weights: str | None = None  # local state dict to load into the backbone (offline alternative)
+    roi_op: str = "pool"  # "pool" (RoI max pooling, the paper) or "align"
+    roi_size: int = 7  # RoI pooling output size (roi_size x roi_size)
+    head_dim: int = 256  # width of the tiny head's fc layers (vgg16 uses 4096 from fc6/fc7)
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    name: str = "fixed"  # "fixed", "hnm" or "ohem"
+    batch_rois: int = 128  # B, RoIs per mini-batch (B / N per image)
+    fg_fraction: float = 0.25  # fixed and hnm: share of foreground RoIs
+    fg_thresh: float = 0.5  # RoIs with max IoU >= this are foreground
+    bg_lo: float = 0.1  # fixed and hnm: background needs max IoU >= this (ohem uses 0)
+    ohem_nms: bool = True  # ohem: NMS over RoIs scored by loss before taking the top B/N
+    ohem_nms_iou: float = 0.7  # ohem: IoU of that NMS
+    ohem_loss: str = "cls+box"  # ohem: rank by "cls+box" (paper) or "cls" (mmdetection)
+    mine_every: int = 0  # hnm: iterations between mining passes (0 = once per epoch)
+    hnm_fp_thresh: float = 0.5  # hnm: a background RoI is a false positive at this object score
+    hnm_pool_per_image: int = 64  # hnm: most false positives kept per image
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    iters: int = 40000  # SGD iterations
+    images_per_batch: int = 2  # N, images per mini-batch
+    lr: float = 0.001  # base learning rate
+    momentum: float = 0.9  # SGD momentum
+    weight_decay: float = 0.0005  # L2 weight decay
+    lr_steps: tuple[int, ...] = (30000,)  # iterations at which the lr drops
+    lr_gamma: float = 0.1  # factor of each drop
+    warmup_iters: int = 0  # linear lr warm-up iterations (0 = none, as in the paper)
+    seed: int = 1  # seed of weights, image order, flips and sampling
+    device: str = "auto"  # "auto", "cpu" or "cuda"
+    amp: bool = False  # mixed precision (CUDA only)
+    checkpoint_every: int = 1000  # iterations between checkpoints (one is always written at the end)
+    log_every: int = 20  # iterations between metrics.jsonl lines
+    eval_points: int = 0  # evenly spaced evaluations during training (for mAP vs wall-clock)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    nms: float = 0.3  # per-class NMS IoU at test time
+    score_thresh: float = 0.05  # detections below this score are dropped
+    max_dets: int = 100  # most detections kept per image
+    metric: str = "voc07"  # "voc07", "voc10", "coco" or "all"
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(ExperimentConfig)}  # type: ignore[misc]
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Check ``value`` against a field's type, converting lists to tuples and ints to floats."""
+    if isinstance(annotation, str):
+        annotation = eval(annotation, {"tuple": tuple, "str": str, "int": int, "float": float})  # noqa: S307
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(annotation)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"{where}: expected a list, got {value!r}")
+        item_type = typing.get_args(annotation)[0]
+        return tuple(_coerce(v, item_type, where) for v in value)
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is bool and not isinstance(value, bool):
+        raise UserError(f"{where}: expected true or false, got {value!r}")
+    if annotation is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise UserError(f"{where}: expected an integer, got {value!r}")
+    if annotation in (float, str) and not isinstance(value, annotation):
+        raise UserError(f"{where}: expected {annotation.__name__}, got {value!r}")
+    return value
+
+
+def _build_section(cls: type, values: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in known:
+            raise UserError(f"{where}: unknown key '{key}' (known: {', '.join(known)})")
+        kwargs[key] = _coerce(value, known[key].type, f"{where}.{key}")
+    return cls(**kwargs)
+
+
+def config_from_dict(raw: dict[str, Any], where: str = "config") -> ExperimentConfig:
+    """Build a config from nested dicts (``{"train": {"iters": 10}}``); missing keys keep defaults."""
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: expected a mapping of sections, got {type(raw).__name__}")
+    sections = {}
+    for name, values in raw.items():
+        if name not in SECTIONS:
+            raise UserError(f"{where}: unknown section '{name}' (known: {', '.join(SECTIONS)})")
+        if not isinstance(values, dict):
+            raise UserError(f"{where}: section '{name}' must be a mapping")
+        sections[name] = _build_section(SECTIONS[name], values, f"{where}: {name}")
+    return ExperimentConfig(**sections)
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Load a YAML config (or the defaults) and apply ``overrides`` such as ``{"train.iters": 10}``.
+
+    Overrides whose value is None are ignored, so CLI options left unset keep the YAML's value.
+    """
+    raw: dict[str, Any] = {}
+    where = "defaults"
+    if path is not None:
+        where = str(path)
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"{p}: config file not found")
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise UserError(f"{p}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        section, key = dotted.split(".", 1)
+        merged.setdefault(section, {})
+        merged[section][key] = value
+    return config_from_dict(merged, where)
+
+
+def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
+    """Nested plain dicts (tuples as lists), ready for YAML or JSON."""
+
+    def plain(v: Any) -> Any:
+        return list(v) if isinstance(v, tuple) else v
+
+    return {
+        name: {k: plain(v) for k, v in dataclasses.asdict(getattr(cfg, name)).items()}
+        for name in SECTIONS
+    }
+
+
+def config_to_yaml(cfg: ExperimentConfig) -> str:
+    """The config as YAML text, sections in a fixed order."""
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)

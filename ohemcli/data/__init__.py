@@ -1,0 +1,1 @@
+"""Data: VOC-format roots, the synthetic set, proposals and mini-batch building."""

@@ -1,0 +1,214 @@
+"""Reader for any Pascal VOC-format root.
+
+A root holds ``Annotations/<id>.xml``, ``JPEGImages/<id>.jpg`` and ``ImageSets/Main/<split>.txt``.
+VOC XML coordinates are 1-based and inclusive. Inside ohemcli every box is a 0-based float
+``(x1, y1, x2, y2)``: we subtract 1 on read here (and add 1 back when writing results files, see
+``engine.results_io``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from xml.etree.ElementTree import Element
+
+import defusedxml.ElementTree as SafeET
+import numpy as np
+from defusedxml import DefusedXmlException
+
+from ohemcli.errors import UserError
+
+log = logging.getLogger("ohemcli")
+
+VOC_CLASSES: tuple[str, ...] = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+)  # fmt: skip
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+MIN_BOX_SIDE = 2.0  # boxes narrower or shorter than this (in pixels) are degenerate and dropped
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One annotated image. Labels run 1..K (0 is reserved for background)."""
+
+    image_id: str
+    image_path: Path
+    width: int
+    height: int
+    boxes: np.ndarray  # (G, 4) float32, 0-based x1 y1 x2 y2
+    labels: np.ndarray  # (G,) int64 in 1..K
+    difficult: np.ndarray  # (G,) bool
+
+
+@dataclass(frozen=True)
+class _RawObject:
+    name: str
+    box: tuple[float, float, float, float]  # 0-based
+    difficult: bool
+
+
+def read_split_ids(root: Path, split: str) -> list[str]:
+    """The image ids listed in ``ImageSets/Main/<split>.txt`` (first column), in file order."""
+    if not root.is_dir():
+        raise UserError(f"{root}: data root does not exist or is not a folder")
+    path = root / "ImageSets" / "Main" / f"{split}.txt"
+    if not path.is_file():
+        raise UserError(f"{path}: split file not found (is '{split}' a split of this data set?)")
+    ids = [line.split()[0] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not ids:
+        raise UserError(f"{path}: split file lists no images")
+    return ids
+
+
+def _text(node: Element, tag: str, path: Path) -> str:
+    child = node.find(tag)
+    if child is None or child.text is None or not child.text.strip():
+        raise UserError(f"{path}: missing <{tag}>")
+    return child.text.strip()
+
+
+def _number(node: Element, tag: str, path: Path) -> float:
+    raw = _text(node, tag, path)
+    try:
+        return float(raw)
+    except ValueError:
+        raise UserError(f"{path}: <{tag}> is not a number: {raw!r}") from None
+
+
+def parse_annotation(path: Path) -> tuple[int, int, list[_RawObject]]:
+    """Parse one VOC XML file into (width, height, objects) with 0-based boxes."""
+    if not path.is_file():
+        raise UserError(f"{path}: annotation file not found")
+    try:
+        root = SafeET.parse(path).getroot()
+    except DefusedXmlException as exc:
+        raise UserError(f"{path}: refused unsafe XML ({type(exc).__name__})") from None
+    except SafeET.ParseError as exc:
+        raise UserError(f"{path}: malformed XML ({exc})") from None
+    size = root.find("size")
+    if size is None:
+        raise UserError(f"{path}: missing <size>")
+    width, height = int(_number(size, "width", path)), int(_number(size, "height", path))
+    objects = []
+    for obj in root.findall("object"):
+        name = _text(obj, "name", path)
+        bnd = obj.find("bndbox")
+        if bnd is None:
+            raise UserError(f"{path}: object '{name}' has no <bndbox>")
+        # VOC is 1-based and inclusive; subtract 1 to get 0-based coordinates.
+        x1, y1, x2, y2 = (_number(bnd, t, path) - 1.0 for t in ("xmin", "ymin", "xmax", "ymax"))
+        if x2 < x1 or y2 < y1:
+            raise UserError(f"{path}: object '{name}' has inverted coordinates")
+        diff_node = obj.find("difficult")
+        difficult = diff_node is not None and (diff_node.text or "0").strip() == "1"
+        objects.append(_RawObject(name, (x1, y1, x2, y2), difficult))
+    return width, height, objects
+
+
+def _find_image(root: Path, image_id: str) -> Path:
+    for suffix in IMAGE_SUFFIXES:
+        path = root / "JPEGImages" / f"{image_id}{suffix}"
+        if path.is_file():
+            return path
+    raise UserError(f"{root / 'JPEGImages' / image_id}.jpg: image not found for id '{image_id}'")
+
+
+def discover_classes(root: Path) -> tuple[str, ...]:
+    """The 20 VOC names when the data uses only those, else the sorted names found in trainval."""
+    split = "trainval"
+    if not (root / "ImageSets" / "Main" / "trainval.txt").is_file():
+        split = "train" if (root / "ImageSets" / "Main" / "train.txt").is_file() else "test"
+    names: set[str] = set()
+    for image_id in read_split_ids(root, split):
+        _, _, objects = parse_annotation(root / "Annotations" / f"{image_id}.xml")
+        names.update(o.name for o in objects)
+    if not names:
+        raise UserError(f"{root}: no annotated objects in split '{split}', cannot infer classes")
+    if names <= set(VOC_CLASSES):
+        return VOC_CLASSES
+    return tuple(sorted(names))
+
+
+class VOCDataset:
+    """All images of one split of a VOC root, parsed eagerly so that errors surface at once.
+
+    Attributes: ``root``, ``split``, ``classes`` (names of labels 1..K), ``records``,
+    ``num_objects`` (every annotated object, degenerate ones included), ``dropped`` (one message per
+    degenerate box that was left out).
+    """
+
+    def __init__(self, root: str | Path, split: str, classes: Sequence[str] | None = None) -> None:
+        self.root = Path(root)
+        self.split = split
+        ids = read_split_ids(self.root, split)
+        self.classes: tuple[str, ...] = tuple(classes) if classes else discover_classes(self.root)
+        index = {name: i + 1 for i, name in enumerate(self.classes)}
+        self.records: list[ImageRecord] = []
+        self.dropped: list[str] = []
+        self.num_objects = 0
+        self.unknown_objects = 0
+        for image_id in ids:
+            xml_path = self.root / "Annotations" / f"{image_id}.xml"
+            width, height, objects = parse_annotation(xml_path)
+            self.num_objects += len(objects)
+            keep = []
+            for o in objects:
+                x1, y1, x2, y2 = o.box
+                if x2 - x1 < MIN_BOX_SIDE or y2 - y1 < MIN_BOX_SIDE:
+                    self.dropped.append(f"{xml_path}: dropped degenerate '{o.name}' box {o.box}")
+                elif o.name not in index:
+                    self.unknown_objects += 1
+                else:
+                    keep.append(o)
+            self.records.append(
+                ImageRecord(
+                    image_id=image_id,
+                    image_path=_find_image(self.root, image_id),
+                    width=width,
+                    height=height,
+                    boxes=np.array([o.box for o in keep], dtype=np.float32).reshape(-1, 4),
+                    labels=np.array([index[o.name] for o in keep], dtype=np.int64),
+                    difficult=np.array([o.difficult for o in keep], dtype=bool),
+                )
+            )
+        for message in self.dropped:
+            log.warning(message)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> ImageRecord:
+        return self.records[i]
+
+    @property
+    def num_classes(self) -> int:
+        """K, the number of object classes (background not counted)."""
+        return len(self.classes)
+
+    def fingerprint(self) -> str:
+        """A content hash of the split: ids, annotation bytes and image sizes on disk.
+
+        Caches keyed by it (proposals) are never served for a changed data set.
+        """
+        h = hashlib.sha1(self.split.encode())
+        for r in self.records:
+            h.update(r.image_id.encode())
+            h.update((self.root / "Annotations" / f"{r.image_id}.xml").read_bytes())
+            h.update(str(r.image_path.stat().st_size).encode())
+        return h.hexdigest()[:16]
+
+
+def load_image(path: Path) -> np.ndarray:
+    """Read an image as an RGB uint8 array (H, W, 3)."""
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise UserError(f"{path}: cannot read image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
