@@ -1,0 +1,221 @@
+"""Mini-batch building: resize, flip, RoI targets, a resumable image schedule, and collate.
+
+The image order and the flips are a pure function of (seed, iteration), so a resumed run sees
+exactly the batches an uninterrupted one would, and every sampler of a comparison sees the same
+images in the same order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, Sampler
+
+from ohemcli.data.targets import assign_targets
+from ohemcli.data.voc import ImageRecord, VOCDataset, load_image
+
+PIXEL_MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics, as torchvision's VGG16 weights expect
+PIXEL_STD = (0.229, 0.224, 0.225)
+
+
+def resize_factor(height: int, width: int, scale: int, max_size: int) -> float:
+    """Factor that brings the shorter side to ``scale`` without the longer passing ``max_size``."""
+    factor = scale / min(height, width)
+    if round(factor * max(height, width)) > max_size:
+        factor = max_size / max(height, width)
+    return factor
+
+
+def image_tensor(image: np.ndarray, factor: float, flip: bool) -> Tensor:
+    """RGB uint8 (H, W, 3) -> normalised float (3, H', W'), resized and optionally mirrored."""
+    if factor != 1.0:
+        image = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR)
+    if flip:
+        image = image[:, ::-1]
+    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    mean = torch.tensor(PIXEL_MEAN).view(3, 1, 1)
+    std = torch.tensor(PIXEL_STD).view(3, 1, 1)
+    return (t - mean) / std
+
+
+def flip_boxes(boxes: Tensor, width: float) -> Tensor:
+    """Mirror 0-based continuous boxes in an image ``width`` pixels wide."""
+    flipped = boxes.clone()
+    flipped[:, 0] = width - boxes[:, 2]
+    flipped[:, 2] = width - boxes[:, 0]
+    return flipped
+
+
+def training_gt(record: ImageRecord, use_difficult: bool) -> tuple[Tensor, Tensor]:
+    """Ground-truth boxes and labels used as training targets (difficult ones left out by default)."""
+    keep = np.ones(len(record.labels), bool) if use_difficult else ~record.difficult
+    return torch.from_numpy(record.boxes[keep]), torch.from_numpy(record.labels[keep])
+
+
+@dataclass
+class ImageSample:
+    """One image ready for the network, with every RoI and (in training) its targets."""
+
+    image: Tensor  # (3, H, W)
+    rois: Tensor  # (R, 4) in resized-image coordinates
+    image_id: str
+    factor: float  # resize factor applied to the original image
+    labels: Tensor | None = None
+    max_iou: Tensor | None = None
+    box_targets: Tensor | None = None
+
+
+class TrainImages(Dataset):
+    """Training images indexed by ``(image index, flip)``.
+
+    Each image's RoIs are its proposals followed by its training ground-truth boxes; the order is
+    fixed, so a RoI's position identifies it across epochs (hnm's false-positive pool relies on it).
+    """
+
+    def __init__(
+        self,
+        dataset: VOCDataset,
+        proposals: dict[str, np.ndarray],
+        scale: int,
+        max_size: int,
+        use_difficult: bool = False,
+        fg_thresh: float = 0.5,
+    ) -> None:
+        self.dataset, self.proposals = dataset, proposals
+        self.scale, self.max_size = scale, max_size
+        self.use_difficult, self.fg_thresh = use_difficult, fg_thresh
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def image_rois(self, index: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Original-image RoIs (proposals then ground truth) and the ground truth they are scored against."""
+        record = self.dataset[index]
+        gt_boxes, gt_labels = training_gt(record, self.use_difficult)
+        props = torch.from_numpy(self.proposals[record.image_id]).float().reshape(-1, 4)
+        return torch.cat([props, gt_boxes]), gt_boxes, gt_labels
+
+    def __getitem__(self, key: tuple[int, bool]) -> ImageSample:
+        index, flip = key
+        record = self.dataset[index]
+        rois, gt_boxes, gt_labels = self.image_rois(index)
+        targets = assign_targets(rois, gt_boxes, gt_labels, self.fg_thresh)
+        factor = resize_factor(record.height, record.width, self.scale, self.max_size)
+        image = load_image(record.image_path)
+        if flip:
+            # Targets are flip-invariant except dx, which changes sign.
+            rois = flip_boxes(rois, image.shape[1])
+            targets.box_targets[:, 0] = -targets.box_targets[:, 0]
+        return ImageSample(
+            image=image_tensor(image, factor, flip),
+            rois=rois * factor,
+            image_id=record.image_id,
+            factor=factor,
+            labels=targets.labels,
+            max_iou=targets.max_iou,
+            box_targets=targets.box_targets,
+        )
+
+
+class TestImages(Dataset):
+    """Test images, one at a time, with their proposals scaled to the network's input."""
+
+    def __init__(self, dataset: VOCDataset, proposals: dict[str, np.ndarray], scale: int, max_size: int):
+        self.dataset, self.proposals = dataset, proposals
+        self.scale, self.max_size = scale, max_size
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> ImageSample:
+        record = self.dataset[index]
+        factor = resize_factor(record.height, record.width, self.scale, self.max_size)
+        props = torch.from_numpy(self.proposals[record.image_id]).float().reshape(-1, 4)
+        image = load_image(record.image_path)
+        return ImageSample(image_tensor(image, factor, False), props * factor, record.image_id, factor)
+
+
+def epoch_order(num_images: int, seed: int, epoch: int, flip: bool) -> list[tuple[int, bool]]:
+    """The shuffled ``(index, flip)`` list of one epoch, a pure function of its arguments."""
+    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(num_images, generator=gen).tolist()
+    flips = (torch.rand(num_images, generator=gen) < 0.5).tolist() if flip else [False] * num_images
+    return [(i, bool(f)) for i, f in zip(order, flips, strict=True)]
+
+
+class ScheduleSampler(Sampler[list[tuple[int, bool]]]):
+    """Batch sampler: the images of iterations ``start_iter .. iters - 1``, N per iteration.
+
+    Iteration ``t`` takes positions ``t*N*W + r*N ...`` of the concatenated epoch orders, where
+    ``W`` is the number of distributed ranks and ``r`` this rank.
+    """
+
+    def __init__(
+        self, num_images: int, images_per_batch: int, seed: int, start_iter: int, iters: int,
+        flip: bool, rank: int = 0, world_size: int = 1,
+    ) -> None:  # fmt: skip
+        self.num_images, self.n, self.seed = num_images, images_per_batch, seed
+        self.start_iter, self.iters, self.flip = start_iter, iters, flip
+        self.rank, self.world_size = rank, world_size
+
+    def __len__(self) -> int:
+        return max(0, self.iters - self.start_iter)
+
+    def _position(self, pos: int, cache: dict[int, list[tuple[int, bool]]]) -> tuple[int, bool]:
+        epoch, offset = divmod(pos, self.num_images)
+        if epoch not in cache:
+            cache.clear()
+            cache[epoch] = epoch_order(self.num_images, self.seed, epoch, self.flip)
+        return cache[epoch][offset]
+
+    def __iter__(self) -> Iterator[list[tuple[int, bool]]]:
+        cache: dict[int, list[tuple[int, bool]]] = {}
+        per_iter = self.n * self.world_size
+        for t in range(self.start_iter, self.iters):
+            base = t * per_iter + self.rank * self.n
+            yield [self._position(base + k, cache) for k in range(self.n)]
+
+
+def iteration_epoch(iteration: int, num_images: int, images_per_iter: int) -> int:
+    """The epoch that iteration ``iteration`` (0-based) draws its first image from."""
+    return iteration * images_per_iter // num_images
+
+
+@dataclass
+class Batch:
+    """N images padded into one tensor, with per-image RoIs and targets."""
+
+    images: Tensor  # (N, 3, H, W), zero padded at the bottom and right
+    samples: list[ImageSample]
+
+    def to(self, device: torch.device) -> Batch:
+        """Move every tensor to ``device``."""
+        moved = []
+        for s in self.samples:
+            moved.append(
+                ImageSample(
+                    image=s.image,  # already inside ``images``
+                    rois=s.rois.to(device),
+                    image_id=s.image_id,
+                    factor=s.factor,
+                    labels=None if s.labels is None else s.labels.to(device),
+                    max_iou=None if s.max_iou is None else s.max_iou.to(device),
+                    box_targets=None if s.box_targets is None else s.box_targets.to(device),
+                )
+            )
+        return Batch(self.images.to(device, non_blocking=True), moved)
+
+
+def collate(samples: list[ImageSample]) -> Batch:
+    """Pad the images of a batch to a common size (padding never overlaps a RoI)."""
+    height = max(s.image.shape[1] for s in samples)
+    width = max(s.image.shape[2] for s in samples)
+    images = torch.zeros(len(samples), 3, height, width)
+    for i, s in enumerate(samples):
+        images[i, :, : s.image.shape[1], : s.image.shape[2]] = s.image
+    return Batch(images, samples)

@@ -1,0 +1,128 @@
+"""Inference over a split, results files and metrics; ``evaluate_run`` for ``ohem eval RUN``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ohemcli.config import EvalConfig, ExperimentConfig, load_config
+from ohemcli.data.batching import TestImages, collate
+from ohemcli.engine.checkpoint import load_checkpoint
+from ohemcli.engine.metrics import evaluate_all
+from ohemcli.engine.results_io import ClassDetections, Detections, write_results_files
+from ohemcli.engine.setup import SplitData, build_model, load_split, resolve_device
+from ohemcli.errors import UserError
+from ohemcli.fileio import atomic_write_json
+from ohemcli.model.fast_rcnn import FastRCNN
+from ohemcli.progress import make_progress
+
+
+@torch.no_grad()
+def detect_split(
+    model: FastRCNN,
+    split: SplitData,
+    cfg: ExperimentConfig,
+    device: torch.device,
+    show_progress: bool = True,
+) -> Detections:
+    """Run the detector over every image of ``split``; boxes in original-image coordinates."""
+    was_training = model.training
+    model.eval()
+    images = TestImages(split.dataset, split.proposals, cfg.data.scale, cfg.data.max_size)
+    loader = DataLoader(images, batch_size=1, collate_fn=collate, num_workers=cfg.data.workers)
+    per_class: dict[int, list[tuple[str, np.ndarray, np.ndarray]]] = {}
+    with make_progress(disable=not show_progress) as progress:
+        task = progress.add_task(f"detect {split.dataset.split}", total=len(images))
+        for batch in loader:
+            batch = batch.to(device)
+            sample = batch.samples[0]
+            size = tuple(sample.image.shape[1:])
+            boxes, scores, labels = model.detect(batch.images, [sample.rois], cfg.eval, [size])[0]
+            boxes = (boxes / sample.factor).cpu().numpy().astype(np.float64)
+            scores, labels = scores.cpu().numpy().astype(np.float64), labels.cpu().numpy()
+            for label in np.unique(labels):
+                keep = labels == label
+                per_class.setdefault(int(label), []).append(
+                    (sample.image_id, scores[keep], boxes[keep])
+                )
+            progress.advance(task)
+    if was_training:
+        model.train()
+    return _to_detections(per_class, split.dataset.classes)
+
+
+def _to_detections(
+    per_class: dict[int, list[tuple[str, np.ndarray, np.ndarray]]], classes: tuple[str, ...]
+) -> Detections:
+    dets: Detections = {}
+    for label, name in enumerate(classes, start=1):
+        parts = per_class.get(label, [])
+        dets[name] = ClassDetections(
+            image_ids=[image_id for image_id, scores, _ in parts for _ in range(len(scores))],
+            scores=np.concatenate([s for _, s, _ in parts]) if parts else np.zeros(0),
+            boxes=np.concatenate([b for _, _, b in parts]) if parts else np.zeros((0, 4)),
+        )
+    return dets
+
+
+def evaluate_model(
+    model: FastRCNN,
+    cfg: ExperimentConfig,
+    split: SplitData,
+    device: torch.device,
+    out_dir: Path | None = None,
+    metric: str | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Detect, score and (with ``out_dir``) write the devkit results files and ``metrics.json``."""
+    dets = detect_split(model, split, cfg, device, show_progress)
+    result = evaluate_all(
+        dets, split.dataset.records, split.dataset.classes, metric or cfg.eval.metric
+    )
+    if out_dir is not None:
+        write_results_files(dets, out_dir, split.dataset.split)
+        atomic_write_json(out_dir / "metrics.json", result)
+    return result
+
+
+def load_run_model(
+    run_dir: Path, device: torch.device
+) -> tuple[FastRCNN, ExperimentConfig, tuple[str, ...]]:
+    """The model of a run folder, from its ``config.yaml`` and ``checkpoint.pt``."""
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: run folder does not exist")
+    cfg = load_config(run_dir / "config.yaml")
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    classes = tuple(state["classes"])
+    model = build_model(cfg, len(classes), device)
+    model.load_state_dict(state["model"])
+    return model, cfg, classes
+
+
+def evaluate_run(
+    run_dir: Path,
+    split: str = "test",
+    metric: str = "voc07",
+    device: str = "auto",
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a run's checkpoint on ``split``; writes ``RUN/eval/`` and returns the metrics dict."""
+    dev = resolve_device(device)
+    model, cfg, classes = load_run_model(Path(run_dir), dev)
+    cfg = _with_classes(cfg, classes)
+    data = load_split(cfg, split, show_progress)
+    return evaluate_model(model, cfg, data, dev, Path(run_dir) / "eval", metric, show_progress)
+
+
+def _with_classes(cfg: ExperimentConfig, classes: tuple[str, ...]) -> ExperimentConfig:
+    """The run's class list fixes label order, whatever the data folder now implies."""
+    from dataclasses import replace
+
+    return replace(cfg, data=replace(cfg.data, classes=classes))
+
+
+__all__ = ["EvalConfig", "detect_split", "evaluate_model", "evaluate_run", "load_run_model"]

@@ -1,0 +1,87 @@
+"""Everything a run needs before its first step: device, data, proposals, model, optimizer.
+
+Shared by training, evaluation and mining so that each builds these the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ohemcli.config import ExperimentConfig, TrainConfig
+from ohemcli.data.voc import VOCDataset
+from ohemcli.errors import UserError
+from ohemcli.model.fast_rcnn import FastRCNN
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; asking for CUDA without it is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: CUDA is not available on this machine (use --device cpu)")
+    if name not in ("cpu", "cuda"):
+        raise UserError(f"--device: unknown '{name}' (choose auto, cpu or cuda)")
+    return torch.device(name)
+
+
+def data_root(data: str) -> Path:
+    """``synth`` -> the built-in synthetic set (generated on first use); otherwise a VOC root."""
+    from ohemcli.data.synthetic import resolve_data_root
+
+    return resolve_data_root(data)
+
+
+def data_name(data: str) -> str:
+    """A short name for run folders: ``synth`` or the root folder's name."""
+    return "synth" if data == "synth" else Path(data).resolve().name
+
+
+@dataclass
+class SplitData:
+    """One split of the data set with its proposals."""
+
+    dataset: VOCDataset
+    proposals: dict[str, np.ndarray]
+
+
+def load_split(cfg: ExperimentConfig, split: str, show_progress: bool = True) -> SplitData:
+    """The split's images, annotations and (cached) proposals."""
+    from ohemcli.data.proposals import load_proposals
+
+    d = cfg.data
+    dataset = VOCDataset(data_root(d.data), split, d.classes)
+    proposals = load_proposals(
+        dataset,
+        source=d.proposals,
+        max_boxes=d.max_proposals,
+        workers=None,
+        show_progress=show_progress,
+    )
+    return SplitData(dataset, proposals)
+
+
+def build_model(cfg: ExperimentConfig, num_classes: int, device: torch.device) -> FastRCNN:
+    """Fast R-CNN with initial weights that depend only on the seed (the same for every sampler)."""
+    torch.manual_seed(cfg.train.seed)
+    return FastRCNN(cfg.model, num_classes).to(device)
+
+
+def build_optimizer(
+    model: torch.nn.Module, cfg: TrainConfig
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """SGD with momentum and weight decay; a step schedule with an optional linear warm-up."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(
+        params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
+
+    def factor(it: int) -> float:
+        warm = min(1.0, (it + 1) / cfg.warmup_iters) if cfg.warmup_iters > 0 else 1.0
+        drops = sum(1 for step in cfg.lr_steps if it >= step)
+        return warm * cfg.lr_gamma**drops
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

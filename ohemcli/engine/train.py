@@ -1,0 +1,236 @@
+"""The one training loop that every sampler shares.
+
+Per iteration: conv features of N images are computed once; when the sampler asks for them, a
+read-only pass (``torch.no_grad()``, same train/eval mode) gives every RoI's loss; the sampler
+picks B/N RoIs per image; only those run forward and backward. hnm's mining passes run between
+iterations and are timed apart. Rank 0 writes ``metrics.jsonl``, ``checkpoint.pt``, ``evals.jsonl``,
+``eval/`` and ``summary.json`` into the run folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from ohemcli.config import ExperimentConfig, config_to_dict, config_to_yaml, load_config
+from ohemcli.data.batching import ScheduleSampler, TrainImages, collate, iteration_epoch
+from ohemcli.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ohemcli.engine.distributed import DistInfo, average_gradients, barrier, broadcast_parameters, init_distributed
+from ohemcli.engine.mining import mine_false_positives
+from ohemcli.engine.run_state import RunPaths, TrainState, eval_iterations, peak_memory_mb
+from ohemcli.engine.setup import build_model, build_optimizer, data_name, load_split, resolve_device
+from ohemcli.engine.step import StepResult, train_step
+from ohemcli.errors import UserError
+from ohemcli.fileio import append_jsonl, atomic_write_json, atomic_write_text
+from ohemcli.progress import err_console, make_progress
+from ohemcli.samplers import build_sampler
+
+__all__ = ["default_run_dir", "train", "mine_false_positives"]
+
+
+def default_run_dir(cfg: ExperimentConfig) -> Path:
+    """``runs/<data>-<sampler>-s<seed>``."""
+    return Path("runs") / f"{data_name(cfg.data.data)}-{cfg.sampler.name}-s{cfg.train.seed}"
+
+
+def _check_resume(paths: RunPaths, cfg: ExperimentConfig, resume: bool) -> dict[str, Any] | None:
+    """The checkpoint to continue from, or None to start fresh; refuses to clobber a run."""
+    if not paths.checkpoint.exists():
+        return None
+    if not resume:
+        raise UserError(f"{paths.root}: already holds a run; pass --resume to continue it or choose another --out")
+    saved = load_config(paths.config)
+    if config_to_dict(replace(saved, train=replace(saved.train, iters=cfg.train.iters))) != config_to_dict(cfg):
+        raise UserError(f"{paths.config}: the run was started with another config; choose another --out")
+    return load_checkpoint(paths.checkpoint)
+
+
+def _autocast(cfg: ExperimentConfig, device: torch.device) -> tuple[Any, torch.amp.GradScaler | None]:
+    if not cfg.train.amp:
+        return contextlib.nullcontext, None
+    if device.type != "cuda":
+        raise UserError("--amp: mixed precision needs --device cuda")
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
+
+
+class Trainer:
+    """Holds a run's objects so that the loop reads top to bottom."""
+
+    def __init__(self, cfg: ExperimentConfig, out_dir: Path, resume: bool, show_progress: bool) -> None:
+        self.device = resolve_device(cfg.train.device)
+        self.dist: DistInfo = init_distributed(self.device.type)
+        if self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        self.show = show_progress and self.dist.is_main
+        self.paths = RunPaths(Path(out_dir))
+        checkpoint = _check_resume(self.paths, cfg, resume)
+        self.train_data = load_split(cfg, cfg.data.train_split, self.show)
+        classes = self.train_data.dataset.classes
+        self.cfg = replace(cfg, data=replace(cfg.data, classes=classes))
+        self.images = TrainImages(
+            self.train_data.dataset, self.train_data.proposals, cfg.data.scale, cfg.data.max_size,
+            cfg.data.use_difficult, cfg.sampler.fg_thresh,
+        )  # fmt: skip
+        self.model = build_model(self.cfg, len(classes), self.device)
+        self.sampler = build_sampler(cfg.sampler)
+        self.optimizer, self.scheduler = build_optimizer(self.model, cfg.train)
+        self.gen = torch.Generator().manual_seed(cfg.train.seed)
+        self.autocast, self.scaler = _autocast(cfg, self.device)
+        self.state = TrainState()
+        self.test_data = None
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        broadcast_parameters(self.model, self.dist)
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.sampler.load_state_dict(ckpt["sampler"])
+        self.gen.set_state(ckpt["sampler_generator"])
+        set_rng_state(ckpt["rng"])
+        self.state = TrainState.from_dict(ckpt["state"])
+        if self.scaler is not None and "scaler" in ckpt:
+            self.scaler.load_state_dict(ckpt["scaler"])
+
+    def save(self) -> None:
+        """Write the checkpoint (rank 0 only)."""
+        if not self.dist.is_main:
+            return
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "sampler_generator": self.gen.get_state(),
+            "rng": rng_state(),
+            "state": self.state.to_dict(),
+            "config": config_to_dict(self.cfg),
+            "classes": list(self.cfg.data.classes or ()),
+        }
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
+        save_checkpoint(self.paths.checkpoint, state)
+
+    def _loader(self) -> DataLoader:
+        c = self.cfg
+        schedule = ScheduleSampler(
+            len(self.images), c.train.images_per_batch, c.train.seed, self.state.iteration, c.train.iters,
+            c.data.flip, self.dist.rank, self.dist.world_size,
+        )  # fmt: skip
+        return DataLoader(
+            self.images, batch_sampler=schedule, collate_fn=collate, num_workers=c.data.workers,
+            pin_memory=self.device.type == "cuda", persistent_workers=False,
+            # Our own generator keeps DataLoader from drawing on the global RNG (dropout's).
+            generator=torch.Generator().manual_seed(c.train.seed),
+        )  # fmt: skip
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _mining_due(self, it: int) -> bool:
+        """After iteration ``it`` (0-based): every ``mine_every`` iterations, or at each epoch's end."""
+        if not self.sampler.needs_mining:
+            return False
+        every = self.cfg.sampler.mine_every
+        if every > 0:
+            return (it + 1) % every == 0
+        per_iter = self.cfg.train.images_per_batch * self.dist.world_size
+        n = len(self.images)
+        return iteration_epoch(it + 1, n, per_iter) > iteration_epoch(it, n, per_iter)
+
+    def _mine(self) -> None:
+        self._sync()
+        start = time.perf_counter()
+        mined = mine_false_positives(
+            self.model, self.images, self.cfg.sampler, self.device, self.cfg.data.workers, self.show
+        )
+        self.sampler.after_epoch(mined)
+        self._sync()
+        self.state.mining_seconds += time.perf_counter() - start
+        self.state.mining_passes += 1
+        self.state.last_pool_size = mined.size
+
+    def evaluate(self, final: bool) -> dict[str, Any]:
+        """Evaluate on the test split (rank 0); the time goes to ``eval_seconds``."""
+        from ohemcli.engine.evaluate import evaluate_model
+
+        start = time.perf_counter()
+        if self.test_data is None:
+            self.test_data = load_split(self.cfg, self.cfg.data.test_split, self.show)
+        out = self.paths.eval_dir if final else None
+        result = evaluate_model(self.model, self.cfg, self.test_data, self.device, out, None, self.show)
+        self.state.eval_seconds += time.perf_counter() - start
+        point = {
+            "iter": self.state.iteration,
+            "mAP": result["mAP"],
+            "train_seconds": self.state.train_seconds,
+            "mining_seconds": self.state.mining_seconds,
+            "wall_seconds": self.state.train_seconds + self.state.mining_seconds,
+        }
+        if not any(p["iter"] == point["iter"] for p in self.state.eval_history):
+            self.state.eval_history.append(point)
+            append_jsonl(self.paths.evals, point)
+        return result
+
+    def run(self) -> dict[str, Any]:
+        """Train to ``train.iters`` (from the checkpoint when resuming), evaluate, write the summary."""
+        c = self.cfg.train
+        if self.dist.is_main:
+            self.paths.root.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.paths.config, config_to_yaml(self.cfg))
+        eval_points = eval_iterations(c.iters, c.eval_points)
+        self.model.train()
+        with make_progress(*StepResult.progress_columns(), disable=not self.show) as progress:
+            task = progress.add_task(f"train {self.cfg.sampler.name}", total=c.iters, completed=self.state.iteration)
+            tick = time.perf_counter()
+            for batch in self._loader():
+                data_time = time.perf_counter() - tick
+                result = train_step(self, batch.to(self.device))
+                self._sync()
+                step_time = time.perf_counter() - tick - data_time
+                it = self.state.iteration
+                self.state.record(result, step_time, data_time)
+                if self.dist.is_main and (it + 1) % c.log_every == 0:
+                    append_jsonl(self.paths.metrics, self.state.log_line(it + 1, self.scheduler.get_last_lr()[0]))
+                if self._mining_due(it) and it + 1 < c.iters:
+                    self._mine()
+                if self.dist.is_main and (it + 1) in eval_points and it + 1 < c.iters:
+                    self.evaluate(final=False)
+                    self.save()
+                elif (it + 1) % c.checkpoint_every == 0:
+                    self.save()
+                progress.update(task, advance=1, **result.progress_fields(self.scheduler.get_last_lr()[0], self.state))
+                tick = time.perf_counter()
+        self.save()
+        barrier(self.dist)
+        return self._finish()
+
+    def _finish(self) -> dict[str, Any]:
+        if not self.dist.is_main:
+            return {}
+        result = self.evaluate(final=True)
+        self.save()
+        summary = self.state.summary(self.cfg, result, self.device, peak_memory_mb(self.device))
+        atomic_write_json(self.paths.summary, summary)
+        return summary
+
+
+def train(cfg: ExperimentConfig, out_dir: Path | None = None, resume: bool = False, show_progress: bool = True) -> dict[str, Any]:
+    """Train one run and return its ``summary.json`` content. See the module docstring."""
+    trainer = Trainer(cfg, Path(out_dir) if out_dir else default_run_dir(cfg), resume, show_progress)
+    if trainer.state.iteration >= cfg.train.iters and trainer.paths.summary.exists():
+        err_console.print(f"{trainer.paths.root}: already trained to {cfg.train.iters} iterations")
+        import json
+
+        return json.loads(trainer.paths.summary.read_text())
+    return trainer.run()

@@ -1,0 +1,104 @@
+"""Backbones: a conv trunk (images -> feature map) and an fc head (pooled RoIs -> vectors).
+
+``vgg16`` is the paper's network: torchvision's VGG16 up to conv5_3 (stride 16) with fc6/fc7 from
+its classifier as the RoI head, conv1 and conv2 frozen. ``tiny`` is a small from-scratch network
+for the CPU (stride 8) that learns the synthetic set in minutes.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ohemcli.config import ModelConfig
+from ohemcli.errors import UserError
+
+
+@dataclass
+class Backbone:
+    """The pieces FastRCNN needs from a backbone."""
+
+    trunk: nn.Module  # images (N, 3, H, W) -> features (N, C, H/stride, W/stride)
+    head: nn.Module  # pooled RoIs (R, C, S, S) -> (R, out_dim)
+    stride: int
+    out_dim: int
+
+
+def _load_state_dict(path: str) -> dict[str, torch.Tensor]:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: --weights file not found")
+    try:
+        # weights_only: a user's file must never run code.
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
+        raise UserError(f"{p}: cannot load weights ({type(exc).__name__}: {exc})") from None
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise UserError(f"{p}: expected a state dict")
+    return state
+
+
+def build_vgg16(cfg: ModelConfig) -> Backbone:
+    """VGG16 with conv5_3 at stride 16 and fc6/fc7 as the RoI head."""
+    from torchvision.models import VGG16_Weights, vgg16
+
+    weights = VGG16_Weights.IMAGENET1K_V1 if cfg.pretrained and not cfg.weights else None
+    try:
+        net = vgg16(weights=weights)
+    except (urllib.error.URLError, OSError, RuntimeError) as exc:
+        raise UserError(
+            f"--pretrained: cannot download VGG16 ImageNet weights ({exc}); "
+            "pass --weights FILE (a torchvision vgg16 state dict) or --no-pretrained"
+        ) from None
+    if cfg.weights:
+        missing, unexpected = net.load_state_dict(_load_state_dict(cfg.weights), strict=False)
+        if len(missing) == len(net.state_dict()):
+            raise UserError(f"{cfg.weights}: no tensor matches torchvision's vgg16 (wrong file?)")
+    trunk = net.features[:30]  # drop the last max-pool: conv5_3 + ReLU at stride 16
+    for layer in trunk[:10]:  # conv1_x and conv2_x stay frozen, as in the paper
+        for p in layer.parameters():
+            p.requires_grad_(False)
+    head = nn.Sequential(nn.Flatten(), *list(net.classifier.children())[:6])  # fc6, fc7 with dropout
+    return Backbone(trunk=trunk, head=head, stride=16, out_dim=4096)
+
+
+def _conv(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
+    # GroupNorm, not BatchNorm: batches hold two images, and eval mode must match train mode.
+    return [
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+        nn.GroupNorm(8, cout),
+        nn.ReLU(inplace=True),
+    ]
+
+
+def build_tiny(cfg: ModelConfig) -> Backbone:
+    """A four-stage CNN at stride 8 and a two-layer fc head: fast on a CPU, trained from scratch."""
+    trunk = nn.Sequential(
+        *_conv(3, 32, stride=2),
+        *_conv(32, 64, stride=2),
+        *_conv(64, 96),
+        *_conv(96, 128, stride=2),
+        *_conv(128, 128),
+    )
+    pooled = 128 * cfg.roi_size * cfg.roi_size
+    head = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(pooled, cfg.head_dim),
+        nn.ReLU(inplace=True),
+        nn.Linear(cfg.head_dim, cfg.head_dim),
+        nn.ReLU(inplace=True),
+    )
+    if cfg.weights:
+        state = _load_state_dict(cfg.weights)
+        nn.Module.load_state_dict(nn.ModuleDict({"trunk": trunk, "head": head}), state)
+    return Backbone(trunk=trunk, head=head, stride=8, out_dim=cfg.head_dim)
+
+
+BACKBONES: dict[str, Callable[[ModelConfig], Backbone]] = {"vgg16": build_vgg16, "tiny": build_tiny}

@@ -1,0 +1,130 @@
+"""Fast R-CNN (Girshick 2015): shared conv features, RoI pooling, a class and a box layer.
+
+The one per-RoI loss, :func:`per_roi_loss`, both ranks RoIs (ohem's read-only pass) and trains.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import batched_nms, roi_align, roi_pool
+
+from ohemcli.config import EvalConfig, ModelConfig
+from ohemcli.errors import UserError
+from ohemcli.model.backbones import BACKBONES
+from ohemcli.model.boxes import decode
+
+
+class RoILosses(NamedTuple):
+    """Per-RoI loss terms, no reduction."""
+
+    cls: Tensor  # (R,) cross-entropy
+    box: Tensor  # (R,) smooth L1 over the 4 deltas of the ground-truth class; 0 for background
+
+    @property
+    def total(self) -> Tensor:
+        """Classification plus box loss of each RoI."""
+        return self.cls + self.box
+
+
+def per_roi_loss(cls_logits: Tensor, box_deltas: Tensor, labels: Tensor, box_targets: Tensor) -> RoILosses:
+    """Fast R-CNN's multi-task loss for each RoI separately.
+
+    ``cls_logits`` (R, K+1); ``box_deltas`` (R, 4(K+1)) class-specific; ``labels`` (R,) with 0 for
+    background; ``box_targets`` (R, 4) normalised deltas. The box term sums smooth L1 (beta 1) over
+    the 4 deltas of the RoI's ground-truth class and is zero for background.
+    """
+    loss_cls = F.cross_entropy(cls_logits.float(), labels, reduction="none")
+    deltas = box_deltas.float().view(len(labels), -1, 4)
+    chosen = deltas[torch.arange(len(labels), device=labels.device), labels]
+    loss_box = F.smooth_l1_loss(chosen, box_targets, beta=1.0, reduction="none").sum(dim=1)
+    loss_box = loss_box * (labels > 0).to(loss_box.dtype)
+    return RoILosses(loss_cls, loss_box)
+
+
+def rois_with_batch_index(rois: list[Tensor]) -> Tensor:
+    """Per-image (R_i, 4) boxes -> one (sum R_i, 5) tensor with the image index first."""
+    return torch.cat(
+        [torch.cat([torch.full((len(r), 1), float(i), device=r.device), r], dim=1) for i, r in enumerate(rois)]
+    )
+
+
+class FastRCNN(nn.Module):
+    """Fast R-CNN over a registered backbone with K object classes (+1 background)."""
+
+    def __init__(self, cfg: ModelConfig, num_classes: int) -> None:
+        super().__init__()
+        if cfg.backbone not in BACKBONES:
+            raise UserError(f"--backbone: unknown '{cfg.backbone}' (choose from {', '.join(BACKBONES)})")
+        if cfg.roi_op not in ("pool", "align"):
+            raise UserError(f"--roi-op: unknown '{cfg.roi_op}' (choose pool or align)")
+        backbone = BACKBONES[cfg.backbone](cfg)
+        self.trunk, self.head = backbone.trunk, backbone.head
+        self.stride, self.roi_size, self.roi_op = backbone.stride, cfg.roi_size, cfg.roi_op
+        self.num_classes = num_classes
+        self.cls_score = nn.Linear(backbone.out_dim, num_classes + 1)
+        self.bbox_pred = nn.Linear(backbone.out_dim, 4 * (num_classes + 1))
+        # Fast R-CNN's initialisation of the two output layers.
+        nn.init.normal_(self.cls_score.weight, std=0.01)
+        nn.init.normal_(self.bbox_pred.weight, std=0.001)
+        nn.init.zeros_(self.cls_score.bias)
+        nn.init.zeros_(self.bbox_pred.bias)
+
+    def features(self, images: Tensor) -> Tensor:
+        """Conv feature map of a padded image batch."""
+        return self.trunk(images)
+
+    def roi_forward(self, features: Tensor, rois: Tensor) -> tuple[Tensor, Tensor]:
+        """Class logits (R, K+1) and box deltas (R, 4(K+1)) for RoIs (R, 5) = (image, x1, y1, x2, y2)."""
+        size = (self.roi_size, self.roi_size)
+        scale = 1.0 / self.stride
+        rois = rois.to(features.dtype)
+        if self.roi_op == "pool":
+            pooled = roi_pool(features, rois, size, scale)
+        else:
+            pooled = roi_align(features, rois, size, scale, sampling_ratio=2, aligned=True)
+        x = self.head(pooled)
+        return self.cls_score(x), self.bbox_pred(x)
+
+    def roi_losses(self, features: Tensor, rois: Tensor, labels: Tensor, box_targets: Tensor) -> RoILosses:
+        """Per-RoI losses; wrap in ``torch.no_grad()`` for a read-only pass."""
+        cls_logits, box_deltas = self.roi_forward(features, rois)
+        return per_roi_loss(cls_logits, box_deltas, labels, box_targets)
+
+    @torch.no_grad()
+    def detect(
+        self, images: Tensor, rois: list[Tensor], cfg: EvalConfig, image_sizes: list[tuple[int, int]]
+    ) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """Detections per image as (boxes (D, 4), scores (D,), labels (D,) in 1..K).
+
+        Boxes are in the input (resized) image's coordinates, clipped to ``image_sizes`` (h, w).
+        Per class: drop scores under ``cfg.score_thresh``, NMS at ``cfg.nms``; then keep the
+        ``cfg.max_dets`` highest scores of the image.
+        """
+        features = self.features(images)
+        logits, deltas = self.roi_forward(features, rois_with_batch_index(rois))
+        probs = logits.float().softmax(dim=1)
+        deltas = deltas.float().view(len(deltas), -1, 4)
+        results, start = [], 0
+        for i, image_rois in enumerate(rois):
+            end = start + len(image_rois)
+            results.append(self._postprocess(image_rois, probs[start:end], deltas[start:end], cfg, image_sizes[i]))
+            start = end
+        return results
+
+    def _postprocess(
+        self, rois: Tensor, probs: Tensor, deltas: Tensor, cfg: EvalConfig, size: tuple[int, int]
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        k = self.num_classes
+        boxes = decode(rois.repeat_interleave(k, dim=0), deltas[:, 1:].reshape(-1, 4)).view(-1, k, 4)
+        boxes[..., 0::2] = boxes[..., 0::2].clamp(0, size[1])
+        boxes[..., 1::2] = boxes[..., 1::2].clamp(0, size[0])
+        scores = probs[:, 1:]
+        labels = torch.arange(1, k + 1, device=probs.device).expand_as(scores)
+        keep = scores > cfg.score_thresh
+        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        keep = batched_nms(boxes, scores, labels, cfg.nms)[: cfg.max_dets]
+        return boxes[keep], scores[keep], labels[keep]

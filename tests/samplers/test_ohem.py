@@ -1,0 +1,54 @@
+"""OHEM's selection: top-k by loss after loss-scored NMS."""
+
+import pytest
+import torch
+
+from ohemcli.config import SamplerConfig
+from ohemcli.errors import UserError
+from ohemcli.model.fast_rcnn import RoILosses
+from ohemcli.samplers import build_sampler
+from ohemcli.samplers.base import ImageRoIs
+
+
+def _rois(boxes):
+    n = len(boxes)
+    return ImageRoIs(torch.tensor(boxes, dtype=torch.float32), torch.zeros(n, dtype=torch.int64),
+                     torch.zeros(n), torch.zeros(n, 4), "img")  # fmt: skip
+
+
+BOXES = [
+    [0, 0, 10, 10],  # 0: loss 5.0
+    [0, 0, 10, 10.5],  # 1: near-duplicate of 0 (IoU 0.95), loss 4.0 -> suppressed
+    [50, 50, 60, 60],  # 2: loss 3.0
+    [100, 0, 110, 10],  # 3: loss 1.0
+    [0, 100, 10, 110],  # 4: loss 2.0
+    [50, 50, 60, 61],  # 5: near-duplicate of 2 (IoU 0.91), loss 2.5 -> suppressed
+]
+CLS = torch.tensor([5.0, 4.0, 3.0, 1.0, 2.0, 2.5])
+
+
+def test_top_k_after_nms_suppresses_planted_duplicates():
+    sampler = build_sampler(SamplerConfig(name="ohem", ohem_nms=True, ohem_nms_iou=0.7))
+    chosen = sampler.select(_rois(BOXES), RoILosses(CLS, torch.zeros(6)), 3, torch.Generator())
+    # After NMS the survivors by loss are 0 (5.0), 2 (3.0), 4 (2.0), 3 (1.0); top 3:
+    assert chosen.tolist() == [0, 2, 4]
+
+
+def test_without_nms_it_is_plain_top_k():
+    sampler = build_sampler(SamplerConfig(name="ohem", ohem_nms=False))
+    chosen = sampler.select(_rois(BOXES), RoILosses(CLS, torch.zeros(6)), 3, torch.Generator())
+    assert chosen.tolist() == torch.topk(CLS, 3).indices.tolist() == [0, 1, 2]
+
+
+def test_box_loss_counts_unless_cls_ranking():
+    box = torch.tensor([0.0, 0.0, 0.0, 10.0, 0.0, 0.0])  # makes RoI 3 the hardest by cls+box
+    losses = RoILosses(CLS, box)
+    both = build_sampler(SamplerConfig(name="ohem", ohem_loss="cls+box")).select(_rois(BOXES), losses, 1, torch.Generator())
+    cls_only = build_sampler(SamplerConfig(name="ohem", ohem_loss="cls")).select(_rois(BOXES), losses, 1, torch.Generator())
+    assert both.tolist() == [3]
+    assert cls_only.tolist() == [0]
+
+
+def test_unknown_ranking_loss_is_a_user_error():
+    with pytest.raises(UserError, match="--ohem-loss"):
+        build_sampler(SamplerConfig(name="ohem", ohem_loss="box"))
