@@ -23,3 +23,41 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     import os
 
     os.environ["OHEM_CACHE"] = str(tmp_path_factory.mktemp("ohem_cache"))
+
+
+@pytest.fixture(scope="session")
+def small_synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic VOC root (12 trainval, 6 test images), shared by the tests of a session."""
+    from ohemcli.data.synthetic import generate_synthetic
+
+    root = tmp_path_factory.mktemp("synth") / "voc"
+    generate_synthetic(root, trainval=12, test=6, seed=3, show_progress=False)
+    return root
+
+
+@pytest.fixture()
+def small_config(small_synth: Path):
+    """A CPU config that trains a few iterations in seconds on ``small_synth``."""
+    from ohemcli.config import load_config
+
+    def make(**overrides):
+        base = {
+            "data.data": str(small_synth),
+            "data.scale": 160,
+            "data.max_size": 220,
+            "data.max_proposals": 150,
+            "data.workers": 0,
+            "model.backbone": "tiny",
+            "sampler.batch_rois": 32,
+            "train.iters": 30,
+            "train.lr": 0.01,
+            "train.lr_steps": [25],
+            "train.warmup_iters": 5,
+            "train.log_every": 5,
+            "train.checkpoint_every": 10,
+            "train.eval_points": 0,
+        }
+        base.update(overrides)
+        return load_config(None, base)
+
+    return make

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -15,13 +14,13 @@ USER_ERROR_EXIT = 2
 class _UserErrorGroup(TyperGroup):
     """Turns a UserError raised anywhere below into one line on stderr and exit code 2."""
 
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
         setup_logging()
         try:
             return super().invoke(ctx)
         except UserError as exc:
             err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-            raise click.exceptions.Exit(USER_ERROR_EXIT) from None
+            raise typer.Exit(USER_ERROR_EXIT) from None  # typer 0.29 vendors click: its Exit
 
 
 app = typer.Typer(

@@ -33,7 +33,8 @@ def detect_split(
     was_training = model.training
     model.eval()
     images = TestImages(split.dataset, split.proposals, cfg.data.scale, cfg.data.max_size)
-    loader = DataLoader(images, batch_size=1, collate_fn=collate, num_workers=cfg.data.workers)
+    loader = DataLoader(images, batch_size=1, collate_fn=collate, num_workers=cfg.data.workers,
+                        generator=torch.Generator())  # keeps the global RNG (dropout's) untouched
     per_class: dict[int, list[tuple[str, np.ndarray, np.ndarray]]] = {}
     with make_progress(disable=not show_progress) as progress:
         task = progress.add_task(f"detect {split.dataset.split}", total=len(images))

@@ -58,6 +58,7 @@ def mine_false_positives(
         batch_sampler=[[(i, False)] for i in range(len(images))],
         collate_fn=collate,
         num_workers=workers,
+        generator=torch.Generator(),  # keeps the global RNG (dropout's) untouched
     )
     mined = MinedNegatives()
     with make_progress(disable=not show_progress) as progress:

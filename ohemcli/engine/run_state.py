@@ -76,6 +76,7 @@ class TrainState:
     steady_seconds: float = 0.0  # step + data time after the warm-up iterations
     steady_iters: int = 0
     mining_passes: int = 0
+    mined_at: int = -1  # iteration after which the last mining pass ran
     last_pool_size: int = 0
     fg_sum: float = 0.0
     smoothed_loss: float = 0.0

@@ -158,6 +158,7 @@ class Trainer:
         self._sync()
         self.state.mining_seconds += time.perf_counter() - start
         self.state.mining_passes += 1
+        self.state.mined_at = self.state.iteration
         self.state.last_pool_size = mined.size
 
     def evaluate(self, final: bool) -> dict[str, Any]:
@@ -190,6 +191,9 @@ class Trainer:
             atomic_write_text(self.paths.config, config_to_yaml(self.cfg))
         eval_points = eval_iterations(c.iters, c.eval_points)
         self.model.train()
+        it = self.state.iteration
+        if 0 < it < c.iters and self._mining_due(it - 1) and self.state.mined_at != it:
+            self._mine()  # the run stopped where a mining pass was due (a shorter run ended there)
         with make_progress(*StepResult.progress_columns(), disable=not self.show) as progress:
             task = progress.add_task(f"train {self.cfg.sampler.name}", total=c.iters, completed=self.state.iteration)
             tick = time.perf_counter()
@@ -203,7 +207,7 @@ class Trainer:
                 if self.dist.is_main and (it + 1) % c.log_every == 0:
                     append_jsonl(self.paths.metrics, self.state.log_line(it + 1, self.scheduler.get_last_lr()[0]))
                 if self._mining_due(it) and it + 1 < c.iters:
-                    self._mine()
+                    self._mine()  # never after the last iteration: nothing would use the pool
                 if self.dist.is_main and (it + 1) in eval_points and it + 1 < c.iters:
                     self.evaluate(final=False)
                     self.save()

@@ -81,13 +81,13 @@ def _conv(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
 def build_tiny(cfg: ModelConfig) -> Backbone:
     """A four-stage CNN at stride 8 and a two-layer fc head: fast on a CPU, trained from scratch."""
     trunk = nn.Sequential(
-        *_conv(3, 32, stride=2),
-        *_conv(32, 64, stride=2),
-        *_conv(64, 96),
-        *_conv(96, 128, stride=2),
-        *_conv(128, 128),
+        *_conv(3, 16, stride=2),
+        *_conv(16, 32, stride=2),
+        *_conv(32, 48),
+        *_conv(48, 64, stride=2),
+        *_conv(64, 64),
     )
-    pooled = 128 * cfg.roi_size * cfg.roi_size
+    pooled = 64 * cfg.roi_size * cfg.roi_size
     head = nn.Sequential(
         nn.Flatten(),
         nn.Linear(pooled, cfg.head_dim),

@@ -1,0 +1,174 @@
+"""``ohem eval``: VOC07 (and VOC10, COCO) AP of a run, or of existing devkit results files."""
+
+from __future__ import annotations
+
+import json
+import math
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from ohemcli.cli.app import app
+from ohemcli.errors import UserError
+
+
+class EvalMetric(str, Enum):
+    voc07 = "voc07"
+    voc10 = "voc10"
+    coco = "coco"
+    all = "all"
+
+
+RunArg = Annotated[
+    Path | None,
+    typer.Argument(help="Run folder to evaluate (from ohem train). Not with --detections/--data."),
+]
+DetectionsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--detections",
+        help="Folder of devkit results files '<prefix>_det_<split>_<class>.txt' "
+        "(lines 'image_id score x1 y1 x2 y2', 1-based). Needs --data.",
+    ),
+]
+DataOpt = Annotated[
+    str | None,
+    typer.Option("--data", help="Ground truth for --detections: a VOC root folder, or 'synth'."),
+]
+SplitOpt = Annotated[
+    str, typer.Option("--split", help="Split to score (ImageSets/Main/<split>.txt).")
+]
+MetricOpt = Annotated[
+    EvalMetric,
+    typer.Option(
+        "--metric",
+        case_sensitive=False,
+        help="voc07 (11-point, the paper), voc10 (area), coco (AP@[.5:.95]) or all.",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+ClassesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--classes",
+        help="Comma-separated class names, label order (default: the data set's). "
+        "With --detections only.",
+    ),
+]
+
+
+@app.command("eval")
+def eval_command(
+    run: RunArg = None,
+    detections: DetectionsOpt = None,
+    data: DataOpt = None,
+    split: SplitOpt = "test",
+    metric: MetricOpt = EvalMetric.voc07,
+    json_out: JsonOpt = False,
+    classes: ClassesOpt = None,
+) -> None:
+    """Score detections by the VOC devkit's rules (stable ranking, IoU > 0.5, difficult ignored).
+
+    Either a run folder: its checkpoint is run on the split and RUN/eval/ is written.
+
+    Or existing devkit results files: --detections DIR with --data ROOT.
+
+    Examples:
+
+      ohem eval runs/synth-ohem-s0 --metric all
+
+      ohem eval --detections results/ --data VOCdevkit/VOC2007 --split test --metric voc07 --json
+    """
+    if run is not None:
+        if detections is not None or data is not None:
+            raise UserError("give either RUN or --detections/--data, not both")
+        if classes is not None:
+            raise UserError("--classes applies to --detections only (a run knows its classes)")
+        result = _evaluate_run(run, split, metric.value)
+    elif detections is not None and data is not None:
+        result = evaluate_detections(detections, data, split, metric.value, _parse_classes(classes))
+    else:
+        raise UserError("give a RUN folder, or --detections DIR together with --data ROOT")
+    if json_out:
+        print(json.dumps(result))  # plain print: rich would wrap long lines
+    else:
+        from ohemcli.progress import out_console
+
+        out_console.print(render_eval_table(result))
+
+
+def _parse_classes(classes: str | None) -> list[str] | None:
+    if classes is None:
+        return None
+    names = [c.strip() for c in classes.split(",") if c.strip()]
+    if not names or len(set(names)) != len(names):
+        raise UserError(f"--classes: expected distinct comma-separated names, got {classes!r}")
+    return names
+
+
+def _evaluate_run(run: Path, split: str, metric: str) -> dict[str, Any]:
+    if not run.is_dir():
+        raise UserError(f"{run}: run folder not found")
+    from ohemcli.engine.evaluate import evaluate_run
+
+    return evaluate_run(run, split=split, metric=metric)
+
+
+def evaluate_detections(
+    detections: Path, data: str, split: str, metric: str, classes: list[str] | None = None
+) -> dict[str, Any]:
+    """Read devkit results files and score them against a VOC root (or 'synth')."""
+    from ohemcli.data.voc import VOCDataset
+    from ohemcli.engine.metrics import evaluate_all
+    from ohemcli.engine.results_io import read_results_files
+
+    if data == "synth":
+        from ohemcli.data.synthetic import resolve_data_root
+
+        root = resolve_data_root(data)
+    else:
+        root = Path(data)
+    dataset = VOCDataset(root, split, classes)
+    ids = {r.image_id for r in dataset.records}
+    dets = read_results_files(detections, split, dataset.classes, ids)
+    return evaluate_all(dets, dataset.records, dataset.classes, metric)  # type: ignore[arg-type]
+
+
+def _ap(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+def render_eval_table(result: dict[str, Any]) -> Table:
+    """A table of per-class AP, ground-truth boxes and detections, with the mAP as its last row.
+
+    ``result`` is what ``engine.metrics.evaluate_all`` returns; for metric ``all`` it shows one AP
+    column per metric. "n/a" marks a class with no positives (left out of the mAP).
+    """
+    metric = result["metric"]
+    columns = result["metrics"] if metric == "all" else {metric: result}
+    table = Table(
+        title=f"{metric} AP on {result['num_images']} images",
+        caption="#GT: non-difficult boxes. n/a: no positives, not in the mAP.",
+        caption_justify="left",
+        min_width=64,  # room for the caption lines without wrapping
+    )
+    table.add_column("class")
+    for name in columns:
+        table.add_column(f"AP {name}" if metric == "all" else "AP", justify="right")
+    table.add_column("#GT", justify="right")
+    table.add_column("#det", justify="right")
+    for name in result["AP"]:
+        aps = [_ap(col["AP"].get(name)) for col in columns.values()]
+        table.add_row(name, *aps, str(result["num_gt"][name]), str(result["num_det"][name]))
+    table.add_section()
+    totals = (sum(result["num_gt"].values()), sum(result["num_det"].values()))
+    mean = [_ap(col["mAP"]) for col in columns.values()]
+    table.add_row("[bold]mAP[/bold]", *mean, str(totals[0]), str(totals[1]))
+    coco = result.get("coco") or result.get("metrics", {}).get("coco", {}).get("coco")
+    if coco:
+        numbers = [f"{k} {_ap(v)}" for k, v in coco.items()]
+        table.caption += "\nCOCO: " + ", ".join(numbers[:3]) + "\n      " + ", ".join(numbers[3:])
+    return table

@@ -1,0 +1,1 @@
+"""Training, inference and evaluation: the engine room behind the CLI."""

@@ -1,0 +1,368 @@
+"""Average precision, exactly as the Pascal VOC devkit computes it, plus COCO AP via pycocotools.
+
+Pure maths on numpy arrays; reading files and printing live elsewhere (``results_io``,
+``cli.eval``). The VOC rules (``VOCevaldet.m``, and py-faster-rcnn's ``voc_eval``):
+
+* detections of a class are ranked by score across all images with a *stable* sort (ties keep
+  file order, as MATLAB's ``sort`` does);
+* each detection is matched to the ground-truth box of highest IoU in its image (difficult ones
+  included; the first such box on a tie), with the +1 pixel convention ``w = x2 - x1 + 1``;
+* IoU strictly above the threshold on a non-difficult box not yet claimed: true positive; on a box
+  already claimed: false positive; on a difficult box: ignored (neither); otherwise false positive;
+* difficult boxes are not positives.
+
+Our one rule the devkit leaves undefined: a class with **no positives** has no recall, so its AP is
+NaN (``null`` in JSON) and it is left out of the mAP, as COCO does. (The MATLAB devkit computes
+an empty AP; py-faster-rcnn gives 0 for voc07 and NaN for voc10.) It never happens on VOC07 test,
+where every class has positives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import numpy as np
+
+from ohemcli.data.voc import ImageRecord
+from ohemcli.engine.results_io import ClassDetections, Detections
+
+APMetric = Literal["voc07", "voc10"]
+ClassGT = Mapping[str, tuple[np.ndarray, np.ndarray]]  # image_id -> (boxes (G,4), difficult (G,))
+
+# The 11 recall thresholds of VOC07. k / 10 is the double nearest to k/10, and so is tp / npos when
+# recall is exactly k/10 (IEEE division rounds correctly), so `recall >= t` holds exactly when it
+# should. (np.arange(0, 1.1, 0.1), as in py-faster-rcnn, drifts: its 0.3 is 0.30000000000000004.)
+VOC07_RECALL_THRESHOLDS = np.arange(11) / 10.0
+
+
+@dataclass(frozen=True)
+class ClassResult:
+    """The evaluation of one class. ``recall``/``precision`` have one entry per ranked detection."""
+
+    ap: float  # NaN when the class has no positives
+    num_gt: int  # non-difficult ground-truth boxes (the positives)
+    num_det: int
+    recall: np.ndarray  # (D,) cumulative; NaN when num_gt == 0
+    precision: np.ndarray  # (D,) cumulative
+
+
+@dataclass(frozen=True)
+class VOCResult:
+    """Per-class AP and its mean over the classes that have positives."""
+
+    metric: APMetric
+    mAP: float
+    ap: dict[str, float]
+    num_gt: dict[str, int]
+    num_det: dict[str, int]
+    per_class: dict[str, ClassResult]
+    num_images: int
+
+
+def voc_ap(recall: np.ndarray, precision: np.ndarray, metric: APMetric) -> float:
+    """AP from a precision/recall curve (one point per ranked detection).
+
+    ``voc07``: the mean over t in 0, 0.1, ..., 1 of the highest precision at recall >= t (0 if the
+    curve never reaches t). ``voc10``: the area under the precision envelope (precision made
+    non-increasing from the right), between recall 0 and 1; recall must be non-decreasing.
+    """
+    rec = np.asarray(recall, dtype=np.float64).reshape(-1)
+    prec = np.asarray(precision, dtype=np.float64).reshape(-1)
+    if metric == "voc07":
+        reached = rec[None, :] >= VOC07_RECALL_THRESHOLDS[:, None]  # (11, D)
+        best = np.where(reached, prec[None, :], -np.inf).max(axis=1, initial=-np.inf)
+        return float(np.where(np.isfinite(best), best, 0.0).sum() / 11.0)
+    if metric == "voc10":
+        mrec = np.concatenate(([0.0], rec, [1.0]))
+        mpre = np.concatenate(([0.0], prec, [0.0]))
+        mpre = np.maximum.accumulate(mpre[::-1])[::-1]  # the monotone envelope
+        # Segments where recall does not move have zero width and add nothing.
+        return float(np.sum((mrec[1:] - mrec[:-1]) * mpre[1:]))
+    raise ValueError(f"unknown AP metric {metric!r} (expected 'voc07' or 'voc10')")
+
+
+def iou_plus1(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Elementwise IoU of boxes ``a`` (N,4) and ``b`` (N,4) with the VOC +1 pixel convention."""
+    iw = np.maximum(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]) + 1.0, 0.0)
+    ih = np.maximum(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]) + 1.0, 0.0)
+    inter = iw * ih
+    area_a = (a[:, 2] - a[:, 0] + 1.0) * (a[:, 3] - a[:, 1] + 1.0)
+    area_b = (b[:, 2] - b[:, 0] + 1.0) * (b[:, 3] - b[:, 1] + 1.0)
+    return inter / (area_a + area_b - inter)
+
+
+def _best_match(
+    det_img: np.ndarray, det_boxes: np.ndarray, gt_img: np.ndarray, gt_boxes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each detection: the highest IoU with a GT box of its image (-inf if none) and that box.
+
+    Vectorised over every (detection, GT of the same image) pair; on a tie the GT listed first wins,
+    as with ``np.argmax`` in the per-detection loop.
+    """
+    num_det = len(det_img)
+    ovmax = np.full(num_det, -np.inf)
+    jmax = np.zeros(num_det, dtype=np.int64)
+    if num_det == 0 or len(gt_img) == 0:
+        return ovmax, jmax
+    by_image = np.argsort(gt_img, kind="stable")
+    size = int(max(gt_img.max(), det_img.max())) + 1
+    counts = np.bincount(gt_img, minlength=size)
+    starts = np.cumsum(counts) - counts
+    per_det = counts[det_img]  # how many GT boxes each detection is compared with
+    pair_start = np.cumsum(per_det) - per_det
+    pair_det = np.repeat(np.arange(num_det), per_det)
+    within = np.arange(int(per_det.sum())) - np.repeat(pair_start, per_det)
+    pair_gt = by_image[np.repeat(starts[det_img], per_det) + within]
+    iou = iou_plus1(det_boxes[pair_det], gt_boxes[pair_gt])
+    has_gt = per_det > 0
+    ovmax[has_gt] = np.maximum.reduceat(iou, pair_start[has_gt])
+    is_max = np.flatnonzero(iou == ovmax[pair_det])
+    first = np.ones(len(is_max), dtype=bool)  # pair_det is sorted: keep its first maximum
+    first[1:] = pair_det[is_max[1:]] != pair_det[is_max[:-1]]
+    jmax[pair_det[is_max[first]]] = pair_gt[is_max[first]]
+    return ovmax, jmax
+
+
+def _tp_fp(
+    ovmax: np.ndarray, jmax: np.ndarray, gt_difficult: np.ndarray, iou_thresh: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """True/false-positive flags of detections in rank order (both False: ignored)."""
+    hit = ovmax > iou_thresh  # strictly greater, as the devkit
+    on_difficult = np.zeros_like(hit)
+    on_difficult[hit] = gt_difficult[jmax[hit]]
+    claims = np.flatnonzero(hit & ~on_difficult)
+    # A GT box is claimed by the best-ranked detection whose best match it is; the later ones that
+    # hit it are duplicates. This is what the devkit's sequential loop does, without the loop.
+    _, first = np.unique(jmax[claims], return_index=True)
+    tp = np.zeros_like(hit)
+    tp[claims[first]] = True
+    fp = ~hit | (hit & ~on_difficult & ~tp)
+    return tp, fp
+
+
+def _evaluate_arrays(
+    det_img: np.ndarray,
+    scores: np.ndarray,
+    boxes: np.ndarray,
+    gt_img: np.ndarray,
+    gt_boxes: np.ndarray,
+    gt_difficult: np.ndarray,
+    metric: APMetric,
+    iou_thresh: float,
+) -> ClassResult:
+    """``evaluate_class`` on integer image indices."""
+    order = np.argsort(-scores, kind="stable")  # ties keep file order, like MATLAB's sort
+    ovmax, jmax = _best_match(det_img[order], boxes[order], gt_img, gt_boxes)
+    tp, fp = _tp_fp(ovmax, jmax, gt_difficult, iou_thresh)
+    tp_cum = np.cumsum(tp, dtype=np.float64)
+    fp_cum = np.cumsum(fp, dtype=np.float64)
+    num_gt = int((~gt_difficult).sum())
+    precision = tp_cum / np.maximum(tp_cum + fp_cum, np.finfo(np.float64).eps)
+    if num_gt == 0:  # no positives: recall and AP are undefined (see the module docstring)
+        return ClassResult(float("nan"), 0, len(order), np.full(len(order), np.nan), precision)
+    recall = tp_cum / num_gt
+    return ClassResult(voc_ap(recall, precision, metric), num_gt, len(order), recall, precision)
+
+
+def evaluate_class(
+    dets: ClassDetections, gt: ClassGT, metric: APMetric = "voc07", iou_thresh: float = 0.5
+) -> ClassResult:
+    """Evaluate the detections of one class against its ground truth (see the module docstring).
+
+    ``gt`` maps image id to (boxes (G,4) 0-based, difficult (G,) bool) for this class; a detection
+    in an image that is not a key has nothing to match, so it is a false positive.
+    """
+    index = {image_id: i for i, image_id in enumerate(gt)}
+    for image_id in dets.image_ids:
+        index.setdefault(image_id, len(index))
+    gt_img = np.repeat(np.arange(len(gt)), [len(b) for b, _ in gt.values()])
+    gt_boxes = _stack_boxes([b for b, _ in gt.values()])
+    gt_diff = np.concatenate(
+        [np.asarray(d, bool).reshape(-1) for _, d in gt.values()] + [_NO_FLAGS]
+    )
+    det_img = np.array([index[i] for i in dets.image_ids], dtype=np.int64)
+    args = (det_img, dets.scores, dets.boxes, gt_img, gt_boxes, gt_diff)
+    return _evaluate_arrays(*args, metric, iou_thresh)
+
+
+_NO_FLAGS = np.zeros(0, dtype=bool)  # no flags, so that concatenating nothing works
+
+
+def _stack_boxes(boxes: Sequence[np.ndarray]) -> np.ndarray:
+    """Concatenate (G,4) box arrays as float64 (0 boxes give shape (0,4))."""
+    return np.concatenate(
+        [np.asarray(b, np.float64).reshape(-1, 4) for b in boxes] + [np.zeros((0, 4))]
+    )
+
+
+def evaluate_voc(
+    dets: Detections,
+    records: Sequence[ImageRecord],
+    classes: Sequence[str],
+    metric: APMetric = "voc07",
+    iou_thresh: float = 0.5,
+) -> VOCResult:
+    """VOC AP of every class in ``classes`` (label i+1 is ``classes[i]``) over ``records``.
+
+    A class missing from ``dets`` has no detections; keys of ``dets`` not in ``classes`` are
+    ignored. A detection on an image not in ``records`` is a ValueError.
+    """
+    index = {r.image_id: i for i, r in enumerate(records)}
+    gt_img = np.repeat(np.arange(len(records)), [len(r.labels) for r in records])
+    gt_boxes = _stack_boxes([r.boxes for r in records])
+    gt_labels = np.concatenate([r.labels for r in records] + [np.zeros(0, np.int64)])
+    gt_diff = np.concatenate([r.difficult for r in records] + [_NO_FLAGS]).astype(bool)
+    per_class: dict[str, ClassResult] = {}
+    for k, name in enumerate(classes):
+        cd = dets.get(name) or ClassDetections()
+        try:
+            det_img = np.array([index[i] for i in cd.image_ids], dtype=np.int64)
+        except KeyError as exc:
+            raise ValueError(f"class '{name}': detection on image {exc} not in the split") from None
+        mine = gt_labels == k + 1
+        args = (det_img, cd.scores, cd.boxes, gt_img[mine], gt_boxes[mine], gt_diff[mine])
+        per_class[name] = _evaluate_arrays(*args, metric, iou_thresh)
+    return _collect(per_class, metric, len(records))
+
+
+def _collect(per_class: dict[str, ClassResult], metric: APMetric, num_images: int) -> VOCResult:
+    aps = {name: r.ap for name, r in per_class.items()}
+    defined = [ap for ap in aps.values() if not np.isnan(ap)]
+    return VOCResult(
+        metric=metric,
+        mAP=float(np.mean(defined)) if defined else float("nan"),
+        ap=aps,
+        num_gt={name: r.num_gt for name, r in per_class.items()},
+        num_det={name: r.num_det for name, r in per_class.items()},
+        per_class=per_class,
+        num_images=num_images,
+    )
+
+
+def with_metric(result: VOCResult, metric: APMetric) -> VOCResult:
+    """The same matching scored with another AP rule (no need to match the detections again)."""
+    per_class = {
+        name: r if np.isnan(r.ap) else replace(r, ap=voc_ap(r.recall, r.precision, metric))
+        for name, r in result.per_class.items()
+    }
+    return _collect(per_class, metric, result.num_images)
+
+
+COCO_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+
+
+def _xywh(boxes: np.ndarray) -> list[list[float]]:
+    """0-based x1y1x2y2 to COCO's xywh. COCO boxes are continuous: no +1 here."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).tolist()
+
+
+def _coco_dataset(records: Sequence[ImageRecord], classes: Sequence[str]) -> dict[str, Any]:
+    """Ground truth as an in-memory COCO dataset. Difficult boxes become ``iscrowd=1``."""
+    anns: list[dict[str, Any]] = []  # ids start at 1: COCOeval takes id 0 to mean "unmatched"
+    for i, r in enumerate(records):
+        for box, label, crowd in zip(
+            _xywh(r.boxes), r.labels.tolist(), r.difficult.tolist(), strict=True
+        ):
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": label,
+                         "bbox": box, "area": box[2] * box[3], "iscrowd": int(crowd)})  # fmt: skip
+    images = [{"id": i + 1, "width": r.width, "height": r.height} for i, r in enumerate(records)]
+    categories = [{"id": k + 1, "name": name} for k, name in enumerate(classes)]
+    return {"images": images, "categories": categories, "annotations": anns}
+
+
+def _coco_detections(
+    dets: Detections, records: Sequence[ImageRecord], classes: Sequence[str]
+) -> list[dict[str, Any]]:
+    index = {r.image_id: i + 1 for i, r in enumerate(records)}
+    out: list[dict[str, Any]] = []
+    for k, name in enumerate(classes):
+        cd = dets.get(name) or ClassDetections()
+        for image_id, score, box in zip(
+            cd.image_ids, cd.scores.tolist(), _xywh(cd.boxes), strict=True
+        ):
+            out.append({"id": len(out) + 1, "image_id": index[image_id], "category_id": k + 1,
+                        "bbox": box, "score": score, "area": box[2] * box[3]})  # fmt: skip
+    return out
+
+
+def evaluate_coco(
+    dets: Detections, records: Sequence[ImageRecord], classes: Sequence[str]
+) -> dict[str, Any]:
+    """COCO box AP through pycocotools: ``AP`` (@[.5:.95]), ``AP50``, ``AP75``, ``APs/m/l`` and
+    ``per_class`` (AP@[.5:.95] per class name). NaN where COCO has nothing to measure (its -1).
+
+    Boxes go in as xywh with no +1 (``w = x2 - x1``). A difficult box becomes ``iscrowd=1``: COCO
+    then neither counts it as a positive nor charges a detection on it as a false positive, the
+    nearest COCO has to VOC's "difficult" (it measures overlap with a crowd box as intersection
+    over the detection's area, and prefers a regular box when both match).
+    """
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    # pycocotools prints progress on stdout; keep stdout clean for --json.
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt, dt = COCO(), COCO()
+        gt.dataset = _coco_dataset(records, classes)
+        gt.createIndex()
+        dt.dataset = {**gt.dataset, "annotations": _coco_detections(dets, records, classes)}
+        dt.createIndex()
+        ev = COCOeval(gt, dt, iouType="bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    stats = dict(
+        zip(COCO_KEYS, [float(v) if v >= 0 else np.nan for v in ev.stats[:6]], strict=True)
+    )
+    precision = ev.eval["precision"]  # (iou thresholds, recall points, classes, areas, max dets)
+    per_class = {}
+    for k, name in enumerate(classes):
+        p = precision[:, :, k, 0, -1]  # area "all", 100 detections per image
+        per_class[name] = float(p[p > -1].mean()) if (p > -1).any() else float("nan")
+    return {**stats, "per_class": per_class}
+
+
+def _json_float(x: float) -> float | None:
+    """NaN is not JSON: an undefined AP is written as null."""
+    return None if np.isnan(x) else float(x)
+
+
+def _voc_summary(r: VOCResult) -> dict[str, Any]:
+    ap = {k: _json_float(v) for k, v in r.ap.items()}
+    return {"metric": r.metric, "mAP": _json_float(r.mAP), "AP": ap, "num_images": r.num_images,
+            "num_gt": r.num_gt, "num_det": r.num_det}  # fmt: skip
+
+
+def _coco_summary(coco: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    return {**base, "metric": "coco", "mAP": _json_float(coco["AP"]),
+            "AP": {k: _json_float(v) for k, v in coco["per_class"].items()},
+            "coco": {k: _json_float(coco[k]) for k in COCO_KEYS}}  # fmt: skip
+
+
+def evaluate_all(
+    dets: Detections,
+    records: Sequence[ImageRecord],
+    classes: Sequence[str],
+    metric: Literal["voc07", "voc10", "coco", "all"] = "voc07",
+) -> dict[str, Any]:
+    """The JSON-ready summary that ``ohem eval`` prints and runs save as ``eval/metrics.json``.
+
+    Keys: ``metric``, ``mAP``, ``AP`` (class -> AP), ``num_images``, ``num_gt``, ``num_det``;
+    ``coco`` adds ``coco`` (the six COCO numbers); ``all`` gives voc07 at the top level and every
+    metric under ``metrics``. Undefined values are ``None``.
+    """
+    if metric not in ("voc07", "voc10", "coco", "all"):
+        raise ValueError(f"unknown metric {metric!r}")
+    voc = evaluate_voc(dets, records, classes, "voc10" if metric == "voc10" else "voc07")
+    base = _voc_summary(voc)
+    if metric in ("voc07", "voc10"):
+        return base
+    coco = _coco_summary(evaluate_coco(dets, records, classes), base)
+    if metric == "coco":
+        return coco
+    metrics = {"voc07": base, "voc10": _voc_summary(with_metric(voc, "voc10")), "coco": coco}
+    return {**base, "metric": "all", "metrics": metrics}
