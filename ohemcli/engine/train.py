@@ -46,7 +46,11 @@ def _check_resume(paths: RunPaths, cfg: ExperimentConfig, resume: bool) -> dict[
     if not resume:
         raise UserError(f"{paths.root}: already holds a run; pass --resume to continue it or choose another --out")
     saved = load_config(paths.config)
-    if config_to_dict(replace(saved, train=replace(saved.train, iters=cfg.train.iters))) != config_to_dict(cfg):
+    # The saved config has the resolved class list and may differ in the iteration budget alone.
+    saved = replace(saved, train=replace(saved.train, iters=cfg.train.iters))
+    if cfg.data.classes is None:
+        cfg = replace(cfg, data=replace(cfg.data, classes=saved.data.classes))
+    if config_to_dict(saved) != config_to_dict(cfg):
         raise UserError(f"{paths.config}: the run was started with another config; choose another --out")
     return load_checkpoint(paths.checkpoint)
 

@@ -40,9 +40,10 @@ def test_short_run_lowers_the_loss_and_writes_the_run_folder(tmp_path, small_con
 
 
 def test_resumed_run_matches_an_uninterrupted_one(tmp_path, small_config):
-    cfg = small_config(**{"sampler.name": "hnm", "sampler.mine_every": 4, "train.iters": 10})
+    hnm = {"sampler.name": "hnm", "sampler.mine_every": 4, "sampler.hnm_fp_thresh": 0.0}  # 0: every background RoI qualifies
+    cfg = small_config(**hnm, **{"train.iters": 10})
     train(cfg, tmp_path / "straight", show_progress=False)
-    short = small_config(**{"sampler.name": "hnm", "sampler.mine_every": 4, "train.iters": 6})
+    short = small_config(**hnm, **{"train.iters": 6})
     train(short, tmp_path / "resumed", show_progress=False)
     saved_pool = load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["sampler"]["pool"]
     assert saved_pool, "the mining pass after iteration 4 should have pooled false positives"
