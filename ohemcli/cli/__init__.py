@@ -9,7 +9,7 @@ import importlib
 
 from ohemcli.cli.app import app
 
-COMMAND_MODULES = ("data", "train", "eval", "compare")
+COMMAND_MODULES = ("data", "train", "eval", "compare", "bench")
 
 
 def _register() -> None:
