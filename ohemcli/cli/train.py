@@ -55,12 +55,12 @@ def train_command(
 
       ohem train --data VOCdevkit/VOC2007 --config voc07_vgg16 --sampler ohem --device cuda --amp
     """
+    options = dict(locals())
+    for key in ("config", "out", "resume", "json_out"):
+        options.pop(key)
     from ohemcli.engine.train import train
     from ohemcli.progress import out_console
 
-    options = dict(locals())
-    for key in ("config", "out", "resume", "json_out", "train"):
-        options.pop(key, None)
     cfg = build_config(config, options)
     summary = train(cfg, out, resume=resume)
     if not summary:  # a non-zero torchrun rank

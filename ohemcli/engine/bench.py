@@ -19,7 +19,7 @@ import torch
 
 from ohemcli.config import ExperimentConfig
 from ohemcli.engine.mining import mine_false_positives
-from ohemcli.engine.run_state import peak_memory_mb
+from ohemcli.engine.run_state import peak_memory_mb, reset_peak_memory
 from ohemcli.engine.step import train_step
 from ohemcli.engine.train import Trainer
 from ohemcli.progress import make_progress
@@ -29,8 +29,7 @@ def _time_sampler(cfg: ExperimentConfig, iters: int, warmup: int, progress: Any,
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, Path(tmp), resume=False, show_progress=False)
         device = trainer.device
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
+        reset_peak_memory(device)
         trainer.model.train()
         step_times, readonly = [], []
         for i, batch in enumerate(trainer._loader()):
@@ -70,11 +69,7 @@ def _time_sampler(cfg: ExperimentConfig, iters: int, warmup: int, progress: Any,
 def bench_samplers(
     cfg: ExperimentConfig, samplers: Sequence[str], iters: int = 20, warmup: int = 3, show_progress: bool = True
 ) -> list[dict[str, Any]]:
-    """s/iter (median), read-only and mining cost, and the ratio to the first sampler, per sampler.
-
-    The peak memory on the CPU is the process's peak resident size, so it only grows from one
-    sampler to the next; on CUDA it is reset per sampler.
-    """
+    """s/iter (median), read-only and mining cost, and the ratio to the first sampler, per sampler."""
     rows = []
     with make_progress(disable=not show_progress) as progress:
         for name in samplers:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import resource
 import sys
@@ -56,10 +57,27 @@ def eval_iterations(iters: int, points: int) -> set[int]:
     return {max(1, round(iters * k / points)) for k in range(1, points + 1)} if points > 0 else set()
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a fresh peak: CUDA's allocator counter, or the process's VmHWM on Linux."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")  # "5" resets VmHWM to the current RSS
+
+
 def peak_memory_mb(device: torch.device) -> float:
-    """Peak CUDA memory allocated, or the process's peak resident memory on the CPU, in MiB."""
+    """Peak CUDA memory allocated, or the process's peak resident memory on the CPU, in MiB.
+
+    On Linux the CPU figure is VmHWM, which :func:`reset_peak_memory` resets per run; elsewhere it
+    is the process's lifetime peak.
+    """
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        status = Path("/proc/self/status").read_text().splitlines()
+        line = next(x for x in status if x.startswith("VmHWM:"))
+        return int(line.split()[1]) / 1024  # kB
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
 

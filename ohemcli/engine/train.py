@@ -23,7 +23,7 @@ from ohemcli.data.batching import ScheduleSampler, TrainImages, collate, iterati
 from ohemcli.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ohemcli.engine.distributed import DistInfo, average_gradients, barrier, broadcast_parameters, init_distributed
 from ohemcli.engine.mining import mine_false_positives
-from ohemcli.engine.run_state import RunPaths, TrainState, eval_iterations, peak_memory_mb
+from ohemcli.engine.run_state import RunPaths, TrainState, eval_iterations, peak_memory_mb, reset_peak_memory
 from ohemcli.engine.setup import build_model, build_optimizer, data_name, load_split, resolve_device
 from ohemcli.engine.step import StepResult, train_step
 from ohemcli.errors import UserError
@@ -190,6 +190,7 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         """Train to ``train.iters`` (from the checkpoint when resuming), evaluate, write the summary."""
         c = self.cfg.train
+        reset_peak_memory(self.device)
         if self.dist.is_main:
             self.paths.root.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.paths.config, config_to_yaml(self.cfg))
@@ -199,7 +200,9 @@ class Trainer:
         if 0 < it < c.iters and self._mining_due(it - 1) and self.state.mined_at != it:
             self._mine()  # the run stopped where a mining pass was due (a shorter run ended there)
         with make_progress(*StepResult.progress_columns(), disable=not self.show) as progress:
-            task = progress.add_task(f"train {self.cfg.sampler.name}", total=c.iters, completed=self.state.iteration)
+            task = progress.add_task(
+                f"train {self.cfg.sampler.name}", total=c.iters, completed=self.state.iteration, loss="-", lr="-", speed="-"
+            )
             tick = time.perf_counter()
             for batch in self._loader():
                 data_time = time.perf_counter() - tick

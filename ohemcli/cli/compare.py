@@ -1,0 +1,215 @@
+"""``ohem compare`` (train every sampler and seed, then report) and ``ohem report`` (re-render)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ohemcli.cli.app import app
+from ohemcli.cli.options import (
+    AmpOpt,
+    BackboneOpt,
+    ConfigOpt,
+    DataOpt,
+    DeviceOpt,
+    DifficultOpt,
+    EvalPointsOpt,
+    FpThreshOpt,
+    IterOpt,
+    LrOpt,
+    MineEveryOpt,
+    OhemLossOpt,
+    OhemNmsIouOpt,
+    OhemNmsOpt,
+    PoolOpt,
+    PretrainedOpt,
+    RoIOpOpt,
+    WeightsOpt,
+    WorkersOpt,
+    build_config,
+)
+from ohemcli.errors import UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+_NOT_CONFIG = ("samplers", "seeds", "config", "out", "progress")  # compare options, not config keys
+TABLE_WIDTH = 180  # rich table width when stdout is not a terminal (files, pipes, tests)
+
+
+class Format(str, Enum):
+    table = "table"
+    md = "md"
+    csv = "csv"
+    json = "json"
+
+
+def parse_samplers(text: str) -> list[str]:
+    """``"fixed,hnm,ohem"`` -> ``["fixed", "hnm", "ohem"]``."""
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"1,2,3"`` -> ``[1, 2, 3]``: a comma list of seeds (not a count)."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UserError(
+            f"--seeds: expected a comma list of integers such as 1,2,3, got '{text}'"
+        ) from None
+    if not seeds:
+        raise UserError("--seeds: give at least one seed, e.g. --seeds 1")
+    return seeds
+
+
+def print_results(results: pd.DataFrame, fmt: Format = Format.table, runs: bool = False) -> None:
+    """The summary table (or, with ``runs``, one row per run) and the verdict on stdout."""
+    from rich.console import Console
+
+    from ohemcli.progress import out_console
+    from ohemcli.report import tables
+
+    summary = tables.summary_table(results)
+    verdict = tables.verdict_text(results, summary)
+    if fmt == Format.json:
+        print(tables.to_json(results, summary, verdict))
+    elif fmt == Format.csv:
+        print(tables.results_csv(results) if runs else tables.summary_csv(summary), end="")
+    elif fmt == Format.md:
+        shown = results.drop(columns=["run_dir"]) if runs else tables.formatted(summary)
+        print(tables.markdown_table(shown) + "\n" + verdict)
+    else:
+        console = out_console if out_console.is_terminal else Console(width=TABLE_WIDTH)
+        console.print(tables.rich_table(summary, title="Sampler comparison"))
+        console.print(verdict, highlight=False, soft_wrap=True)
+
+
+@app.command("compare")
+def compare_command(
+    data: DataOpt = None,
+    samplers: Annotated[
+        str, typer.Option("--samplers", help="Comma list of samplers to compare.")
+    ] = "fixed,hnm,ohem",
+    seeds: Annotated[
+        str, typer.Option("--seeds", help="Comma list of seeds (not a count), e.g. 1,2,3.")
+    ] = "1",
+    config: ConfigOpt = None,
+    iters: IterOpt = None,
+    eval_points: EvalPointsOpt = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Compare folder (default runs/compare-<data>).")
+    ] = None,
+    device: DeviceOpt = None,
+    workers: WorkersOpt = None,
+    amp: AmpOpt = None,
+    backbone: BackboneOpt = None,
+    pretrained: PretrainedOpt = None,
+    weights: WeightsOpt = None,
+    roi_op: RoIOpOpt = None,
+    lr: LrOpt = None,
+    use_difficult: DifficultOpt = None,
+    ohem_nms: OhemNmsOpt = None,
+    ohem_nms_iou: OhemNmsIouOpt = None,
+    ohem_loss: OhemLossOpt = None,
+    mine_every: MineEveryOpt = None,
+    hnm_fp_thresh: FpThreshOpt = None,
+    hnm_pool_per_image: PoolOpt = None,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Progress bars on stderr.")
+    ] = True,
+) -> None:
+    """Train one Fast R-CNN per sampler and seed with the same config, budget and seed, and compare.
+
+    Only the sampler differs between runs of a seed: the same seed gives the same initial weights
+    and image order. Runs go to OUT/runs/<sampler>-s<seed>/; OUT also gets compare.yaml,
+    results.csv, summary.csv, report.md and plots/. Run it again to resume: finished runs are
+    reused, an interrupted run continues from its checkpoint.
+
+    A Δ is called a win only with 2 or more seeds that agree and beat a paired t-test; with one
+    seed the table says that it cannot tell a Δ from noise.
+
+    Examples:
+
+      ohem compare --data synth
+
+      ohem compare --data synth --seeds 1,2,3 --iters 600 --out runs/cmp
+
+      ohem compare --data VOCdevkit/VOC2007 --config voc07_vgg16 --samplers fixed,ohem --device cuda
+    """
+    options = {k: v for k, v in locals().items() if k not in _NOT_CONFIG}  # before any import
+    from ohemcli.engine.setup import data_name
+    from ohemcli.progress import out_console
+    from ohemcli.report import compare
+
+    cfg = build_config(config, options)
+    out_dir = out or Path("runs") / f"compare-{data_name(cfg.data.data)}"
+    results = compare(
+        cfg, parse_samplers(samplers), parse_seeds(seeds), out_dir, show_progress=progress
+    )
+    print_results(results)
+    out_console.print(
+        f"Files: {out_dir}/report.md, summary.csv, results.csv, plots/",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _is_compare_folder(path: Path) -> bool:
+    return (path / "compare.yaml").is_file() or any(path.glob("runs/*/summary.json"))
+
+
+@app.command("report")
+def report_command(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Compare folders and/or run folders.", show_default=False)
+    ],
+    fmt: Annotated[
+        Format, typer.Option("--format", help="What to print on stdout.")
+    ] = Format.table,
+    runs: Annotated[
+        bool, typer.Option("--runs", help="One row per run instead of per sampler (md, csv).")
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Write report.md, CSVs and plots here (default: the one compare folder given).",
+        ),
+    ] = None,
+    plots: Annotated[
+        bool, typer.Option("--plots/--no-plots", help="Draw the plots when writing files.")
+    ] = True,
+) -> None:
+    """Re-render the tables of finished runs, without training.
+
+    Given one compare folder, it also rewrites that folder's results.csv, summary.csv, report.md
+    and plots/. Given run folders or several compare folders, it prints only, unless --out names
+    a folder for the files.
+
+    Examples:
+
+      ohem report runs/compare-synth
+
+      ohem report runs/compare-synth --format md
+
+      ohem report runs/cmp-a runs/cmp-b --format csv --runs
+
+      ohem report runs/synth-fixed-s1 runs/synth-ohem-s1 --out runs/adhoc
+    """
+    from ohemcli.progress import err_console
+    from ohemcli.report import load_runs, write_report
+
+    results = load_runs(paths)
+    target = out
+    if target is None and len(paths) == 1 and _is_compare_folder(paths[0]):
+        target = paths[0]
+    if target is not None:
+        write_report(target, results, plots=plots)
+    print_results(results, fmt, runs)
+    if target is not None:
+        err_console.print(
+            f"wrote {target}/report.md, summary.csv, results.csv" + (", plots/" if plots else "")
+        )

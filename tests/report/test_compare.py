@@ -1,0 +1,171 @@
+"""``compare`` at a tiny budget: every file, reuse without training, resume, and ``ohem report``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from ohemcli.cli import app
+from ohemcli.config import ExperimentConfig, load_config
+from ohemcli.errors import UserError
+from ohemcli.report import compare
+from ohemcli.report.compare import check_settings, run_order
+from ohemcli.report.plots import PLOT_FILES
+from ohemcli.report.tables import RUN_COLUMNS, SUMMARY_COLUMNS
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+SAMPLERS = ["fixed", "hnm", "ohem"]
+TINY = {
+    "data": {"max_proposals": 200, "scale": 160, "max_size": 214, "workers": 0},
+    "model": {"backbone": "tiny", "head_dim": 64},
+    "sampler": {"batch_rois": 32},
+    "train": {
+        "iters": 6, "eval_points": 2, "log_every": 2, "checkpoint_every": 2, "lr": 0.01,
+        "device": "cpu",
+    },
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ExperimentConfig]:
+    """A config file over a synthetic set of 8 trainval / 4 test images."""
+    from ohemcli.data.synthetic import generate_synthetic
+
+    tmp = tmp_path_factory.mktemp("cmp")
+    root = generate_synthetic(tmp / "synth", trainval=8, test=4, seed=0, show_progress=False)
+    raw = json.loads(json.dumps(TINY))
+    raw["data"]["data"] = str(root)
+    path = tmp / "tiny.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path, load_config(path)
+
+
+@pytest.fixture(scope="module")
+def first(setup: tuple[Path, ExperimentConfig], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One finished compare of the three samplers with seed 1."""
+    out = tmp_path_factory.mktemp("first") / "cmp"
+    compare(setup[1], SAMPLERS, [1], out, show_progress=False)
+    return out
+
+
+def run_state(out: Path) -> dict[str, tuple[int, int, int]]:
+    """Per run: checkpoint mtime, metrics.jsonl line count, evals.jsonl line count."""
+    return {
+        p.name: (
+            (p / "checkpoint.pt").stat().st_mtime_ns,
+            len((p / "metrics.jsonl").read_text().splitlines()),
+            len((p / "evals.jsonl").read_text().splitlines()),
+        )
+        for p in sorted((out / "runs").iterdir())
+    }
+
+
+def test_compare_writes_every_file(first: Path) -> None:
+    assert sorted(p.name for p in (first / "runs").iterdir()) == ["fixed-s1", "hnm-s1", "ohem-s1"]
+    settings = yaml.safe_load((first / "compare.yaml").read_text())
+    assert settings["samplers"] == SAMPLERS and settings["seeds"] == [1]
+    results = pd.read_csv(first / "results.csv")
+    assert set(RUN_COLUMNS) <= set(results.columns) and len(results) == 3
+    assert list(results["iters"]) == [6, 6, 6]
+    assert any(c.startswith("AP/") for c in results.columns)
+    summary = pd.read_csv(first / "summary.csv")
+    assert list(summary.columns) == SUMMARY_COLUMNS and list(summary["sampler"]) == SAMPLERS
+    assert summary["verdict"].tolist()[1:] == ["1 seed: cannot tell Δ from noise"] * 2
+    for name in PLOT_FILES:
+        assert (first / "plots" / name).stat().st_size > 0
+    report = (first / "report.md").read_text()
+    for text in ("## Verdict", "## Per-class AP", "plots/map_vs_time.png", "```yaml", "- torch:"):
+        assert text in report
+    for run in (first / "runs").iterdir():
+        history = json.loads((run / "summary.json").read_text())["eval_history"]
+        assert [p["iter"] for p in history] == [3, 6]
+
+
+def test_second_compare_trains_nothing(first: Path, setup: tuple[Path, ExperimentConfig]) -> None:
+    before = run_state(first)
+    results = compare(setup[1], SAMPLERS, [1], first, show_progress=False)
+    assert run_state(first) == before
+    assert results["mAP"].tolist() == pd.read_csv(first / "results.csv")["mAP"].tolist()
+
+
+def test_other_settings_are_refused(first: Path, setup: tuple[Path, ExperimentConfig]) -> None:
+    cfg = setup[1]
+    with pytest.raises(UserError, match="choose another --out"):
+        compare(replace(cfg, train=replace(cfg.train, iters=7)), SAMPLERS, [1], first, False)
+    with pytest.raises(UserError, match="choose another --out"):
+        compare(cfg, ["fixed", "ohem"], [1], first, show_progress=False)
+
+
+def test_interrupted_compare_resumes(
+    first: Path, setup: tuple[Path, ExperimentConfig], tmp_path: Path
+) -> None:
+    """A run stopped after 4 of 6 iterations (checkpoint, no summary) is continued, not redone."""
+    from ohemcli.engine.train import train
+
+    cfg = setup[1]
+    out = tmp_path / "cmp"
+    partial = out / "runs" / "fixed-s1"
+    train(replace(cfg, train=replace(cfg.train, iters=4)), partial, show_progress=False)
+    (partial / "summary.json").unlink()  # as if killed after the checkpoint at iteration 4
+    shutil.rmtree(partial / "eval")
+    lines_before = len((partial / "metrics.jsonl").read_text().splitlines())
+    results = compare(cfg, ["fixed"], [1], out, show_progress=False)
+    summary = json.loads((partial / "summary.json").read_text())
+    assert summary["iters"] == 6
+    assert len((partial / "metrics.jsonl").read_text().splitlines()) == lines_before + 1
+    reference = json.loads((first / "runs" / "fixed-s1" / "summary.json").read_text())
+    assert results["mAP"].tolist() == [reference["mAP"]]
+    assert summary["AP"] == reference["AP"]
+
+
+def test_cli_report_matches_compare(first: Path, setup: tuple[Path, ExperimentConfig]) -> None:
+    before = run_state(first)
+    args = ["--config", str(setup[0]), "--out", str(first), "--no-progress"]
+    shown = runner.invoke(app, ["compare", *args])
+    assert shown.exit_code == 0, shown.output
+    assert run_state(first) == before
+    report = runner.invoke(app, ["report", str(first)])
+    assert report.exit_code == 0, report.output
+    assert report.stdout.strip() and report.stdout in shown.stdout
+    assert "cannot tell" in report.stdout
+    csv = runner.invoke(app, ["report", str(first), "--format", "csv"])
+    assert csv.stdout == (first / "summary.csv").read_text()
+    as_json = json.loads(runner.invoke(app, ["report", str(first), "--format", "json"]).stdout)
+    assert [r["sampler"] for r in as_json["summary"]] == SAMPLERS
+    refused = runner.invoke(app, ["compare", *args, "--iters", "7"])
+    assert refused.exit_code == 2 and "choose another --out" in refused.output
+
+
+def test_settings_can_change_until_a_run_starts(tmp_path: Path) -> None:
+    cfg = ExperimentConfig()
+    check_settings(tmp_path, cfg, ["fixed"], [1])
+    check_settings(tmp_path, cfg, ["fixed", "ohem"], [1, 2])  # nothing trained yet: replaced
+    assert yaml.safe_load((tmp_path / "compare.yaml").read_text())["seeds"] == [1, 2]
+    (tmp_path / "runs" / "fixed-s1").mkdir(parents=True)
+    (tmp_path / "runs" / "fixed-s1" / "checkpoint.pt").write_bytes(b"")
+    check_settings(tmp_path, cfg, ["fixed", "ohem"], [1, 2])
+    with pytest.raises(UserError, match="choose another --out"):
+        check_settings(tmp_path, cfg, ["fixed"], [1, 2])
+    with pytest.raises(UserError, match="--samplers: unknown bogus"):
+        check_settings(tmp_path, cfg, ["fixed", "bogus"], [1])
+    with pytest.raises(UserError, match="--seeds: give each seed once"):
+        check_settings(tmp_path, cfg, ["fixed"], [1, 1])
+
+
+def test_run_order_rotates_samplers_per_seed() -> None:
+    assert run_order(["a", "b", "c"], [1, 2]) == [
+        (1, "a"), (1, "b"), (1, "c"), (2, "b"), (2, "c"), (2, "a"),
+    ]  # fmt: skip
+
+
+def test_bad_seeds_are_a_one_line_error() -> None:
+    result = runner.invoke(app, ["compare", "--seeds", "1,x", "--no-progress"])
+    assert result.exit_code == 2 and "--seeds" in result.output
