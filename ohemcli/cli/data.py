@@ -1,0 +1,163 @@
+"""``ohem data ...``: inspect, generate, download and propose boxes for VOC-format data."""
+
+from __future__ import annotations
+
+import json
+import time
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import numpy as np
+import typer
+
+from ohemcli.cli.app import data_app
+from ohemcli.cli.eval import _parse_classes as parse_classes  # the same --classes syntax as eval
+
+if TYPE_CHECKING:
+    from ohemcli.data.voc import VOCDataset
+
+DataOpt = Annotated[
+    str,
+    typer.Option("--data", help="A VOC root folder, or 'synth' for the built-in synthetic set."),
+]
+SplitOpt = Annotated[str, typer.Option("--split", help="Split name: ImageSets/Main/<split>.txt.")]
+
+
+class DownloadSet(str, Enum):
+    voc2007 = "voc2007"
+
+
+def _per_class(dataset: VOCDataset, difficult_only: bool = False) -> np.ndarray:
+    labels = [r.labels[r.difficult] if difficult_only else r.labels for r in dataset.records]
+    return np.bincount(np.concatenate(labels), minlength=dataset.num_classes + 1)[1:]
+
+
+def split_stats(dataset: VOCDataset) -> dict[str, Any]:
+    """Images, objects (every annotated one), difficult, objects per class, degenerate drops.
+
+    ``objects`` counts every annotated object, degenerate ones and those of unlisted classes
+    included; ``classes`` and ``difficult`` count the kept ones.
+    """
+    per_class = _per_class(dataset)
+    return {
+        "images": len(dataset),
+        "objects": int(dataset.num_objects),
+        "difficult": int(sum(int(r.difficult.sum()) for r in dataset.records)),
+        "classes": {name: int(n) for name, n in zip(dataset.classes, per_class, strict=True)},
+        "dropped": len(dataset.dropped),
+    }
+
+
+@data_app.command("stats")
+def stats(
+    data: DataOpt = "synth",
+    split: SplitOpt = "trainval",
+    classes: Annotated[
+        str | None,
+        typer.Option(help="Comma list of class names (default: found in the data)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Count the images, objects per class and difficult objects of one split.
+
+    Example:  ohem data stats --data ../shared/data/voc100 --split trainval --json
+    """
+    from ohemcli.data.synthetic import resolve_data_root
+    from ohemcli.data.voc import VOCDataset
+
+    dataset = VOCDataset(resolve_data_root(data), split, parse_classes(classes))
+    result = split_stats(dataset)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    from rich.table import Table
+
+    from ohemcli.progress import out_console
+
+    table = Table(title=f"{dataset.root} / {split}: {result['images']} images")
+    for column in ("class", "objects", "difficult"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    difficult = _per_class(dataset, difficult_only=True)
+    for (name, n), n_difficult in zip(result["classes"].items(), difficult, strict=True):
+        table.add_row(name, str(n), str(n_difficult))
+    table.add_section()
+    table.add_row("all (kept)", str(sum(result["classes"].values())), str(result["difficult"]))
+    out_console.print(table)
+    out_console.print(
+        f"{result['objects']} annotated objects, {result['dropped']} degenerate dropped, "
+        f"{dataset.unknown_objects} of classes not listed"
+    )
+
+
+@data_app.command("synth")
+def synth(
+    out: Annotated[Path, typer.Option("--out", help="Folder to create (must not exist).")],
+    trainval: Annotated[int, typer.Option(min=1, help="Images in the trainval split.")] = 400,
+    test: Annotated[int, typer.Option(min=1, help="Images in the test split.")] = 150,
+    seed: Annotated[int, typer.Option(help="The same seed gives byte-identical files.")] = 0,
+) -> None:
+    """Write the built-in synthetic data set in VOC layout to a folder.
+
+    Example:  ohem data synth --out data/synth --trainval 400 --test 150 --seed 0
+    """
+    from ohemcli.data.synthetic import generate_synthetic
+
+    root = generate_synthetic(out, trainval=trainval, test=test, seed=seed)
+    typer.echo(f"wrote {trainval} trainval + {test} test images to {root}")
+
+
+@data_app.command("proposals")
+def proposals(
+    data: DataOpt = "synth",
+    split: SplitOpt = "trainval",
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="Processes (default: one per core).")
+    ] = None,
+    max_boxes: Annotated[int, typer.Option("--max", min=1, help="Most boxes per image.")] = 2000,
+    from_mat: Annotated[
+        Path | None,
+        typer.Option("--from-mat", help="Fast R-CNN .mat file instead of selective search."),
+    ] = None,
+) -> None:
+    """Compute (or load from the cache) proposals and report their recall.
+
+    Selective search results are cached, so training and evaluation reuse them.
+
+    Example:  ohem data proposals --data synth --split test --workers 2
+    """
+    from ohemcli.data.proposals import (
+        SELECTIVE_SEARCH,
+        load_proposals,
+        mean_boxes_per_image,
+        proposal_recall,
+    )
+    from ohemcli.data.synthetic import resolve_data_root
+    from ohemcli.data.voc import VOCDataset
+
+    dataset = VOCDataset(resolve_data_root(data), split)
+    source = str(from_mat) if from_mat is not None else SELECTIVE_SEARCH
+    start = time.perf_counter()
+    boxes = load_proposals(dataset, source=source, max_boxes=max_boxes, workers=workers)
+    seconds = time.perf_counter() - start
+    typer.echo(f"images:          {len(dataset)}")
+    typer.echo(f"boxes per image: {mean_boxes_per_image(boxes):.1f}")
+    for iou in (0.5, 0.7):
+        typer.echo(f"recall@{iou}:      {proposal_recall(dataset, boxes, iou):.3f}")
+    typer.echo(f"seconds:         {seconds:.1f}")
+
+
+@data_app.command("download")
+def download(
+    dataset: Annotated[DownloadSet, typer.Argument(help="What to download.")],
+    root: Annotated[Path, typer.Option("--root", help="Folder to download and unpack into.")],
+) -> None:
+    """Download and unpack a public data set (VOC2007 trainval + test, about 900 MB).
+
+    Example:  ohem data download voc2007 --root data
+    """
+    from ohemcli.data.download import download_voc2007
+
+    downloaders = {DownloadSet.voc2007: download_voc2007}
+    voc = downloaders[dataset](root)
+    typer.echo(f"{dataset.value} is ready; use --data {voc}")

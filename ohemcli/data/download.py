@@ -1,0 +1,133 @@
+"""Download and unpack PASCAL VOC2007 (trainval and test) with nothing but the standard library.
+
+Each tar is streamed into a temporary file next to its target, its md5 checked on the way, and
+renamed into place only when complete and verified. Unpacking refuses members that would land
+outside the root (absolute paths, ``..``, links, devices) and uses tarfile's ``"data"`` filter
+where Python has it. A marker file written after each tar is unpacked lets a rerun skip finished
+work and redo an interrupted extraction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import tarfile
+import urllib.error
+import urllib.request
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlparse
+
+from rich.progress import DownloadColumn, TransferSpeedColumn
+
+from ohemcli.errors import UserError
+from ohemcli.fileio import atomic_write, atomic_write_text
+from ohemcli.progress import make_progress
+
+_VOC_BASE = "http://host.robots.ox.ac.uk/pascal/VOC/voc2007"
+# url -> md5 (None: not verified). The md5s are the published ones of the 2007 release.
+VOC2007_URLS: dict[str, str | None] = {
+    f"{_VOC_BASE}/VOCtrainval_06-Nov-2007.tar": "c52e279531787c972589f7e41ab4ae64",
+    f"{_VOC_BASE}/VOCtest_06-Nov-2007.tar": "b6e924de25625d8de591ea690078ad9f",
+}
+_NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)
+_CHUNK = 1 << 20
+_TIMEOUT_S = 60
+
+
+def _offline_error(url: str, exc: BaseException) -> UserError:
+    reason = getattr(exc, "reason", None) or exc
+    if isinstance(exc, urllib.error.HTTPError):
+        reason = f"HTTP {exc.code} {exc.reason}"
+    text = " ".join(str(reason).split())  # one line, whatever the OS put in the message
+    return UserError(
+        f"cannot download {url}: {text} (no network? download it elsewhere and pass --data ROOT)"
+    )
+
+
+def fetch(url: str, dest: Path, md5: str | None, show_progress: bool = True) -> Path:
+    """Download ``url`` to ``dest`` atomically, checking ``md5`` when given.
+
+    Nothing is written when the URL cannot be opened, and a corrupt or interrupted download never
+    appears under ``dest``.
+    """
+    try:
+        response = urllib.request.urlopen(url, timeout=_TIMEOUT_S)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise _offline_error(url, exc) from None
+
+    def write(tmp: Path) -> None:
+        digest = hashlib.md5()
+        total = int(response.headers.get("Content-Length") or 0) or None
+        columns = (DownloadColumn(), TransferSpeedColumn())
+        with open(tmp, "wb") as f, make_progress(*columns, disable=not show_progress) as bar:
+            task = bar.add_task(f"download {dest.name}", total=total)
+            while chunk := response.read(_CHUNK):
+                f.write(chunk)
+                digest.update(chunk)
+                bar.advance(task, len(chunk))
+        if md5 is not None and digest.hexdigest() != md5.lower():
+            raise UserError(
+                f"{url}: md5 mismatch (got {digest.hexdigest()}, expected {md5}); "
+                "the download is corrupt, run the command again"
+            )
+
+    with response:
+        try:
+            atomic_write(dest, write)
+        except _NETWORK_ERRORS as exc:
+            raise _offline_error(url, exc) from None
+    return dest
+
+
+def _check_members(tar: tarfile.TarFile, tar_path: Path) -> list[tarfile.TarInfo]:
+    """The members of ``tar``, refusing any that could write outside the extraction root."""
+    members = tar.getmembers()
+    for m in members:
+        parts = PurePosixPath(m.name).parts
+        if m.name.startswith(("/", "\\")) or ".." in parts or ":" in (parts[0] if parts else ""):
+            raise UserError(f"{tar_path}: refused member '{m.name}' (it escapes the root)")
+        if not (m.isfile() or m.isdir()):
+            raise UserError(f"{tar_path}: refused member '{m.name}' (links and devices)")
+    return members
+
+
+def extract(tar_path: Path, root: Path) -> None:
+    """Unpack ``tar_path`` into ``root`` safely (see the module docstring)."""
+    try:
+        with tarfile.open(tar_path) as tar:
+            members = _check_members(tar, tar_path)
+            if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4 / 3.10.12
+                tar.extractall(root, members=members, filter="data")
+            else:
+                tar.extractall(root, members=members)  # members checked above
+    except tarfile.TarError as exc:
+        raise UserError(f"{tar_path}: cannot unpack ({exc})") from None
+
+
+def download_voc2007(
+    root: Path, urls: dict[str, str | None] | None = None, show_progress: bool = True
+) -> Path:
+    """Download and unpack VOC2007 trainval and test under ``root``; return the VOC2007 root.
+
+    ``urls`` maps each tar's URL to its md5 (or None to skip the check); it defaults to
+    ``VOC2007_URLS`` and may use ``file://`` URLs. Finished steps are skipped on a rerun.
+    """
+    root = Path(root).expanduser()
+    urls = VOC2007_URLS if urls is None else urls
+    for url, md5 in urls.items():
+        name = PurePosixPath(urlparse(url).path).name or "download.tar"
+        tar_path, done = root / name, root / f".{name}.unpacked"
+        if done.is_file():
+            continue
+        if not tar_path.is_file():  # present only when complete and verified: renamed last
+            fetch(url, tar_path, md5, show_progress)
+        try:
+            extract(tar_path, root)
+        except UserError:
+            tar_path.unlink()  # refused or unreadable: do not keep it around for the next run
+            raise
+        atomic_write_text(done, f"{url}\n")
+    voc = root / "VOCdevkit" / "VOC2007"
+    if not voc.is_dir():
+        raise UserError(f"{root}: the archives held no VOCdevkit/VOC2007 folder")
+    return voc
