@@ -24,7 +24,9 @@ class DataConfig:
     data: str = "synth"  # "synth" (built-in synthetic set) or the path of a VOC-format root
     train_split: str = "trainval"  # split to train on
     test_split: str = "test"  # split to evaluate on
-    classes: tuple[str, ...] | None = None  # class names; None = infer from the data (VOC names if they fit)
+    classes: tuple[str, ...] | None = (
+        None  # class names; None = infer from the data (VOC names if they fit)
+    )
     proposals: str = "selective_search"  # "selective_search" or the path of a Fast R-CNN .mat file
     max_proposals: int = 2000  # proposals kept per image
     scale: int = 600  # shorter image side after resizing, in pixels
@@ -72,7 +74,9 @@ class TrainConfig:
     seed: int = 1  # seed of weights, image order, flips and sampling
     device: str = "auto"  # "auto", "cpu" or "cuda"
     amp: bool = False  # mixed precision (CUDA only)
-    checkpoint_every: int = 1000  # iterations between checkpoints (one is always written at the end)
+    checkpoint_every: int = (
+        1000  # iterations between checkpoints (one is always written at the end)
+    )
     log_every: int = 20  # iterations between metrics.jsonl lines
     eval_points: int = 0  # evenly spaced evaluations during training (for mAP vs wall-clock)
 
@@ -94,7 +98,9 @@ class ExperimentConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(ExperimentConfig)}  # type: ignore[misc]
+SECTIONS: dict[str, type] = {
+    f.name: f.default_factory for f in dataclasses.fields(ExperimentConfig)
+}  # type: ignore[misc]
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
@@ -135,7 +141,7 @@ def _build_section(cls: type, values: dict[str, Any], where: str) -> Any:
 
 
 def config_from_dict(raw: dict[str, Any], where: str = "config") -> ExperimentConfig:
-    """Build a config from nested dicts (``{"train": {"iters": 10}}``); missing keys keep defaults."""
+    """Build a config from nested dicts (``{"train": {"iters": 10}}``); missing keys: defaults."""
     if not isinstance(raw, dict):
         raise UserError(f"{where}: expected a mapping of sections, got {type(raw).__name__}")
     sections = {}
@@ -148,7 +154,9 @@ def config_from_dict(raw: dict[str, Any], where: str = "config") -> ExperimentCo
     return ExperimentConfig(**sections)
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+def load_config(
+    path: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> ExperimentConfig:
     """Load a YAML config (or the defaults) and apply ``overrides`` such as ``{"train.iters": 10}``.
 
     Overrides whose value is None are ignored, so CLI options left unset keep the YAML's value.

@@ -8,7 +8,11 @@ from ohemcli.errors import UserError
 
 def test_defaults_are_the_papers_setting():
     cfg = ExperimentConfig()
-    assert (cfg.train.images_per_batch, cfg.sampler.batch_rois, cfg.sampler.fg_fraction) == (2, 128, 0.25)
+    assert (cfg.train.images_per_batch, cfg.sampler.batch_rois, cfg.sampler.fg_fraction) == (
+        2,
+        128,
+        0.25,
+    )
     assert (cfg.train.lr, cfg.train.momentum, cfg.train.weight_decay) == (0.001, 0.9, 0.0005)
     assert (cfg.sampler.ohem_nms_iou, cfg.eval.nms, cfg.eval.max_dets) == (0.7, 0.3, 100)
 

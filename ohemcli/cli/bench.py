@@ -10,16 +10,28 @@ from rich.table import Table
 
 from ohemcli.cli.app import app
 from ohemcli.cli.options import (
-    AmpOpt, BackboneOpt, ConfigOpt, DataOpt, DeviceOpt, PretrainedOpt, RoIOpOpt, WorkersOpt, build_config,
-)  # fmt: skip
+    AmpOpt,
+    BackboneOpt,
+    ConfigOpt,
+    DataOpt,
+    DeviceOpt,
+    PretrainedOpt,
+    RoIOpOpt,
+    WorkersOpt,
+    build_config,
+)
 
 
 @app.command("bench")
 def bench_command(
     data: DataOpt = None,
     config: ConfigOpt = None,
-    samplers: Annotated[str, typer.Option("--samplers", help="Comma list; the first is the baseline.")] = "fixed,hnm,ohem",
-    iters: Annotated[int, typer.Option("--iters", min=1, help="Timed iterations per sampler.")] = 20,
+    samplers: Annotated[
+        str, typer.Option("--samplers", help="Comma list; the first is the baseline.")
+    ] = "fixed,hnm,ohem",
+    iters: Annotated[
+        int, typer.Option("--iters", min=1, help="Timed iterations per sampler.")
+    ] = 20,
     warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed iterations first.")] = 3,
     device: DeviceOpt = None,
     amp: AmpOpt = None,
@@ -27,7 +39,9 @@ def bench_command(
     pretrained: PretrainedOpt = None,
     roi_op: RoIOpOpt = None,
     workers: WorkersOpt = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the rows as JSON on stdout.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the rows as JSON on stdout.")
+    ] = False,
 ) -> None:
     """Time an iteration of each sampler in one process and print the ratios to the first.
 
@@ -48,21 +62,43 @@ def bench_command(
     for name in names:
         if name not in SAMPLERS:
             raise UserError(f"--samplers: unknown '{name}' (choose from {', '.join(SAMPLERS)})")
-    options = {"data": data, "device": device, "amp": amp, "backbone": backbone, "pretrained": pretrained,
-               "roi_op": roi_op, "workers": workers}  # fmt: skip
+    options = {
+        "data": data,
+        "device": device,
+        "amp": amp,
+        "backbone": backbone,
+        "pretrained": pretrained,
+        "roi_op": roi_op,
+        "workers": workers,
+    }
     rows = bench_samplers(build_config(config, options), names, iters, warmup)
     if json_out:
         print(json.dumps(rows))
         return
-    table = Table(title=f"s/iter on {rows[0]['device']} (median of {iters}, after {warmup} warm-up)")
-    for col in ("sampler", "s/iter", "read-only s/iter", "mining pass s", "mining s/iter", "total s/iter",
-                f"ratio to {names[0]}", "peak MiB"):  # fmt: skip
+    table = Table(
+        title=f"s/iter on {rows[0]['device']} (median of {iters}, after {warmup} warm-up)"
+    )
+    for col in (
+        "sampler",
+        "s/iter",
+        "read-only s/iter",
+        "mining pass s",
+        "mining s/iter",
+        "total s/iter",
+        f"ratio to {names[0]}",
+        "peak MiB",
+    ):
         table.add_column(col, justify="left" if col == "sampler" else "right")
     for r in rows:
         mining = "-" if r["mining_pass_s"] is None else f"{r['mining_pass_s']:.2f}"
         table.add_row(
-            r["sampler"], f"{r['s_per_iter']:.4f}", f"{r['readonly_s_per_iter']:.4f}", mining,
-            f"{r['mining_s_per_iter']:.4f}", f"{r['effective_s_per_iter']:.4f}", f"{r['ratio']:.2f}x",
+            r["sampler"],
+            f"{r['s_per_iter']:.4f}",
+            f"{r['readonly_s_per_iter']:.4f}",
+            mining,
+            f"{r['mining_s_per_iter']:.4f}",
+            f"{r['effective_s_per_iter']:.4f}",
+            f"{r['ratio']:.2f}x",
             f"{r['peak_memory_mb']:.0f}",
-        )  # fmt: skip
+        )
     out_console.print(table)

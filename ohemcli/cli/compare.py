@@ -100,7 +100,7 @@ def compare_command(
     iters: IterOpt = None,
     eval_points: EvalPointsOpt = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Compare folder (default runs/compare-<data>).")
+        Path | None, typer.Option("--out", help="Compare folder (default runs/compare-DATA).")
     ] = None,
     device: DeviceOpt = None,
     workers: WorkersOpt = None,
@@ -124,7 +124,7 @@ def compare_command(
     """Train one Fast R-CNN per sampler and seed with the same config, budget and seed, and compare.
 
     Only the sampler differs between runs of a seed: the same seed gives the same initial weights
-    and image order. Runs go to OUT/runs/<sampler>-s<seed>/; OUT also gets compare.yaml,
+    and image order. Runs go to OUT/runs/SAMPLER-sSEED/; OUT also gets compare.yaml,
     results.csv, summary.csv, report.md and plots/. Run it again to resume: finished runs are
     reused, an interrupted run continues from its checkpoint.
 

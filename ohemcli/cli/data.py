@@ -21,7 +21,7 @@ DataOpt = Annotated[
     str,
     typer.Option("--data", help="A VOC root folder, or 'synth' for the built-in synthetic set."),
 ]
-SplitOpt = Annotated[str, typer.Option("--split", help="Split name: ImageSets/Main/<split>.txt.")]
+SplitOpt = Annotated[str, typer.Option("--split", help="Split name: ImageSets/Main/SPLIT.txt.")]
 
 
 class DownloadSet(str, Enum):

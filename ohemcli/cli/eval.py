@@ -30,7 +30,7 @@ DetectionsOpt = Annotated[
     Path | None,
     typer.Option(
         "--detections",
-        help="Folder of devkit results files '<prefix>_det_<split>_<class>.txt' "
+        help="Folder of devkit results files 'PREFIX_det_SPLIT_CLASS.txt' "
         "(lines 'image_id score x1 y1 x2 y2', 1-based). Needs --data.",
     ),
 ]
@@ -39,7 +39,7 @@ DataOpt = Annotated[
     typer.Option("--data", help="Ground truth for --detections: a VOC root folder, or 'synth'."),
 ]
 SplitOpt = Annotated[
-    str, typer.Option("--split", help="Split to score (ImageSets/Main/<split>.txt).")
+    str, typer.Option("--split", help="Split to score (ImageSets/Main/SPLIT.txt).")
 ]
 MetricOpt = Annotated[
     EvalMetric,

@@ -35,7 +35,9 @@ class RankingLoss(str, Enum):
     cls = "cls"
 
 
-DataOpt = Annotated[str | None, typer.Option("--data", help="'synth' (built-in, no download) or a VOC root folder.")]
+DataOpt = Annotated[
+    str | None, typer.Option("--data", help="'synth' (built-in, no download) or a VOC root folder.")
+]
 ConfigOpt = Annotated[
     str | None,
     typer.Option(
@@ -44,26 +46,66 @@ ConfigOpt = Annotated[
         "Default: synth_tiny for --data synth, else the paper's settings.",
     ),
 ]
-IterOpt = Annotated[int | None, typer.Option("--iters", min=1, help="SGD iterations (overrides the config).")]
-SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed of weights, image order, flips and sampling.")]
+IterOpt = Annotated[
+    int | None, typer.Option("--iters", min=1, help="SGD iterations (overrides the config).")
+]
+SeedOpt = Annotated[
+    int | None, typer.Option("--seed", help="Seed of weights, image order, flips and sampling.")
+]
 DeviceOpt = Annotated[Device | None, typer.Option("--device", help="auto picks CUDA when present.")]
 AmpOpt = Annotated[bool | None, typer.Option("--amp/--no-amp", help="Mixed precision (CUDA only).")]
-BackboneOpt = Annotated[Backbone | None, typer.Option("--backbone", help="vgg16 (the paper) or tiny (CPU).")]
-PretrainedOpt = Annotated[
-    bool | None, typer.Option("--pretrained/--no-pretrained", help="ImageNet weights for vgg16 (default on for vgg16).")
+BackboneOpt = Annotated[
+    Backbone | None, typer.Option("--backbone", help="vgg16 (the paper) or tiny (CPU).")
 ]
-WeightsOpt = Annotated[Path | None, typer.Option("--weights", help="Local backbone state dict (offline ImageNet weights).")]
-RoIOpOpt = Annotated[RoIOp | None, typer.Option("--roi-op", help="RoI max pooling (paper) or RoIAlign.")]
+PretrainedOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--pretrained/--no-pretrained", help="ImageNet weights for vgg16 (default on for vgg16)."
+    ),
+]
+WeightsOpt = Annotated[
+    Path | None,
+    typer.Option("--weights", help="Local backbone state dict (offline ImageNet weights)."),
+]
+RoIOpOpt = Annotated[
+    RoIOp | None, typer.Option("--roi-op", help="RoI max pooling (paper) or RoIAlign.")
+]
 LrOpt = Annotated[float | None, typer.Option("--lr", min=0.0, help="Base learning rate.")]
-WorkersOpt = Annotated[int | None, typer.Option("--workers", min=0, help="DataLoader worker processes.")]
-EvalPointsOpt = Annotated[int | None, typer.Option("--eval-points", min=0, help="Evaluations during training.")]
-DifficultOpt = Annotated[bool | None, typer.Option("--use-difficult/--no-use-difficult", help="Train on difficult objects.")]
-OhemNmsOpt = Annotated[bool | None, typer.Option("--ohem-nms/--no-ohem-nms", help="ohem: NMS over loss-scored RoIs.")]
-OhemNmsIouOpt = Annotated[float | None, typer.Option("--ohem-nms-iou", min=0.0, max=1.0, help="ohem: NMS IoU (0.7).")]
-OhemLossOpt = Annotated[RankingLoss | None, typer.Option("--ohem-loss", help="ohem: rank by cls+box (paper) or cls.")]
-MineEveryOpt = Annotated[int | None, typer.Option("--mine-every", min=0, help="hnm: iterations between mining passes (0: each epoch).")]
-FpThreshOpt = Annotated[float | None, typer.Option("--hnm-fp-thresh", min=0.0, max=1.0, help="hnm: object score of a false positive.")]
-PoolOpt = Annotated[int | None, typer.Option("--hnm-pool-per-image", min=1, help="hnm: most false positives kept per image.")]
+WorkersOpt = Annotated[
+    int | None, typer.Option("--workers", min=0, help="DataLoader worker processes.")
+]
+EvalPointsOpt = Annotated[
+    int | None, typer.Option("--eval-points", min=0, help="Evaluations during training.")
+]
+DifficultOpt = Annotated[
+    bool | None,
+    typer.Option("--use-difficult/--no-use-difficult", help="Train on difficult objects."),
+]
+OhemNmsOpt = Annotated[
+    bool | None, typer.Option("--ohem-nms/--no-ohem-nms", help="ohem: NMS over loss-scored RoIs.")
+]
+OhemNmsIouOpt = Annotated[
+    float | None, typer.Option("--ohem-nms-iou", min=0.0, max=1.0, help="ohem: NMS IoU (0.7).")
+]
+OhemLossOpt = Annotated[
+    RankingLoss | None, typer.Option("--ohem-loss", help="ohem: rank by cls+box (paper) or cls.")
+]
+MineEveryOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--mine-every", min=0, help="hnm: iterations between mining passes (0: each epoch)."
+    ),
+]
+FpThreshOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--hnm-fp-thresh", min=0.0, max=1.0, help="hnm: object score of a false positive."
+    ),
+]
+PoolOpt = Annotated[
+    int | None,
+    typer.Option("--hnm-pool-per-image", min=1, help="hnm: most false positives kept per image."),
+]
 
 # CLI option name -> config key
 OPTION_KEYS = {
@@ -92,7 +134,7 @@ OPTION_KEYS = {
 
 
 def resolve_config_path(config: str | None, data: str | None) -> Path | None:
-    """A YAML path, or a preset of experiments/; synth_tiny when training on synth with no config."""
+    """A YAML path or a preset of experiments/; synth_tiny for synth data with no config."""
     if config is None:
         return EXPERIMENTS_DIR / "synth_tiny.yaml" if data in (None, "synth") else None
     path = Path(config)
@@ -110,8 +152,19 @@ def build_config(config: str | None, options: dict[str, Any]) -> ExperimentConfi
     for name, value in options.items():
         if value is None:
             continue
-        overrides[OPTION_KEYS[name]] = value.value if isinstance(value, Enum) else (str(value) if isinstance(value, Path) else value)
+        overrides[OPTION_KEYS[name]] = (
+            value.value
+            if isinstance(value, Enum)
+            else (str(value) if isinstance(value, Path) else value)
+        )
     cfg = load_config(resolve_config_path(config, options.get("data")), overrides)
-    if cfg.model.backbone == "vgg16" and options.get("pretrained") is None and config is None and not cfg.model.weights:
-        cfg = load_config(None, {**overrides, "model.pretrained": True})  # vgg16 defaults to ImageNet weights
+    if (
+        cfg.model.backbone == "vgg16"
+        and options.get("pretrained") is None
+        and config is None
+        and not cfg.model.weights
+    ):
+        cfg = load_config(
+            None, {**overrides, "model.pretrained": True}
+        )  # vgg16 defaults to ImageNet weights
     return cfg

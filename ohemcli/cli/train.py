@@ -10,9 +10,27 @@ import typer
 
 from ohemcli.cli.app import app
 from ohemcli.cli.options import (
-    AmpOpt, BackboneOpt, ConfigOpt, DataOpt, DeviceOpt, DifficultOpt, EvalPointsOpt, FpThreshOpt,
-    IterOpt, LrOpt, MineEveryOpt, OhemLossOpt, OhemNmsIouOpt, OhemNmsOpt, PoolOpt, PretrainedOpt,
-    RoIOpOpt, SeedOpt, WeightsOpt, WorkersOpt, build_config,
+    AmpOpt,
+    BackboneOpt,
+    ConfigOpt,
+    DataOpt,
+    DeviceOpt,
+    DifficultOpt,
+    EvalPointsOpt,
+    FpThreshOpt,
+    IterOpt,
+    LrOpt,
+    MineEveryOpt,
+    OhemLossOpt,
+    OhemNmsIouOpt,
+    OhemNmsOpt,
+    PoolOpt,
+    PretrainedOpt,
+    RoIOpOpt,
+    SeedOpt,
+    WeightsOpt,
+    WorkersOpt,
+    build_config,
 )  # fmt: skip
 from ohemcli.samplers import SamplerName
 
@@ -20,15 +38,25 @@ from ohemcli.samplers import SamplerName
 @app.command("train")
 def train_command(
     data: DataOpt = None,
-    sampler: Annotated[SamplerName, typer.Option("--sampler", help="Which RoIs to train on.")] = SamplerName.fixed,
+    sampler: Annotated[
+        SamplerName, typer.Option("--sampler", help="Which RoIs to train on.")
+    ] = SamplerName.fixed,
     config: ConfigOpt = None,
     iters: IterOpt = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Run folder (default runs/<data>-<sampler>-s<seed>).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Run folder (default runs/DATA-SAMPLER-sSEED)."),
+    ] = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
     amp: AmpOpt = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,
-    checkpoint_every: Annotated[int | None, typer.Option("--checkpoint-every", min=1, help="Iterations between checkpoints.")] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")
+    ] = False,
+    checkpoint_every: Annotated[
+        int | None,
+        typer.Option("--checkpoint-every", min=1, help="Iterations between checkpoints."),
+    ] = None,
     backbone: BackboneOpt = None,
     pretrained: PretrainedOpt = None,
     weights: WeightsOpt = None,
@@ -69,7 +97,8 @@ def train_command(
         print(json.dumps({k: v for k, v in summary.items() if k != "eval_history"}))
     else:
         out_console.print(
-            f"[bold]{summary['sampler']}[/bold]: {summary['metric']} mAP {summary['mAP']:.4f} after "
+            f"[bold]{summary['sampler']}[/bold]: {summary['metric']} "
+            f"mAP {summary['mAP']:.4f} after "
             f"{summary['iters']} iterations, train {summary['train_seconds']:.1f}s, mining "
             f"{summary['mining_seconds']:.1f}s, {summary['s_per_iter']:.3f} s/iter"
         )

@@ -52,7 +52,7 @@ def flip_boxes(boxes: Tensor, width: float) -> Tensor:
 
 
 def training_gt(record: ImageRecord, use_difficult: bool) -> tuple[Tensor, Tensor]:
-    """Ground-truth boxes and labels used as training targets (difficult ones left out by default)."""
+    """Ground truth used as training targets (difficult objects left out by default)."""
     keep = np.ones(len(record.labels), bool) if use_difficult else ~record.difficult
     return torch.from_numpy(record.boxes[keep]), torch.from_numpy(record.labels[keep])
 
@@ -94,7 +94,7 @@ class TrainImages(Dataset):
         return len(self.dataset)
 
     def image_rois(self, index: int) -> tuple[Tensor, Tensor, Tensor]:
-        """Original-image RoIs (proposals then ground truth) and the ground truth they are scored against."""
+        """Original-image RoIs (proposals, then ground truth) and the ground truth to score them."""
         record = self.dataset[index]
         gt_boxes, gt_labels = training_gt(record, self.use_difficult)
         props = torch.from_numpy(self.proposals[record.image_id]).float().reshape(-1, 4)
@@ -125,7 +125,9 @@ class TrainImages(Dataset):
 class TestImages(Dataset):
     """Test images, one at a time, with their proposals scaled to the network's input."""
 
-    def __init__(self, dataset: VOCDataset, proposals: dict[str, np.ndarray], scale: int, max_size: int):
+    def __init__(
+        self, dataset: VOCDataset, proposals: dict[str, np.ndarray], scale: int, max_size: int
+    ):
         self.dataset, self.proposals = dataset, proposals
         self.scale, self.max_size = scale, max_size
 
@@ -137,7 +139,9 @@ class TestImages(Dataset):
         factor = resize_factor(record.height, record.width, self.scale, self.max_size)
         props = torch.from_numpy(self.proposals[record.image_id]).float().reshape(-1, 4)
         image = load_image(record.image_path)
-        return ImageSample(image_tensor(image, factor, False), props * factor, record.image_id, factor)
+        return ImageSample(
+            image_tensor(image, factor, False), props * factor, record.image_id, factor
+        )
 
 
 def epoch_order(num_images: int, seed: int, epoch: int, flip: bool) -> list[tuple[int, bool]]:

@@ -20,7 +20,9 @@ class RoITargets:
     box_targets: Tensor  # (R, 4) float32, normalised deltas; zero for background
 
 
-def assign_targets(rois: Tensor, gt_boxes: Tensor, gt_labels: Tensor, fg_thresh: float = 0.5) -> RoITargets:
+def assign_targets(
+    rois: Tensor, gt_boxes: Tensor, gt_labels: Tensor, fg_thresh: float = 0.5
+) -> RoITargets:
     """Label each RoI by the ground-truth box it overlaps most.
 
     A RoI whose max IoU is at least ``fg_thresh`` takes that box's class and regression target;

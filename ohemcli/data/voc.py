@@ -60,7 +60,9 @@ def read_split_ids(root: Path, split: str) -> list[str]:
     path = root / "ImageSets" / "Main" / f"{split}.txt"
     if not path.is_file():
         raise UserError(f"{path}: split file not found (is '{split}' a split of this data set?)")
-    ids = [line.split()[0] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    ids = [
+        line.split()[0] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
     if not ids:
         raise UserError(f"{path}: split file lists no images")
     return ids

@@ -25,7 +25,9 @@ from ohemcli.engine.train import Trainer
 from ohemcli.progress import make_progress
 
 
-def _time_sampler(cfg: ExperimentConfig, iters: int, warmup: int, progress: Any, task: Any) -> dict[str, Any]:
+def _time_sampler(
+    cfg: ExperimentConfig, iters: int, warmup: int, progress: Any, task: Any
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, Path(tmp), resume=False, show_progress=False)
         device = trainer.device
@@ -53,7 +55,9 @@ def _time_sampler(cfg: ExperimentConfig, iters: int, warmup: int, progress: Any,
         if trainer.sampler.needs_mining:
             trainer._sync()
             start = time.perf_counter()
-            mine_false_positives(trainer.model, trainer.images, cfg.sampler, device, cfg.data.workers, False)
+            mine_false_positives(
+                trainer.model, trainer.images, cfg.sampler, device, cfg.data.workers, False
+            )
             trainer._sync()
             row["mining_pass_s"] = time.perf_counter() - start
             per_epoch = max(1, len(trainer.images) // cfg.train.images_per_batch)
@@ -67,9 +71,13 @@ def _time_sampler(cfg: ExperimentConfig, iters: int, warmup: int, progress: Any,
 
 
 def bench_samplers(
-    cfg: ExperimentConfig, samplers: Sequence[str], iters: int = 20, warmup: int = 3, show_progress: bool = True
+    cfg: ExperimentConfig,
+    samplers: Sequence[str],
+    iters: int = 20,
+    warmup: int = 3,
+    show_progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """s/iter (median), read-only and mining cost, and the ratio to the first sampler, per sampler."""
+    """Per sampler: median s/iter, read-only and mining cost, and the ratio to the first."""
     rows = []
     with make_progress(disable=not show_progress) as progress:
         for name in samplers:

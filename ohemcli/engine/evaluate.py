@@ -33,8 +33,13 @@ def detect_split(
     was_training = model.training
     model.eval()
     images = TestImages(split.dataset, split.proposals, cfg.data.scale, cfg.data.max_size)
-    loader = DataLoader(images, batch_size=1, collate_fn=collate, num_workers=cfg.data.workers,
-                        generator=torch.Generator())  # keeps the global RNG (dropout's) untouched
+    loader = DataLoader(
+        images,
+        batch_size=1,
+        collate_fn=collate,
+        num_workers=cfg.data.workers,
+        generator=torch.Generator(),
+    )  # keeps the global RNG (dropout's) untouched
     per_class: dict[int, list[tuple[str, np.ndarray, np.ndarray]]] = {}
     with make_progress(disable=not show_progress) as progress:
         task = progress.add_task(f"detect {split.dataset.split}", total=len(images))
@@ -111,7 +116,7 @@ def evaluate_run(
     device: str = "auto",
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate a run's checkpoint on ``split``; writes ``RUN/eval/`` and returns the metrics dict."""
+    """Evaluate a run's checkpoint on ``split``; writes ``RUN/eval/``, returns the metrics."""
     dev = resolve_device(device)
     model, cfg, classes = load_run_model(Path(run_dir), dev)
     cfg = _with_classes(cfg, classes)

@@ -29,7 +29,7 @@ class ScoresRoIs(Protocol):
 def false_positives(
     labels: Tensor, object_scores: Tensor, thresh: float, per_image: int
 ) -> tuple[Tensor, Tensor]:
-    """Background RoIs scored as objects: positions and scores, highest first, at most ``per_image``.
+    """Background RoIs scored as objects: positions and scores, highest first, capped.
 
     ``labels`` are the RoIs' training labels (0 = background, i.e. max IoU < 0.5), ``object_scores``
     each RoI's highest foreground class probability.

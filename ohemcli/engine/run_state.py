@@ -54,7 +54,9 @@ class RunPaths:
 
 def eval_iterations(iters: int, points: int) -> set[int]:
     """``points`` evenly spaced iterations ending at ``iters`` (empty for 0 points)."""
-    return {max(1, round(iters * k / points)) for k in range(1, points + 1)} if points > 0 else set()
+    return (
+        {max(1, round(iters * k / points)) for k in range(1, points + 1)} if points > 0 else set()
+    )
 
 
 def reset_peak_memory(device: torch.device) -> None:
@@ -84,7 +86,7 @@ def peak_memory_mb(device: torch.device) -> float:
 
 @dataclass
 class TrainState:
-    """Running totals; everything here is saved in the checkpoint, so a resumed run keeps counting."""
+    """Running totals, saved in the checkpoint so that a resumed run keeps counting."""
 
     iteration: int = 0
     train_seconds: float = 0.0
@@ -111,7 +113,9 @@ class TrainState:
         if self.iteration > WARMUP_ITERS:
             self.steady_seconds += step_time + data_time
             self.steady_iters += 1
-        self.smoothed_loss = result.loss if self.iteration == 1 else 0.9 * self.smoothed_loss + 0.1 * result.loss
+        self.smoothed_loss = (
+            result.loss if self.iteration == 1 else 0.9 * self.smoothed_loss + 0.1 * result.loss
+        )
         self.recent_s_per_iter = step_time + data_time
         values = {k: v for k, v in asdict(result).items() if v is not None and k != "num_chosen"}
         values.update(step_time=step_time, data_time=data_time)
@@ -141,7 +145,9 @@ class TrainState:
         """Inverse of :meth:`to_dict`."""
         return cls(**d)
 
-    def summary(self, cfg: ExperimentConfig, result: dict[str, Any], device: torch.device, peak_mb: float) -> dict[str, Any]:
+    def summary(
+        self, cfg: ExperimentConfig, result: dict[str, Any], device: torch.device, peak_mb: float
+    ) -> dict[str, Any]:
         """The content of ``summary.json``."""
         return {
             "sampler": cfg.sampler.name,
@@ -161,6 +167,7 @@ class TrainState:
             "fg_fraction": self.fg_sum / max(1, self.iteration),
             "peak_memory_mb": peak_mb,
             "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-            "machine": f"{platform.machine()} {platform.system()}, {torch.get_num_threads()} threads",
+            "machine": f"{platform.machine()} {platform.system()}, "
+            f"{torch.get_num_threads()} threads",
             "eval_history": self.eval_history,
         }

@@ -46,14 +46,22 @@ class StepResult:
 
     def progress_fields(self, lr: float, state: TrainState) -> dict[str, Any]:
         """Values for :meth:`progress_columns`."""
-        return {"loss": f"{state.smoothed_loss:.3f}", "lr": f"{lr:.2g}", "speed": f"{state.recent_s_per_iter:.3f}"}
+        return {
+            "loss": f"{state.smoothed_loss:.3f}",
+            "lr": f"{lr:.2g}",
+            "speed": f"{state.recent_s_per_iter:.3f}",
+        }
 
 
 def _image_rois(batch: Batch) -> list[ImageRoIs]:
-    return [ImageRoIs(s.rois, s.labels, s.max_iou, s.box_targets, s.image_id) for s in batch.samples]
+    return [
+        ImageRoIs(s.rois, s.labels, s.max_iou, s.box_targets, s.image_id) for s in batch.samples
+    ]
 
 
-def _readonly_losses(trainer: Trainer, features: Tensor, images: list[ImageRoIs]) -> list[RoILosses]:
+def _readonly_losses(
+    trainer: Trainer, features: Tensor, images: list[ImageRoIs]
+) -> list[RoILosses]:
     """Every RoI's loss with no autograd graph, split per image."""
     with torch.no_grad():
         losses = trainer.model.roi_losses(
@@ -63,7 +71,10 @@ def _readonly_losses(trainer: Trainer, features: Tensor, images: list[ImageRoIs]
             torch.cat([r.box_targets for r in images]),
         )
     sizes = [len(r.labels) for r in images]
-    return [RoILosses(c, b) for c, b in zip(losses.cls.split(sizes), losses.box.split(sizes), strict=True)]
+    return [
+        RoILosses(c, b)
+        for c, b in zip(losses.cls.split(sizes), losses.box.split(sizes), strict=True)
+    ]
 
 
 def train_step(trainer: Trainer, batch: Batch) -> StepResult:
@@ -79,7 +90,9 @@ def train_step(trainer: Trainer, batch: Batch) -> StepResult:
             readonly = _readonly_losses(trainer, features, images)
             readonly_time = time.perf_counter() - start
         chosen = [
-            trainer.sampler.select(r, None if readonly is None else readonly[i], per_image, trainer.gen)
+            trainer.sampler.select(
+                r, None if readonly is None else readonly[i], per_image, trainer.gen
+            )
             for i, r in enumerate(images)
         ]
         labels = torch.cat([r.labels[c] for r, c in zip(images, chosen, strict=True)])
@@ -89,9 +102,13 @@ def train_step(trainer: Trainer, batch: Batch) -> StepResult:
             labels,
             torch.cat([r.box_targets[c] for r, c in zip(images, chosen, strict=True)]),
         )
-        loss = losses.total.mean()
+        # sum / count rather than mean: a batch where the sampler finds nothing gives 0, not NaN.
+        loss = losses.total.sum() / max(1, len(labels))
     if not math.isfinite(loss.item()):
-        raise UserError(f"--lr: the loss became {loss.item()} at iteration {trainer.state.iteration + 1}; try a lower --lr")
+        raise UserError(
+            f"--lr: the loss became {loss.item()} at iteration "
+            f"{trainer.state.iteration + 1}; try a lower --lr"
+        )
     trainer.optimizer.zero_grad(set_to_none=True)
     if trainer.scaler is not None:
         trainer.scaler.scale(loss).backward()
@@ -105,13 +122,15 @@ def train_step(trainer: Trainer, batch: Batch) -> StepResult:
     trainer.scheduler.step()
     result = StepResult(
         loss=loss.item(),
-        loss_cls=losses.cls.mean().item(),
-        loss_box=losses.box.mean().item(),
-        fg_fraction=(labels > 0).float().mean().item(),
+        loss_cls=losses.cls.sum().item() / max(1, len(labels)),
+        loss_box=losses.box.sum().item() / max(1, len(labels)),
+        fg_fraction=(labels > 0).sum().item() / max(1, len(labels)),
         num_chosen=len(labels),
         readonly_time=readonly_time,
     )
     if readonly is not None:
-        result.mean_loss_chosen = torch.cat([r.total[c] for r, c in zip(readonly, chosen, strict=True)]).mean().item()
+        result.mean_loss_chosen = (
+            torch.cat([r.total[c] for r, c in zip(readonly, chosen, strict=True)]).mean().item()
+        )
         result.mean_loss_all = torch.cat([r.total for r in readonly]).mean().item()
     return result

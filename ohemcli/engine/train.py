@@ -21,9 +21,20 @@ from torch.utils.data import DataLoader
 from ohemcli.config import ExperimentConfig, config_to_dict, config_to_yaml, load_config
 from ohemcli.data.batching import ScheduleSampler, TrainImages, collate, iteration_epoch
 from ohemcli.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from ohemcli.engine.distributed import DistInfo, average_gradients, barrier, broadcast_parameters, init_distributed
+from ohemcli.engine.distributed import (
+    DistInfo,
+    barrier,
+    broadcast_parameters,
+    init_distributed,
+)
 from ohemcli.engine.mining import mine_false_positives
-from ohemcli.engine.run_state import RunPaths, TrainState, eval_iterations, peak_memory_mb, reset_peak_memory
+from ohemcli.engine.run_state import (
+    RunPaths,
+    TrainState,
+    eval_iterations,
+    peak_memory_mb,
+    reset_peak_memory,
+)
 from ohemcli.engine.setup import build_model, build_optimizer, data_name, load_split, resolve_device
 from ohemcli.engine.step import StepResult, train_step
 from ohemcli.errors import UserError
@@ -44,18 +55,25 @@ def _check_resume(paths: RunPaths, cfg: ExperimentConfig, resume: bool) -> dict[
     if not paths.checkpoint.exists():
         return None
     if not resume:
-        raise UserError(f"{paths.root}: already holds a run; pass --resume to continue it or choose another --out")
+        raise UserError(
+            f"{paths.root}: already holds a run; "
+            "pass --resume to continue it or choose another --out"
+        )
     saved = load_config(paths.config)
     # The saved config has the resolved class list and may differ in the iteration budget alone.
     saved = replace(saved, train=replace(saved.train, iters=cfg.train.iters))
     if cfg.data.classes is None:
         cfg = replace(cfg, data=replace(cfg.data, classes=saved.data.classes))
     if config_to_dict(saved) != config_to_dict(cfg):
-        raise UserError(f"{paths.config}: the run was started with another config; choose another --out")
+        raise UserError(
+            f"{paths.config}: the run was started with another config; choose another --out"
+        )
     return load_checkpoint(paths.checkpoint)
 
 
-def _autocast(cfg: ExperimentConfig, device: torch.device) -> tuple[Any, torch.amp.GradScaler | None]:
+def _autocast(
+    cfg: ExperimentConfig, device: torch.device
+) -> tuple[Any, torch.amp.GradScaler | None]:
     if not cfg.train.amp:
         return contextlib.nullcontext, None
     if device.type != "cuda":
@@ -68,7 +86,9 @@ def _autocast(cfg: ExperimentConfig, device: torch.device) -> tuple[Any, torch.a
 class Trainer:
     """Holds a run's objects so that the loop reads top to bottom."""
 
-    def __init__(self, cfg: ExperimentConfig, out_dir: Path, resume: bool, show_progress: bool) -> None:
+    def __init__(
+        self, cfg: ExperimentConfig, out_dir: Path, resume: bool, show_progress: bool
+    ) -> None:
         self.device = resolve_device(cfg.train.device)
         self.dist: DistInfo = init_distributed(self.device.type)
         if self.device.type == "cuda":
@@ -80,9 +100,13 @@ class Trainer:
         classes = self.train_data.dataset.classes
         self.cfg = replace(cfg, data=replace(cfg.data, classes=classes))
         self.images = TrainImages(
-            self.train_data.dataset, self.train_data.proposals, cfg.data.scale, cfg.data.max_size,
-            cfg.data.use_difficult, cfg.sampler.fg_thresh,
-        )  # fmt: skip
+            self.train_data.dataset,
+            self.train_data.proposals,
+            cfg.data.scale,
+            cfg.data.max_size,
+            cfg.data.use_difficult,
+            cfg.sampler.fg_thresh,
+        )
         self.model = build_model(self.cfg, len(classes), self.device)
         self.sampler = build_sampler(cfg.sampler)
         self.optimizer, self.scheduler = build_optimizer(self.model, cfg.train)
@@ -127,22 +151,32 @@ class Trainer:
     def _loader(self) -> DataLoader:
         c = self.cfg
         schedule = ScheduleSampler(
-            len(self.images), c.train.images_per_batch, c.train.seed, self.state.iteration, c.train.iters,
-            c.data.flip, self.dist.rank, self.dist.world_size,
-        )  # fmt: skip
+            len(self.images),
+            c.train.images_per_batch,
+            c.train.seed,
+            self.state.iteration,
+            c.train.iters,
+            c.data.flip,
+            self.dist.rank,
+            self.dist.world_size,
+        )
         return DataLoader(
-            self.images, batch_sampler=schedule, collate_fn=collate, num_workers=c.data.workers,
-            pin_memory=self.device.type == "cuda", persistent_workers=False,
+            self.images,
+            batch_sampler=schedule,
+            collate_fn=collate,
+            num_workers=c.data.workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
             # Our own generator keeps DataLoader from drawing on the global RNG (dropout's).
             generator=torch.Generator().manual_seed(c.train.seed),
-        )  # fmt: skip
+        )
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
     def _mining_due(self, it: int) -> bool:
-        """After iteration ``it`` (0-based): every ``mine_every`` iterations, or at each epoch's end."""
+        """After iteration ``it`` (0-based): every ``mine_every`` iterations, or at epoch ends."""
         if not self.sampler.needs_mining:
             return False
         every = self.cfg.sampler.mine_every
@@ -173,7 +207,9 @@ class Trainer:
         if self.test_data is None:
             self.test_data = load_split(self.cfg, self.cfg.data.test_split, self.show)
         out = self.paths.eval_dir if final else None
-        result = evaluate_model(self.model, self.cfg, self.test_data, self.device, out, None, self.show)
+        result = evaluate_model(
+            self.model, self.cfg, self.test_data, self.device, out, None, self.show
+        )
         self.state.eval_seconds += time.perf_counter() - start
         point = {
             "iter": self.state.iteration,
@@ -188,7 +224,7 @@ class Trainer:
         return result
 
     def run(self) -> dict[str, Any]:
-        """Train to ``train.iters`` (from the checkpoint when resuming), evaluate, write the summary."""
+        """Train to ``train.iters`` (resuming from a checkpoint), evaluate, write the summary."""
         c = self.cfg.train
         reset_peak_memory(self.device)
         if self.dist.is_main:
@@ -201,7 +237,12 @@ class Trainer:
             self._mine()  # the run stopped where a mining pass was due (a shorter run ended there)
         with make_progress(*StepResult.progress_columns(), disable=not self.show) as progress:
             task = progress.add_task(
-                f"train {self.cfg.sampler.name}", total=c.iters, completed=self.state.iteration, loss="-", lr="-", speed="-"
+                f"train {self.cfg.sampler.name}",
+                total=c.iters,
+                completed=self.state.iteration,
+                loss="-",
+                lr="-",
+                speed="-",
             )
             tick = time.perf_counter()
             for batch in self._loader():
@@ -212,7 +253,10 @@ class Trainer:
                 it = self.state.iteration
                 self.state.record(result, step_time, data_time)
                 if self.dist.is_main and (it + 1) % c.log_every == 0:
-                    append_jsonl(self.paths.metrics, self.state.log_line(it + 1, self.scheduler.get_last_lr()[0]))
+                    append_jsonl(
+                        self.paths.metrics,
+                        self.state.log_line(it + 1, self.scheduler.get_last_lr()[0]),
+                    )
                 if self._mining_due(it) and it + 1 < c.iters:
                     self._mine()  # never after the last iteration: nothing would use the pool
                 if self.dist.is_main and (it + 1) in eval_points and it + 1 < c.iters:
@@ -220,7 +264,11 @@ class Trainer:
                     self.save()
                 elif (it + 1) % c.checkpoint_every == 0:
                     self.save()
-                progress.update(task, advance=1, **result.progress_fields(self.scheduler.get_last_lr()[0], self.state))
+                progress.update(
+                    task,
+                    advance=1,
+                    **result.progress_fields(self.scheduler.get_last_lr()[0], self.state),
+                )
                 tick = time.perf_counter()
         self.save()
         barrier(self.dist)
@@ -236,9 +284,16 @@ class Trainer:
         return summary
 
 
-def train(cfg: ExperimentConfig, out_dir: Path | None = None, resume: bool = False, show_progress: bool = True) -> dict[str, Any]:
+def train(
+    cfg: ExperimentConfig,
+    out_dir: Path | None = None,
+    resume: bool = False,
+    show_progress: bool = True,
+) -> dict[str, Any]:
     """Train one run and return its ``summary.json`` content. See the module docstring."""
-    trainer = Trainer(cfg, Path(out_dir) if out_dir else default_run_dir(cfg), resume, show_progress)
+    trainer = Trainer(
+        cfg, Path(out_dir) if out_dir else default_run_dir(cfg), resume, show_progress
+    )
     if trainer.state.iteration >= cfg.train.iters and trainer.paths.summary.exists():
         err_console.print(f"{trainer.paths.root}: already trained to {cfg.train.iters} iterations")
         import json

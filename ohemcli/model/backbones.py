@@ -65,7 +65,9 @@ def build_vgg16(cfg: ModelConfig) -> Backbone:
     for layer in trunk[:10]:  # conv1_x and conv2_x stay frozen, as in the paper
         for p in layer.parameters():
             p.requires_grad_(False)
-    head = nn.Sequential(nn.Flatten(), *list(net.classifier.children())[:6])  # fc6, fc7 with dropout
+    head = nn.Sequential(
+        nn.Flatten(), *list(net.classifier.children())[:6]
+    )  # fc6, fc7 with dropout
     return Backbone(trunk=trunk, head=head, stride=16, out_dim=4096)
 
 

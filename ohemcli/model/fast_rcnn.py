@@ -30,7 +30,9 @@ class RoILosses(NamedTuple):
         return self.cls + self.box
 
 
-def per_roi_loss(cls_logits: Tensor, box_deltas: Tensor, labels: Tensor, box_targets: Tensor) -> RoILosses:
+def per_roi_loss(
+    cls_logits: Tensor, box_deltas: Tensor, labels: Tensor, box_targets: Tensor
+) -> RoILosses:
     """Fast R-CNN's multi-task loss for each RoI separately.
 
     ``cls_logits`` (R, K+1); ``box_deltas`` (R, 4(K+1)) class-specific; ``labels`` (R,) with 0 for
@@ -38,7 +40,7 @@ def per_roi_loss(cls_logits: Tensor, box_deltas: Tensor, labels: Tensor, box_tar
     the 4 deltas of the RoI's ground-truth class and is zero for background.
     """
     loss_cls = F.cross_entropy(cls_logits.float(), labels, reduction="none")
-    deltas = box_deltas.float().view(len(labels), -1, 4)
+    deltas = box_deltas.float().view(len(labels), box_deltas.shape[1] // 4, 4)  # ok for R = 0
     chosen = deltas[torch.arange(len(labels), device=labels.device), labels]
     loss_box = F.smooth_l1_loss(chosen, box_targets, beta=1.0, reduction="none").sum(dim=1)
     loss_box = loss_box * (labels > 0).to(loss_box.dtype)
@@ -48,7 +50,10 @@ def per_roi_loss(cls_logits: Tensor, box_deltas: Tensor, labels: Tensor, box_tar
 def rois_with_batch_index(rois: list[Tensor]) -> Tensor:
     """Per-image (R_i, 4) boxes -> one (sum R_i, 5) tensor with the image index first."""
     return torch.cat(
-        [torch.cat([torch.full((len(r), 1), float(i), device=r.device), r], dim=1) for i, r in enumerate(rois)]
+        [
+            torch.cat([torch.full((len(r), 1), float(i), device=r.device), r], dim=1)
+            for i, r in enumerate(rois)
+        ]
     )
 
 
@@ -58,7 +63,9 @@ class FastRCNN(nn.Module):
     def __init__(self, cfg: ModelConfig, num_classes: int) -> None:
         super().__init__()
         if cfg.backbone not in BACKBONES:
-            raise UserError(f"--backbone: unknown '{cfg.backbone}' (choose from {', '.join(BACKBONES)})")
+            raise UserError(
+                f"--backbone: unknown '{cfg.backbone}' (choose from {', '.join(BACKBONES)})"
+            )
         if cfg.roi_op not in ("pool", "align"):
             raise UserError(f"--roi-op: unknown '{cfg.roi_op}' (choose pool or align)")
         backbone = BACKBONES[cfg.backbone](cfg)
@@ -78,7 +85,7 @@ class FastRCNN(nn.Module):
         return self.trunk(images)
 
     def roi_forward(self, features: Tensor, rois: Tensor) -> tuple[Tensor, Tensor]:
-        """Class logits (R, K+1) and box deltas (R, 4(K+1)) for RoIs (R, 5) = (image, x1, y1, x2, y2)."""
+        """Class logits (R, K+1), box deltas (R, 4(K+1)) of RoIs (R, 5): image, x1, y1, x2, y2."""
         size = (self.roi_size, self.roi_size)
         scale = 1.0 / self.stride
         rois = rois.to(features.dtype)
@@ -89,14 +96,20 @@ class FastRCNN(nn.Module):
         x = self.head(pooled)
         return self.cls_score(x), self.bbox_pred(x)
 
-    def roi_losses(self, features: Tensor, rois: Tensor, labels: Tensor, box_targets: Tensor) -> RoILosses:
+    def roi_losses(
+        self, features: Tensor, rois: Tensor, labels: Tensor, box_targets: Tensor
+    ) -> RoILosses:
         """Per-RoI losses; wrap in ``torch.no_grad()`` for a read-only pass."""
         cls_logits, box_deltas = self.roi_forward(features, rois)
         return per_roi_loss(cls_logits, box_deltas, labels, box_targets)
 
     @torch.no_grad()
     def detect(
-        self, images: Tensor, rois: list[Tensor], cfg: EvalConfig, image_sizes: list[tuple[int, int]]
+        self,
+        images: Tensor,
+        rois: list[Tensor],
+        cfg: EvalConfig,
+        image_sizes: list[tuple[int, int]],
     ) -> list[tuple[Tensor, Tensor, Tensor]]:
         """Detections per image as (boxes (D, 4), scores (D,), labels (D,) in 1..K).
 
@@ -111,7 +124,11 @@ class FastRCNN(nn.Module):
         results, start = [], 0
         for i, image_rois in enumerate(rois):
             end = start + len(image_rois)
-            results.append(self._postprocess(image_rois, probs[start:end], deltas[start:end], cfg, image_sizes[i]))
+            results.append(
+                self._postprocess(
+                    image_rois, probs[start:end], deltas[start:end], cfg, image_sizes[i]
+                )
+            )
             start = end
         return results
 
@@ -119,7 +136,9 @@ class FastRCNN(nn.Module):
         self, rois: Tensor, probs: Tensor, deltas: Tensor, cfg: EvalConfig, size: tuple[int, int]
     ) -> tuple[Tensor, Tensor, Tensor]:
         k = self.num_classes
-        boxes = decode(rois.repeat_interleave(k, dim=0), deltas[:, 1:].reshape(-1, 4)).view(-1, k, 4)
+        boxes = decode(rois.repeat_interleave(k, dim=0), deltas[:, 1:].reshape(-1, 4)).view(
+            -1, k, 4
+        )
         boxes[..., 0::2] = boxes[..., 0::2].clamp(0, size[1])
         boxes[..., 1::2] = boxes[..., 1::2].clamp(0, size[0])
         scores = probs[:, 1:]

@@ -28,7 +28,7 @@ class ImageRoIs:
 
 @dataclass
 class MinedNegatives:
-    """hnm's false-positive pool: per image, RoI positions (into the image's RoI list) and scores."""
+    """hnm's false-positive pool: per image, RoI positions (in its RoI list) and scores."""
 
     per_image: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict)
 
@@ -44,7 +44,9 @@ class RoISampler(Protocol):
     needs_roi_losses: bool  # the trainer runs the read-only pass and passes roi_losses when True
     needs_mining: bool  # the trainer runs mining passes and calls after_epoch with their result
 
-    def select(self, rois: ImageRoIs, roi_losses: RoILosses | None, num: int, gen: torch.Generator) -> Tensor:
+    def select(
+        self, rois: ImageRoIs, roi_losses: RoILosses | None, num: int, gen: torch.Generator
+    ) -> Tensor:
         """Positions (into ``rois``) of at most ``num`` RoIs to train on."""
         ...
 

@@ -63,10 +63,14 @@ class FixedSampler:
     def __init__(self, cfg: SamplerConfig) -> None:
         self.cfg = cfg
 
-    def select(self, rois: ImageRoIs, roi_losses: RoILosses | None, num: int, gen: torch.Generator) -> Tensor:
+    def select(
+        self, rois: ImageRoIs, roi_losses: RoILosses | None, num: int, gen: torch.Generator
+    ) -> Tensor:
         """Positions of the chosen RoIs (see :func:`sample_fg_bg`)."""
         c = self.cfg
-        return sample_fg_bg(rois.labels, rois.max_iou, num, c.fg_fraction, c.bg_lo, c.fg_thresh, gen)
+        return sample_fg_bg(
+            rois.labels, rois.max_iou, num, c.fg_fraction, c.bg_lo, c.fg_thresh, gen
+        )
 
     def after_epoch(self, mined: MinedNegatives | None) -> None:
         """Nothing to refresh."""

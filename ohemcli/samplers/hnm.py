@@ -2,7 +2,8 @@
 
 Until the first mining pass this is exactly ``fixed``. After each pass (run by the trainer, see
 ``engine.mining``), each image's negatives come first from its pool of false positives, then from
-random background in [bg_lo, 0.5). Each pass replaces the pool, so RoIs that stopped being hard drop out.
+random background in [bg_lo, 0.5). Each pass replaces the pool, so RoIs that stopped being hard
+drop out.
 """
 
 from __future__ import annotations
@@ -28,13 +29,22 @@ class HNMSampler:
         self.cfg = cfg
         self.pool = MinedNegatives()
 
-    def select(self, rois: ImageRoIs, roi_losses: RoILosses | None, num: int, gen: torch.Generator) -> Tensor:
+    def select(
+        self, rois: ImageRoIs, roi_losses: RoILosses | None, num: int, gen: torch.Generator
+    ) -> Tensor:
         """25% foreground; negatives from the image's pool first, then random background."""
         c = self.cfg
         pooled = self.pool.per_image.get(rois.image_id)
         preferred = None if pooled is None else pooled[0].to(rois.labels.device)
         return sample_fg_bg(
-            rois.labels, rois.max_iou, num, c.fg_fraction, c.bg_lo, c.fg_thresh, gen, preferred_bg=preferred
+            rois.labels,
+            rois.max_iou,
+            num,
+            c.fg_fraction,
+            c.bg_lo,
+            c.fg_thresh,
+            gen,
+            preferred_bg=preferred,
         )
 
     def after_epoch(self, mined: MinedNegatives | None) -> None:

@@ -1,7 +1,8 @@
 """Online Hard Example Mining (Shrivastava, Gupta, Girshick, CVPR 2016).
 
 Every RoI of the image (background is IoU in [0, 0.5): no bg_lo, no fg/bg ratio) is scored by its
-loss from the trainer's read-only pass; NMS over RoIs scored by loss removes near-duplicates, so that
+loss from the trainer's read-only pass; NMS over RoIs scored by loss removes near-duplicates, so
+that
 one hard region does not fill the batch; the top B/N that remain are trained on.
 """
 
@@ -42,10 +43,14 @@ class OHEMSampler:
 
     def __init__(self, cfg: SamplerConfig) -> None:
         if cfg.ohem_loss not in RANKING_LOSSES:
-            raise UserError(f"--ohem-loss: unknown '{cfg.ohem_loss}' (choose {' or '.join(RANKING_LOSSES)})")
+            raise UserError(
+                f"--ohem-loss: unknown '{cfg.ohem_loss}' (choose {' or '.join(RANKING_LOSSES)})"
+            )
         self.cfg = cfg
 
-    def select(self, rois: ImageRoIs, roi_losses: RoILosses | None, num: int, gen: torch.Generator) -> Tensor:
+    def select(
+        self, rois: ImageRoIs, roi_losses: RoILosses | None, num: int, gen: torch.Generator
+    ) -> Tensor:
         """Positions of the hardest RoIs of the image."""
         if roi_losses is None:
             raise ValueError("ohem needs the per-RoI losses of the read-only pass")

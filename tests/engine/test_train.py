@@ -1,4 +1,4 @@
-"""The training loop: the loss falls, checkpoints round-trip, resume matches an uninterrupted run."""
+"""The training loop: loss falls, checkpoints round-trip, resume matches a straight run."""
 
 import json
 
@@ -19,11 +19,24 @@ def _log(run):
 @pytest.mark.parametrize("sampler", ["fixed", "hnm", "ohem"])
 def test_short_run_lowers_the_loss_and_writes_the_run_folder(tmp_path, small_config, sampler):
     run = tmp_path / sampler
-    summary = train(small_config(**{"sampler.name": sampler, "sampler.mine_every": 10}), run, show_progress=False)
+    summary = train(
+        small_config(**{"sampler.name": sampler, "sampler.mine_every": 10}),
+        run,
+        show_progress=False,
+    )
     log = _log(run)
     assert len(log) == 6  # one line per 5 iterations
     assert log[-1]["loss"] < log[0]["loss"]
-    expected = {"iter", "loss", "loss_cls", "loss_box", "lr", "step_time", "data_time", "fg_fraction"}
+    expected = {
+        "iter",
+        "loss",
+        "loss_cls",
+        "loss_box",
+        "lr",
+        "step_time",
+        "data_time",
+        "fg_fraction",
+    }
     assert expected <= set(log[0])
     if sampler == "ohem":
         # ohem trains on the hardest RoIs: their loss exceeds the average RoI's.
@@ -40,7 +53,11 @@ def test_short_run_lowers_the_loss_and_writes_the_run_folder(tmp_path, small_con
 
 
 def test_resumed_run_matches_an_uninterrupted_one(tmp_path, small_config):
-    hnm = {"sampler.name": "hnm", "sampler.mine_every": 4, "sampler.hnm_fp_thresh": 0.0}  # 0: every background RoI qualifies
+    hnm = {
+        "sampler.name": "hnm",
+        "sampler.mine_every": 4,
+        "sampler.hnm_fp_thresh": 0.0,
+    }  # 0: every background RoI qualifies
     cfg = small_config(**hnm, **{"train.iters": 10})
     train(cfg, tmp_path / "straight", show_progress=False)
     short = small_config(**hnm, **{"train.iters": 6})
@@ -66,7 +83,16 @@ def test_checkpoint_round_trip_reproduces_the_runs_map(tmp_path, small_config):
     run = tmp_path / "run"
     summary = train(small_config(**{"train.iters": 8}), run, show_progress=False)
     state = load_checkpoint(run / "checkpoint.pt")
-    assert {"model", "optimizer", "scheduler", "sampler", "rng", "state", "config", "classes"} <= set(state)
+    assert {
+        "model",
+        "optimizer",
+        "scheduler",
+        "sampler",
+        "rng",
+        "state",
+        "config",
+        "classes",
+    } <= set(state)
     assert state["state"]["iteration"] == 8
     again = evaluate_run(run, "test", "voc07", device="cpu", show_progress=False)
     assert again["mAP"] == pytest.approx(summary["mAP"], abs=1e-9)
@@ -78,4 +104,9 @@ def test_existing_run_is_not_clobbered(tmp_path, small_config):
     with pytest.raises(UserError, match="--resume"):
         train(small_config(**{"train.iters": 2}), run, show_progress=False)
     with pytest.raises(UserError, match="another config"):
-        train(small_config(**{"train.iters": 4, "train.lr": 0.5}), run, resume=True, show_progress=False)
+        train(
+            small_config(**{"train.iters": 4, "train.lr": 0.5}),
+            run,
+            resume=True,
+            show_progress=False,
+        )

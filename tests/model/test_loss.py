@@ -42,3 +42,10 @@ def test_decode_inverts_encode_on_random_boxes():
     rois = torch.cat([xy, xy + wh], 1)
     gt = rois + torch.randn(50, 4, generator=gen)
     assert torch.allclose(decode(rois, encode(rois, gt)), gt, atol=1e-3)
+
+
+def test_no_rois_gives_empty_losses():
+    losses = per_roi_loss(
+        torch.zeros(0, 3), torch.zeros(0, 12), torch.zeros(0, dtype=torch.long), torch.zeros(0, 4)
+    )
+    assert losses.cls.shape == losses.box.shape == (0,)

@@ -18,15 +18,21 @@ def _rois():
 
 def test_before_mining_hnm_equals_fixed():
     rois = _rois()
-    a = build_sampler(SamplerConfig(name="hnm")).select(rois, None, 64, torch.Generator().manual_seed(1))
-    b = build_sampler(SamplerConfig(name="fixed")).select(rois, None, 64, torch.Generator().manual_seed(1))
+    a = build_sampler(SamplerConfig(name="hnm")).select(
+        rois, None, 64, torch.Generator().manual_seed(1)
+    )
+    b = build_sampler(SamplerConfig(name="fixed")).select(
+        rois, None, 64, torch.Generator().manual_seed(1)
+    )
     assert torch.equal(a, b)
 
 
 def test_pool_negatives_are_taken_first():
     rois = _rois()
     sampler = build_sampler(SamplerConfig(name="hnm"))
-    pool_idx = torch.tensor([125, 130, 140, 149])  # background under bg_lo: fixed would never pick them
+    pool_idx = torch.tensor(
+        [125, 130, 140, 149]
+    )  # background under bg_lo: fixed would never pick them
     sampler.after_epoch(MinedNegatives({"img": (pool_idx, torch.ones(4))}))
     chosen = sampler.select(rois, None, 64, torch.Generator().manual_seed(0))
     assert set(pool_idx.tolist()) <= set(chosen.tolist())
@@ -83,10 +89,15 @@ def test_mining_pass_finds_planted_false_positives(tmp_path):
 
     ds = VOCDataset(root, "trainval")
     # Proposals: 0 and 1 far from the object (background), 2 on the object (foreground).
-    props = {r.image_id: np.array([[0, 0, 8, 8], [40, 40, 60, 60], [10, 10, 30, 30]], np.float32) for r in ds.records}
+    props = {
+        r.image_id: np.array([[0, 0, 8, 8], [40, 40, 60, 60], [10, 10, 30, 30]], np.float32)
+        for r in ds.records
+    }
     images = TrainImages(ds, props, scale=64, max_size=64)
     model = PlantedScores(hot={1, 2})  # RoI 1 is a planted false positive; RoI 2 is a true object
-    mined = mine_false_positives(model, images, SamplerConfig(name="hnm"), torch.device("cpu"), show_progress=False)
+    mined = mine_false_positives(
+        model, images, SamplerConfig(name="hnm"), torch.device("cpu"), show_progress=False
+    )
     assert set(mined.per_image) == {r.image_id for r in ds.records}
     for idx, score in mined.per_image.values():
         assert idx.tolist() == [1]

@@ -43,8 +43,12 @@ def test_without_nms_it_is_plain_top_k():
 def test_box_loss_counts_unless_cls_ranking():
     box = torch.tensor([0.0, 0.0, 0.0, 10.0, 0.0, 0.0])  # makes RoI 3 the hardest by cls+box
     losses = RoILosses(CLS, box)
-    both = build_sampler(SamplerConfig(name="ohem", ohem_loss="cls+box")).select(_rois(BOXES), losses, 1, torch.Generator())
-    cls_only = build_sampler(SamplerConfig(name="ohem", ohem_loss="cls")).select(_rois(BOXES), losses, 1, torch.Generator())
+    both = build_sampler(SamplerConfig(name="ohem", ohem_loss="cls+box")).select(
+        _rois(BOXES), losses, 1, torch.Generator()
+    )
+    cls_only = build_sampler(SamplerConfig(name="ohem", ohem_loss="cls")).select(
+        _rois(BOXES), losses, 1, torch.Generator()
+    )
     assert both.tolist() == [3]
     assert cls_only.tolist() == [0]
 
