@@ -13,20 +13,24 @@ only the first N classes and its time is extrapolated to 20 in proportion to the
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.reference_voc
+
 from ohemcli.data.voc import VOC_CLASSES, ImageRecord
-from ohemcli.engine.metrics import evaluate_voc, voc_ap
+from ohemcli.engine.metrics import evaluate_voc
 from ohemcli.engine.results_io import (
     ClassDetections,
     Detections,
     read_results_files,
     write_results_files,
 )
+from tests.reference_voc import reference_class  # noqa: E402
 
 NUM_IMAGES, DETS_PER_IMAGE, OBJECTS_PER_IMAGE = 4952, 100, 2.5
 
@@ -74,42 +78,11 @@ def make_set(seed: int) -> tuple[list[ImageRecord], Detections]:
 
 def loop_ap(cd: ClassDetections, records: list[ImageRecord], label: int) -> float:
     """py-faster-rcnn's voc_eval for one class, one detection at a time (voc07)."""
-    gt = {}
+    truth = {}
     for r in records:
         mine = r.labels == label
-        gt[r.image_id] = (
-            r.boxes[mine].astype(np.float64),
-            r.difficult[mine],
-            np.zeros(mine.sum(), bool),
-        )
-    npos = sum(int((~d).sum()) for _, d, _ in gt.values())
-    order = np.argsort(-cd.scores, kind="stable")
-    tp, fp = np.zeros(len(order)), np.zeros(len(order))
-    for rank, d in enumerate(order):
-        boxes, difficult, claimed = gt[cd.image_ids[d]]
-        bb = cd.boxes[d]
-        ovmax, jmax = -np.inf, -1
-        if len(boxes):
-            iw = np.maximum(np.minimum(boxes[:, 2], bb[2]) - np.maximum(boxes[:, 0], bb[0]) + 1, 0)
-            ih = np.maximum(np.minimum(boxes[:, 3], bb[3]) - np.maximum(boxes[:, 1], bb[1]) + 1, 0)
-            inters = iw * ih
-            uni = (
-                (bb[2] - bb[0] + 1.0) * (bb[3] - bb[1] + 1.0)
-                + (boxes[:, 2] - boxes[:, 0] + 1.0) * (boxes[:, 3] - boxes[:, 1] + 1.0)
-                - inters
-            )
-            overlaps = inters / uni
-            ovmax, jmax = overlaps.max(), int(overlaps.argmax())
-        if ovmax > 0.5:
-            if not difficult[jmax]:
-                if not claimed[jmax]:
-                    tp[rank], claimed[jmax] = 1, True
-                else:
-                    fp[rank] = 1
-        else:
-            fp[rank] = 1
-    tp, fp = np.cumsum(tp), np.cumsum(fp)
-    return voc_ap(tp / npos, tp / np.maximum(tp + fp, np.finfo(np.float64).eps), "voc07")
+        truth[r.image_id] = (r.boxes[mine].astype(np.float64), r.difficult[mine])
+    return reference_class(cd, truth, "voc07")[2]
 
 
 def main() -> None:

@@ -56,3 +56,26 @@ def test_box_loss_counts_unless_cls_ranking():
 def test_unknown_ranking_loss_is_a_user_error():
     with pytest.raises(UserError, match="--ohem-loss"):
         build_sampler(SamplerConfig(name="ohem", ohem_loss="box"))
+
+
+def test_read_only_pass_builds_no_autograd_graph():
+    from types import SimpleNamespace
+
+    from ohemcli.config import ModelConfig
+    from ohemcli.engine.step import _readonly_losses
+    from ohemcli.model.fast_rcnn import FastRCNN
+
+    model = FastRCNN(ModelConfig(backbone="tiny"), num_classes=2)
+    features = model.features(torch.rand(1, 3, 64, 64))
+    assert features.requires_grad  # the training pass will need the graph of the features
+    rois = ImageRoIs(
+        torch.tensor([[0.0, 0.0, 30.0, 30.0], [10.0, 10.0, 50.0, 60.0]]),
+        torch.tensor([1, 0]),
+        torch.tensor([0.8, 0.2]),
+        torch.zeros(2, 4),
+        "img",
+    )
+    (losses,) = _readonly_losses(SimpleNamespace(model=model), features, [rois])
+    assert losses.cls.grad_fn is None and not losses.cls.requires_grad
+    assert losses.box.grad_fn is None and not losses.box.requires_grad
+    assert losses.cls.shape == (2,)

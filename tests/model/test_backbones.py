@@ -1,0 +1,54 @@
+"""Backbones: offline weight download fails with one line; local weights load."""
+
+import urllib.error
+
+import pytest
+import torch
+
+from ohemcli.config import ModelConfig
+from ohemcli.errors import UserError
+from ohemcli.model.backbones import build_tiny, build_vgg16
+
+
+def test_vgg16_offline_download_is_one_line_suggesting_alternatives(monkeypatch):
+    import torchvision.models._api as api
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(api.WeightsEnum, "get_state_dict", offline)
+    with pytest.raises(UserError) as err:
+        build_vgg16(ModelConfig(backbone="vgg16", pretrained=True))
+    message = str(err.value)
+    assert "--weights" in message and "--no-pretrained" in message
+    assert "\n" not in message
+
+
+def test_vgg16_is_stride_16_with_frozen_conv1_and_conv2():
+    backbone = build_vgg16(ModelConfig(backbone="vgg16", pretrained=False))
+    assert backbone.stride == 16 and backbone.out_dim == 4096
+    convs = [m for m in backbone.trunk if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 13
+    assert [all(not p.requires_grad for p in c.parameters()) for c in convs[:4]] == [True] * 4
+    assert all(p.requires_grad for c in convs[4:] for p in c.parameters())
+    out = backbone.trunk(torch.zeros(1, 3, 64, 96))
+    assert out.shape == (1, 512, 4, 6)
+
+
+def test_tiny_loads_a_local_state_dict(tmp_path):
+    cfg = ModelConfig(backbone="tiny")
+    torch.manual_seed(0)
+    source = build_tiny(cfg)
+    state = {f"trunk.{k}": v for k, v in source.trunk.state_dict().items()}
+    state.update({f"head.{k}": v for k, v in source.head.state_dict().items()})
+    path = tmp_path / "tiny.pt"
+    torch.save(state, path)
+    torch.manual_seed(1)
+    loaded = build_tiny(ModelConfig(backbone="tiny", weights=str(path)))
+    for a, b in zip(source.trunk.parameters(), loaded.trunk.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_missing_weights_file_names_the_file(tmp_path):
+    with pytest.raises(UserError, match="nope.pt"):
+        build_tiny(ModelConfig(backbone="tiny", weights=str(tmp_path / "nope.pt")))
