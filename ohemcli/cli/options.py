@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -43,7 +44,7 @@ ConfigOpt = Annotated[
     typer.Option(
         "--config",
         help="YAML file, or a preset name from experiments/ (synth_tiny, bccd_tiny, voc07_vgg16). "
-        "Default: synth_tiny for --data synth, else the paper's settings.",
+        "Default: synth_tiny for --data synth, else voc07_vgg16 (the paper's setting).",
     ),
 ]
 IterOpt = Annotated[
@@ -134,9 +135,10 @@ OPTION_KEYS = {
 
 
 def resolve_config_path(config: str | None, data: str | None) -> Path | None:
-    """A YAML path or a preset of experiments/; synth_tiny for synth data with no config."""
-    if config is None:
-        return EXPERIMENTS_DIR / "synth_tiny.yaml" if data in (None, "synth") else None
+    """A YAML path or a preset of experiments/ (default: synth_tiny for synth, else voc07_vgg16)."""
+    if config is None:  # the CPU preset for synth, the paper's setting for real data
+        name = "synth_tiny" if data in (None, "synth") else "voc07_vgg16"
+        return EXPERIMENTS_DIR / f"{name}.yaml"
     path = Path(config)
     if path.suffix in (".yaml", ".yml") or path.exists():
         return path
@@ -158,13 +160,8 @@ def build_config(config: str | None, options: dict[str, Any]) -> ExperimentConfi
             else (str(value) if isinstance(value, Path) else value)
         )
     cfg = load_config(resolve_config_path(config, options.get("data")), overrides)
-    if (
-        cfg.model.backbone == "vgg16"
-        and options.get("pretrained") is None
-        and config is None
-        and not cfg.model.weights
-    ):
-        cfg = load_config(
-            None, {**overrides, "model.pretrained": True}
-        )  # vgg16 defaults to ImageNet weights
+    chose_vgg16 = options.get("backbone") in (Backbone.vgg16, "vgg16")
+    if chose_vgg16 and options.get("pretrained") is None and not cfg.model.weights:
+        # --backbone vgg16 means ImageNet weights unless --no-pretrained or --weights says otherwise
+        cfg = replace(cfg, model=replace(cfg.model, pretrained=True))
     return cfg
