@@ -56,3 +56,22 @@ def append_jsonl(path: str | Path, obj: dict[str, Any]) -> None:
         f.write(json.dumps(obj) + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+def truncate_jsonl(path: str | Path, last_iter: int) -> None:
+    """Drop the lines of a JSONL log past ``last_iter`` (and a torn last line), atomically.
+
+    A run that crashed after its last checkpoint logged iterations that the resumed run will log
+    again; without this they would appear twice.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line).get("iter", 0) <= last_iter:
+                kept.append(line)
+        except json.JSONDecodeError:
+            continue  # a line torn by the crash
+    atomic_write_text(path, "".join(f"{line}\n" for line in kept))

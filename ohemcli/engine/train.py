@@ -38,7 +38,7 @@ from ohemcli.engine.run_state import (
 from ohemcli.engine.setup import build_model, build_optimizer, data_name, load_split, resolve_device
 from ohemcli.engine.step import StepResult, train_step
 from ohemcli.errors import UserError
-from ohemcli.fileio import append_jsonl, atomic_write_json, atomic_write_text
+from ohemcli.fileio import append_jsonl, atomic_write_json, atomic_write_text, truncate_jsonl
 from ohemcli.progress import err_console, make_progress
 from ohemcli.samplers import build_sampler
 
@@ -128,6 +128,9 @@ class Trainer:
         self.state = TrainState.from_dict(ckpt["state"])
         if self.scaler is not None and "scaler" in ckpt:
             self.scaler.load_state_dict(ckpt["scaler"])
+        if self.dist.is_main:
+            for log in (self.paths.metrics, self.paths.evals):
+                truncate_jsonl(log, self.state.iteration)
 
     def save(self) -> None:
         """Write the checkpoint (rank 0 only)."""
