@@ -12,7 +12,7 @@ import numpy as np
 import typer
 
 from ohemcli.cli.app import data_app
-from ohemcli.cli.eval import _parse_classes as parse_classes  # the same --classes syntax as eval
+from ohemcli.cli.options import parse_classes
 
 if TYPE_CHECKING:
     from ohemcli.data.voc import VOCDataset

@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from ohemcli.cli.app import app
+from ohemcli.cli.options import parse_classes
 from ohemcli.errors import UserError
 
 
@@ -89,7 +90,9 @@ def eval_command(
             raise UserError("--classes applies to --detections only (a run knows its classes)")
         result = _evaluate_run(run, split, metric.value)
     elif detections is not None and data is not None:
-        result = evaluate_detections(detections, data, split, metric.value, _parse_classes(classes))
+        from ohemcli.engine.evaluate import evaluate_detections
+
+        result = evaluate_detections(detections, data, split, metric.value, parse_classes(classes))
     else:
         raise UserError("give a RUN folder, or --detections DIR together with --data ROOT")
     if json_out:
@@ -100,41 +103,12 @@ def eval_command(
         out_console.print(render_eval_table(result))
 
 
-def _parse_classes(classes: str | None) -> list[str] | None:
-    if classes is None:
-        return None
-    names = [c.strip() for c in classes.split(",") if c.strip()]
-    if not names or len(set(names)) != len(names):
-        raise UserError(f"--classes: expected distinct comma-separated names, got {classes!r}")
-    return names
-
-
 def _evaluate_run(run: Path, split: str, metric: str) -> dict[str, Any]:
     if not run.is_dir():
         raise UserError(f"{run}: run folder not found")
     from ohemcli.engine.evaluate import evaluate_run
 
     return evaluate_run(run, split=split, metric=metric)
-
-
-def evaluate_detections(
-    detections: Path, data: str, split: str, metric: str, classes: list[str] | None = None
-) -> dict[str, Any]:
-    """Read devkit results files and score them against a VOC root (or 'synth')."""
-    from ohemcli.data.voc import VOCDataset
-    from ohemcli.engine.metrics import evaluate_all
-    from ohemcli.engine.results_io import read_results_files
-
-    if data == "synth":
-        from ohemcli.data.synthetic import resolve_data_root
-
-        root = resolve_data_root(data)
-    else:
-        root = Path(data)
-    dataset = VOCDataset(root, split, classes)
-    ids = {r.image_id for r in dataset.records}
-    dets = read_results_files(detections, split, dataset.classes, ids)
-    return evaluate_all(dets, dataset.records, dataset.classes, metric)  # type: ignore[arg-type]
 
 
 def _ap(value: float | None) -> str:

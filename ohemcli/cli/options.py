@@ -165,3 +165,13 @@ def build_config(config: str | None, options: dict[str, Any]) -> ExperimentConfi
         # --backbone vgg16 means ImageNet weights unless --no-pretrained or --weights says otherwise
         cfg = replace(cfg, model=replace(cfg.model, pretrained=True))
     return cfg
+
+
+def parse_classes(classes: str | None) -> list[str] | None:
+    """``--classes a,b,c`` as a list of distinct names (None when not given)."""
+    if classes is None:
+        return None
+    names = [c.strip() for c in classes.split(",") if c.strip()]
+    if not names or len(set(names)) != len(names):
+        raise UserError(f"--classes: expected distinct comma-separated names, got {classes!r}")
+    return names

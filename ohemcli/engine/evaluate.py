@@ -131,4 +131,25 @@ def _with_classes(cfg: ExperimentConfig, classes: tuple[str, ...]) -> Experiment
     return replace(cfg, data=replace(cfg.data, classes=classes))
 
 
-__all__ = ["EvalConfig", "detect_split", "evaluate_model", "evaluate_run", "load_run_model"]
+def evaluate_detections(
+    detections: Path, data: str, split: str, metric: str, classes: list[str] | None = None
+) -> dict[str, Any]:
+    """Score devkit results files in ``detections`` against a VOC root (or ``synth``)."""
+    from ohemcli.data.voc import VOCDataset
+    from ohemcli.engine.results_io import read_results_files
+    from ohemcli.engine.setup import data_root
+
+    dataset = VOCDataset(data_root(data), split, classes)
+    ids = {r.image_id for r in dataset.records}
+    dets = read_results_files(Path(detections), split, dataset.classes, ids)
+    return evaluate_all(dets, dataset.records, dataset.classes, metric)  # type: ignore[arg-type]
+
+
+__all__ = [
+    "EvalConfig",
+    "detect_split",
+    "evaluate_detections",
+    "evaluate_model",
+    "evaluate_run",
+    "load_run_model",
+]
