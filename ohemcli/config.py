@@ -29,6 +29,7 @@ class DataConfig:
     )
     proposals: str = "selective_search"  # "selective_search" or the path of a Fast R-CNN .mat file
     max_proposals: int = 2000  # proposals kept per image
+    ss_max_side: int = 0  # selective search on images shrunk to this longer side (0 = full size)
     scale: int = 600  # shorter image side after resizing, in pixels
     max_size: int = 1000  # cap on the longer side after resizing
     flip: bool = True  # random horizontal flip in training

@@ -119,12 +119,21 @@ def proposals(
         Path | None,
         typer.Option("--from-mat", help="Fast R-CNN .mat file instead of selective search."),
     ] = None,
+    ss_max_side: Annotated[
+        int,
+        typer.Option(
+            "--ss-max-side",
+            min=0,
+            help="Shrink images to this longer side first (0: full size, the paper; the CPU "
+            "presets use 240). Must match the config's data.ss_max_side to share its cache.",
+        ),
+    ] = 0,
 ) -> None:
     """Compute (or load from the cache) proposals and report their recall.
 
     Selective search results are cached, so training and evaluation reuse them.
 
-    Example:  ohem data proposals --data synth --split test --workers 2
+    Example:  ohem data proposals --data synth --split test --workers 2 --ss-max-side 240
     """
     from ohemcli.data.proposals import (
         SELECTIVE_SEARCH,
@@ -138,7 +147,9 @@ def proposals(
     dataset = VOCDataset(resolve_data_root(data), split)
     source = str(from_mat) if from_mat is not None else SELECTIVE_SEARCH
     start = time.perf_counter()
-    boxes = load_proposals(dataset, source=source, max_boxes=max_boxes, workers=workers)
+    boxes = load_proposals(
+        dataset, source=source, max_boxes=max_boxes, workers=workers, max_side=ss_max_side
+    )
     seconds = time.perf_counter() - start
     typer.echo(f"images:          {len(dataset)}")
     typer.echo(f"boxes per image: {mean_boxes_per_image(boxes):.1f}")

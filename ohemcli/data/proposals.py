@@ -7,12 +7,13 @@ served stale boxes, and training and evaluation share one computation.
 
 Choices, and why:
 
-- **Fast mode, on a shrunk image.** Selective search's cost grows with the pixel count: at full
-  size the 320x240 synthetic images take about 0.5 CPU-s each, too slow for ``make demo`` on two
-  cores. Images whose longer side exceeds ``SS_MAX_SIDE`` (240 px) are shrunk to it first and the
-  boxes scaled back, which cuts the time about in half. On the synthetic set, where objects are
-  16 px and up, recall at IoU 0.5 stays near 0.98 (0.99 at full size), so nothing else is mixed
-  in. Larger images (VOC, BCCD) lose more: use Fast R-CNN's .mat files for real VOC work.
+- **Fast mode, optionally on a shrunk image.** Selective search's cost grows with the pixel
+  count: at full size the 320x240 synthetic images take about 0.5 CPU-s each, too slow for
+  ``make demo`` on two cores. With ``max_side`` (the config's ``data.ss_max_side``) images whose
+  longer side exceeds it are shrunk first and the boxes scaled back, about half the time at 240 px.
+  On the synthetic set, where objects are 16 px and up, recall at IoU 0.5 stays near 0.98 (0.99 at
+  full size), so nothing else is mixed in. Larger images lose more (BCCD test: 0.80 at 240 px), so
+  the paper's preset runs at full size (``max_side`` 0), as Fast R-CNN did.
 - **Deterministic order.** OpenCV ranks regions with C ``rand()``, so the order (and thus which
   boxes survive ``max_boxes``) would depend on what a worker ran before; we seed it per image.
 - Boxes are rounded to whole pixels, clipped to the image, de-duplicated keeping the first
@@ -40,8 +41,8 @@ from ohemcli.progress import make_progress
 
 log = logging.getLogger("ohemcli")
 
-SS_MAX_SIDE = 240  # selective search runs on images shrunk to at most this longer side
-PROPOSALS_VERSION = f"v1-ssfast-max{SS_MAX_SIDE}"  # change when the boxes computed here change
+SS_MAX_SIDE = 240  # the CPU presets' longer side for selective search (0 = the full image)
+PROPOSALS_VERSION = "v1-ssfast"  # change when the boxes computed here change
 SELECTIVE_SEARCH = "selective_search"
 
 
@@ -63,13 +64,16 @@ def clean_boxes(boxes: np.ndarray, width: int, height: int, max_boxes: int) -> n
     return boxes[np.sort(first)][:max_boxes].astype(np.float32)
 
 
-def selective_search(path: str, max_boxes: int) -> np.ndarray:
-    """Selective search (fast mode) on one image file: (R, 4) float32 0-based x1 y1 x2 y2."""
+def selective_search(path: str, max_boxes: int, max_side: int = 0) -> np.ndarray:
+    """Selective search (fast mode) on one image file: (R, 4) float32 0-based x1 y1 x2 y2.
+
+    ``max_side`` > 0 shrinks the image so its longer side is at most that many pixels first.
+    """
     image = cv2.imread(path, cv2.IMREAD_COLOR)  # BGR, which OpenCV's selective search expects
     if image is None:
         raise UserError(f"{path}: cannot read image")
     height, width = image.shape[:2]
-    scale = min(1.0, SS_MAX_SIDE / max(height, width))
+    scale = min(1.0, max_side / max(height, width)) if max_side > 0 else 1.0
     if scale < 1.0:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
@@ -97,12 +101,16 @@ def _default_workers() -> int:
 
 
 def compute_selective_search(
-    dataset: VOCDataset, max_boxes: int, workers: int | None = None, show_progress: bool = True
+    dataset: VOCDataset,
+    max_boxes: int,
+    workers: int | None = None,
+    show_progress: bool = True,
+    max_side: int = 0,
 ) -> dict[str, np.ndarray]:
     """Run selective search on every image of ``dataset`` in ``workers`` processes (no cache)."""
     paths = [str(r.image_path) for r in dataset.records]
     workers = max(1, min(workers or _default_workers(), len(paths)))
-    one = partial(selective_search, max_boxes=max_boxes)
+    one = partial(selective_search, max_boxes=max_boxes, max_side=max_side)
     results: list[np.ndarray] = []
     with make_progress(disable=not show_progress) as progress:
         task = progress.add_task(f"selective search ({workers} proc)", total=len(paths))
@@ -150,8 +158,10 @@ def load_mat_proposals(path: Path, image_ids: Sequence[str]) -> dict[str, np.nda
     return out
 
 
-def _cache_path(dataset: VOCDataset, method: str, max_boxes: int) -> Path:
+def _cache_path(dataset: VOCDataset, method: str, max_boxes: int, max_side: int) -> Path:
     key = f"{dataset.fingerprint()}-{dataset.split}-{method}-{max_boxes}-{PROPOSALS_VERSION}"
+    if max_side > 0:
+        key += f"-max{max_side}"
     return cache_dir() / "proposals" / f"{key}.npz"
 
 
@@ -186,6 +196,7 @@ def load_proposals(
     max_boxes: int = 2000,
     workers: int | None = None,
     show_progress: bool = True,
+    max_side: int = 0,
 ) -> dict[str, np.ndarray]:
     """Proposals for every image of ``dataset``: image_id -> (R, 4) float32 0-based x1 y1 x2 y2.
 
@@ -201,12 +212,12 @@ def load_proposals(
             r.image_id: clean_boxes(raw[r.image_id], r.width, r.height, max_boxes)
             for r in dataset.records
         }
-    path = _cache_path(dataset, "ssfast", max_boxes)
+    path = _cache_path(dataset, "ssfast", max_boxes, max_side)
     if path.is_file():
         cached = _load(path, ids)
         if cached is not None:
             return cached
-    proposals = compute_selective_search(dataset, max_boxes, workers, show_progress)
+    proposals = compute_selective_search(dataset, max_boxes, workers, show_progress, max_side)
     _save(path, proposals)
     return proposals
 

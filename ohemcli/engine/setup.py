@@ -60,6 +60,7 @@ def load_split(cfg: ExperimentConfig, split: str, show_progress: bool = True) ->
         max_boxes=d.max_proposals,
         workers=None,
         show_progress=show_progress,
+        max_side=d.ss_max_side,
     )
     return SplitData(dataset, proposals)
 

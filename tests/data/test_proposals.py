@@ -116,7 +116,7 @@ def test_changed_annotation_invalidates_the_cache(synth12: VOCDataset, tmp_path,
     shutil.copytree(synth12.root, root)
     calls = []
 
-    def fake(dataset: VOCDataset, max_boxes: int, workers=None, show_progress=True):
+    def fake(dataset: VOCDataset, max_boxes: int, workers=None, show_progress=True, max_side=0):
         calls.append(dataset.fingerprint())
         return {r.image_id: np.array([[0, 0, 9, 9]], np.float32) for r in dataset.records}
 
@@ -124,10 +124,12 @@ def test_changed_annotation_invalidates_the_cache(synth12: VOCDataset, tmp_path,
     P.load_proposals(VOCDataset(root, "test"), show_progress=False)
     P.load_proposals(VOCDataset(root, "test"), show_progress=False)
     assert len(calls) == 1
+    P.load_proposals(VOCDataset(root, "test"), show_progress=False, max_side=240)
+    assert len(calls) == 2  # shrunk images give other boxes: another cache entry
     xml = root / "Annotations" / "000012.xml"
     text = xml.read_text()
     assert "<difficult>0</difficult>" in text
     xml.write_text(text.replace("<difficult>0</difficult>", "<difficult>1</difficult>", 1))
     P.load_proposals(VOCDataset(root, "test"), show_progress=False)
-    assert len(calls) == 2 and calls[0] != calls[1]
+    assert len(calls) == 3 and calls[0] != calls[2]
     assert not list((Path(P.cache_dir()) / "proposals").glob(".*.tmp"))  # no half-written files
