@@ -27,7 +27,7 @@ class DataConfig:
     classes: tuple[str, ...] | None = (
         None  # class names; None = infer from the data (VOC names if they fit)
     )
-    proposals: str = "selective_search"  # "selective_search" or the path of a Fast R-CNN .mat file
+    proposals: str = "selective_search"  # or Fast R-CNN .mat files: "dir/voc_2007_{split}.mat"
     max_proposals: int = 2000  # proposals kept per image
     ss_max_side: int = 0  # selective search on images shrunk to this longer side (0 = full size)
     scale: int = 600  # shorter image side after resizing, in pixels

@@ -56,7 +56,7 @@ def load_split(cfg: ExperimentConfig, split: str, show_progress: bool = True) ->
     dataset = VOCDataset(data_root(d.data), split, d.classes)
     proposals = load_proposals(
         dataset,
-        source=d.proposals,
+        source=d.proposals.replace("{split}", split),  # one .mat file per split
         max_boxes=d.max_proposals,
         workers=None,
         show_progress=show_progress,

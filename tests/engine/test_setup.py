@@ -1,0 +1,34 @@
+"""Run setup: per-split .mat proposals and device resolution."""
+
+import numpy as np
+import pytest
+import scipy.io
+
+from ohemcli.config import load_config
+from ohemcli.engine.setup import load_split, resolve_device
+from ohemcli.errors import UserError
+from tests.helpers import tiny_voc_root
+
+
+def test_split_placeholder_picks_one_mat_file_per_split(tmp_path):
+    root = tiny_voc_root(tmp_path, num_images=2)
+    for split, x in (("trainval", 5), ("test", 7)):
+        # Fast R-CNN files: one K x 4 array per image, columns y1 x1 y2 x2, 1-based.
+        cell = np.empty((1, 2), dtype=object)
+        cell[0, 0] = cell[0, 1] = np.array([[3, x, 20, 40]], dtype=np.float64)
+        scipy.io.savemat(tmp_path / f"p_{split}.mat", {"boxes": cell})
+    cfg = load_config(
+        None, {"data.data": str(root), "data.proposals": str(tmp_path / "p_{split}.mat")}
+    )
+    # 0-based x1 y1 x2 y2 = (x - 1, 2, 39, 19)
+    assert load_split(cfg, "trainval").proposals["im000"].tolist() == [[4, 2, 39, 19]]
+    assert load_split(cfg, "test").proposals["im001"].tolist() == [[6, 2, 39, 19]]
+
+
+def test_cuda_without_a_gpu_is_a_user_error(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto").type == "cpu"
+    with pytest.raises(UserError, match="--device cuda"):
+        resolve_device("cuda")
