@@ -190,6 +190,8 @@ class Trainer:
         return iteration_epoch(it + 1, n, per_iter) > iteration_epoch(it, n, per_iter)
 
     def _mine(self) -> None:
+        # Under DDP every rank mines every image: each rank's next images may come from anywhere,
+        # and identical pools keep the ranks' samplers in step.
         self._sync()
         start = time.perf_counter()
         mined = mine_false_positives(
