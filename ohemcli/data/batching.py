@@ -8,7 +8,7 @@ images in the same order.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -198,20 +198,16 @@ class Batch:
     samples: list[ImageSample]
 
     def to(self, device: torch.device) -> Batch:
-        """Move every tensor to ``device``."""
-        moved = []
-        for s in self.samples:
-            moved.append(
-                ImageSample(
-                    image=s.image,  # already inside ``images``
-                    rois=s.rois.to(device),
-                    image_id=s.image_id,
-                    factor=s.factor,
-                    labels=None if s.labels is None else s.labels.to(device),
-                    max_iou=None if s.max_iou is None else s.max_iou.to(device),
-                    box_targets=None if s.box_targets is None else s.box_targets.to(device),
-                )
-            )
+        """Move every tensor to ``device`` (each sample's image already lives in ``images``)."""
+
+        def move(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.to(device)
+
+        moved = [
+            replace(s, rois=s.rois.to(device), labels=move(s.labels), max_iou=move(s.max_iou),
+                    box_targets=move(s.box_targets))
+            for s in self.samples
+        ]  # fmt: skip
         return Batch(self.images.to(device, non_blocking=True), moved)
 
 

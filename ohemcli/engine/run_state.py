@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import platform
 import resource
 import sys
@@ -50,6 +51,13 @@ class RunPaths:
     @property
     def summary(self) -> Path:
         return self.root / "summary.json"
+
+    def finished_summary(self, iters: int) -> dict[str, Any] | None:
+        """The run's summary when it was trained to at least ``iters`` iterations, else None."""
+        if not self.summary.is_file():
+            return None
+        summary = json.loads(self.summary.read_text(encoding="utf-8"))
+        return summary if summary.get("iters", 0) >= iters else None
 
 
 def eval_iterations(iters: int, points: int) -> set[int]:

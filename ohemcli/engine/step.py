@@ -103,7 +103,8 @@ def train_step(trainer: Trainer, batch: Batch) -> StepResult:
             torch.cat([r.box_targets[c] for r, c in zip(images, chosen, strict=True)]),
         )
         # sum / count rather than mean: a batch where the sampler finds nothing gives 0, not NaN.
-        loss = losses.total.sum() / max(1, len(labels))
+        count = max(1, len(labels))
+        loss = losses.total.sum() / count
     if not math.isfinite(loss.item()):
         raise UserError(
             f"--lr: the loss became {loss.item()} at iteration "
@@ -122,9 +123,9 @@ def train_step(trainer: Trainer, batch: Batch) -> StepResult:
     trainer.scheduler.step()
     result = StepResult(
         loss=loss.item(),
-        loss_cls=losses.cls.sum().item() / max(1, len(labels)),
-        loss_box=losses.box.sum().item() / max(1, len(labels)),
-        fg_fraction=(labels > 0).sum().item() / max(1, len(labels)),
+        loss_cls=losses.cls.sum().item() / count,
+        loss_box=losses.box.sum().item() / count,
+        fg_fraction=(labels > 0).sum().item() / count,
         num_chosen=len(labels),
         readonly_time=readonly_time,
     )

@@ -299,9 +299,8 @@ def train(
     trainer = Trainer(
         cfg, Path(out_dir) if out_dir else default_run_dir(cfg), resume, show_progress
     )
-    if trainer.state.iteration >= cfg.train.iters and trainer.paths.summary.exists():
+    done = trainer.paths.finished_summary(cfg.train.iters)
+    if trainer.state.iteration >= cfg.train.iters and done is not None:
         err_console.print(f"{trainer.paths.root}: already trained to {cfg.train.iters} iterations")
-        import json
-
-        return json.loads(trainer.paths.summary.read_text())
+        return done
     return trainer.run()

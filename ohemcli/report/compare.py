@@ -29,6 +29,7 @@ import pandas as pd
 import yaml
 
 from ohemcli.config import ExperimentConfig, config_to_dict
+from ohemcli.engine.run_state import RunPaths
 from ohemcli.errors import UserError
 from ohemcli.fileio import atomic_write_text
 from ohemcli.progress import make_progress
@@ -103,11 +104,7 @@ def check_settings(
 
 
 def _finished(path: Path, iters: int) -> bool:
-    summary = path / "summary.json"
-    return (
-        summary.is_file()
-        and json.loads(summary.read_text(encoding="utf-8")).get("iters", 0) >= iters
-    )
+    return RunPaths(path).finished_summary(iters) is not None
 
 
 def _logged_iter(path: Path) -> int:
