@@ -28,6 +28,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); a no-op on the CPU. Call before reading a clock."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def data_root(data: str) -> Path:
     """``synth`` -> the built-in synthetic set (generated on first use); otherwise a VOC root."""
     from ohemcli.data.synthetic import resolve_data_root
