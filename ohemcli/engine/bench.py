@@ -51,7 +51,13 @@ def _time_sampler(
             synchronize(device)
             start = time.perf_counter()
             mine_false_positives(
-                trainer.model, trainer.images, cfg.sampler, device, cfg.data.workers, False
+                trainer.model,
+                trainer.images,
+                trainer.sampler.mining_request(),
+                device,
+                cfg.data.workers,
+                False,
+                batch_size=cfg.train.images_per_batch,
             )
             synchronize(device)
             row["mining_pass_s"] = time.perf_counter() - start

@@ -104,6 +104,7 @@ class TrainState:
     mining_passes: int = 0
     mined_at: int = -1  # iteration after which the last mining pass ran
     last_pool_size: int = 0
+    next_log: dict[str, Any] = field(default_factory=dict)  # added as is to the next log line
     fg_sum: float = 0.0
     smoothed_loss: float = 0.0
     recent_s_per_iter: float = 0.0
@@ -150,6 +151,8 @@ class TrainState:
         line["iou_hist"] = self.window_iou_hist
         self.window, self.window_iou_hist = {}, [0] * IOU_BINS
         self.window_fg = self.window_chosen = 0
+        line.update(self.next_log)
+        self.next_log = {}
         return line
 
     @property
