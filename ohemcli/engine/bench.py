@@ -42,6 +42,8 @@ def _time_sampler(
             progress.advance(task)
         row: dict[str, Any] = {
             "sampler": cfg.sampler.name,
+            "iters": trainer.state.iteration,
+            "final_loss": trainer.state.smoothed_loss,  # as summary.json's: EMA at the end
             "s_per_iter": statistics.median(step_times),
             "readonly_s_per_iter": statistics.median(readonly),
             "mining_pass_s": None,

@@ -189,6 +189,7 @@ class TrainState:
             "total_seconds": self.train_seconds + self.mining_seconds,
             "readonly_seconds": self.readonly_seconds,
             "s_per_iter": self.s_per_iter,
+            "final_loss": self.smoothed_loss,  # training loss at the end (EMA, weight 0.1 per step)
             "mining_passes": self.mining_passes,
             "fg_fraction": self.fg_sum / max(1, self.iteration),
             "peak_memory_mb": peak_mb,

@@ -143,7 +143,13 @@ class Trainer:
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
         self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        try:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except ValueError:  # e.g. one parameter group: written before biases had their own
+            raise UserError(
+                f"{self.paths.checkpoint}: its optimizer state has other parameter groups than "
+                "train.bias_lr_factor / train.bias_weight_decay give; choose another --out"
+            ) from None
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.sampler.load_state_dict(ckpt["sampler"])
         self.gen.set_state(ckpt["sampler_generator"])

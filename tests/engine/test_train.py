@@ -168,3 +168,17 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     assert load_checkpoint(run / "checkpoint.pt")["state"]["iteration"] == 5
     assert [line["iter"] for line in _log(run)] == [2, 4, 6]  # nothing from iteration 7 on
     assert not (run / "summary.json").exists() and not (run / "evals.jsonl").exists()
+
+
+def test_a_checkpoint_with_one_optimizer_group_is_refused_in_one_line(tmp_path, small_config):
+    from ohemcli.engine.checkpoint import save_checkpoint
+
+    run = tmp_path / "run"
+    train(small_config(**{"train.iters": 2}), run, show_progress=False)
+    state = load_checkpoint(run / "checkpoint.pt")
+    weights, biases = state["optimizer"]["param_groups"]
+    weights["params"] += biases["params"]  # as written before biases had their own group
+    state["optimizer"]["param_groups"] = [weights]
+    save_checkpoint(run / "checkpoint.pt", state)
+    with pytest.raises(UserError, match="other parameter groups"):
+        Trainer(small_config(**{"train.iters": 4}), run, resume=True, show_progress=False)
