@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from enum import Enum
 
 from ohemcli.config import SamplerConfig
 from ohemcli.errors import UserError
@@ -19,14 +18,6 @@ SAMPLERS: dict[str, Callable[[SamplerConfig], RoISampler]] = {
 }
 
 
-class SamplerName(str, Enum):
-    """Sampler choice for the CLI."""
-
-    fixed = "fixed"
-    hnm = "hnm"
-    ohem = "ohem"
-
-
 def build_sampler(cfg: SamplerConfig) -> RoISampler:
     """The sampler named by ``cfg.name``, with the background range it implies.
 
@@ -37,4 +28,4 @@ def build_sampler(cfg: SamplerConfig) -> RoISampler:
     return SAMPLERS[cfg.name](cfg)
 
 
-__all__ = ["SAMPLERS", "SamplerName", "build_sampler", "ImageRoIs", "MinedNegatives", "RoISampler"]
+__all__ = ["SAMPLERS", "build_sampler", "ImageRoIs", "MinedNegatives", "RoISampler"]
