@@ -19,6 +19,7 @@ from ohemcli.cli.options import (
     ConfigOpt,
     DataOpt,
     DeviceOpt,
+    OhemNmsScopeOpt,
     PretrainedOpt,
     RoIOpOpt,
     WorkersOpt,
@@ -34,10 +35,14 @@ def bench_command(
     backbone: BackboneOpt = None,
     pretrained: PretrainedOpt = None,
     roi_op: RoIOpOpt = None,
+    ohem_nms_scope: OhemNmsScopeOpt = None,
     samplers: Annotated[
         str,
         typer.Option(
-            "--samplers", help="Comma list; the first is the baseline.", rich_help_panel=SAMPLER
+            "--samplers",
+            help="Comma list, the first is the baseline (fixed,hnm,ohem).",
+            rich_help_panel=SAMPLER,
+            show_default=False,
         ),
     ] = "fixed,hnm,ohem",
     iters: Annotated[
@@ -83,6 +88,7 @@ def bench_command(
         backbone=backbone,
         pretrained=pretrained,
         roi_op=roi_op,
+        ohem_nms_scope=ohem_nms_scope,
         device=device,
         amp=amp,
     )

@@ -20,7 +20,7 @@ import typer
 from ohemcli.config import ExperimentConfig, load_config, parse_config, validate_config
 from ohemcli.errors import UserError, quote
 from ohemcli.presets import CPU_PRESET, GPU_PRESET, SYNTH_PRESET, preset_text
-from ohemcli.samplers import SAMPLERS
+from ohemcli.samplers import SAMPLERS, SamplerName
 
 # Help panels: related options are shown together in --help.
 DATA = "Data"
@@ -28,9 +28,6 @@ MODEL = "Model"
 SAMPLER = "Sampler"
 TRAINING = "Training"
 OUTPUT = "Output"
-
-# The CLI's sampler choice, derived from the one dict of samplers.
-SamplerChoice = Enum("SamplerChoice", {name: name for name in SAMPLERS}, type=str)  # type: ignore[misc]
 
 
 class Backbone(str, Enum):
@@ -52,6 +49,11 @@ class RoIOp(str, Enum):
 class RankingLoss(str, Enum):
     cls_box = "cls+box"
     cls = "cls"
+
+
+class NmsScope(str, Enum):
+    label = "label"
+    image = "image"
 
 
 def _opt(*decls: str, panel: str, help: str, **kw: Any) -> Any:  # noqa: A002 - typer's name
@@ -92,12 +94,12 @@ RoIOpOpt = Annotated[
     RoIOp | None, _opt("--roi-op", panel=MODEL, help="RoI max pooling (paper) or RoIAlign.")
 ]
 SamplerOpt = Annotated[
-    SamplerChoice | None,
+    SamplerName | None,
     _opt(
         "--sampler",
         panel=SAMPLER,
         metavar="<name>",
-        help=f"{' | '.join(SAMPLERS)} (default: the YAML's).",
+        help=f"{', '.join(SAMPLERS)} (default: the YAML's).",
     ),
 ]
 OhemNmsOpt = Annotated[
@@ -106,13 +108,22 @@ OhemNmsOpt = Annotated[
 OhemNmsIouOpt = Annotated[
     float | None, _opt("--ohem-nms-iou", panel=SAMPLER, help="ohem: IoU of that NMS (0.7).")
 ]
+OhemNmsScopeOpt = Annotated[
+    NmsScope | None,
+    _opt(
+        "--ohem-nms-scope",
+        panel=SAMPLER,
+        metavar="<scope>",
+        help="ohem: NMS per label (release) or image.",
+    ),
+]
 OhemLossOpt = Annotated[
     RankingLoss | None,
     _opt("--ohem-loss", panel=SAMPLER, metavar="<rule>", help="ohem: rank by cls+box or cls."),
 ]
 MineEveryOpt = Annotated[
     int | None,
-    _opt("--mine-every", panel=SAMPLER, help="hnm: iterations between mining (0: epochs)."),
+    _opt("--mine-every", panel=SAMPLER, help="hnm: mining period (0: each epoch)."),
 ]
 FpThreshOpt = Annotated[
     float | None, _opt("--hnm-fp-thresh", panel=SAMPLER, help="hnm: false-positive score.")
@@ -154,9 +165,10 @@ class ConfigFlags:
     pretrained: bool | None = None
     weights: Path | None = None
     roi_op: RoIOp | None = None
-    sampler: Enum | None = None  # a SamplerChoice
+    sampler: SamplerName | None = None
     ohem_nms: bool | None = None
     ohem_nms_iou: float | None = None
+    ohem_nms_scope: NmsScope | None = None
     ohem_loss: RankingLoss | None = None
     mine_every: int | None = None
     hnm_fp_thresh: float | None = None
@@ -189,6 +201,7 @@ class ConfigFlags:
                 name=self.sampler,
                 ohem_nms=self.ohem_nms,
                 ohem_nms_iou=self.ohem_nms_iou,
+                ohem_nms_scope=self.ohem_nms_scope,
                 ohem_loss=self.ohem_loss,
                 mine_every=self.mine_every,
                 hnm_fp_thresh=self.hnm_fp_thresh,

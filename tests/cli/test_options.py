@@ -13,7 +13,7 @@ from ohemcli.cli import options as opts
 from ohemcli.cli.options import Backbone, ConfigFlags, Device, build_config
 from ohemcli.config import config_to_dict
 from ohemcli.errors import UserError
-from ohemcli.samplers import SAMPLERS
+from ohemcli.samplers import SAMPLERS, SamplerName
 
 runner = CliRunner()
 
@@ -52,9 +52,7 @@ def test_device_option_chooses_the_preset_and_an_explicit_config_always_wins(cud
 
 
 def test_options_override_the_preset_only_when_given():
-    cfg = build_config(
-        "synth_tiny", ConfigFlags(iters=7, lr=0.5, sampler=opts.SamplerChoice("ohem"))
-    )
+    cfg = build_config("synth_tiny", ConfigFlags(iters=7, lr=0.5, sampler=SamplerName("ohem")))
     assert (cfg.train.iters, cfg.train.lr, cfg.sampler.name) == (7, 0.5, "ohem")
     untouched = build_config("synth_tiny", ConfigFlags())
     preset = build_config("synth_tiny", ConfigFlags(sampler=None, iters=None))
@@ -77,7 +75,7 @@ def test_each_flag_lands_on_the_config_key_of_its_name():
         if kind == "Path":
             values = ["w.pt"]
         else:
-            enum = opts.SamplerChoice if kind == "Enum" else getattr(opts, kind, [])
+            enum = SamplerName if kind == "SamplerName" else getattr(opts, kind, [])
             values = candidates.get(kind) or list(enum)
         changed = [_changed_keys(ConfigFlags(**{f.name: v}), base) for v in values]
         changed = [c for c in changed if c]
@@ -96,7 +94,7 @@ def test_every_flag_is_an_option_of_train():
 
 
 def test_the_sampler_choice_follows_the_samplers_dict():
-    assert [c.value for c in opts.SamplerChoice] == list(SAMPLERS)
+    assert [c.value for c in SamplerName] == list(SAMPLERS)
 
 
 def test_choosing_vgg16_means_imagenet_weights_unless_told_otherwise():
