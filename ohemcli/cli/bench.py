@@ -19,6 +19,7 @@ from ohemcli.cli.options import (
     ConfigOpt,
     DataOpt,
     DeviceOpt,
+    HnmPoolOpt,
     OhemNmsScopeOpt,
     PretrainedOpt,
     RoIOpOpt,
@@ -36,6 +37,7 @@ def bench_command(
     pretrained: PretrainedOpt = None,
     roi_op: RoIOpOpt = None,
     ohem_nms_scope: OhemNmsScopeOpt = None,
+    hnm_pool: HnmPoolOpt = None,
     samplers: Annotated[
         str,
         typer.Option(
@@ -89,6 +91,7 @@ def bench_command(
         pretrained=pretrained,
         roi_op=roi_op,
         ohem_nms_scope=ohem_nms_scope,
+        hnm_pool=hnm_pool,
         device=device,
         amp=amp,
     )

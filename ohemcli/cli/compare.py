@@ -22,6 +22,7 @@ from ohemcli.cli.options import (
     DifficultOpt,
     EvalPointsOpt,
     FpThreshOpt,
+    HnmPoolOpt,
     IterOpt,
     LrOpt,
     MineEveryOpt,
@@ -117,6 +118,7 @@ def compare_command(
     mine_every: MineEveryOpt = None,
     hnm_fp_thresh: FpThreshOpt = None,
     hnm_pool_per_image: PoolOpt = None,
+    hnm_pool: HnmPoolOpt = None,
     seeds: Annotated[
         str,
         typer.Option("--seeds", help="Comma list, e.g. 1,2,3.", rich_help_panel=TRAINING),
@@ -174,6 +176,7 @@ def compare_command(
         mine_every=mine_every,
         hnm_fp_thresh=hnm_fp_thresh,
         hnm_pool_per_image=hnm_pool_per_image,
+        hnm_pool=hnm_pool,
         iters=iters,
         device=device,
         amp=amp,

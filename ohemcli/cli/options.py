@@ -56,6 +56,11 @@ class NmsScope(str, Enum):
     image = "image"
 
 
+class PoolRule(str, Enum):
+    accumulate = "accumulate"
+    replace = "replace"
+
+
 def _opt(*decls: str, panel: str, help: str, **kw: Any) -> Any:  # noqa: A002 - typer's name
     if "/" in decls[0]:
         kw.setdefault("metavar", "")  # an on/off pair needs no type column (narrow help)
@@ -131,6 +136,12 @@ FpThreshOpt = Annotated[
 PoolOpt = Annotated[
     int | None, _opt("--hnm-pool-per-image", panel=SAMPLER, help="hnm: most kept per image.")
 ]
+HnmPoolOpt = Annotated[
+    PoolRule | None,
+    _opt(
+        "--hnm-pool", panel=SAMPLER, metavar="<rule>", help="hnm: accumulate or replace the pool."
+    ),
+]
 IterOpt = Annotated[int | None, _opt("--iters", panel=TRAINING, help="SGD iterations.")]
 SeedOpt = Annotated[int | None, _opt("--seed", panel=TRAINING, help="Seed of weights and order.")]
 DeviceOpt = Annotated[
@@ -173,6 +184,7 @@ class ConfigFlags:
     mine_every: int | None = None
     hnm_fp_thresh: float | None = None
     hnm_pool_per_image: int | None = None
+    hnm_pool: PoolRule | None = None
     iters: int | None = None
     seed: int | None = None
     device: Device | None = None
@@ -206,6 +218,7 @@ class ConfigFlags:
                 mine_every=self.mine_every,
                 hnm_fp_thresh=self.hnm_fp_thresh,
                 hnm_pool_per_image=self.hnm_pool_per_image,
+                hnm_pool=self.hnm_pool,
             ),
             train=_given(
                 cfg.train,
