@@ -61,7 +61,8 @@ BackboneOpt = Annotated[
 PretrainedOpt = Annotated[
     bool | None,
     typer.Option(
-        "--pretrained/--no-pretrained", help="ImageNet weights for vgg16 (default on for vgg16)."
+        "--pretrained/--no-pretrained", help="vgg16: ImageNet weights (default on for vgg16); tiny: the shipped weights "
+        "pretrained on synthetic-shape crops (on in the synth_tiny preset).",
     ),
 ]
 WeightsOpt = Annotated[
