@@ -66,7 +66,8 @@ BackboneOpt = Annotated[
 PretrainedOpt = Annotated[
     bool | None,
     typer.Option(
-        "--pretrained/--no-pretrained", help="vgg16: ImageNet weights (default on for vgg16); tiny: the shipped weights "
+        "--pretrained/--no-pretrained",
+        help="vgg16: ImageNet weights (default on for vgg16); tiny: the shipped weights "
         "pretrained on synthetic-shape crops (on in the synth_tiny preset).",
     ),
 ]

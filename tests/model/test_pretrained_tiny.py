@@ -1,5 +1,6 @@
 """The shipped tiny weights: they load safely, a preset uses them, and the script reproduces."""
 
+import pytest
 import torch
 
 from ohemcli.cli.options import resolve_config_path
@@ -57,3 +58,15 @@ def test_pretraining_is_deterministic_and_uses_other_images_than_the_demo():
     torch.manual_seed(cfg.seed)
     untrained = build_tiny(ModelConfig(backbone="tiny"))
     assert not torch.equal(first["trunk.0.weight"], untrained.trunk[0].weight)  # it trained
+
+
+def test_pyproject_ships_the_weights_file_as_package_data():
+    import fnmatch
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    root = Path(__file__).resolve().parents[2]
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = project["tool"]["setuptools"]["package-data"]["ohemcli"]
+    relative = shipped_tiny_weights().relative_to(root / "ohemcli").as_posix()
+    assert any(fnmatch.fnmatch(relative, p) for p in patterns)
