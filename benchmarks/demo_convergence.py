@@ -24,14 +24,16 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ohemcli.cli.options import resolve_config_path  # noqa: E402
+from ohemcli.presets import preset_text  # noqa: E402
 
 SCALED = ("iters", "warmup_iters", "checkpoint_every")
 
 
 def scaled_config(preset: str, factor: int, dest: Path) -> Path:
     """Write the preset with every iteration count of its train section times ``factor``."""
-    raw = yaml.safe_load(resolve_config_path(preset, "synth").read_text(encoding="utf-8"))
+    path = Path(preset)
+    text = path.read_text(encoding="utf-8") if path.is_file() else preset_text(preset)
+    raw = yaml.safe_load(text)
     train = raw.setdefault("train", {})
     for key in SCALED:
         if key in train:

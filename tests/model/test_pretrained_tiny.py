@@ -1,13 +1,15 @@
 """The shipped tiny weights: they load safely, a preset uses them, and the script reproduces."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
-from ohemcli.cli.options import resolve_config_path
-from ohemcli.config import ModelConfig, load_config
+from ohemcli.config import ModelConfig
 from ohemcli.model.backbones import build_tiny, shipped_tiny_weights
 from ohemcli.model.fast_rcnn import FastRCNN
 from ohemcli.model.pretrain import PRETRAIN_SEED, PretrainConfig, pretrain_tiny
+from ohemcli.presets import load_preset
 
 
 def _backbone_state(model: FastRCNN) -> dict[str, torch.Tensor]:
@@ -26,7 +28,7 @@ def test_shipped_weights_load_with_weights_only_and_cover_the_backbone():
 
 
 def test_synth_preset_builds_a_model_whose_backbone_equals_the_file():
-    cfg = load_config(resolve_config_path("synth_tiny", "synth"))
+    cfg = load_preset("synth_tiny")
     assert cfg.model.backbone == "tiny" and cfg.model.pretrained
     model = FastRCNN(cfg.model, 6)
     state = torch.load(shipped_tiny_weights(), map_location="cpu", weights_only=True)
@@ -37,7 +39,8 @@ def test_synth_preset_builds_a_model_whose_backbone_equals_the_file():
 
 
 def test_no_pretrained_gives_random_weights_that_differ_from_the_file():
-    cfg = load_config(resolve_config_path("synth_tiny", "synth"), {"model.pretrained": False})
+    preset = load_preset("synth_tiny")
+    cfg = replace(preset, model=replace(preset.model, pretrained=False))
     state = torch.load(shipped_tiny_weights(), map_location="cpu", weights_only=True)
     torch.manual_seed(3)
     a = build_tiny(cfg.model)
