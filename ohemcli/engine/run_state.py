@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import platform
 import resource
 import sys
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ohemcli.config import ExperimentConfig
+from ohemcli.fileio import read_json
 
 if TYPE_CHECKING:
     from ohemcli.engine.step import StepResult
@@ -52,11 +52,16 @@ class RunPaths:
     def summary(self) -> Path:
         return self.root / "summary.json"
 
+    @property
+    def lock(self) -> Path:
+        """Held (fcntl.flock) by the one process that writes the run folder."""
+        return self.root / "run.lock"
+
     def finished_summary(self, iters: int) -> dict[str, Any] | None:
         """The run's summary when it was trained to at least ``iters`` iterations, else None."""
         if not self.summary.is_file():
             return None
-        summary = json.loads(self.summary.read_text(encoding="utf-8"))
+        summary = read_json(self.summary)
         return summary if summary.get("iters", 0) >= iters else None
 
 

@@ -5,6 +5,7 @@ Shared by training, evaluation and mining so that each builds these the same way
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,15 @@ def resolve_device(name: str) -> torch.device:
     if name not in ("cpu", "cuda"):
         raise UserError(f"--device: unknown '{name}' (choose auto, cpu or cuda)")
     return torch.device(name)
+
+
+def loader_workers(requested: int) -> int:
+    """DataLoader workers: at most the CPUs this process may run on (PyTorch warns above that)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS has no sched_getaffinity
+        cpus = os.cpu_count() or 1
+    return max(0, min(requested, cpus))
 
 
 def data_root(data: str) -> Path:
