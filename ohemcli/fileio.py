@@ -13,10 +13,29 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ohemcli.errors import UserError, quote
+
 
 def cache_dir() -> Path:
-    """The cache folder: ``$OHEM_CACHE``, default ``~/.cache/ohemcli``."""
-    return Path(os.environ.get("OHEM_CACHE", Path.home() / ".cache" / "ohemcli")).expanduser()
+    """The cache folder: ``$OHEM_CACHE``, default ``~/.cache/ohemcli``; a file there is an error."""
+    path = Path(os.environ.get("OHEM_CACHE", Path.home() / ".cache" / "ohemcli")).expanduser()
+    name = f"OHEM_CACHE={quote(str(path))}" if "OHEM_CACHE" in os.environ else str(path)
+    if (path.exists() or path.is_symlink()) and not path.is_dir():
+        raise UserError(f"{name}: the cache folder is not a folder")
+    if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
+        raise UserError(f"{name}: the cache folder is not writable")
+    return path
+
+
+def read_json(path: str | Path) -> Any:
+    """A JSON file's content; a missing, unreadable or corrupt file is one line naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: corrupt JSON ({type(exc).__name__})") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from typer.core import TyperGroup
 
-from ohemcli.errors import UserError
+from ohemcli.errors import UserError, quote
 from ohemcli.progress import err_console, setup_logging
 
 USER_ERROR_EXIT = 2
@@ -19,8 +19,15 @@ class _UserErrorGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except UserError as exc:
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(USER_ERROR_EXIT) from None  # typer 0.29 vendors click: its Exit
+            _one_line(str(exc))
+        except OSError as exc:  # a path that cannot be read or written: the user's to fix
+            where = exc.filename if exc.filename is not None else "file system"
+            _one_line(f"{quote(str(where))[1:-1]}: {exc.strerror or type(exc).__name__}")
+
+
+def _one_line(message: str) -> None:
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True, markup=True)
+    raise typer.Exit(USER_ERROR_EXIT) from None  # typer 0.29 vendors click: its Exit
 
 
 app = typer.Typer(

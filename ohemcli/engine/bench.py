@@ -20,7 +20,7 @@ import torch
 from ohemcli.config import ExperimentConfig
 from ohemcli.engine.mining import mine_false_positives
 from ohemcli.engine.run_state import peak_memory_mb, reset_peak_memory
-from ohemcli.engine.setup import synchronize
+from ohemcli.engine.setup import loader_workers, synchronize
 from ohemcli.engine.train import Trainer
 from ohemcli.progress import make_progress
 
@@ -57,7 +57,7 @@ def _time_sampler(
                 trainer.images,
                 trainer.sampler.mining_request(),
                 device,
-                cfg.data.workers,
+                loader_workers(cfg.data.workers),
                 False,
                 batch_size=cfg.train.images_per_batch,
             )

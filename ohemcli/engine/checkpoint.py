@@ -23,7 +23,11 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file is the user's to fix
-        raise UserError(f"{path}: cannot load checkpoint ({type(exc).__name__}: {exc})") from None
+        # PyTorch's text suggests weights_only=False, i.e. running the file's code: never relay it.
+        raise UserError(
+            f"{path}: not a checkpoint that loads safely (only tensors and plain containers "
+            f"are allowed; {type(exc).__name__})"
+        ) from None
 
 
 def rng_state() -> dict[str, Any]:

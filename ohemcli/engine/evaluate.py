@@ -14,7 +14,13 @@ from ohemcli.data.batching import TestImages, collate
 from ohemcli.engine.checkpoint import load_checkpoint
 from ohemcli.engine.metrics import evaluate_all
 from ohemcli.engine.results_io import ClassDetections, Detections, write_results_files
-from ohemcli.engine.setup import SplitData, build_model, load_split, resolve_device
+from ohemcli.engine.setup import (
+    SplitData,
+    build_model,
+    load_split,
+    loader_workers,
+    resolve_device,
+)
 from ohemcli.errors import UserError
 from ohemcli.fileio import atomic_write_json
 from ohemcli.model.fast_rcnn import FastRCNN
@@ -37,7 +43,7 @@ def detect_split(
         images,
         batch_size=1,
         collate_fn=collate,
-        num_workers=cfg.data.workers,
+        num_workers=loader_workers(cfg.data.workers),
         generator=torch.Generator(),
     )  # keeps the global RNG (dropout's) untouched
     per_class: dict[int, list[tuple[str, np.ndarray, np.ndarray]]] = {}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import platform
 import resource
 import sys
@@ -15,6 +14,7 @@ import torch
 
 from ohemcli.config import ExperimentConfig
 from ohemcli.engine.step import IOU_BINS, StepResult
+from ohemcli.fileio import read_json
 
 WARMUP_ITERS = 10  # s/iter leaves out the first iterations (worker start-up, allocator warm-up)
 
@@ -50,11 +50,16 @@ class RunPaths:
     def summary(self) -> Path:
         return self.root / "summary.json"
 
+    @property
+    def lock(self) -> Path:
+        """Held (fcntl.flock) by the one process that writes the run folder."""
+        return self.root / "run.lock"
+
     def finished_summary(self, iters: int) -> dict[str, Any] | None:
         """The run's summary when it was trained to at least ``iters`` iterations, else None."""
         if not self.summary.is_file():
             return None
-        summary = json.loads(self.summary.read_text(encoding="utf-8"))
+        summary = read_json(self.summary)
         return summary if summary.get("iters", 0) >= iters else None
 
 

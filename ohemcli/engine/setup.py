@@ -5,6 +5,7 @@ Shared by training, evaluation and mining so that each builds these the same way
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,15 @@ def synchronize(device: torch.device) -> None:
     """Wait for the device's queued work (CUDA); a no-op on the CPU. Call before reading a clock."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def loader_workers(requested: int) -> int:
+    """DataLoader workers: at most the CPUs this process may run on (PyTorch warns above that)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS has no sched_getaffinity
+        cpus = os.cpu_count() or 1
+    return max(0, min(requested, cpus))
 
 
 def data_root(data: str) -> Path:

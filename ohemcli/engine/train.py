@@ -19,9 +19,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from ohemcli.config import ExperimentConfig, config_to_dict, config_to_yaml, load_config
+from ohemcli.config import ExperimentConfig, config_to_dict, config_to_yaml
 from ohemcli.data.batching import Batch, ScheduleSampler, TrainImages, collate, iteration_epoch
-from ohemcli.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ohemcli.engine.checkpoint import rng_state, save_checkpoint, set_rng_state
 from ohemcli.engine.distributed import (
     DistInfo,
     barrier,
@@ -29,6 +29,7 @@ from ohemcli.engine.distributed import (
     init_distributed,
 )
 from ohemcli.engine.mining import mine_false_positives
+from ohemcli.engine.run_guard import check_out_dir, check_resume, clear_leftovers, run_lock
 from ohemcli.engine.run_state import (
     RunPaths,
     TrainState,
@@ -41,6 +42,7 @@ from ohemcli.engine.setup import (
     build_optimizer,
     data_name,
     load_split,
+    loader_workers,
     resolve_device,
     synchronize,
 )
@@ -60,27 +62,6 @@ Callback = Callable[[dict[str, Any]], None]
 def default_run_dir(cfg: ExperimentConfig) -> Path:
     """``runs/<data>-<sampler>-s<seed>``."""
     return Path("runs") / f"{data_name(cfg.data.data)}-{cfg.sampler.name}-s{cfg.train.seed}"
-
-
-def _check_resume(paths: RunPaths, cfg: ExperimentConfig, resume: bool) -> dict[str, Any] | None:
-    """The checkpoint to continue from, or None to start fresh; refuses to clobber a run."""
-    if not paths.checkpoint.exists():
-        return None
-    if not resume:
-        raise UserError(
-            f"{paths.root}: already holds a run; "
-            "pass --resume to continue it or choose another --out"
-        )
-    saved = load_config(paths.config)
-    # The saved config has the resolved class list and may differ in the iteration budget alone.
-    saved = replace(saved, train=replace(saved.train, iters=cfg.train.iters))
-    if cfg.data.classes is None:
-        cfg = replace(cfg, data=replace(cfg.data, classes=saved.data.classes))
-    if config_to_dict(saved) != config_to_dict(cfg):
-        raise UserError(
-            f"{paths.config}: the run was started with another config; choose another --out"
-        )
-    return load_checkpoint(paths.checkpoint)
 
 
 def _autocast(
@@ -116,7 +97,7 @@ class Trainer:
         self.show = show_progress and self.dist.is_main
         self.callback = callback
         self.paths = RunPaths(Path(out_dir))
-        checkpoint = _check_resume(self.paths, cfg, resume)
+        checkpoint = check_resume(self.paths, cfg, resume)
         self.train_data = load_split(cfg, cfg.data.train_split, self.show)
         classes = self.train_data.dataset.classes
         self.cfg = replace(cfg, data=replace(cfg.data, classes=classes))
@@ -241,7 +222,7 @@ class Trainer:
             self.images,
             batch_sampler=schedule,
             collate_fn=collate,
-            num_workers=c.data.workers,
+            num_workers=loader_workers(c.data.workers),
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
             # Our own generator keeps DataLoader from drawing on the global RNG (dropout's).
@@ -270,7 +251,7 @@ class Trainer:
             self.images,
             sampler.mining_request(),
             self.device,
-            self.cfg.data.workers,
+            loader_workers(self.cfg.data.workers),
             self.show,
             batch_size=self.cfg.train.images_per_batch,
         )
@@ -371,11 +352,16 @@ def train(
     ``callback``, when given, receives every record written to ``metrics.jsonl`` and
     ``evals.jsonl`` with ``"kind"`` set to ``"metrics"`` or ``"eval"``.
     """
-    trainer = Trainer(
-        cfg, Path(out_dir) if out_dir else default_run_dir(cfg), resume, show_progress, callback
-    )
+    out = Path(out_dir) if out_dir else default_run_dir(cfg)
+    check_out_dir(out)
+    trainer = Trainer(cfg, out, resume, show_progress, callback)
     done = trainer.paths.finished_summary(cfg.train.iters)
     if trainer.state.iteration >= cfg.train.iters and done is not None:
         err_console.print(f"{trainer.paths.root}: already trained to {cfg.train.iters} iterations")
         return done
-    return trainer.run()
+    if not trainer.dist.is_main:
+        return trainer.run()
+    with run_lock(trainer.paths):
+        if trainer.state.iteration == 0:  # a fresh run: nothing of an earlier one stays
+            clear_leftovers(trainer.paths)
+        return trainer.run()
