@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -26,19 +27,29 @@ CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "sampler", "state", "confi
 KEY_ORDER = ("sampler.name", "model.backbone", "data.classes")
 
 
+def _writable(folder: Path) -> bool:
+    """Whether a file can be created in ``folder``, by trying (root ignores permission bits, and a
+    read-only file system such as /sys passes ``os.access``); the probe file is removed at once."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
 def check_out_dir(path: Path, option: str = "--out") -> None:
     """Refuse a folder that cannot be written, before any work starts (writes nothing)."""
     path = Path(path)
     if path.exists() or path.is_symlink():
         if not path.is_dir():
             raise UserError(f"{option} {quote(str(path))}: not a folder")
-        if not os.access(path, os.W_OK | os.X_OK):
+        if not _writable(path):
             raise UserError(f"{option} {quote(str(path))}: folder is not writable")
         return
     parent = next(p for p in path.absolute().parents if p.exists() or p.is_symlink())
     if not parent.is_dir():
         raise UserError(f"{option} {quote(str(path))}: {quote(str(parent))} is not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
+    if not _writable(parent):
         raise UserError(f"{option} {quote(str(path))}: {quote(str(parent))} is not writable")
 
 
