@@ -1,0 +1,20 @@
+"""ohem bench: hnm's mining pass is timed beside the bare forward of the same images."""
+
+import pytest
+
+from ohemcli.engine.bench import bench_samplers
+
+pytestmark = pytest.mark.slow
+
+
+def test_bench_rows_report_the_mining_pass_beside_the_bare_forward(small_config):
+    cfg = small_config(**{"train.images_per_batch": 2})
+    (hnm,) = bench_samplers(cfg, ["hnm"], iters=1, warmup=0, show_progress=False, mining_runs=1)
+    assert hnm["mining_s_per_image"] > 0 and hnm["forward_s_per_image"] > 0
+    ratio = hnm["mining_s_per_image"] / hnm["forward_s_per_image"]
+    assert hnm["mining_overhead"] == pytest.approx(ratio - 1)
+    # The pass's seconds are its s/image over the 12 training images of small_synth.
+    assert hnm["mining_pass_s"] == pytest.approx(12 * hnm["mining_s_per_image"])
+    assert hnm["effective_s_per_iter"] == pytest.approx(
+        hnm["s_per_iter"] + hnm["mining_s_per_iter"]
+    )
