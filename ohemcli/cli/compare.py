@@ -158,7 +158,9 @@ def compare_command(
 
 
 def _is_compare_folder(path: Path) -> bool:
-    return (path / "compare.yaml").is_file() or any(path.glob("runs/*/summary.json"))
+    from ohemcli.engine.run_state import ComparePaths
+
+    return ComparePaths(path).is_compare()
 
 
 @app.command("report")

@@ -12,8 +12,10 @@ from torch.utils.data import DataLoader
 from ohemcli.config import EvalConfig, ExperimentConfig, load_config
 from ohemcli.data.batching import TestImages, collate
 from ohemcli.engine.checkpoint import load_checkpoint
-from ohemcli.engine.metrics import evaluate_all
+from ohemcli.engine.matches import matches_from_result, save_matches
+from ohemcli.engine.metrics import evaluate_all, evaluate_voc, voc_metric
 from ohemcli.engine.results_io import ClassDetections, Detections, write_results_files
+from ohemcli.engine.run_state import EvalPaths, RunPaths
 from ohemcli.engine.setup import SplitData, build_model, load_split, resolve_device
 from ohemcli.errors import UserError
 from ohemcli.fileio import atomic_write_json
@@ -86,12 +88,16 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Detect, score and (with ``out_dir``) write the devkit results files and ``metrics.json``."""
     dets = detect_split(model, split, cfg, device, show_progress)
-    result = evaluate_all(
-        dets, split.dataset.records, split.dataset.classes, metric or cfg.eval.metric
-    )
+    metric = metric or cfg.eval.metric
+    records, classes = split.dataset.records, split.dataset.classes
+    voc = evaluate_voc(dets, records, classes, voc_metric(metric))
+    result = evaluate_all(dets, records, classes, metric, voc=voc)  # type: ignore[arg-type]
     if out_dir is not None:
+        files = EvalPaths(out_dir)
         write_results_files(dets, out_dir, split.dataset.split)
-        atomic_write_json(out_dir / "metrics.json", result)
+        atomic_write_json(files.metrics, result)
+        # Per-detection matches, for the bootstrap over test images in `ohem report`.
+        save_matches(files.matches, matches_from_result(voc, [r.image_id for r in records]))
     return result
 
 
@@ -101,8 +107,9 @@ def load_run_model(
     """The model of a run folder, from its ``config.yaml`` and ``checkpoint.pt``."""
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: run folder does not exist")
-    cfg = load_config(run_dir / "config.yaml")
-    state = load_checkpoint(run_dir / "checkpoint.pt")
+    paths = RunPaths(run_dir)
+    cfg = load_config(paths.config)
+    state = load_checkpoint(paths.checkpoint)
     classes = tuple(state["classes"])
     model = build_model(cfg, len(classes), device)
     model.load_state_dict(state["model"])
@@ -121,7 +128,8 @@ def evaluate_run(
     model, cfg, classes = load_run_model(Path(run_dir), dev)
     cfg = _with_classes(cfg, classes)
     data = load_split(cfg, split, show_progress)
-    return evaluate_model(model, cfg, data, dev, Path(run_dir) / "eval", metric, show_progress)
+    out = RunPaths(Path(run_dir)).eval_dir
+    return evaluate_model(model, cfg, data, dev, out, metric, show_progress)
 
 
 def _with_classes(cfg: ExperimentConfig, classes: tuple[str, ...]) -> ExperimentConfig:

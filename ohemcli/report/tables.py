@@ -13,7 +13,6 @@ one seed the table says plainly that a Δ cannot be told apart from noise.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -22,9 +21,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from rich.table import Table
 
+from ohemcli.engine.run_state import run_dirs
+from ohemcli.engine.runs import Run, read_run
 from ohemcli.errors import UserError
 
 BASELINE = "fixed"
@@ -52,60 +52,74 @@ _FORMATS = {
 ONE_SEED = "1 seed: cannot tell Δ from noise"
 
 
-def _run_dirs(path: Path) -> list[Path]:
-    """A run folder itself, or every ``runs/*`` of a compare folder that has a summary."""
-    if (path / "summary.json").is_file():
-        return [path]
-    found = sorted(p.parent for p in path.glob("runs/*/summary.json"))
-    if not found:
+def read_runs(paths: Sequence[str | Path]) -> list[Run]:
+    """Every finished run under ``paths`` (run folders and/or compare folders), one per
+    (sampler, seed)."""
+    runs: list[Run] = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            raise UserError(f"{path}: folder does not exist")
+        found = run_dirs(path)
+        if not found:
+            raise UserError(
+                f"{path}: neither a run folder (with a summary) nor a compare folder (with "
+                "finished runs under runs/)"
+            )
+        runs.extend(read_run(d) for d in found)
+    seen: dict[tuple[str, int], list[str]] = {}
+    for run in runs:
+        seen.setdefault((run.sampler, run.seed), []).append(str(run.paths.root))
+    dup = sorted(d for dirs in seen.values() if len(dirs) > 1 for d in dirs)
+    if dup:
         raise UserError(
-            f"{path}: neither a run folder (summary.json) nor a compare folder "
-            "(runs/*/summary.json)"
+            f"the same sampler and seed appear twice ({', '.join(dup)}); pass one of each"
         )
-    return found
+    return runs
 
 
-def _setting(config: dict[str, Any]) -> str:
-    """Short hash of a run's settings minus what a compare varies (sampler, seed, class list)."""
-    c = json.loads(json.dumps(config))
-    c.get("sampler", {}).pop("name", None)
-    c.get("train", {}).pop("seed", None)
-    c.get("data", {}).pop("classes", None)
-    return hashlib.sha1(json.dumps(c, sort_keys=True).encode()).hexdigest()[:8]
-
-
-def load_run(run_dir: Path) -> dict[str, Any]:
-    """One row: the run's summary.json, a few config fields and per-class AP as ``AP/<class>``."""
-    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    config_path = run_dir / "config.yaml"
-    config = (
-        yaml.safe_load(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-    )
-    row = {k: summary.get(k) for k in RUN_COLUMNS}
+def run_row(run: Run) -> dict[str, Any]:
+    """One row: the run's summary, a few config fields and per-class AP as ``AP/<class>``."""
+    row = {k: run.summary.get(k) for k in RUN_COLUMNS}
     row.update(
-        run=run_dir.name,
-        run_dir=str(run_dir),
-        backbone=config.get("model", {}).get("backbone"),
-        setting=_setting(config),
+        run=run.name,
+        run_dir=str(run.paths.root),
+        backbone=run.config.get("model", {}).get("backbone"),
+        setting=run.setting,
     )
-    row.update({f"AP/{name}": ap for name, ap in (summary.get("AP") or {}).items()})
+    row.update({f"AP/{name}": ap for name, ap in (run.summary.get("AP") or {}).items()})
     return row
 
 
-def load_runs(paths: Sequence[str | Path]) -> pd.DataFrame:
-    """One row per run, from run folders and/or compare folders (``runs/*/summary.json``)."""
-    rows = []
-    for path in paths:
-        path = Path(path)
-        if not path.is_dir():
-            raise UserError(f"{path}: folder does not exist")
-        rows.extend(load_run(d) for d in _run_dirs(path))
-    df = pd.DataFrame(rows)
-    dup = df[df.duplicated(["sampler", "seed"], keep=False)]
-    if not dup.empty:
-        names = ", ".join(sorted(set(dup["run_dir"])))
-        raise UserError(f"the same sampler and seed appear twice ({names}); pass one of each")
+def runs_table(runs: Sequence[Run]) -> pd.DataFrame:
+    """One row per run (``RUN_COLUMNS`` plus ``AP/<class>``), ordered fixed, hnm, ohem, by seed."""
+    df = pd.DataFrame([run_row(r) for r in runs])
     return sort_samplers(df, ["sampler", "seed"]).reset_index(drop=True)
+
+
+def load_runs(paths: Sequence[str | Path]) -> pd.DataFrame:
+    """One row per run, from run folders and/or compare folders."""
+    return runs_table(read_runs(paths))
+
+
+def _long(runs: Sequence[Run], attr: str) -> pd.DataFrame:
+    frames = [
+        getattr(r, attr).assign(run=r.name, sampler=r.sampler, seed=r.seed)
+        for r in runs
+        if not getattr(r, attr).empty
+    ]
+    if not frames:
+        return pd.DataFrame(columns=["run", "sampler", "seed", "iter"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def evals_frame(runs: Sequence[Run]) -> pd.DataFrame:
+    """Every run's eval history, one row per evaluation (``run, sampler, seed`` + the log's)."""
+    return _long(runs, "evals")
+
+
+def metrics_frame(runs: Sequence[Run]) -> pd.DataFrame:
+    """Every run's training log, one row per logged iteration (``run, sampler, seed`` + its)."""
+    return _long(runs, "metrics")
 
 
 def sort_samplers(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:

@@ -7,6 +7,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -14,10 +15,12 @@ from typer.testing import CliRunner
 
 from ohemcli.cli import app
 from ohemcli.config import ExperimentConfig, load_config
+from ohemcli.engine.matches import weighted_map
+from ohemcli.engine.runs import read_run
 from ohemcli.errors import UserError
 from ohemcli.report import compare
 from ohemcli.report.compare import check_settings, run_order
-from ohemcli.report.plots import PLOT_FILES
+from ohemcli.report.plots import PLOTS
 from ohemcli.report.tables import RUN_COLUMNS, SUMMARY_COLUMNS
 
 pytestmark = pytest.mark.slow
@@ -79,14 +82,18 @@ def test_compare_writes_every_file(first: Path) -> None:
     summary = pd.read_csv(first / "summary.csv")
     assert list(summary.columns) == SUMMARY_COLUMNS and list(summary["sampler"]) == SAMPLERS
     assert summary["verdict"].tolist()[1:] == ["1 seed: cannot tell Δ from noise"] * 2
-    for name in PLOT_FILES:
-        assert (first / "plots" / name).stat().st_size > 0
+    for name in PLOTS:
+        assert (first / "plots" / f"{name}.png").stat().st_size > 0
     report = (first / "report.md").read_text()
     for text in ("## Verdict", "## Per-class AP", "plots/map_vs_time.png", "```yaml", "- torch:"):
         assert text in report
     for run in (first / "runs").iterdir():
-        history = json.loads((run / "summary.json").read_text())["eval_history"]
-        assert [p["iter"] for p in history] == [3, 6]
+        summary = json.loads((run / "summary.json").read_text())
+        assert [p["iter"] for p in summary["eval_history"]] == [3, 6]
+        # The saved matches reproduce the final mAP when every test image counts once.
+        matches = read_run(run).matches()
+        assert matches is not None and len(matches.image_ids) == 4
+        assert weighted_map(matches, np.ones((1, 4)))[0] == pytest.approx(summary["mAP"], abs=1e-12)
 
 
 def test_second_compare_trains_nothing(first: Path, setup: tuple[Path, ExperimentConfig]) -> None:

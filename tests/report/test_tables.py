@@ -13,8 +13,8 @@ import yaml
 from ohemcli.config import ExperimentConfig, config_to_dict
 from ohemcli.errors import UserError
 from ohemcli.report import tables
-from ohemcli.report.compare import write_report
-from ohemcli.report.plots import PLOT_FILES
+from ohemcli.report.plots import PLOTS
+from ohemcli.report.render import write_report
 
 
 def make_results(
@@ -180,8 +180,8 @@ def test_write_report_on_fake_runs(tmp_path: Path) -> None:
         fake_run(tmp_path / "runs", sampler, 1, value)
     results = tables.load_runs([tmp_path])
     write_report(tmp_path, results)
-    for name in PLOT_FILES:
-        assert (tmp_path / "plots" / name).stat().st_size > 1000
+    for name in PLOTS:
+        assert (tmp_path / "plots" / f"{name}.png").stat().st_size > 1000
     report = (tmp_path / "report.md").read_text()
     assert "![map_vs_time](plots/map_vs_time.png)" in report
     assert "One seed cannot tell" in report and "```yaml" in report and "- torch:" in report
