@@ -1,11 +1,10 @@
-"""``compare``: train every (sampler, seed) with one config, then write tables, plots, report.
+"""``compare``: train every (sampler, seed) with one config (the report: ``report.render``).
 
-Layout of a compare folder::
+Layout of a compare folder (``engine.run_state.ComparePaths``)::
 
     OUT/compare.yaml                 samplers, seeds and the base config (guards against mixing)
     OUT/runs/<sampler>-s<seed>/      one run folder each (see engine.train)
-    OUT/results.csv, summary.csv     one row per run / per sampler
-    OUT/report.md, OUT/plots/*.png   the report with its plots
+    OUT/results.csv, summary.csv, pairs.csv, report.md, plots/   written by report.render
 
 Every run differs from the others only in ``sampler.name`` (and ``train.seed``): the same seed
 gives the same initial weights and image order. A compare is resumable: finished runs are reused,
@@ -30,7 +29,6 @@ from ohemcli.errors import UserError
 from ohemcli.fileio import atomic_write_text
 from ohemcli.progress import make_progress
 from ohemcli.report import tables
-from ohemcli.report.render import write_report
 
 
 def run_config(base: ExperimentConfig, sampler: str, seed: int) -> ExperimentConfig:
@@ -143,7 +141,7 @@ def compare(
     out_dir: Path,
     show_progress: bool = True,
 ) -> pd.DataFrame:
-    """Train (or reuse) every (sampler, seed) run under ``out_dir/runs``, write the report files.
+    """Train (or reuse) every (sampler, seed) run under ``out_dir/runs``.
 
     Returns the results table (``tables.load_runs``: one row per run). The overall bar on stderr
     counts the iterations still to train, names the current run and gives an ETA for the whole
@@ -177,6 +175,4 @@ def compare(
             done += iters - start[path]
             progress.update(task, completed=done)
         progress.update(task, description="compare", completed=total)
-    results = tables.load_runs([p for _, _, p in plan])
-    write_report(out_dir, results)
-    return results
+    return tables.load_runs([p for _, _, p in plan])

@@ -4,8 +4,10 @@ The plot functions take DataFrames (``report.tables``) and read no files:
 
 - ``map_vs_time``: mAP against train + mining seconds (the eval history), one line per run;
 - ``loss`` and ``fg_fraction``: the training log against iteration, one line per run;
-- ``per_class_ap.png``: per-class AP, one bar group per class, one bar per sampler (mean over
-  seeds, error bars = std when there are several seeds).
+- ``per_class_ap``: per-class AP, one bar group per class, one bar per sampler (mean over
+  seeds, error bars = std when there are several seeds);
+- ``chosen_iou``: per sampler, the max-IoU mix of the RoIs it trained on over training (the
+  ``iou_hist`` of the training log), skipped with a note for runs that did not log it.
 """
 
 from __future__ import annotations
@@ -23,8 +25,13 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from ohemcli.engine.run_state import PLOT_NAMES, ComparePaths  # noqa: E402
 from ohemcli.fileio import atomic_write  # noqa: E402
+from ohemcli.report.pairs import sampler_rank  # noqa: E402
 
-PLOTS = PLOT_NAMES[:4]  # what write_plots draws (chosen_iou: when the runs logged iou_hist)
+PLOTS = PLOT_NAMES  # what write_plots draws (chosen_iou only when the runs logged iou_hist)
+CHOSEN_IOU_SKIPPED = (
+    "chosen_iou: skipped, the runs' training logs have no iou_hist (runs from before it was "
+    "logged)."
+)
 _COLOURS = {"fixed": "tab:blue", "hnm": "tab:orange", "ohem": "tab:green"}
 _STYLES = ("-", "--", ":", "-.")
 
@@ -128,13 +135,81 @@ def plot_per_class_ap(results: pd.DataFrame, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+IOU_BINS = 10  # metrics.jsonl iou_hist: counts in [0, .1), [.1, .2), ..., [.9, 1.0]
+MAX_WINDOWS = 25  # the x axis groups the logged lines into at most this many windows
+
+
+def iou_mix(metrics: pd.DataFrame, sampler: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(iterations (W,), shares (W, 10)): the IoU mix of one sampler's chosen RoIs over training.
+
+    Histograms are summed over seeds at each logged iteration, then over windows of iterations;
+    each row of ``shares`` sums to 1. None when the sampler's runs logged no ``iou_hist``.
+    """
+    if "iou_hist" not in metrics:
+        return None
+    rows = metrics[(metrics["sampler"] == sampler) & metrics["iou_hist"].map(_is_hist)]
+    if rows.empty:
+        return None
+    by_iter = rows.groupby("iter")["iou_hist"].apply(lambda h: np.sum(np.stack(h), axis=0))
+    iters = by_iter.index.to_numpy(float)
+    hists = np.stack(by_iter.to_numpy()).astype(float)
+    parts = np.array_split(np.arange(len(iters)), min(MAX_WINDOWS, len(iters)))
+    x = np.array([iters[p].mean() for p in parts])
+    h = np.stack([hists[p].sum(axis=0) for p in parts])
+    keep = h.sum(axis=1) > 0
+    if not keep.any():
+        return None
+    return x[keep], h[keep] / h[keep].sum(axis=1, keepdims=True)
+
+
+def _is_hist(value: object) -> bool:
+    return isinstance(value, list | tuple | np.ndarray) and len(value) == IOU_BINS
+
+
+def plot_chosen_iou(metrics: pd.DataFrame, path: Path) -> Path | None:
+    """Per sampler, the share of chosen RoIs in each max-IoU bin against iteration (stacked).
+
+    None (nothing drawn) when no run logged ``iou_hist`` (runs from before it was logged).
+    """
+    samplers = sorted(set(metrics.get("sampler", pd.Series(dtype=str))), key=sampler_rank)
+    mixes = {s: m for s in samplers if (m := iou_mix(metrics, s)) is not None}
+    if not mixes:
+        return None
+    fig, axes = plt.subplots(
+        1, len(mixes), figsize=(3.6 * len(mixes) + 1.6, 3.8), sharey=True, squeeze=False
+    )
+    colours = plt.get_cmap("viridis")(np.linspace(0, 1, IOU_BINS))
+    labels = [
+        f"[{k / 10:.1f}, {(k + 1) / 10:.1f}{']' if k == IOU_BINS - 1 else ')'}"
+        for k in range(IOU_BINS)
+    ]
+    for ax, (sampler, (x, shares)) in zip(axes[0], mixes.items(), strict=True):
+        ax.stackplot(x, 100 * shares.T, colors=colours, labels=labels)
+        # Below the line: background (max IoU < 0.5); above it: foreground.
+        ax.plot(x, 100 * shares[:, : IOU_BINS // 2].sum(axis=1), "w--", lw=1.2, label="bg | fg")
+        ax.set_title(sampler)
+        ax.set_xlabel("iteration")
+        ax.set_ylim(0, 100)
+        ax.margins(x=0)
+    axes[0][0].set_ylabel("% of chosen RoIs")
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles[::-1], names[::-1], title="max IoU", loc="center right", fontsize="small")
+    fig.subplots_adjust(right=1 - 1.5 / fig.get_figwidth())
+    return save_figure(fig, path)
+
+
 def write_plots(
     results: pd.DataFrame, evals: pd.DataFrame, metrics: pd.DataFrame, out: ComparePaths
-) -> list[Path]:
-    """Every plot of ``PLOT_NAMES`` into ``out``'s plots folder; returns their paths."""
-    return [
+) -> tuple[list[Path], list[str]]:
+    """Every plot of ``PLOT_NAMES`` into ``out``'s plots folder: (paths drawn, notes on skipped)."""
+    drawn = [
         plot_map_vs_time(evals, out.plot("map_vs_time")),
         plot_metric(metrics, "loss", "training loss of the chosen RoIs", out.plot("loss")),
         plot_metric(metrics, "fg_fraction", "fg % of chosen RoIs", out.plot("fg_fraction"), 100.0),
         plot_per_class_ap(results, out.plot("per_class_ap")),
     ]
+    iou = plot_chosen_iou(metrics, out.plot("chosen_iou"))
+    if iou is None:
+        out.plot("chosen_iou").unlink(missing_ok=True)  # a stale plot from earlier runs
+        return drawn, [CHOSEN_IOU_SKIPPED]
+    return [*drawn, iou], []

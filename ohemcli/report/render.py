@@ -3,12 +3,14 @@
 Layout (names from ``engine.run_state.ComparePaths``)::
 
     OUT/results.csv, summary.csv     one row per run / per sampler
+    OUT/pairs.csv                    one row per pair of samplers (Δ, interval, verdict)
     OUT/report.md, OUT/plots/*.png   the report with its plots
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import math
 import os
 import platform
 from collections.abc import Sequence
@@ -18,9 +20,10 @@ import pandas as pd
 import yaml
 
 from ohemcli.engine.run_state import ComparePaths
-from ohemcli.engine.runs import Run, read_run
+from ohemcli.engine.runs import Run
 from ohemcli.fileio import atomic_write_text
 from ohemcli.report import tables
+from ohemcli.report.analysis import Analysis, analyse_results, protocol_lines
 from ohemcli.report.plots import write_plots
 
 MEMORY_NOTE = (
@@ -88,55 +91,78 @@ def _heading(results: pd.DataFrame) -> str:
     )
 
 
-def report_markdown(
-    out: ComparePaths, runs: Sequence[Run], results: pd.DataFrame, plots: Sequence[Path] = ()
-) -> str:
-    """The text of ``report.md``: table, verdict, per-class AP, plots, config, versions, machine."""
-    summary = tables.summary_table(results)
-    ap = tables.per_class_ap(results).map(lambda v: tables.format_cell("mAP", v))
-    parts = [
-        "# Sampler comparison\n",
-        _heading(results),
+def _results_section(a: Analysis) -> list[str]:
+    target = "—" if math.isnan(a.target) else f"{a.target:.4f}"
+    return [
         "## Results\n",
-        tables.markdown_table(tables.formatted(summary)),
-        MEMORY_NOTE,
-        "## Verdict\n",
-        tables.verdict_text(results, summary).replace("\n", "\n\n") + "\n",
+        tables.markdown_table(tables.formatted(a.summary)),
+        MEMORY_NOTE + f"s to target: train + mining seconds to first reach mAP {target} "
+        "(interpolated between evaluations; mean over seeds, — when a seed never reached it).\n",
+        "## Pairs\n",
+        tables.markdown_table(tables.formatted_pairs(a.pairs))
+        if len(a.pairs)
+        else "One sampler: no pairs.\n",
+        a.method + "\n",
+        "## Time to accuracy\n",
+        "".join(f"- {line}\n" for line in a.time_sentences()),
+        "## Eval protocol\n",
+        "\n".join(protocol_lines(a.runs)) + "\n",
+    ]
+
+
+def report_markdown(
+    out: ComparePaths, a: Analysis, plots: Sequence[Path] = (), skipped: Sequence[str] = ()
+) -> str:
+    """The text of ``report.md``: tables, pairs, time to accuracy, plots, config, machine."""
+    ap = tables.per_class_ap(a.results).map(lambda v: tables.format_cell("mAP", v))
+    parts = ["# Sampler comparison\n", _heading(a.results)]
+    if a.notes:
+        parts.append("\n\n".join(a.notes) + "\n")
+    parts += _results_section(a)
+    parts += [
         "## Per-class AP (mean over seeds)\n",
         tables.markdown_table(ap.rename_axis("class"), index=True),
     ]
-    if plots:
+    if plots or skipped:
         parts.append("## Plots\n")
         parts += [f"![{p.stem}]({p.relative_to(out.root).as_posix()})\n" for p in plots]
+        parts += [f"{note}\n" for note in skipped]
     parts += [
         "## Runs\n",
-        tables.markdown_table(_runs_table(results)),
+        tables.markdown_table(_runs_table(a.results)),
         "## Config\n",
         "The runs differ only in `sampler.name` and `train.seed`.\n",
-        "```yaml\n" + _config_yaml(out, runs) + "```\n",
+        "```yaml\n" + _config_yaml(out, a.runs) + "```\n",
         "## Software and machine (where this report was rendered)\n",
         "".join(f"- {k}: {v}\n" for k, v in environment().items()),
     ]
     return "\n".join(parts)
 
 
-def write_report(out_dir: Path, results: pd.DataFrame, plots: bool = True) -> list[Path]:
-    """Write results.csv, summary.csv, report.md and plots/*.png into ``out_dir``.
-
-    ``results`` is ``tables.load_runs``'s table; the runs are read again from its ``run_dir``
-    column for their logs.
-    """
+def write_analysis(out_dir: Path, a: Analysis, plots: bool = True) -> list[Path]:
+    """Write results.csv, summary.csv, pairs.csv, report.md and plots/*.png into ``out_dir``."""
     out = ComparePaths(Path(out_dir))
-    runs = [read_run(d) for d in results["run_dir"]]
-    summary = tables.summary_table(results)
     written = [
-        atomic_write_text(out.results_csv, tables.results_csv(results)),
-        atomic_write_text(out.summary_csv, tables.summary_csv(summary)),
+        atomic_write_text(out.results_csv, tables.to_csv(a.results)),
+        atomic_write_text(out.summary_csv, tables.to_csv(a.summary)),
+        atomic_write_text(out.pairs_csv, tables.to_csv(a.pairs)),
     ]
     drawn: list[Path] = []
+    skipped: list[str] = []
     if plots:
-        evals, metrics = tables.evals_frame(runs), tables.metrics_frame(runs)
-        drawn = write_plots(results, evals, metrics, out)
+        evals, metrics = tables.evals_frame(a.runs), tables.metrics_frame(a.runs)
+        drawn, skipped = write_plots(a.results, evals, metrics, out)
     written += drawn
-    written.append(atomic_write_text(out.report_md, report_markdown(out, runs, results, drawn)))
+    written.append(atomic_write_text(out.report_md, report_markdown(out, a, drawn, skipped)))
     return written
+
+
+def write_report(
+    out_dir: Path,
+    results: pd.DataFrame,
+    plots: bool = True,
+    bootstrap: int = 1000,
+    target_map: float | None = None,
+) -> list[Path]:
+    """:func:`write_analysis` of the runs of a ``tables.load_runs`` table."""
+    return write_analysis(out_dir, analyse_results(results, bootstrap, target_map), plots)

@@ -21,6 +21,7 @@ from ohemcli.errors import UserError
 from ohemcli.report import compare
 from ohemcli.report.compare import check_settings, run_order
 from ohemcli.report.plots import PLOTS
+from ohemcli.report.render import write_report
 from ohemcli.report.tables import RUN_COLUMNS, SUMMARY_COLUMNS
 
 pytestmark = pytest.mark.slow
@@ -55,7 +56,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ExperimentCon
 def first(setup: tuple[Path, ExperimentConfig], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One finished compare of the three samplers with seed 1."""
     out = tmp_path_factory.mktemp("first") / "cmp"
-    compare(setup[1], SAMPLERS, [1], out, show_progress=False)
+    results = compare(setup[1], SAMPLERS, [1], out, show_progress=False)
+    write_report(out, results, bootstrap=200)
     return out
 
 
@@ -81,11 +83,28 @@ def test_compare_writes_every_file(first: Path) -> None:
     assert any(c.startswith("AP/") for c in results.columns)
     summary = pd.read_csv(first / "summary.csv")
     assert list(summary.columns) == SUMMARY_COLUMNS and list(summary["sampler"]) == SAMPLERS
-    assert summary["verdict"].tolist()[1:] == ["1 seed: cannot tell Δ from noise"] * 2
+    pairs = pd.read_csv(first / "pairs.csv")
+    assert pairs[["a", "b"]].values.tolist() == [
+        ["ohem", "hnm"],
+        ["ohem", "fixed"],
+        ["hnm", "fixed"],
+    ]
+    # One seed, but the runs kept their matches: the interval is a bootstrap over test images.
+    assert pairs["method"].str.startswith("bootstrap: 200 resamples").all()
+    assert (pairs["ci_low"] <= pairs["delta"]).all() and (pairs["delta"] <= pairs["ci_high"]).all()
+    assert pairs["verdict"].str.contains("1 seed: test set only").all()
     for name in PLOTS:
         assert (first / "plots" / f"{name}.png").stat().st_size > 0
     report = (first / "report.md").read_text()
-    for text in ("## Verdict", "## Per-class AP", "plots/map_vs_time.png", "```yaml", "- torch:"):
+    for text in (
+        "## Pairs",
+        "## Time to accuracy",
+        "## Per-class AP",
+        "plots/map_vs_time.png",
+        "paired bootstrap",
+        "```yaml",
+        "- torch:",
+    ):
         assert text in report
     for run in (first / "runs").iterdir():
         summary = json.loads((run / "summary.json").read_text())
@@ -139,14 +158,19 @@ def test_cli_report_matches_compare(first: Path, setup: tuple[Path, ExperimentCo
     shown = runner.invoke(app, ["compare", *args])
     assert shown.exit_code == 0, shown.output
     assert run_state(first) == before
-    report = runner.invoke(app, ["report", str(first)])
+    report = runner.invoke(app, ["report", str(first), "--bootstrap", "1000"])
     assert report.exit_code == 0, report.output
-    assert report.stdout.strip() and report.stdout in shown.stdout
-    assert "cannot tell" in report.stdout
+    assert report.stdout.strip() and report.stdout == shown.stdout
+    assert "ohem − hnm" in report.stdout and "reaches" in report.stdout
     csv = runner.invoke(app, ["report", str(first), "--format", "csv"])
     assert csv.stdout == (first / "summary.csv").read_text()
     as_json = json.loads(runner.invoke(app, ["report", str(first), "--format", "json"]).stdout)
-    assert [r["sampler"] for r in as_json["summary"]] == SAMPLERS
+    assert [r["sampler"] for r in as_json["samplers"]] == SAMPLERS
+    assert len(as_json["pairs"]) == 3 and len(as_json["time_to_map"]) == 3
+    compared = runner.invoke(app, ["compare", *args, "--json", "--bootstrap", "0"])
+    assert compared.exit_code == 0, compared.output
+    as_json = json.loads(compared.stdout)
+    assert {p["method"] for p in as_json["pairs"]} == {"t over seeds"}
     refused = runner.invoke(app, ["compare", *args, "--iters", "7"])
     assert refused.exit_code == 2 and "choose another --out" in refused.output
 
