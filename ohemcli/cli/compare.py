@@ -11,8 +11,12 @@ import typer
 
 from ohemcli.cli.app import app
 from ohemcli.cli.options import (
+    OUTPUT,
+    SAMPLER,
+    TRAINING,
     AmpOpt,
     BackboneOpt,
+    ConfigFlags,
     ConfigOpt,
     DataOpt,
     DeviceOpt,
@@ -40,11 +44,8 @@ if TYPE_CHECKING:
     from ohemcli.config import ExperimentConfig
     from ohemcli.report.analysis import Analysis
 
-_NOT_CONFIG = (  # compare options, not config keys
-    "samplers", "seeds", "config", "out", "progress", "bootstrap", "target_map", "json_out",
-)  # fmt: skip
 COMPARE_EVAL_POINTS = 8  # default evaluations per compare run: enough for time to accuracy
-REPORT_PANEL = "report"
+REPORT_PANEL = "Report"
 BootstrapOpt = Annotated[
     int,
     typer.Option(
@@ -137,27 +138,22 @@ def _eval_points(cfg: ExperimentConfig, given: int | None, out_dir: Path) -> Exp
 @app.command("compare")
 def compare_command(
     data: DataOpt = None,
-    samplers: Annotated[
-        str, typer.Option("--samplers", help="Comma list of samplers to compare.")
-    ] = "fixed,hnm,ohem",
-    seeds: Annotated[
-        str, typer.Option("--seeds", help="Comma list of seeds (not a count), e.g. 1,2,3.")
-    ] = "1",
     config: ConfigOpt = None,
-    iters: IterOpt = None,
-    eval_points: EvalPointsOpt = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Compare folder (default runs/compare-DATA).")
-    ] = None,
-    device: DeviceOpt = None,
     workers: WorkersOpt = None,
-    amp: AmpOpt = None,
+    use_difficult: DifficultOpt = None,
     backbone: BackboneOpt = None,
     pretrained: PretrainedOpt = None,
     weights: WeightsOpt = None,
     roi_op: RoIOpOpt = None,
-    lr: LrOpt = None,
-    use_difficult: DifficultOpt = None,
+    samplers: Annotated[
+        str,
+        typer.Option(
+            "--samplers",
+            help="Comma list (default fixed,hnm,ohem).",
+            rich_help_panel=SAMPLER,
+            show_default=False,
+        ),
+    ] = "fixed,hnm,ohem",
     ohem_nms: OhemNmsOpt = None,
     ohem_nms_iou: OhemNmsIouOpt = None,
     ohem_nms_scope: OhemNmsScopeOpt = None,
@@ -166,8 +162,24 @@ def compare_command(
     hnm_fp_thresh: FpThreshOpt = None,
     hnm_pool_per_image: PoolOpt = None,
     hnm_pool: HnmPoolOpt = None,
+    seeds: Annotated[
+        str,
+        typer.Option("--seeds", help="Comma list, e.g. 1,2,3.", rich_help_panel=TRAINING),
+    ] = "1",
+    iters: IterOpt = None,
+    device: DeviceOpt = None,
+    amp: AmpOpt = None,
+    lr: LrOpt = None,
+    eval_points: EvalPointsOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Compare folder (runs/compare-DATA).", rich_help_panel=OUTPUT),
+    ] = None,
     progress: Annotated[
-        bool, typer.Option("--progress/--no-progress", help="Progress bars on stderr.")
+        bool,
+        typer.Option(
+            "--progress/--no-progress", help="Progress on stderr.", rich_help_panel=OUTPUT
+        ),
     ] = True,
     bootstrap: BootstrapOpt = 1000,
     target_map: TargetMapOpt = None,
@@ -185,6 +197,10 @@ def compare_command(
     results.csv, summary.csv, report.md and plots/. Run it again to resume: finished runs are
     reused, an interrupted run continues from its checkpoint.
 
+    --config takes a YAML file or a preset: synth_tiny, cpu_tiny, bccd_tiny, voc07_vgg16.
+    Without it, synth gets synth_tiny and other data voc07_vgg16 (the paper) on CUDA or cpu_tiny
+    on a CPU. Options override the YAML only when given.
+
     Every pair of samplers (ohem − hnm first) gets its paired mean Δ mAP and a 95% interval from
     a bootstrap over test images and seeds; "better" or "worse" only when it excludes 0. Time to
     accuracy: the train + mining seconds to reach --target-map. Without --eval-points a new
@@ -198,14 +214,35 @@ def compare_command(
 
       ohem compare --data VOCdevkit/VOC2007 --config voc07_vgg16 --samplers fixed,ohem --device cuda
     """
-    options = {k: v for k, v in locals().items() if k not in _NOT_CONFIG}  # before any import
+    flags = ConfigFlags(
+        data=data,
+        workers=workers,
+        use_difficult=use_difficult,
+        backbone=backbone,
+        pretrained=pretrained,
+        weights=weights,
+        roi_op=roi_op,
+        ohem_nms=ohem_nms,
+        ohem_nms_iou=ohem_nms_iou,
+        ohem_nms_scope=ohem_nms_scope,
+        ohem_loss=ohem_loss,
+        mine_every=mine_every,
+        hnm_fp_thresh=hnm_fp_thresh,
+        hnm_pool_per_image=hnm_pool_per_image,
+        hnm_pool=hnm_pool,
+        iters=iters,
+        device=device,
+        amp=amp,
+        lr=lr,
+        eval_points=eval_points,
+    )
     from ohemcli.engine.setup import data_name
     from ohemcli.progress import err_console
     from ohemcli.report import compare
     from ohemcli.report.analysis import analyse_results
     from ohemcli.report.render import write_analysis
 
-    cfg = build_config(config, options)
+    cfg = build_config(config, flags)
     out_dir = out or Path("runs") / f"compare-{data_name(cfg.data.data)}"
     cfg = _eval_points(cfg, eval_points, out_dir)
     results = compare(
@@ -235,18 +272,16 @@ def report_command(
     fmt: Annotated[
         Format, typer.Option("--format", help="What to print on stdout.")
     ] = Format.table,
-    runs: Annotated[
-        bool, typer.Option("--runs", help="One row per run instead of per sampler (md, csv).")
-    ] = False,
+    runs: Annotated[bool, typer.Option("--runs", help="One row per run (md, csv).")] = False,
     out: Annotated[
         Path | None,
         typer.Option(
             "--out",
-            help="Write report.md, CSVs and plots here (default: the one compare folder given).",
+            help="Folder for report.md, CSVs, plots (default: a lone compare folder).",
         ),
     ] = None,
     plots: Annotated[
-        bool, typer.Option("--plots/--no-plots", help="Draw the plots when writing files.")
+        bool, typer.Option("--plots/--no-plots", help="Draw plots with the files.")
     ] = True,
     bootstrap: BootstrapOpt = 1000,
     target_map: TargetMapOpt = None,
