@@ -51,8 +51,9 @@ BootstrapOpt = Annotated[
     typer.Option(
         "--bootstrap",
         min=0,
-        help="Resamples of the test images and seeds for each Δ's 95% interval; 0: a "
-        "t-interval over seeds only (it ignores the finite test set).",
+        metavar="N",
+        show_default=False,
+        help="Resamples for the 95% intervals (default 1000; 0: t over seeds).",
         rich_help_panel=REPORT_PANEL,
     ),
 ]
@@ -62,7 +63,8 @@ TargetMapOpt = Annotated[
         "--target-map",
         min=0.0,
         max=1.0,
-        help="mAP for time to accuracy (default: 95% of the lowest final mAP among the samplers).",
+        metavar="MAP",
+        help="mAP for time to accuracy (default: 0.95 x lowest final).",
         rich_help_panel=REPORT_PANEL,
     ),
 ]
