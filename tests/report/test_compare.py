@@ -20,7 +20,7 @@ from ohemcli.engine.runs import read_run
 from ohemcli.errors import UserError
 from ohemcli.report import compare
 from ohemcli.report.compare import check_settings, run_order
-from ohemcli.report.plots import PLOTS
+from ohemcli.report.plots import CHOSEN_IOU_SKIPPED, PLOTS
 from ohemcli.report.render import write_report
 from ohemcli.report.tables import RUN_COLUMNS, SUMMARY_COLUMNS
 
@@ -93,9 +93,11 @@ def test_compare_writes_every_file(first: Path) -> None:
     assert pairs["method"].str.startswith("bootstrap: 200 resamples").all()
     assert (pairs["ci_low"] <= pairs["delta"]).all() and (pairs["delta"] <= pairs["ci_high"]).all()
     assert pairs["verdict"].str.contains("1 seed: test set only").all()
-    for name in PLOTS:
+    for name in PLOTS[:-1]:
         assert (first / "plots" / f"{name}.png").stat().st_size > 0
     report = (first / "report.md").read_text()
+    # chosen_iou is drawn once training logs iou_hist, and skipped with a note before that.
+    assert (first / "plots" / "chosen_iou.png").is_file() != (CHOSEN_IOU_SKIPPED in report)
     for text in (
         "## Pairs",
         "## Time to accuracy",
