@@ -27,8 +27,10 @@ class DataConfig:
     classes: tuple[str, ...] | None = (
         None  # class names; None = infer from the data (VOC names if they fit)
     )
-    proposals: str = "selective_search"  # or Fast R-CNN .mat files: "dir/voc_2007_{split}.mat"
-    max_proposals: int = 2000  # proposals kept per image
+    # "selective_search" (OpenCV), "release" (the Fast R-CNN release's boxes next to a VOC2007
+    # root, else selective_search) or .mat files: "dir/voc_2007_{split}.mat"
+    proposals: str = "selective_search"
+    max_proposals: int = 2000  # proposals kept per image (0 = all of them)
     ss_max_side: int = 0  # selective search on images shrunk to this longer side (0 = full size)
     scale: int = 600  # shorter image side after resizing, in pixels
     max_size: int = 1000  # cap on the longer side after resizing
