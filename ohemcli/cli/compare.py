@@ -20,6 +20,7 @@ from ohemcli.cli.options import (
     FpThreshOpt,
     IterOpt,
     LrOpt,
+    MaxDetsOpt,
     MineEveryOpt,
     OhemLossOpt,
     OhemNmsIouOpt,
@@ -27,6 +28,7 @@ from ohemcli.cli.options import (
     PoolOpt,
     PretrainedOpt,
     RoIOpOpt,
+    ScoreThreshOpt,
     WeightsOpt,
     WorkersOpt,
     build_config,
@@ -117,6 +119,8 @@ def compare_command(
     mine_every: MineEveryOpt = None,
     hnm_fp_thresh: FpThreshOpt = None,
     hnm_pool_per_image: PoolOpt = None,
+    max_dets: MaxDetsOpt = None,
+    score_thresh: ScoreThreshOpt = None,
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Progress bars on stderr.")
     ] = True,
@@ -138,6 +142,8 @@ def compare_command(
       ohem compare --data synth --seeds 1,2,3 --iters 600 --out runs/cmp
 
       ohem compare --data VOCdevkit/VOC2007 --config voc07_vgg16 --samplers fixed,ohem --device cuda
+
+      ohem compare ... --max-dets 2000 --score-thresh 0.00001   (the OHEM release's test protocol)
     """
     options = {k: v for k, v in locals().items() if k not in _NOT_CONFIG}  # before any import
     from ohemcli.engine.setup import data_name

@@ -108,6 +108,24 @@ PoolOpt = Annotated[
     typer.Option("--hnm-pool-per-image", min=1, help="hnm: most false positives kept per image."),
 ]
 
+MaxDetsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-dets",
+        min=1,
+        help="Test: most detections kept per image (Fast R-CNN 100; the OHEM release 2000).",
+    ),
+]
+ScoreThreshOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--score-thresh",
+        min=0.0,
+        max=1.0,
+        help="Test: drop detections scoring at most this (Fast R-CNN 0.05; OHEM release 0.00001).",
+    ),
+]
+
 # CLI option name -> config key
 OPTION_KEYS = {
     "data": "data.data",
@@ -131,6 +149,8 @@ OPTION_KEYS = {
     "lr": "train.lr",
     "eval_points": "train.eval_points",
     "checkpoint_every": "train.checkpoint_every",
+    "max_dets": "eval.max_dets",
+    "score_thresh": "eval.score_thresh",
 }
 
 

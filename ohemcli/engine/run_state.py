@@ -178,4 +178,5 @@ class TrainState:
             "machine": f"{platform.machine()} {platform.system()}, "
             f"{torch.get_num_threads()} threads",
             "eval_history": self.eval_history,
+            "eval_protocol": result.get("eval_protocol"),  # max_dets, score_thresh, nms
         }
