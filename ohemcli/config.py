@@ -47,6 +47,7 @@ class ModelConfig:
     roi_op: str = "pool"  # "pool" (RoI max pooling, the paper) or "align"
     roi_size: int = 7  # RoI pooling output size (roi_size x roi_size)
     head_dim: int = 256  # width of the tiny head's fc layers (vgg16 uses 4096 from fc6/fc7)
+    box_norm: str = "fixed"  # box targets: "fixed" stds (0.1,0.1,0.2,0.2) or "data" (per class)
 
 
 @dataclass(frozen=True)
