@@ -172,11 +172,7 @@ def download(
     Give both the same --root: the paper preset then finds ROOT/selective_search_data/ next to
     ROOT/VOCdevkit/VOC2007 on its own.
 
-    Examples:
-
-      ohem data download voc2007 --root data
-
-      ohem data download voc2007-proposals --root data
+    Example:  ohem data download voc2007 --root data   (then voc2007-proposals, same --root)
     """
     from ohemcli.data.download import download_voc2007, download_voc2007_proposals
 
