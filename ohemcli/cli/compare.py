@@ -12,12 +12,14 @@ from ohemcli.cli.app import app
 from ohemcli.cli.options import (
     AmpOpt,
     BackboneOpt,
+    BgLoOpt,
     ConfigOpt,
     DataOpt,
     DeviceOpt,
     DifficultOpt,
     EvalPointsOpt,
     FpThreshOpt,
+    ImagesPerBatchOpt,
     IterOpt,
     LrOpt,
     MaxDetsOpt,
@@ -121,6 +123,8 @@ def compare_command(
     mine_every: MineEveryOpt = None,
     hnm_fp_thresh: FpThreshOpt = None,
     hnm_pool_per_image: PoolOpt = None,
+    bg_lo: BgLoOpt = None,
+    images_per_batch: ImagesPerBatchOpt = None,
     max_dets: MaxDetsOpt = None,
     score_thresh: ScoreThreshOpt = None,
     progress: Annotated[

@@ -119,6 +119,21 @@ PoolOpt = Annotated[
     typer.Option("--hnm-pool-per-image", min=1, help="hnm: most false positives kept per image."),
 ]
 
+BgLoOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--bg-lo",
+        min=0.0,
+        max=1.0,
+        help="fixed and hnm: background RoIs need max IoU >= this (0.1; the paper's ablation: 0).",
+    ),
+]
+ImagesPerBatchOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--images-per-batch", min=1, help="N, images per mini-batch (2; the paper's ablation: 1)."
+    ),
+]
 MaxDetsOpt = Annotated[
     int | None,
     typer.Option(
@@ -161,6 +176,8 @@ OPTION_KEYS = {
     "lr": "train.lr",
     "eval_points": "train.eval_points",
     "checkpoint_every": "train.checkpoint_every",
+    "bg_lo": "sampler.bg_lo",
+    "images_per_batch": "train.images_per_batch",
     "max_dets": "eval.max_dets",
     "score_thresh": "eval.score_thresh",
 }
