@@ -19,6 +19,7 @@ from ohemcli.cli.options import (
     DifficultOpt,
     EvalPointsOpt,
     FpThreshOpt,
+    HnmPoolOpt,
     ImagesPerBatchOpt,
     IterOpt,
     LrOpt,
@@ -127,6 +128,7 @@ def compare_command(
     images_per_batch: ImagesPerBatchOpt = None,
     max_dets: MaxDetsOpt = None,
     score_thresh: ScoreThreshOpt = None,
+    hnm_pool: HnmPoolOpt = None,
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Progress bars on stderr.")
     ] = True,

@@ -19,6 +19,7 @@ from ohemcli.cli.options import (
     DifficultOpt,
     EvalPointsOpt,
     FpThreshOpt,
+    HnmPoolOpt,
     ImagesPerBatchOpt,
     IterOpt,
     LrOpt,
@@ -81,6 +82,7 @@ def train_command(
     images_per_batch: ImagesPerBatchOpt = None,
     max_dets: MaxDetsOpt = None,
     score_thresh: ScoreThreshOpt = None,
+    hnm_pool: HnmPoolOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print summary.json on stdout.")] = False,
 ) -> None:
     """Train Fast R-CNN with one RoI sampler, then evaluate it on the test split.
