@@ -10,9 +10,13 @@ import typer
 
 from ohemcli.cli.app import app
 from ohemcli.cli.options import (
+    OUTPUT,
+    SAMPLER,
+    TRAINING,
     AmpOpt,
     BackboneOpt,
     BgLoOpt,
+    ConfigFlags,
     ConfigOpt,
     DataOpt,
     DeviceOpt,
@@ -42,7 +46,6 @@ from ohemcli.errors import UserError
 if TYPE_CHECKING:
     import pandas as pd
 
-_NOT_CONFIG = ("samplers", "seeds", "config", "out", "progress")  # compare options, not config keys
 TABLE_WIDTH = 180  # rich table width when stdout is not a terminal (files, pipes, tests)
 
 
@@ -96,27 +99,22 @@ def print_results(results: pd.DataFrame, fmt: Format = Format.table, runs: bool 
 @app.command("compare")
 def compare_command(
     data: DataOpt = None,
-    samplers: Annotated[
-        str, typer.Option("--samplers", help="Comma list of samplers to compare.")
-    ] = "fixed,hnm,ohem",
-    seeds: Annotated[
-        str, typer.Option("--seeds", help="Comma list of seeds (not a count), e.g. 1,2,3.")
-    ] = "1",
     config: ConfigOpt = None,
-    iters: IterOpt = None,
-    eval_points: EvalPointsOpt = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Compare folder (default runs/compare-DATA).")
-    ] = None,
-    device: DeviceOpt = None,
     workers: WorkersOpt = None,
-    amp: AmpOpt = None,
+    use_difficult: DifficultOpt = None,
     backbone: BackboneOpt = None,
     pretrained: PretrainedOpt = None,
     weights: WeightsOpt = None,
     roi_op: RoIOpOpt = None,
-    lr: LrOpt = None,
-    use_difficult: DifficultOpt = None,
+    samplers: Annotated[
+        str,
+        typer.Option(
+            "--samplers",
+            help="Comma list (default fixed,hnm,ohem).",
+            rich_help_panel=SAMPLER,
+            show_default=False,
+        ),
+    ] = "fixed,hnm,ohem",
     ohem_nms: OhemNmsOpt = None,
     ohem_nms_iou: OhemNmsIouOpt = None,
     ohem_nms_scope: OhemNmsScopeOpt = None,
@@ -124,13 +122,29 @@ def compare_command(
     mine_every: MineEveryOpt = None,
     hnm_fp_thresh: FpThreshOpt = None,
     hnm_pool_per_image: PoolOpt = None,
+    hnm_pool: HnmPoolOpt = None,
     bg_lo: BgLoOpt = None,
     images_per_batch: ImagesPerBatchOpt = None,
     max_dets: MaxDetsOpt = None,
     score_thresh: ScoreThreshOpt = None,
-    hnm_pool: HnmPoolOpt = None,
+    seeds: Annotated[
+        str,
+        typer.Option("--seeds", help="Comma list, e.g. 1,2,3.", rich_help_panel=TRAINING),
+    ] = "1",
+    iters: IterOpt = None,
+    device: DeviceOpt = None,
+    amp: AmpOpt = None,
+    lr: LrOpt = None,
+    eval_points: EvalPointsOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Compare folder (runs/compare-DATA).", rich_help_panel=OUTPUT),
+    ] = None,
     progress: Annotated[
-        bool, typer.Option("--progress/--no-progress", help="Progress bars on stderr.")
+        bool,
+        typer.Option(
+            "--progress/--no-progress", help="Progress on stderr.", rich_help_panel=OUTPUT
+        ),
     ] = True,
 ) -> None:
     """Train one Fast R-CNN per sampler and seed with the same config, budget and seed, and compare.
@@ -139,6 +153,10 @@ def compare_command(
     and image order. Runs go to OUT/runs/SAMPLER-sSEED/; OUT also gets compare.yaml,
     results.csv, summary.csv, report.md and plots/. Run it again to resume: finished runs are
     reused, an interrupted run continues from its checkpoint.
+
+    --config takes a YAML file or a preset: synth_tiny, cpu_tiny, bccd_tiny, voc07_vgg16.
+    Without it, synth gets synth_tiny and other data voc07_vgg16 (the paper) on CUDA or cpu_tiny
+    on a CPU. Options override the YAML only when given.
 
     A Δ is called a win only with 2 or more seeds that agree and beat a paired t-test; with one
     seed the table says that it cannot tell a Δ from noise.
@@ -150,15 +168,38 @@ def compare_command(
       ohem compare --data synth --seeds 1,2,3 --iters 600 --out runs/cmp
 
       ohem compare --data VOCdevkit/VOC2007 --config voc07_vgg16 --samplers fixed,ohem --device cuda
-
-      ohem compare ... --max-dets 2000 --score-thresh 0.00001   (the OHEM release's test protocol)
     """
-    options = {k: v for k, v in locals().items() if k not in _NOT_CONFIG}  # before any import
+    flags = ConfigFlags(
+        data=data,
+        workers=workers,
+        use_difficult=use_difficult,
+        backbone=backbone,
+        pretrained=pretrained,
+        weights=weights,
+        roi_op=roi_op,
+        ohem_nms=ohem_nms,
+        ohem_nms_iou=ohem_nms_iou,
+        ohem_nms_scope=ohem_nms_scope,
+        ohem_loss=ohem_loss,
+        mine_every=mine_every,
+        hnm_fp_thresh=hnm_fp_thresh,
+        hnm_pool_per_image=hnm_pool_per_image,
+        hnm_pool=hnm_pool,
+        bg_lo=bg_lo,
+        images_per_batch=images_per_batch,
+        max_dets=max_dets,
+        score_thresh=score_thresh,
+        iters=iters,
+        device=device,
+        amp=amp,
+        lr=lr,
+        eval_points=eval_points,
+    )
     from ohemcli.engine.setup import data_name
     from ohemcli.progress import out_console
     from ohemcli.report import compare
 
-    cfg = build_config(config, options)
+    cfg = build_config(config, flags)
     out_dir = out or Path("runs") / f"compare-{data_name(cfg.data.data)}"
     results = compare(
         cfg, parse_samplers(samplers), parse_seeds(seeds), out_dir, show_progress=progress
@@ -183,18 +224,16 @@ def report_command(
     fmt: Annotated[
         Format, typer.Option("--format", help="What to print on stdout.")
     ] = Format.table,
-    runs: Annotated[
-        bool, typer.Option("--runs", help="One row per run instead of per sampler (md, csv).")
-    ] = False,
+    runs: Annotated[bool, typer.Option("--runs", help="One row per run (md, csv).")] = False,
     out: Annotated[
         Path | None,
         typer.Option(
             "--out",
-            help="Write report.md, CSVs and plots here (default: the one compare folder given).",
+            help="Folder for report.md, CSVs, plots (default: a lone compare folder).",
         ),
     ] = None,
     plots: Annotated[
-        bool, typer.Option("--plots/--no-plots", help="Draw the plots when writing files.")
+        bool, typer.Option("--plots/--no-plots", help="Draw plots with the files.")
     ] = True,
 ) -> None:
     """Re-render the tables of finished runs, without training.
