@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from ohemcli.cli.app import app
-from ohemcli.cli.options import parse_classes
+from ohemcli.cli.options import MaxDetsOpt, ScoreThreshOpt, parse_classes
 from ohemcli.errors import UserError
 
 
@@ -57,27 +57,6 @@ ClassesOpt = Annotated[
         "--classes",
         help="Comma-separated class names, label order (default: the data set's). "
         "With --detections only.",
-    ),
-]
-
-
-MaxDetsOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--max-dets",
-        min=1,
-        help="Most detections per image (default: the run's eval.max_dets; Fast R-CNN 100, "
-        "the OHEM release 2000). With RUN only.",
-    ),
-]
-ScoreThreshOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--score-thresh",
-        min=0.0,
-        max=1.0,
-        help="Drop detections scoring at most this (default: the run's eval.score_thresh; "
-        "Fast R-CNN 0.05, the OHEM release 0.00001). With RUN only.",
     ),
 ]
 
