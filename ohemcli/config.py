@@ -42,8 +42,10 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    backbone: str = "tiny"  # "vgg16" (paper) or "tiny" (CPU, from scratch)
-    pretrained: bool = False  # ImageNet weights for vgg16 through torchvision's weights API
+    backbone: str = "tiny"  # "vgg16" (paper) or "tiny" (CPU)
+    pretrained: bool = (
+        False  # vgg16: ImageNet weights (torchvision); tiny: the shipped synth weights
+    )
     weights: str | None = None  # local state dict to load into the backbone (offline alternative)
     roi_op: str = "pool"  # "pool" (RoI max pooling, the paper) or "align"
     roi_size: int = 7  # RoI pooling output size (roi_size x roi_size)

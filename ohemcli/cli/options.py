@@ -90,7 +90,12 @@ BackboneOpt = Annotated[
 ]
 PretrainedOpt = Annotated[
     bool | None,
-    _opt("--pretrained/--no-pretrained", panel=MODEL, help="ImageNet weights (vgg16)."),
+    _opt(
+        "--pretrained/--no-pretrained",
+        panel=MODEL,
+        help="vgg16: ImageNet weights; tiny: the shipped weights pretrained on synthetic-shape "
+        "crops (on in synth_tiny).",
+    ),
 ]
 WeightsOpt = Annotated[
     Path | None, _opt("--weights", panel=MODEL, help="Local backbone state dict (offline).")
