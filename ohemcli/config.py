@@ -78,6 +78,8 @@ class TrainConfig:
     lr: float = 0.001  # base learning rate
     momentum: float = 0.9  # SGD momentum
     weight_decay: float = 0.0005  # L2 weight decay
+    bias_lr_factor: float = 1.0  # lr multiplier of every bias (Caffe's lr_mult: 2 in the paper)
+    bias_weight_decay: float | None = None  # weight decay of biases (None = weight_decay; paper 0)
     lr_steps: tuple[int, ...] = (30000,)  # iterations at which the lr drops
     lr_gamma: float = 0.1  # factor of each drop
     warmup_iters: int = 0  # linear lr warm-up iterations (0 = none, as in the paper)

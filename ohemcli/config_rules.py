@@ -176,6 +176,8 @@ RULES: dict[str, Rule] = {
     "train.lr": POSITIVE,
     "train.momentum": FRACTION,
     "train.weight_decay": NONNEG,
+    "train.bias_lr_factor": POSITIVE,
+    "train.bias_weight_decay": OrNone(NONNEG),
     "train.lr_steps": Items(COUNT, rising=True),
     "train.lr_gamma": POSITIVE,
     "train.warmup_iters": COUNT0,

@@ -96,15 +96,25 @@ class FastRCNN(nn.Module):
 
     def roi_forward(self, features: Tensor, rois: Tensor) -> tuple[Tensor, Tensor]:
         """Class logits (R, K+1), box deltas (R, 4(K+1)) of RoIs (R, 5): image, x1, y1, x2, y2."""
-        size = (self.roi_size, self.roi_size)
-        scale = 1.0 / self.stride
-        rois = rois.to(features.dtype)
-        if self.roi_op == "pool":
-            pooled = roi_pool(features, rois, size, scale)
-        else:
-            pooled = roi_align(features, rois, size, scale, sampling_ratio=2, aligned=True)
-        x = self.head(pooled)
+        x = self.head(self.pool(features, rois))
         return self.cls_score(x), self.bbox_pred(x)
+
+    def pool(self, features: Tensor, rois: Tensor) -> Tensor:
+        """RoI pooling (or align) of ``rois`` (R, 5), computed in float32, in ``features``' dtype.
+
+        The boxes stay float32 whatever the features' dtype: in bfloat16 a coordinate near 600
+        rounds to a multiple of 4 px, and the pooled box would no longer be the one the targets
+        describe. torchvision's CUDA autocast kernel also pools in float32, but only after the
+        caller's cast; on the CPU the op has no bfloat16 kernel at all.
+        """
+        size, scale = (self.roi_size, self.roi_size), 1.0 / self.stride
+        with torch.autocast(features.device.type, enabled=False):
+            x, boxes = features.float(), rois.float()
+            if self.roi_op == "pool":
+                pooled = roi_pool(x, boxes, size, scale)
+            else:
+                pooled = roi_align(x, boxes, size, scale, sampling_ratio=2, aligned=True)
+        return pooled.to(features.dtype)
 
     def roi_losses(
         self, features: Tensor, rois: Tensor, labels: Tensor, box_targets: Tensor
