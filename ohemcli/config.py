@@ -28,8 +28,10 @@ class DataConfig:
     classes: tuple[str, ...] | None = (
         None  # class names; None = infer from the data (VOC names if they fit)
     )
-    proposals: str = "selective_search"  # or Fast R-CNN .mat files: "dir/voc_2007_{split}.mat"
-    max_proposals: int = 2000  # proposals kept per image
+    # "selective_search" (OpenCV), "release" (the Fast R-CNN release's boxes next to a VOC2007
+    # root, else selective_search) or .mat files: "dir/voc_2007_{split}.mat"
+    proposals: str = "selective_search"
+    max_proposals: int = 2000  # proposals kept per image (0 = all of them)
     ss_max_side: int = 0  # selective search on images shrunk to this longer side (0 = full size)
     scale: int = 600  # shorter image side after resizing, in pixels
     max_size: int = 1000  # cap on the longer side after resizing
@@ -40,12 +42,15 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    backbone: str = "tiny"  # "vgg16" (paper) or "tiny" (CPU, from scratch)
-    pretrained: bool = False  # ImageNet weights for vgg16 through torchvision's weights API
+    backbone: str = "tiny"  # "vgg16" (paper) or "tiny" (CPU)
+    pretrained: bool = (
+        False  # vgg16: ImageNet weights (torchvision); tiny: the shipped synth weights
+    )
     weights: str | None = None  # local state dict to load into the backbone (offline alternative)
     roi_op: str = "pool"  # "pool" (RoI max pooling, the paper) or "align"
     roi_size: int = 7  # RoI pooling output size (roi_size x roi_size)
     head_dim: int = 256  # width of the tiny head's fc layers (vgg16 uses 4096 from fc6/fc7)
+    box_norm: str = "fixed"  # box targets: "fixed" stds (0.1,0.1,0.2,0.2) or "data" (per class)
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,8 @@ class TrainConfig:
     lr: float = 0.001  # base learning rate
     momentum: float = 0.9  # SGD momentum
     weight_decay: float = 0.0005  # L2 weight decay
+    bias_lr_factor: float = 1.0  # lr multiplier of every bias (Caffe's lr_mult: 2 in the paper)
+    bias_weight_decay: float | None = None  # weight decay of biases (None = weight_decay; paper 0)
     lr_steps: tuple[int, ...] = (30000,)  # iterations at which the lr drops
     lr_gamma: float = 0.1  # factor of each drop
     warmup_iters: int = 0  # linear lr warm-up iterations (0 = none, as in the paper)

@@ -42,3 +42,23 @@ def make_progress(*extra_columns: TextColumn, disable: bool = False) -> Progress
         disable=disable,
         transient=False,
     )
+
+
+def train_columns() -> tuple[TextColumn, ...]:
+    """Extra columns of a training bar: smoothed loss, lr and s/iter (see :func:`train_fields`)."""
+    return (
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("lr {task.fields[lr]}"),
+        TextColumn("{task.fields[speed]} s/it"),
+    )
+
+
+def train_fields(
+    loss: float | None = None, lr: float | None = None, s_per_iter: float | None = None
+) -> dict[str, str]:
+    """Values for :func:`train_columns`; ``-`` for a value not known yet."""
+    return {
+        "loss": "-" if loss is None else f"{loss:.3f}",
+        "lr": "-" if lr is None else f"{lr:.2g}",
+        "speed": "-" if s_per_iter is None else f"{s_per_iter:.3f}",
+    }

@@ -20,7 +20,7 @@ import torch
 from ohemcli.config import ExperimentConfig
 from ohemcli.engine.mining import mine_false_positives
 from ohemcli.engine.run_state import peak_memory_mb, reset_peak_memory
-from ohemcli.engine.step import train_step
+from ohemcli.engine.setup import synchronize
 from ohemcli.engine.train import Trainer
 from ohemcli.progress import make_progress
 
@@ -34,26 +34,23 @@ def _time_sampler(
         reset_peak_memory(device)
         trainer.model.train()
         step_times, readonly = [], []
-        for i, batch in enumerate(trainer._loader()):
-            batch = batch.to(device)
-            trainer._sync()
-            start = time.perf_counter()
-            result = train_step(trainer, batch)
-            trainer._sync()
-            trainer.state.iteration += 1
+        for i, batch in enumerate(trainer.batches()):
+            result = trainer.step(batch)  # step_time: compute only, CUDA synchronised
             if i >= warmup:
-                step_times.append(time.perf_counter() - start)
+                step_times.append(result.step_time)
                 readonly.append(result.readonly_time)
             progress.advance(task)
         row: dict[str, Any] = {
             "sampler": cfg.sampler.name,
+            "iters": trainer.state.iteration,
+            "final_loss": trainer.state.smoothed_loss,  # as summary.json's: EMA at the end
             "s_per_iter": statistics.median(step_times),
             "readonly_s_per_iter": statistics.median(readonly),
             "mining_pass_s": None,
             "mining_s_per_iter": 0.0,
         }
         if trainer.sampler.needs_mining:
-            trainer._sync()
+            synchronize(device)
             start = time.perf_counter()
             mine_false_positives(
                 trainer.model,
@@ -64,7 +61,7 @@ def _time_sampler(
                 False,
                 batch_size=cfg.train.images_per_batch,
             )
-            trainer._sync()
+            synchronize(device)
             row["mining_pass_s"] = time.perf_counter() - start
             per_epoch = max(1, len(trainer.images) // cfg.train.images_per_batch)
             every = cfg.sampler.mine_every or per_epoch

@@ -10,14 +10,12 @@ import resource
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from ohemcli.config import ExperimentConfig
-
-if TYPE_CHECKING:
-    from ohemcli.engine.step import StepResult
+from ohemcli.engine.step import IOU_BINS, StepResult
 
 WARMUP_ITERS = 10  # s/iter leaves out the first iterations (worker start-up, allocator warm-up)
 
@@ -232,6 +230,9 @@ class TrainState:
     smoothed_loss: float = 0.0
     recent_s_per_iter: float = 0.0
     window: dict[str, list[float]] = field(default_factory=dict)  # values since the last log line
+    window_iou_hist: list[int] = field(default_factory=lambda: [0] * IOU_BINS)  # max-IoU counts
+    window_fg: int = 0  # foreground RoIs chosen since the last log line
+    window_chosen: int = 0  # RoIs chosen since the last log line
     eval_history: list[dict[str, Any]] = field(default_factory=list)
 
     def record(self, result: StepResult, step_time: float, data_time: float) -> None:
@@ -247,16 +248,30 @@ class TrainState:
             result.loss if self.iteration == 1 else 0.9 * self.smoothed_loss + 0.1 * result.loss
         )
         self.recent_s_per_iter = step_time + data_time
-        values = {k: v for k, v in asdict(result).items() if v is not None and k != "num_chosen"}
+        # Counts are summed over the window (fg_fraction is pooled from them), not averaged.
+        counts = ("num_chosen", "num_fg", "iou_hist", "fg_fraction")
+        values = {k: v for k, v in asdict(result).items() if v is not None and k not in counts}
         values.update(step_time=step_time, data_time=data_time)
         for key, value in values.items():
             self.window.setdefault(key, []).append(float(value))
+        self.window_iou_hist = [
+            a + b for a, b in zip(self.window_iou_hist, result.iou_hist, strict=True)
+        ]
+        self.window_fg += result.num_fg
+        self.window_chosen += result.num_chosen
 
     def log_line(self, iteration: int, lr: float) -> dict[str, Any]:
-        """One metrics.jsonl object: the means since the last line, then a fresh window."""
+        """One metrics.jsonl object over the iterations since the last line, then a fresh window.
+
+        Per-iteration values are averaged; ``fg_fraction`` is the foreground share of all RoIs
+        chosen in the window and ``iou_hist`` sums their max-IoU histograms.
+        """
         line: dict[str, Any] = {"iter": iteration, "lr": lr}
         line.update({k: sum(v) / len(v) for k, v in self.window.items()})
-        self.window = {}
+        line["fg_fraction"] = self.window_fg / max(1, self.window_chosen)
+        line["iou_hist"] = self.window_iou_hist
+        self.window, self.window_iou_hist = {}, [0] * IOU_BINS
+        self.window_fg = self.window_chosen = 0
         line.update(self.next_log)
         self.next_log = {}
         return line
@@ -295,6 +310,7 @@ class TrainState:
             "total_seconds": self.train_seconds + self.mining_seconds,
             "readonly_seconds": self.readonly_seconds,
             "s_per_iter": self.s_per_iter,
+            "final_loss": self.smoothed_loss,  # training loss at the end (EMA, weight 0.1 per step)
             "mining_passes": self.mining_passes,
             "fg_fraction": self.fg_sum / max(1, self.iteration),
             "peak_memory_mb": peak_mb,
@@ -302,4 +318,5 @@ class TrainState:
             "machine": f"{platform.machine()} {platform.system()}, "
             f"{torch.get_num_threads()} threads",
             "eval_history": self.eval_history,
+            "eval_protocol": result.get("eval_protocol"),  # max_dets, score_thresh, nms
         }

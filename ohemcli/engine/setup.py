@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,6 +27,12 @@ def resolve_device(name: str) -> torch.device:
     if name not in ("cpu", "cuda"):
         raise UserError(f"--device: unknown '{name}' (choose auto, cpu or cuda)")
     return torch.device(name)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); a no-op on the CPU. Call before reading a clock."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def data_root(data: str) -> Path:
@@ -50,13 +57,14 @@ class SplitData:
 
 def load_split(cfg: ExperimentConfig, split: str, show_progress: bool = True) -> SplitData:
     """The split's images, annotations and (cached) proposals."""
-    from ohemcli.data.proposals import load_proposals
+    from ohemcli.data.proposals import load_proposals, resolve_source
 
     d = cfg.data
-    dataset = VOCDataset(data_root(d.data), split, d.classes)
+    root = data_root(d.data)
+    dataset = VOCDataset(root, split, d.classes)
     proposals = load_proposals(
         dataset,
-        source=d.proposals.replace("{split}", split),  # one .mat file per split
+        source=resolve_source(d.proposals, root, split),  # "release", {split} placeholders
         max_boxes=d.max_proposals,
         workers=None,
         show_progress=show_progress,
@@ -71,13 +79,32 @@ def build_model(cfg: ExperimentConfig, num_classes: int, device: torch.device) -
     return FastRCNN(cfg.model, num_classes).to(device)
 
 
+def param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """Two SGD groups of the trainable parameters: weights, then biases (names ending in ``bias``).
+
+    Biases get ``bias_lr_factor`` x lr and ``bias_weight_decay`` (None: ``weight_decay``), as the
+    ``lr_mult: 2, decay_mult: 0`` of every layer in Fast R-CNN's Caffe prototxt.
+    """
+    weights, biases = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (biases if name.rsplit(".", 1)[-1] == "bias" else weights).append(p)
+    decay = cfg.weight_decay if cfg.bias_weight_decay is None else cfg.bias_weight_decay
+    return [
+        {"params": weights, "lr": cfg.lr, "weight_decay": cfg.weight_decay},
+        {"params": biases, "lr": cfg.lr * cfg.bias_lr_factor, "weight_decay": decay},
+    ]
+
+
 def build_optimizer(
     model: torch.nn.Module, cfg: TrainConfig
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """SGD with momentum and weight decay; a step schedule with an optional linear warm-up."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    """SGD with momentum and weight decay; a step schedule with an optional linear warm-up.
+
+    The schedule multiplies each group's own initial lr, so biases keep their factor.
+    """
     optimizer = torch.optim.SGD(
-        params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        param_groups(model, cfg), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
 
     def factor(it: int) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from ohemcli.config import ExperimentConfig, config_to_dict, config_to_yaml, load_config
-from ohemcli.data.batching import ScheduleSampler, TrainImages, collate, iteration_epoch
+from ohemcli.data.batching import Batch, ScheduleSampler, TrainImages, collate, iteration_epoch
+from ohemcli.data.box_stats import make_box_norm
 from ohemcli.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ohemcli.engine.distributed import (
     DistInfo,
@@ -35,14 +37,25 @@ from ohemcli.engine.run_state import (
     peak_memory_mb,
     reset_peak_memory,
 )
-from ohemcli.engine.setup import build_model, build_optimizer, data_name, load_split, resolve_device
-from ohemcli.engine.step import StepResult, train_step
+from ohemcli.engine.setup import (
+    build_model,
+    build_optimizer,
+    data_name,
+    load_split,
+    resolve_device,
+    synchronize,
+)
+from ohemcli.engine.step import NonFiniteLoss, StepResult, Updater, train_step
 from ohemcli.errors import UserError
 from ohemcli.fileio import append_jsonl, atomic_write_json, atomic_write_text, truncate_jsonl
-from ohemcli.progress import err_console, make_progress
+from ohemcli.progress import err_console, make_progress, train_columns, train_fields
 from ohemcli.samplers import MiningSampler, build_sampler
 
-__all__ = ["default_run_dir", "train", "mine_false_positives"]
+__all__ = ["Callback", "Trainer", "default_run_dir", "train", "mine_false_positives"]
+
+# Called in-process with every record written to metrics.jsonl ("kind": "metrics") and
+# evals.jsonl ("kind": "eval"), on the rank that writes them.
+Callback = Callable[[dict[str, Any]], None]
 
 
 def default_run_dir(cfg: ExperimentConfig) -> Path:
@@ -84,16 +97,25 @@ def _autocast(
 
 
 class Trainer:
-    """Holds a run's objects so that the loop reads top to bottom."""
+    """Holds a run's objects so that the loop reads top to bottom.
+
+    ``batches()`` and ``step(batch)`` are the loop's two halves, public for ``engine.bench``.
+    """
 
     def __init__(
-        self, cfg: ExperimentConfig, out_dir: Path, resume: bool, show_progress: bool
+        self,
+        cfg: ExperimentConfig,
+        out_dir: Path,
+        resume: bool,
+        show_progress: bool,
+        callback: Callback | None = None,
     ) -> None:
         self.device = resolve_device(cfg.train.device)
         self.dist: DistInfo = init_distributed(self.device.type)
         if self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         self.show = show_progress and self.dist.is_main
+        self.callback = callback
         self.paths = RunPaths(Path(out_dir))
         checkpoint = _check_resume(self.paths, cfg, resume)
         self.train_data = load_split(cfg, cfg.data.train_split, self.show)
@@ -107,12 +129,18 @@ class Trainer:
             cfg.data.use_difficult,
             cfg.sampler.fg_thresh,
         )
+        self.images.box_norm = make_box_norm(
+            cfg.model.box_norm, self.images, cfg.data.flip, self.show
+        )
         self.model = build_model(self.cfg, len(classes), self.device)
+        self.model.set_box_norm(self.images.box_norm)  # saved with the weights (buffers)
         self.sampler = build_sampler(cfg.sampler)
         self.optimizer, self.scheduler = build_optimizer(self.model, cfg.train)
         self.gen = torch.Generator().manual_seed(cfg.train.seed)
         self.autocast, self.scaler = _autocast(cfg, self.device)
+        self.updater = Updater(self.optimizer, self.scheduler, self.scaler, self.dist)
         self.state = TrainState()
+        self.saved_at: int | None = None  # iteration of the checkpoint on disk
         self.test_data = None
         if checkpoint is not None:
             self._restore(checkpoint)
@@ -120,12 +148,19 @@ class Trainer:
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
         self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        try:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except ValueError:  # e.g. one parameter group: written before biases had their own
+            raise UserError(
+                f"{self.paths.checkpoint}: its optimizer state has other parameter groups than "
+                "train.bias_lr_factor / train.bias_weight_decay give; choose another --out"
+            ) from None
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.sampler.load_state_dict(ckpt["sampler"])
         self.gen.set_state(ckpt["sampler_generator"])
         set_rng_state(ckpt["rng"])
         self.state = TrainState.from_dict(ckpt["state"])
+        self.saved_at = self.state.iteration
         if self.scaler is not None and "scaler" in ckpt:
             self.scaler.load_state_dict(ckpt["scaler"])
         if self.dist.is_main:
@@ -150,6 +185,50 @@ class Trainer:
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
         save_checkpoint(self.paths.checkpoint, state)
+        self.saved_at = self.state.iteration
+
+    def _write(self, path: Path, record: dict[str, Any], kind: str) -> None:
+        """Append ``record`` to a JSONL log and hand it to the callback."""
+        append_jsonl(path, record)
+        if self.callback is not None:
+            self.callback({**record, "kind": kind})
+
+    def batches(self) -> Iterator[Batch]:
+        """The run's remaining mini-batches (from ``state.iteration`` on), moved to the device."""
+        for batch in self._loader():
+            yield batch.to(self.device)
+
+    def step(self, batch: Batch, data_time: float = 0.0) -> StepResult:
+        """One iteration on ``batch``: update the weights and count it in ``state``.
+
+        Raises :class:`NonFiniteLoss` (a :class:`UserError`) before any update or write when the
+        loss is not finite; the checkpoint on disk stays the last good one.
+        """
+        c = self.cfg
+        synchronize(self.device)
+        start = time.perf_counter()
+        try:
+            result = train_step(
+                self.model,
+                self.sampler,
+                batch,
+                self.updater,
+                c.sampler.batch_rois // c.train.images_per_batch,
+                self.gen,
+                self.state.iteration + 1,
+                self.autocast,
+            )
+        except NonFiniteLoss as exc:
+            kept = (
+                f"; {self.paths.checkpoint} holds iteration {self.saved_at}"
+                if self.saved_at is not None
+                else "; no checkpoint was written yet"
+            )
+            raise NonFiniteLoss(exc.iteration, exc.term, exc.value, kept) from None
+        synchronize(self.device)
+        result.step_time = time.perf_counter() - start
+        self.state.record(result, result.step_time, data_time)
+        return result
 
     def _loader(self) -> DataLoader:
         c = self.cfg
@@ -174,10 +253,6 @@ class Trainer:
             generator=torch.Generator().manual_seed(c.train.seed),
         )
 
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
     def _mining_due(self, it: int) -> bool:
         """After iteration ``it`` (0-based): every ``mine_every`` iterations, or at epoch ends."""
         if not self.sampler.needs_mining:
@@ -192,7 +267,7 @@ class Trainer:
     def _mine(self) -> None:
         # Under DDP every rank mines every image: each rank's next images may come from anywhere,
         # and identical pools keep the ranks' samplers in step.
-        self._sync()
+        synchronize(self.device)
         start = time.perf_counter()
         sampler: MiningSampler = self.sampler  # type: ignore[assignment]  # needs_mining is set
         mined = mine_false_positives(
@@ -205,7 +280,7 @@ class Trainer:
             batch_size=self.cfg.train.images_per_batch,
         )
         sampler.after_epoch(mined)
-        self._sync()
+        synchronize(self.device)
         self.state.mining_seconds += time.perf_counter() - start
         self.state.mining_passes += 1
         self.state.mined_at = self.state.iteration
@@ -233,7 +308,7 @@ class Trainer:
         }
         if not any(p["iter"] == point["iter"] for p in self.state.eval_history):
             self.state.eval_history.append(point)
-            append_jsonl(self.paths.evals, point)
+            self._write(self.paths.evals, point, "eval")
         return result
 
     def run(self) -> dict[str, Any]:
@@ -248,28 +323,20 @@ class Trainer:
         it = self.state.iteration
         if 0 < it < c.iters and self._mining_due(it - 1) and self.state.mined_at != it:
             self._mine()  # the run stopped where a mining pass was due (a shorter run ended there)
-        with make_progress(*StepResult.progress_columns(), disable=not self.show) as progress:
+        with make_progress(*train_columns(), disable=not self.show) as progress:
             task = progress.add_task(
                 f"train {self.cfg.sampler.name}",
                 total=c.iters,
                 completed=self.state.iteration,
-                loss="-",
-                lr="-",
-                speed="-",
+                **train_fields(),
             )
             tick = time.perf_counter()
-            for batch in self._loader():
-                data_time = time.perf_counter() - tick
-                result = train_step(self, batch.to(self.device))
-                self._sync()
-                step_time = time.perf_counter() - tick - data_time
+            for batch in self.batches():
                 it = self.state.iteration
-                self.state.record(result, step_time, data_time)
+                self.step(batch, data_time=time.perf_counter() - tick)
+                lr = self.scheduler.get_last_lr()[0]
                 if self.dist.is_main and (it + 1) % c.log_every == 0:
-                    append_jsonl(
-                        self.paths.metrics,
-                        self.state.log_line(it + 1, self.scheduler.get_last_lr()[0]),
-                    )
+                    self._write(self.paths.metrics, self.state.log_line(it + 1, lr), "metrics")
                 if self._mining_due(it) and it + 1 < c.iters:
                     self._mine()  # never after the last iteration: nothing would use the pool
                 if self.dist.is_main and (it + 1) in eval_points and it + 1 < c.iters:
@@ -280,7 +347,7 @@ class Trainer:
                 progress.update(
                     task,
                     advance=1,
-                    **result.progress_fields(self.scheduler.get_last_lr()[0], self.state),
+                    **train_fields(self.state.smoothed_loss, lr, self.state.recent_s_per_iter),
                 )
                 tick = time.perf_counter()
         self.save()
@@ -302,10 +369,15 @@ def train(
     out_dir: Path | None = None,
     resume: bool = False,
     show_progress: bool = True,
+    callback: Callback | None = None,
 ) -> dict[str, Any]:
-    """Train one run and return its ``summary.json`` content. See the module docstring."""
+    """Train one run and return its ``summary.json`` content. See the module docstring.
+
+    ``callback``, when given, receives every record written to ``metrics.jsonl`` and
+    ``evals.jsonl`` with ``"kind"`` set to ``"metrics"`` or ``"eval"``.
+    """
     trainer = Trainer(
-        cfg, Path(out_dir) if out_dir else default_run_dir(cfg), resume, show_progress
+        cfg, Path(out_dir) if out_dir else default_run_dir(cfg), resume, show_progress, callback
     )
     done = trainer.paths.finished_summary(cfg.train.iters)
     if trainer.state.iteration >= cfg.train.iters and done is not None:

@@ -1,8 +1,10 @@
 """Backbones: a conv trunk (images -> feature map) and an fc head (pooled RoIs -> vectors).
 
 ``vgg16`` is the paper's network: torchvision's VGG16 up to conv5_3 (stride 16) with fc6/fc7 from
-its classifier as the RoI head, conv1 and conv2 frozen. ``tiny`` is a small from-scratch network
-for the CPU (stride 8) that learns the synthetic set in minutes.
+its classifier as the RoI head, conv1 and conv2 frozen. ``tiny`` is a small network for the CPU
+(stride 8). ``model.pretrained`` starts vgg16 from ImageNet weights and tiny from
+``ohemcli/weights/tiny_synth.pt``, a crop classifier of the synthetic shapes trained on images
+that the demo never uses (``scripts/pretrain_tiny.py`` reproduces it; see ohemcli.model.pretrain).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import urllib.error
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -29,7 +32,15 @@ class Backbone:
     out_dim: int
 
 
-def _load_state_dict(path: str) -> dict[str, torch.Tensor]:
+TINY_WEIGHTS = "weights/tiny_synth.pt"  # inside the package: tiny's pretrained trunk and head
+
+
+def shipped_tiny_weights() -> Path:
+    """The path of the pretrained tiny backbone shipped in the package."""
+    return Path(str(resources.files("ohemcli").joinpath(TINY_WEIGHTS)))
+
+
+def _load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{p}: --weights file not found")
@@ -81,7 +92,11 @@ def _conv(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
 
 
 def build_tiny(cfg: ModelConfig) -> Backbone:
-    """A four-stage CNN at stride 8 and a two-layer fc head: fast on a CPU, trained from scratch."""
+    """A five-layer CNN at stride 8 and a two-layer fc head: fast on a CPU.
+
+    Weights: ``cfg.weights`` if given, else the shipped synthetic-shapes weights when
+    ``cfg.pretrained``, else random (from the caller's torch seed).
+    """
     trunk = nn.Sequential(
         *_conv(3, 16, stride=2),
         *_conv(16, 32, stride=2),
@@ -97,9 +112,18 @@ def build_tiny(cfg: ModelConfig) -> Backbone:
         nn.Linear(cfg.head_dim, cfg.head_dim),
         nn.ReLU(inplace=True),
     )
-    if cfg.weights:
-        state = _load_state_dict(cfg.weights)
-        nn.Module.load_state_dict(nn.ModuleDict({"trunk": trunk, "head": head}), state)
+    source = cfg.weights or (shipped_tiny_weights() if cfg.pretrained else None)
+    if source:
+        state = _load_state_dict(source)
+        try:  # a float16 file is cast to the parameters' float32 by load_state_dict
+            nn.Module.load_state_dict(nn.ModuleDict({"trunk": trunk, "head": head}), state)
+        except RuntimeError as exc:
+            option = "--weights" if cfg.weights else "--pretrained (model.head_dim, model.roi_size)"
+            first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+            raise UserError(
+                f"{source}: does not fit the tiny backbone ({first}); check {option} "
+                "or use --no-pretrained"
+            ) from None
     return Backbone(trunk=trunk, head=head, stride=8, out_dim=cfg.head_dim)
 
 

@@ -15,7 +15,7 @@ from torchvision.ops import batched_nms, roi_align, roi_pool
 from ohemcli.config import EvalConfig, ModelConfig
 from ohemcli.errors import UserError
 from ohemcli.model.backbones import BACKBONES
-from ohemcli.model.boxes import decode
+from ohemcli.model.boxes import BoxNorm, decode
 
 
 class RoILosses(NamedTuple):
@@ -79,6 +79,16 @@ class FastRCNN(nn.Module):
         nn.init.normal_(self.bbox_pred.weight, std=0.001)
         nn.init.zeros_(self.cls_score.bias)
         nn.init.zeros_(self.bbox_pred.bias)
+        # The box targets' per-class statistics: buffers, so that the checkpoint carries them and
+        # evaluation decodes as training encoded (model.box_norm).
+        fixed = BoxNorm.fixed(num_classes)
+        self.register_buffer("box_means", fixed.means)
+        self.register_buffer("box_stds", fixed.stds)
+
+    def set_box_norm(self, norm: BoxNorm) -> None:
+        """Decode with ``norm`` (the statistics the box targets were normalised with)."""
+        self.box_means.copy_(norm.means)
+        self.box_stds.copy_(norm.stds)
 
     def features(self, images: Tensor) -> Tensor:
         """Conv feature map of a padded image batch."""
@@ -86,15 +96,25 @@ class FastRCNN(nn.Module):
 
     def roi_forward(self, features: Tensor, rois: Tensor) -> tuple[Tensor, Tensor]:
         """Class logits (R, K+1), box deltas (R, 4(K+1)) of RoIs (R, 5): image, x1, y1, x2, y2."""
-        size = (self.roi_size, self.roi_size)
-        scale = 1.0 / self.stride
-        rois = rois.to(features.dtype)
-        if self.roi_op == "pool":
-            pooled = roi_pool(features, rois, size, scale)
-        else:
-            pooled = roi_align(features, rois, size, scale, sampling_ratio=2, aligned=True)
-        x = self.head(pooled)
+        x = self.head(self.pool(features, rois))
         return self.cls_score(x), self.bbox_pred(x)
+
+    def pool(self, features: Tensor, rois: Tensor) -> Tensor:
+        """RoI pooling (or align) of ``rois`` (R, 5), computed in float32, in ``features``' dtype.
+
+        The boxes stay float32 whatever the features' dtype: in bfloat16 a coordinate near 600
+        rounds to a multiple of 4 px, and the pooled box would no longer be the one the targets
+        describe. torchvision's CUDA autocast kernel also pools in float32, but only after the
+        caller's cast; on the CPU the op has no bfloat16 kernel at all.
+        """
+        size, scale = (self.roi_size, self.roi_size), 1.0 / self.stride
+        with torch.autocast(features.device.type, enabled=False):
+            x, boxes = features.float(), rois.float()
+            if self.roi_op == "pool":
+                pooled = roi_pool(x, boxes, size, scale)
+            else:
+                pooled = roi_align(x, boxes, size, scale, sampling_ratio=2, aligned=True)
+        return pooled.to(features.dtype)
 
     def roi_losses(
         self, features: Tensor, rois: Tensor, labels: Tensor, box_targets: Tensor
@@ -135,10 +155,11 @@ class FastRCNN(nn.Module):
     def _postprocess(
         self, rois: Tensor, probs: Tensor, deltas: Tensor, cfg: EvalConfig, size: tuple[int, int]
     ) -> tuple[Tensor, Tensor, Tensor]:
-        k = self.num_classes
-        boxes = decode(rois.repeat_interleave(k, dim=0), deltas[:, 1:].reshape(-1, 4)).view(
-            -1, k, 4
-        )
+        k, r = self.num_classes, len(rois)
+        stds, means = self.box_stds[1:].repeat(r, 1), self.box_means[1:].repeat(r, 1)
+        boxes = decode(
+            rois.repeat_interleave(k, dim=0), deltas[:, 1:].reshape(-1, 4), stds, means
+        ).view(-1, k, 4)
         boxes[..., 0::2] = boxes[..., 0::2].clamp(0, size[1])
         boxes[..., 1::2] = boxes[..., 1::2].clamp(0, size[0])
         scores = probs[:, 1:]

@@ -121,3 +121,64 @@ def test_existing_run_is_not_clobbered(tmp_path, small_config):
             resume=True,
             show_progress=False,
         )
+
+
+def test_callback_gets_every_logged_record(tmp_path, small_config):
+    run = tmp_path / "run"
+    records = []
+    train(
+        small_config(**{"train.iters": 4, "train.log_every": 2}),
+        run,
+        show_progress=False,
+        callback=records.append,
+    )
+    metrics = [r for r in records if r["kind"] == "metrics"]
+    evals = [r for r in records if r["kind"] == "eval"]
+    assert len(metrics) + len(evals) == len(records)
+    assert [{k: v for k, v in r.items() if k != "kind"} for r in metrics] == _log(run)
+    saved = [json.loads(x) for x in (run / "evals.jsonl").read_text().splitlines()]
+    assert [{k: v for k, v in r.items() if k != "kind"} for r in evals] == saved
+    assert [r["iter"] for r in metrics] == [2, 4] and [r["iter"] for r in evals] == [4]
+    for line in metrics:  # fixed: bg from [bg_lo 0.1, 0.5), fg from [fg_thresh 0.5, 1]
+        hist = line["iou_hist"]
+        assert len(hist) == 10 and 0 < sum(hist) <= 2 * 32 and hist[0] == 0
+        assert line["fg_fraction"] == pytest.approx(sum(hist[5:]) / sum(hist))
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
+    tmp_path, small_config, monkeypatch
+):
+    from ohemcli.engine.step import NonFiniteLoss
+    from ohemcli.model.fast_rcnn import FastRCNN, RoILosses
+
+    real, calls = FastRCNN.roi_losses, []
+
+    def nan_box_at_7(self, *args):
+        losses = real(self, *args)
+        calls.append(1)  # fixed sampler: one call per iteration
+        return RoILosses(losses.cls, losses.box * float("nan")) if len(calls) == 7 else losses
+
+    monkeypatch.setattr(FastRCNN, "roi_losses", nan_box_at_7)
+    run = tmp_path / "run"
+    cfg = small_config(**{"train.iters": 10, "train.log_every": 2, "train.checkpoint_every": 5})
+    with pytest.raises(NonFiniteLoss, match="box loss became nan at iteration 7") as info:
+        train(cfg, run, show_progress=False)
+    assert isinstance(info.value, UserError)
+    assert f"{run / 'checkpoint.pt'} holds iteration 5" in str(info.value)
+    assert load_checkpoint(run / "checkpoint.pt")["state"]["iteration"] == 5
+    assert [line["iter"] for line in _log(run)] == [2, 4, 6]  # nothing from iteration 7 on
+    assert not (run / "summary.json").exists() and not (run / "evals.jsonl").exists()
+
+
+def test_a_checkpoint_with_one_optimizer_group_is_refused_in_one_line(tmp_path, small_config):
+    from ohemcli.engine.checkpoint import save_checkpoint
+
+    run = tmp_path / "run"
+    train(small_config(**{"train.iters": 2}), run, show_progress=False)
+    state = load_checkpoint(run / "checkpoint.pt")
+    weights, biases = state["optimizer"]["param_groups"]
+    weights["params"] += biases["params"]  # as written before biases had their own group
+    state["optimizer"]["param_groups"] = [weights]
+    save_checkpoint(run / "checkpoint.pt", state)
+    with pytest.raises(UserError, match="other parameter groups"):
+        Trainer(small_config(**{"train.iters": 4}), run, resume=True, show_progress=False)

@@ -94,10 +94,9 @@ def test_default_scope_is_the_releases_per_label_nms():
 
 
 def test_read_only_pass_builds_no_autograd_graph():
-    from types import SimpleNamespace
 
     from ohemcli.config import ModelConfig
-    from ohemcli.engine.step import _readonly_losses
+    from ohemcli.engine.step import readonly_losses
     from ohemcli.model.fast_rcnn import FastRCNN
 
     model = FastRCNN(ModelConfig(backbone="tiny"), num_classes=2)
@@ -110,7 +109,7 @@ def test_read_only_pass_builds_no_autograd_graph():
         torch.zeros(2, 4),
         "img",
     )
-    (losses,) = _readonly_losses(SimpleNamespace(model=model), features, [rois])
+    (losses,) = readonly_losses(model, features, [rois])
     assert losses.cls.grad_fn is None and not losses.cls.requires_grad
     assert losses.box.grad_fn is None and not losses.box.requires_grad
     assert losses.cls.shape == (2,)

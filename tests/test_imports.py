@@ -1,0 +1,87 @@
+"""The package has no import circle: every ``import`` of an ``ohemcli`` module counts, whether at
+module level, under ``TYPE_CHECKING`` or inside a function."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "ohemcli"
+
+
+def _module_name(path: Path, package: Path) -> str:
+    parts = path.relative_to(package.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _package_of(path: Path, name: str) -> str:
+    return name if path.name == "__init__.py" else name.rpartition(".")[0]
+
+
+def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    """Module -> the package modules it imports (``from a import b`` counts ``a.b`` if a module)."""
+    files = {_module_name(p, package): p for p in package.rglob("*.py")}
+    graph: dict[str, set[str]] = {name: set() for name in files}
+    for name, path in files.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: resolve against this module's package
+                    anchor = _package_of(path, name).split(".")
+                    anchor = anchor[: len(anchor) - node.level + 1]
+                    base = ".".join([*anchor, base] if base else anchor)
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base
+                           for a in node.names]  # fmt: skip
+            graph[name] |= {t for t in targets if t in files and t != name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle as a path that ends where it starts, or None."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt) :] + [nxt]
+            if nxt not in state and (found := visit(nxt, path)):
+                return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (found := visit(start, [])):
+            return found
+    return None
+
+
+def test_the_checker_finds_a_circle_and_a_clean_graph():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_the_checker_reads_every_kind_of_import(tmp_path):
+    pkg = tmp_path / "ohemcli"
+    (pkg / "engine").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "engine" / "__init__.py").write_text("")
+    (pkg / "engine" / "a.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ohemcli.engine.b import X\n"
+    )
+    (pkg / "engine" / "b.py").write_text("def f():\n    from . import a\n")
+    graph = import_graph(pkg)
+    assert graph["ohemcli.engine.a"] == {"ohemcli.engine.b"}
+    assert graph["ohemcli.engine.b"] == {"ohemcli.engine.a"}
+    assert find_cycle(graph) == ["ohemcli.engine.a", "ohemcli.engine.b", "ohemcli.engine.a"]
+
+
+def test_the_package_has_no_import_circle():
+    graph = import_graph()
+    assert "ohemcli.engine.train" in graph and graph["ohemcli.engine.train"]
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
