@@ -28,8 +28,10 @@ class DataConfig:
     classes: tuple[str, ...] | None = (
         None  # class names; None = infer from the data (VOC names if they fit)
     )
-    proposals: str = "selective_search"  # or Fast R-CNN .mat files: "dir/voc_2007_{split}.mat"
-    max_proposals: int = 2000  # proposals kept per image
+    # "selective_search" (OpenCV), "release" (the Fast R-CNN release's boxes next to a VOC2007
+    # root, else selective_search) or .mat files: "dir/voc_2007_{split}.mat"
+    proposals: str = "selective_search"
+    max_proposals: int = 2000  # proposals kept per image (0 = all of them)
     ss_max_side: int = 0  # selective search on images shrunk to this longer side (0 = full size)
     scale: int = 600  # shorter image side after resizing, in pixels
     max_size: int = 1000  # cap on the longer side after resizing
@@ -48,6 +50,7 @@ class ModelConfig:
     roi_op: str = "pool"  # "pool" (RoI max pooling, the paper) or "align"
     roi_size: int = 7  # RoI pooling output size (roi_size x roi_size)
     head_dim: int = 256  # width of the tiny head's fc layers (vgg16 uses 4096 from fc6/fc7)
+    box_norm: str = "fixed"  # box targets: "fixed" stds (0.1,0.1,0.2,0.2) or "data" (per class)
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,7 @@ RULES: dict[str, Rule] = {
     "data.test_split": Text(name=True),
     "data.classes": Items(Text(name=True), distinct=True, allow_none=True),
     "data.proposals": Text(),
-    "data.max_proposals": COUNT,
+    "data.max_proposals": Number(lo=0, integer=True),  # 0 = every box
     "data.ss_max_side": Number(lo=0, hi=10000, integer=True),
     "data.scale": PIXELS,
     "data.max_size": PIXELS,
@@ -155,6 +155,7 @@ RULES: dict[str, Rule] = {
     "model.roi_op": Choice(("pool", "align")),
     "model.roi_size": Number(lo=1, hi=64, integer=True),
     "model.head_dim": COUNT,
+    "model.box_norm": Choice(("fixed", "data")),
     # Sampler names live in samplers.SAMPLERS; cli.options checks them (config imports no torch).
     "sampler.name": Text(name=True),
     "sampler.batch_rois": COUNT,

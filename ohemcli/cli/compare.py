@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -15,6 +16,7 @@ from ohemcli.cli.options import (
     TRAINING,
     AmpOpt,
     BackboneOpt,
+    BgLoOpt,
     ConfigFlags,
     ConfigOpt,
     DataOpt,
@@ -23,8 +25,10 @@ from ohemcli.cli.options import (
     EvalPointsOpt,
     FpThreshOpt,
     HnmPoolOpt,
+    ImagesPerBatchOpt,
     IterOpt,
     LrOpt,
+    MaxDetsOpt,
     MineEveryOpt,
     OhemLossOpt,
     OhemNmsIouOpt,
@@ -33,6 +37,7 @@ from ohemcli.cli.options import (
     PoolOpt,
     PretrainedOpt,
     RoIOpOpt,
+    ScoreThreshOpt,
     WeightsOpt,
     WorkersOpt,
     build_config,
@@ -40,8 +45,33 @@ from ohemcli.cli.options import (
 from ohemcli.errors import UserError
 
 if TYPE_CHECKING:
-    import pandas as pd
+    from ohemcli.config import ExperimentConfig
+    from ohemcli.report.analysis import Analysis
 
+COMPARE_EVAL_POINTS = 8  # default evaluations per compare run: enough for time to accuracy
+REPORT_PANEL = "Report"
+BootstrapOpt = Annotated[
+    int,
+    typer.Option(
+        "--bootstrap",
+        min=0,
+        metavar="N",
+        show_default=False,
+        help="Resamples for the 95% intervals (default 1000; 0: t over seeds).",
+        rich_help_panel=REPORT_PANEL,
+    ),
+]
+TargetMapOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--target-map",
+        min=0.0,
+        max=1.0,
+        metavar="MAP",
+        help="mAP for time to accuracy (default: 0.95 x lowest final).",
+        rich_help_panel=REPORT_PANEL,
+    ),
+]
 TABLE_WIDTH = 180  # rich table width when stdout is not a terminal (files, pipes, tests)
 
 
@@ -70,26 +100,45 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def print_results(results: pd.DataFrame, fmt: Format = Format.table, runs: bool = False) -> None:
-    """The summary table (or, with ``runs``, one row per run) and the verdict on stdout."""
+def print_results(a: Analysis, fmt: Format = Format.table, runs: bool = False) -> None:
+    """The summary and pairs tables (or, with ``runs``, one row per run) and notes on stdout."""
     from rich.console import Console
 
     from ohemcli.progress import out_console
-    from ohemcli.report import tables
+    from ohemcli.report import analysis, tables
 
-    summary = tables.summary_table(results)
-    verdict = tables.verdict_text(results, summary)
+    text = "\n".join([*a.notes, *a.time_sentences(), a.method])
     if fmt == Format.json:
-        print(tables.to_json(results, summary, verdict))
+        print(analysis.to_json(a))
     elif fmt == Format.csv:
-        print(tables.results_csv(results) if runs else tables.summary_csv(summary), end="")
+        print(tables.to_csv(a.results if runs else a.summary), end="")
     elif fmt == Format.md:
-        shown = results.drop(columns=["run_dir"]) if runs else tables.formatted(summary)
-        print(tables.markdown_table(shown) + "\n" + verdict)
+        shown = a.results.drop(columns=["run_dir"]) if runs else tables.formatted(a.summary)
+        pairs = tables.markdown_table(tables.formatted_pairs(a.pairs)) if len(a.pairs) else ""
+        print(tables.markdown_table(shown) + "\n" + pairs + "\n" + text)
     else:
         console = out_console if out_console.is_terminal else Console(width=TABLE_WIDTH)
-        console.print(tables.rich_table(summary, title="Sampler comparison"))
-        console.print(verdict, highlight=False, soft_wrap=True)
+        console.print(tables.rich_table(tables.formatted(a.summary), title="Sampler comparison"))
+        if len(a.pairs):
+            console.print(tables.rich_table(tables.formatted_pairs(a.pairs), title="Pairs"))
+        console.print(text, highlight=False, soft_wrap=True)
+
+
+def _eval_points(cfg: ExperimentConfig, given: int | None, out_dir: Path) -> ExperimentConfig:
+    """Without --eval-points: a compare folder being resumed keeps its own; a new one evaluates
+    at least ``COMPARE_EVAL_POINTS`` times (time to accuracy interpolates between them)."""
+    if given is not None:
+        return cfg
+    import yaml
+
+    from ohemcli.engine.run_state import ComparePaths
+
+    settings = ComparePaths(out_dir).settings
+    saved = yaml.safe_load(settings.read_text(encoding="utf-8")) if settings.is_file() else None
+    points = ((saved or {}).get("config") or {}).get("train", {}).get("eval_points")
+    if not isinstance(points, int):
+        points = max(cfg.train.eval_points, COMPARE_EVAL_POINTS)
+    return replace(cfg, train=replace(cfg.train, eval_points=points))
 
 
 @app.command("compare")
@@ -119,6 +168,10 @@ def compare_command(
     hnm_fp_thresh: FpThreshOpt = None,
     hnm_pool_per_image: PoolOpt = None,
     hnm_pool: HnmPoolOpt = None,
+    bg_lo: BgLoOpt = None,
+    images_per_batch: ImagesPerBatchOpt = None,
+    max_dets: MaxDetsOpt = None,
+    score_thresh: ScoreThreshOpt = None,
     seeds: Annotated[
         str,
         typer.Option("--seeds", help="Comma list, e.g. 1,2,3.", rich_help_panel=TRAINING),
@@ -138,6 +191,14 @@ def compare_command(
             "--progress/--no-progress", help="Progress on stderr.", rich_help_panel=OUTPUT
         ),
     ] = True,
+    bootstrap: BootstrapOpt = 1000,
+    target_map: TargetMapOpt = None,
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print one JSON object on stdout.", rich_help_panel=REPORT_PANEL
+        ),
+    ] = False,
 ) -> None:
     """Train one Fast R-CNN per sampler and seed with the same config, budget and seed, and compare.
 
@@ -150,8 +211,10 @@ def compare_command(
     Without it, synth gets synth_tiny and other data voc07_vgg16 (the paper) on CUDA or cpu_tiny
     on a CPU. Options override the YAML only when given.
 
-    A Δ is called a win only with 2 or more seeds that agree and beat a paired t-test; with one
-    seed the table says that it cannot tell a Δ from noise.
+    Every pair of samplers (ohem − hnm first) gets its paired mean Δ mAP and a 95% interval from
+    a bootstrap over test images and seeds; "better" or "worse" only when it excludes 0. Time to
+    accuracy: the train + mining seconds to reach --target-map. Without --eval-points a new
+    compare evaluates 8 times (or the config's count, if higher).
 
     Examples:
 
@@ -177,6 +240,10 @@ def compare_command(
         hnm_fp_thresh=hnm_fp_thresh,
         hnm_pool_per_image=hnm_pool_per_image,
         hnm_pool=hnm_pool,
+        bg_lo=bg_lo,
+        images_per_batch=images_per_batch,
+        max_dets=max_dets,
+        score_thresh=score_thresh,
         iters=iters,
         device=device,
         amp=amp,
@@ -184,24 +251,31 @@ def compare_command(
         eval_points=eval_points,
     )
     from ohemcli.engine.setup import data_name
-    from ohemcli.progress import out_console
+    from ohemcli.progress import err_console
     from ohemcli.report import compare
+    from ohemcli.report.analysis import analyse_results
+    from ohemcli.report.render import write_analysis
 
     cfg = build_config(config, flags)
     out_dir = out or Path("runs") / f"compare-{data_name(cfg.data.data)}"
+    cfg = _eval_points(cfg, eval_points, out_dir)
     results = compare(
         cfg, parse_samplers(samplers), parse_seeds(seeds), out_dir, show_progress=progress
     )
-    print_results(results)
-    out_console.print(
-        f"Files: {out_dir}/report.md, summary.csv, results.csv, plots/",
+    a = analyse_results(results, bootstrap, target_map)
+    write_analysis(out_dir, a)
+    print_results(a, Format.json if json_out else Format.table)
+    err_console.print(
+        f"Files: {out_dir}/report.md, summary.csv, pairs.csv, results.csv, plots/",
         highlight=False,
         soft_wrap=True,
     )
 
 
 def _is_compare_folder(path: Path) -> bool:
-    return (path / "compare.yaml").is_file() or any(path.glob("runs/*/summary.json"))
+    from ohemcli.engine.run_state import ComparePaths
+
+    return ComparePaths(path).is_compare()
 
 
 @app.command("report")
@@ -223,6 +297,8 @@ def report_command(
     plots: Annotated[
         bool, typer.Option("--plots/--no-plots", help="Draw plots with the files.")
     ] = True,
+    bootstrap: BootstrapOpt = 1000,
+    target_map: TargetMapOpt = None,
 ) -> None:
     """Re-render the tables of finished runs, without training.
 
@@ -241,16 +317,19 @@ def report_command(
       ohem report runs/synth-fixed-s1 runs/synth-ohem-s1 --out runs/adhoc
     """
     from ohemcli.progress import err_console
-    from ohemcli.report import load_runs, write_report
+    from ohemcli.report.analysis import analyse
+    from ohemcli.report.render import write_analysis
+    from ohemcli.report.tables import read_runs
 
-    results = load_runs(paths)
+    a = analyse(read_runs(paths), bootstrap, target_map)
     target = out
     if target is None and len(paths) == 1 and _is_compare_folder(paths[0]):
         target = paths[0]
     if target is not None:
-        write_report(target, results, plots=plots)
-    print_results(results, fmt, runs)
+        write_analysis(target, a, plots=plots)
+    print_results(a, fmt, runs)
     if target is not None:
         err_console.print(
-            f"wrote {target}/report.md, summary.csv, results.csv" + (", plots/" if plots else "")
+            f"wrote {target}/report.md, summary.csv, pairs.csv, results.csv"
+            + (", plots/" if plots else "")
         )

@@ -26,6 +26,7 @@ SplitOpt = Annotated[str, typer.Option("--split", help="Split name: ImageSets/Ma
 
 class DownloadSet(str, Enum):
     voc2007 = "voc2007"
+    voc2007_proposals = "voc2007-proposals"
 
 
 def _per_class(dataset: VOCDataset, difficult_only: bool = False) -> np.ndarray:
@@ -114,7 +115,9 @@ def proposals(
     workers: Annotated[
         int | None, typer.Option("--workers", min=1, help="Processes (default: one per core).")
     ] = None,
-    max_boxes: Annotated[int, typer.Option("--max", min=1, help="Most boxes per image.")] = 2000,
+    max_boxes: Annotated[
+        int, typer.Option("--max", min=0, help="Most boxes per image (0: no cap).")
+    ] = 2000,
     from_mat: Annotated[
         Path | None,
         typer.Option("--from-mat", help="Fast R-CNN .mat file instead of selective search."),
@@ -163,12 +166,22 @@ def download(
     dataset: Annotated[DownloadSet, typer.Argument(help="What to download.")],
     root: Annotated[Path, typer.Option("--root", help="Folder to download and unpack into.")],
 ) -> None:
-    """Download and unpack a public data set (VOC2007 trainval + test, about 900 MB).
+    """Download and unpack VOC2007 (trainval + test, about 900 MB) or the Fast R-CNN release's
+    selective search boxes for it (voc2007-proposals, about 0.5 GB, md5-checked).
 
-    Example:  ohem data download voc2007 --root data
+    Give both the same --root: the paper preset then finds ROOT/selective_search_data/ next to
+    ROOT/VOCdevkit/VOC2007 on its own.
+
+    Example:  ohem data download voc2007 --root data   (then voc2007-proposals, same --root)
     """
-    from ohemcli.data.download import download_voc2007
+    from ohemcli.data.download import download_voc2007, download_voc2007_proposals
 
-    downloaders = {DownloadSet.voc2007: download_voc2007}
-    voc = downloaders[dataset](root)
-    typer.echo(f"{dataset.value} is ready; use --data {voc}")
+    if dataset is DownloadSet.voc2007:
+        voc = download_voc2007(root)
+        typer.echo(f"{dataset.value} is ready; use --data {voc}")
+    else:
+        folder = download_voc2007_proposals(root)
+        typer.echo(
+            f"{dataset.value} are ready in {folder}; the paper preset uses them for "
+            f"{root / 'VOCdevkit' / 'VOC2007'}"
+        )

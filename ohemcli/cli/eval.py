@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from ohemcli.cli.app import app
-from ohemcli.cli.options import parse_classes
+from ohemcli.cli.options import MaxDetsOpt, ScoreThreshOpt, parse_classes
 from ohemcli.errors import UserError
 
 
@@ -70,6 +70,8 @@ def eval_command(
     metric: MetricOpt = EvalMetric.voc07,
     json_out: JsonOpt = False,
     classes: ClassesOpt = None,
+    max_dets: MaxDetsOpt = None,
+    score_thresh: ScoreThreshOpt = None,
 ) -> None:
     """Score detections by the VOC devkit's rules (stable ranking, IoU > 0.5, difficult ignored).
 
@@ -81,6 +83,8 @@ def eval_command(
 
       ohem eval runs/synth-ohem-s0 --metric all
 
+      ohem eval runs/voc07-ohem-s1 --max-dets 2000 --score-thresh 0.00001   (the OHEM release's)
+
       ohem eval --detections results/ --data VOCdevkit/VOC2007 --split test --metric voc07 --json
     """
     if run is not None:
@@ -88,7 +92,9 @@ def eval_command(
             raise UserError("give either RUN or --detections/--data, not both")
         if classes is not None:
             raise UserError("--classes applies to --detections only (a run knows its classes)")
-        result = _evaluate_run(run, split, metric.value)
+        result = _evaluate_run(run, split, metric.value, max_dets, score_thresh)
+    elif max_dets is not None or score_thresh is not None:
+        raise UserError("--max-dets/--score-thresh apply to a RUN (results files are final)")
     elif detections is not None and data is not None:
         from ohemcli.engine.evaluate import evaluate_detections
 
@@ -103,12 +109,16 @@ def eval_command(
         out_console.print(render_eval_table(result))
 
 
-def _evaluate_run(run: Path, split: str, metric: str) -> dict[str, Any]:
+def _evaluate_run(
+    run: Path, split: str, metric: str, max_dets: int | None, score_thresh: float | None
+) -> dict[str, Any]:
     if not run.is_dir():
         raise UserError(f"{run}: run folder not found")
     from ohemcli.engine.evaluate import evaluate_run
 
-    return evaluate_run(run, split=split, metric=metric)
+    return evaluate_run(
+        run, split=split, metric=metric, max_dets=max_dets, score_thresh=score_thresh
+    )
 
 
 def _ap(value: float | None) -> str:
@@ -141,6 +151,12 @@ def render_eval_table(result: dict[str, Any]) -> Table:
     totals = (sum(result["num_gt"].values()), sum(result["num_det"].values()))
     mean = [_ap(col["mAP"]) for col in columns.values()]
     table.add_row("[bold]mAP[/bold]", *mean, str(totals[0]), str(totals[1]))
+    protocol = result.get("eval_protocol")
+    if protocol:
+        table.caption += (
+            f"\nTest protocol: at most {protocol['max_dets']} detections per image, "
+            f"score > {protocol['score_thresh']:g}, NMS {protocol['nms']:g}."
+        )
     coco = result.get("coco") or result.get("metrics", {}).get("coco", {}).get("coco")
     if coco:
         numbers = [f"{k} {_ap(v)}" for k, v in coco.items()]

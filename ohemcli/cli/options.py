@@ -162,6 +162,22 @@ EvalPointsOpt = Annotated[
 CheckpointEveryOpt = Annotated[
     int | None, _opt("--checkpoint-every", panel=TRAINING, help="Iterations per checkpoint.")
 ]
+BgLoOpt = Annotated[
+    float | None,
+    _opt("--bg-lo", panel=SAMPLER, help="fixed, hnm: background IoU floor (ablation: 0)."),
+]
+ImagesPerBatchOpt = Annotated[
+    int | None,
+    _opt("--images-per-batch", panel=TRAINING, help="N, images per batch (ablation: 1)."),
+]
+MaxDetsOpt = Annotated[
+    int | None,
+    _opt("--max-dets", panel=OUTPUT, help="Test: detections per image (release: 2000)."),
+]
+ScoreThreshOpt = Annotated[
+    float | None,
+    _opt("--score-thresh", panel=OUTPUT, help="Test: score floor (release: 0.00001)."),
+]
 
 
 def _given(section: Any, **values: Any) -> Any:
@@ -197,6 +213,10 @@ class ConfigFlags:
     lr: float | None = None
     eval_points: int | None = None
     checkpoint_every: int | None = None
+    bg_lo: float | None = None
+    images_per_batch: int | None = None
+    max_dets: int | None = None
+    score_thresh: float | None = None
 
     def apply(self, cfg: ExperimentConfig) -> ExperimentConfig:
         """``cfg`` with every given option written over its config key."""
@@ -224,6 +244,7 @@ class ConfigFlags:
                 hnm_fp_thresh=self.hnm_fp_thresh,
                 hnm_pool_per_image=self.hnm_pool_per_image,
                 hnm_pool=self.hnm_pool,
+                bg_lo=self.bg_lo,
             ),
             train=_given(
                 cfg.train,
@@ -234,7 +255,9 @@ class ConfigFlags:
                 lr=self.lr,
                 eval_points=self.eval_points,
                 checkpoint_every=self.checkpoint_every,
+                images_per_batch=self.images_per_batch,
             ),
+            eval=_given(cfg.eval, max_dets=self.max_dets, score_thresh=self.score_thresh),
         )
         if self.backbone == Backbone.vgg16 and self.pretrained is None and not cfg.model.weights:
             # --backbone vgg16 means ImageNet weights unless --no-pretrained or --weights says so
@@ -288,7 +311,8 @@ def absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
 
     d, m = cfg.data, cfg.model
     data = d.data if d.data == "synth" else absolute(d.data)
-    proposals = d.proposals if d.proposals == "selective_search" else absolute(d.proposals)
+    named = ("selective_search", "release")  # sources, not paths
+    proposals = d.proposals if d.proposals in named else absolute(d.proposals)
     weights = None if m.weights is None else absolute(m.weights)
     return replace(
         cfg,

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset, Sampler
 
 from ohemcli.data.targets import assign_targets
 from ohemcli.data.voc import ImageRecord, VOCDataset, load_image
+from ohemcli.model.boxes import BoxNorm
 
 PIXEL_MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics, as torchvision's VGG16 weights expect
 PIXEL_STD = (0.229, 0.224, 0.225)
@@ -85,10 +86,12 @@ class TrainImages(Dataset):
         max_size: int,
         use_difficult: bool = False,
         fg_thresh: float = 0.5,
+        box_norm: BoxNorm | None = None,
     ) -> None:
         self.dataset, self.proposals = dataset, proposals
         self.scale, self.max_size = scale, max_size
         self.use_difficult, self.fg_thresh = use_difficult, fg_thresh
+        self.box_norm = box_norm or BoxNorm.fixed(dataset.num_classes)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -104,13 +107,11 @@ class TrainImages(Dataset):
         index, flip = key
         record = self.dataset[index]
         rois, gt_boxes, gt_labels = self.image_rois(index)
-        targets = assign_targets(rois, gt_boxes, gt_labels, self.fg_thresh)
+        targets = assign_targets(rois, gt_boxes, gt_labels, self.fg_thresh, self.box_norm, flip)
         factor = resize_factor(record.height, record.width, self.scale, self.max_size)
         image = load_image(record.image_path)
-        if flip:
-            # Targets are flip-invariant except dx, which changes sign.
+        if flip:  # labels and IoUs are flip-invariant; assign_targets mirrored dx
             rois = flip_boxes(rois, image.shape[1])
-            targets.box_targets[:, 0] = -targets.box_targets[:, 0]
         return ImageSample(
             image=image_tensor(image, factor, flip),
             rois=rois * factor,

@@ -1,4 +1,4 @@
-"""Download and unpack PASCAL VOC2007 (trainval and test) with nothing but the standard library.
+"""Download and unpack PASCAL VOC2007 and the Fast R-CNN release's proposals (stdlib only).
 
 Each tar is streamed into a temporary file next to its target, its md5 checked on the way, and
 renamed into place only when complete and verified. Unpacking refuses members that would land
@@ -34,17 +34,20 @@ _CHUNK = 1 << 20
 _TIMEOUT_S = 60
 
 
-def _offline_error(url: str, exc: BaseException) -> UserError:
+_HINT = "download it elsewhere and pass --data ROOT"
+
+
+def _offline_error(url: str, exc: BaseException, hint: str = _HINT) -> UserError:
     reason = getattr(exc, "reason", None) or exc
     if isinstance(exc, urllib.error.HTTPError):
         reason = f"HTTP {exc.code} {exc.reason}"
     text = " ".join(str(reason).split())  # one line, whatever the OS put in the message
-    return UserError(
-        f"cannot download {url}: {text} (no network? download it elsewhere and pass --data ROOT)"
-    )
+    return UserError(f"cannot download {url}: {text} (no network? {hint})")
 
 
-def fetch(url: str, dest: Path, md5: str | None, show_progress: bool = True) -> Path:
+def fetch(
+    url: str, dest: Path, md5: str | None, show_progress: bool = True, hint: str = _HINT
+) -> Path:
     """Download ``url`` to ``dest`` atomically, checking ``md5`` when given.
 
     Nothing is written when the URL cannot be opened, and a corrupt or interrupted download never
@@ -53,7 +56,7 @@ def fetch(url: str, dest: Path, md5: str | None, show_progress: bool = True) -> 
     try:
         response = urllib.request.urlopen(url, timeout=_TIMEOUT_S)
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise _offline_error(url, exc) from None
+        raise _offline_error(url, exc, hint) from None
 
     def write(tmp: Path) -> None:
         digest = hashlib.md5()
@@ -75,7 +78,7 @@ def fetch(url: str, dest: Path, md5: str | None, show_progress: bool = True) -> 
         try:
             atomic_write(dest, write)
         except _NETWORK_ERRORS as exc:
-            raise _offline_error(url, exc) from None
+            raise _offline_error(url, exc, hint) from None
     return dest
 
 
@@ -131,3 +134,89 @@ def download_voc2007(
     if not voc.is_dir():
         raise UserError(f"{root}: the archives held no VOCdevkit/VOC2007 folder")
     return voc
+
+
+# The Fast R-CNN release's selective search boxes (fast-rcnn's
+# data/scripts/fetch_selective_search_data.sh gives the md5; the Berkeley URL there is gone).
+PROPOSALS_URL = "https://dl.dropboxusercontent.com/s/orrt7o6bp6ae0tc/selective_search_data.tgz?dl=0"
+PROPOSALS_MD5 = "7078c1db87a7851b31966b96774cd9b9"
+PROPOSALS_DIR = "selective_search_data"  # the folder the release's .mat files live in
+PROPOSALS_SPLITS = ("trainval", "test")  # the files we need; others of VOC2007 come along
+
+
+def _unpack_voc2007_mats(tgz: Path, out_dir: Path) -> list[Path]:
+    """Write every ``voc_2007_*.mat`` member of ``tgz`` into ``out_dir``, each atomically."""
+    written = []
+    try:
+        with tarfile.open(tgz) as tar:
+            for member in _check_members(tar, tgz):
+                name = PurePosixPath(member.name).name
+                if not (member.isfile() and name.startswith("voc_2007_") and name.endswith(".mat")):
+                    continue
+                source = tar.extractfile(member)
+                if source is None:
+                    continue
+                with source:
+                    atomic_write(out_dir / name, lambda tmp, s=source: _copy(s, tmp))
+                written.append(out_dir / name)
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise UserError(f"{tgz}: cannot unpack ({exc})") from None
+    return written
+
+
+def _check_md5(path: Path, md5: str | None) -> None:
+    if md5 is None:
+        return
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    if digest.hexdigest() != md5.lower():
+        raise UserError(
+            f"{path}: md5 mismatch (got {digest.hexdigest()}, expected {md5}); delete it"
+        )
+
+
+def _copy(source: object, dest: Path) -> None:
+    with open(dest, "wb") as f:
+        while chunk := source.read(_CHUNK):  # type: ignore[attr-defined]
+            f.write(chunk)
+
+
+def download_voc2007_proposals(
+    root: Path,
+    url: str | None = None,
+    md5: str | None = None,
+    show_progress: bool = True,
+) -> Path:
+    """Fetch the Fast R-CNN release's selective search boxes; return ``root/selective_search_data``.
+
+    The archive (about 0.5 GB, md5-checked) is downloaded atomically, its ``voc_2007_*.mat`` files
+    are written into ``root/selective_search_data/`` (each atomically), and the archive is deleted.
+    A rerun with the files present does nothing. Without ``url``: ``PROPOSALS_URL`` checked
+    against ``PROPOSALS_MD5``; with it, ``md5`` (None: not checked).
+    """
+    if url is None:
+        url, md5 = PROPOSALS_URL, PROPOSALS_MD5
+    root = Path(root).expanduser()
+    out_dir = root / PROPOSALS_DIR
+    wanted = [out_dir / f"voc_2007_{split}.mat" for split in PROPOSALS_SPLITS]
+    if all(p.is_file() for p in wanted):
+        return out_dir
+    tgz = root / (PurePosixPath(urlparse(url).path).name or "selective_search_data.tgz")
+    if tgz.is_file():  # put there by hand (ours are deleted after unpacking): check it too
+        _check_md5(tgz, md5)
+    else:
+        hint = f"download it elsewhere and put it at {tgz}, then run this again"
+        fetch(url, tgz, md5, show_progress, hint)
+    try:
+        _unpack_voc2007_mats(tgz, out_dir)
+    except UserError:
+        tgz.unlink()
+        raise
+    missing = [p.name for p in wanted if not p.is_file()]
+    if missing:
+        tgz.unlink()
+        raise UserError(f"{url}: the archive holds no {', '.join(missing)}")
+    tgz.unlink()  # the .mat files are all we use; the archive also holds VOC2012's boxes
+    return out_dir

@@ -44,6 +44,9 @@ log = logging.getLogger("ohemcli")
 SS_MAX_SIDE = 240  # the CPU presets' longer side for selective search (0 = the full image)
 PROPOSALS_VERSION = "v1-ssfast"  # change when the boxes computed here change
 SELECTIVE_SEARCH = "selective_search"
+RELEASE = "release"  # the Fast R-CNN release's .mat files when found, else selective search
+RELEASE_DIR = "selective_search_data"  # where ``ohem data download voc2007-proposals`` puts them
+_fallback_noted: set[str] = set()  # data roots whose fallback line was already printed
 
 
 def _seed_c_rand(seed: int) -> None:
@@ -54,14 +57,17 @@ def _seed_c_rand(seed: int) -> None:
 
 
 def clean_boxes(boxes: np.ndarray, width: int, height: int, max_boxes: int) -> np.ndarray:
-    """Round, clip, drop boxes under ``MIN_BOX_SIDE``, de-duplicate (first copy wins), cap."""
+    """Round, clip, drop boxes under ``MIN_BOX_SIDE``, de-duplicate (first copy wins), cap.
+
+    ``max_boxes`` 0 keeps every box (the paper's preset: the release's boxes, all of them).
+    """
     boxes = np.round(np.asarray(boxes, dtype=np.float64).reshape(-1, 4))
     boxes[:, 0::2] = boxes[:, 0::2].clip(0, width - 1)
     boxes[:, 1::2] = boxes[:, 1::2].clip(0, height - 1)
     keep = (boxes[:, 2] - boxes[:, 0] >= MIN_BOX_SIDE) & (boxes[:, 3] - boxes[:, 1] >= MIN_BOX_SIDE)
     boxes = boxes[keep]
     _, first = np.unique(boxes, axis=0, return_index=True)
-    return boxes[np.sort(first)][:max_boxes].astype(np.float32)
+    return boxes[np.sort(first)][: max_boxes or None].astype(np.float32)  # 0: no cap
 
 
 def selective_search(path: str, max_boxes: int, max_side: int = 0) -> np.ndarray:
@@ -158,6 +164,46 @@ def load_mat_proposals(path: Path, image_ids: Sequence[str]) -> dict[str, np.nda
     return out
 
 
+def release_mat(root: Path, split: str) -> Path | None:
+    """The Fast R-CNN release's ``voc_2007_<split>.mat`` for a VOC2007 root, or None.
+
+    Only a root named ``VOC2007`` has them. They are looked for in ``selective_search_data/``
+    under the root's parent (``VOCdevkit/``) and under its grandparent: the latter is where
+    ``ohem data download voc2007`` and ``ohem data download voc2007-proposals`` with the same
+    ``--root`` put them (``ROOT/VOCdevkit/VOC2007`` and ``ROOT/selective_search_data``).
+    """
+    root = Path(root).absolute()
+    if root.name.upper() != "VOC2007":
+        return None
+    for base in (root.parent, root.parent.parent):
+        path = base / RELEASE_DIR / f"voc_2007_{split}.mat"
+        if path.is_file():
+            return path
+    return None
+
+
+def resolve_source(source: str, root: Path, split: str) -> str:
+    """The proposal source for one split: ``release`` becomes the .mat path or selective search.
+
+    Falling back says so in one line (once per data root), with the command that fetches the
+    release's boxes. Other sources pass through, with ``{split}`` replaced by the split.
+    """
+    if source != RELEASE:
+        return source.replace("{split}", split)  # one .mat file per split
+    mat = release_mat(root, split)
+    if mat is not None:
+        return str(mat)
+    if str(root) not in _fallback_noted:
+        _fallback_noted.add(str(root))
+        log.warning(
+            "%s: no Fast R-CNN release proposals (%s/voc_2007_%s.mat) next to it; using OpenCV "
+            "selective search. For the paper's boxes: ohem data download voc2007-proposals "
+            "--root <the folder holding VOCdevkit>",
+            root, RELEASE_DIR, split,
+        )  # fmt: skip
+    return SELECTIVE_SEARCH
+
+
 def _cache_path(dataset: VOCDataset, method: str, max_boxes: int, max_side: int) -> Path:
     key = f"{dataset.fingerprint()}-{dataset.split}-{method}-{max_boxes}-{PROPOSALS_VERSION}"
     if max_side > 0:
@@ -201,10 +247,11 @@ def load_proposals(
     """Proposals for every image of ``dataset``: image_id -> (R, 4) float32 0-based x1 y1 x2 y2.
 
     ``source`` is ``"selective_search"`` (computed once, then served from the cache) or the path
-    of a Fast R-CNN .mat file. Either way boxes are cleaned and capped at ``max_boxes``.
+    of a Fast R-CNN .mat file (see :func:`resolve_source` for ``"release"``). Either way boxes are
+    cleaned and capped at ``max_boxes`` (0: no cap).
     """
-    if max_boxes < 1:
-        raise UserError(f"--max {max_boxes}: must be at least 1")
+    if max_boxes < 0:
+        raise UserError(f"data.max_proposals {max_boxes}: must be 0 (no cap) or more")
     ids = [r.image_id for r in dataset.records]
     if source != SELECTIVE_SEARCH:
         raw = load_mat_proposals(Path(source), ids)

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torchvision.ops import box_iou
 
-from ohemcli.model.boxes import encode
+from ohemcli.model.boxes import BoxNorm, encode_deltas
 
 
 @dataclass
@@ -21,12 +21,19 @@ class RoITargets:
 
 
 def assign_targets(
-    rois: Tensor, gt_boxes: Tensor, gt_labels: Tensor, fg_thresh: float = 0.5
+    rois: Tensor,
+    gt_boxes: Tensor,
+    gt_labels: Tensor,
+    fg_thresh: float = 0.5,
+    norm: BoxNorm | None = None,
+    flip: bool = False,
 ) -> RoITargets:
     """Label each RoI by the ground-truth box it overlaps most.
 
     A RoI whose max IoU is at least ``fg_thresh`` takes that box's class and regression target;
-    every other RoI is background (label 0) with a zero target. Which background RoIs are usable
+    every other RoI is background (label 0) with a zero target. Targets are normalised by ``norm``
+    (None: the fixed stds); ``flip`` gives the targets of the mirrored image (dx changes sign,
+    before normalising: the means need not be symmetric). Which background RoIs are usable
     (Fast R-CNN's IoU in [0.1, 0.5) or OHEM's [0, 0.5)) is the sampler's decision, made from
     ``max_iou``.
     """
@@ -43,5 +50,9 @@ def assign_targets(
     labels = torch.where(fg, gt_labels[argmax], torch.zeros_like(argmax))
     box_targets = torch.zeros(num, 4)
     if fg.any():
-        box_targets[fg] = encode(rois[fg], gt_boxes[argmax[fg]])
+        deltas = encode_deltas(rois[fg], gt_boxes[argmax[fg]])
+        if flip:
+            deltas[:, 0] = -deltas[:, 0]
+        norm = norm or BoxNorm.fixed(int(gt_labels.max()))
+        box_targets[fg] = norm.normalise(deltas, labels[fg])
     return RoITargets(labels=labels, max_iou=max_iou, box_targets=box_targets)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from xml.etree.ElementTree import Element
 
@@ -19,6 +19,15 @@ import defusedxml.ElementTree as SafeET
 import numpy as np
 from defusedxml import DefusedXmlException
 
+from ohemcli.data.checks import (
+    check_image_size,
+    check_name,
+    child_path,
+    clip_box,
+    image_header_size,
+    quote,
+    read_text_file,
+)
 from ohemcli.errors import UserError
 
 log = logging.getLogger("ohemcli")
@@ -54,18 +63,33 @@ class _RawObject:
 
 
 def read_split_ids(root: Path, split: str) -> list[str]:
-    """The image ids listed in ``ImageSets/Main/<split>.txt`` (first column), in file order."""
+    """The image ids listed in ``ImageSets/Main/<split>.txt`` (first column), in file order.
+
+    The file must be UTF-8 (a leading BOM is dropped). Every id is checked to be a safe file-name
+    part. An id listed twice is kept once, with a warning: counting it twice would count its
+    ground truth twice in the AP.
+    """
     if not root.is_dir():
         raise UserError(f"{root}: data root does not exist or is not a folder")
+    check_name(split, "split name", "--split")
     path = root / "ImageSets" / "Main" / f"{split}.txt"
     if not path.is_file():
         raise UserError(f"{path}: split file not found (is '{split}' a split of this data set?)")
-    ids = [
-        line.split()[0] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
-    ]
+    ids: dict[str, int] = {}  # id -> first line; a dict keeps file order
+    for number, line in enumerate(read_text_file(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        image_id = check_name(line.split()[0], "image id", f"{path}:{number}")
+        if image_id in ids:
+            log.warning(
+                "%s:%d: image id %s already listed on line %d; kept once",
+                path, number, quote(image_id), ids[image_id],
+            )  # fmt: skip
+            continue
+        ids[image_id] = number
     if not ids:
         raise UserError(f"{path}: split file lists no images")
-    return ids
+    return list(ids)
 
 
 def _text(node: Element, tag: str, path: Path) -> str:
@@ -84,7 +108,12 @@ def _number(node: Element, tag: str, path: Path) -> float:
 
 
 def parse_annotation(path: Path) -> tuple[int, int, list[_RawObject]]:
-    """Parse one VOC XML file into (width, height, objects) with 0-based boxes."""
+    """Parse one VOC XML file into (width, height, objects) with 0-based boxes.
+
+    The size must be finite, at least 1 and within the image limits, and class names safe file-name
+    parts; otherwise a UserError names the file. Box coordinates are returned as read (``nan``
+    included): :func:`ohemcli.data.checks.clip_box` decides which boxes are usable.
+    """
     if not path.is_file():
         raise UserError(f"{path}: annotation file not found")
     try:
@@ -96,17 +125,19 @@ def parse_annotation(path: Path) -> tuple[int, int, list[_RawObject]]:
     size = root.find("size")
     if size is None:
         raise UserError(f"{path}: missing <size>")
-    width, height = int(_number(size, "width", path)), int(_number(size, "height", path))
+    width, height = check_image_size(
+        _number(size, "width", path), _number(size, "height", path), path
+    )
     objects = []
     for obj in root.findall("object"):
-        name = _text(obj, "name", path)
+        name = check_name(_text(obj, "name", path), "class name", path)
         bnd = obj.find("bndbox")
         if bnd is None:
-            raise UserError(f"{path}: object '{name}' has no <bndbox>")
+            raise UserError(f"{path}: object {quote(name)} has no <bndbox>")
         # VOC is 1-based and inclusive; subtract 1 to get 0-based coordinates.
         x1, y1, x2, y2 = (_number(bnd, t, path) - 1.0 for t in ("xmin", "ymin", "xmax", "ymax"))
-        if x2 < x1 or y2 < y1:
-            raise UserError(f"{path}: object '{name}' has inverted coordinates")
+        if x2 < x1 or y2 < y1:  # False for nan: those are dropped later, with a warning
+            raise UserError(f"{path}: object {quote(name)} has inverted coordinates")
         diff_node = obj.find("difficult")
         difficult = diff_node is not None and (diff_node.text or "0").strip() == "1"
         objects.append(_RawObject(name, (x1, y1, x2, y2), difficult))
@@ -115,7 +146,7 @@ def parse_annotation(path: Path) -> tuple[int, int, list[_RawObject]]:
 
 def _find_image(root: Path, image_id: str) -> Path:
     for suffix in IMAGE_SUFFIXES:
-        path = root / "JPEGImages" / f"{image_id}{suffix}"
+        path = child_path(root, "JPEGImages", f"{image_id}{suffix}")
         if path.is_file():
             return path
     raise UserError(f"{root / 'JPEGImages' / image_id}.jpg: image not found for id '{image_id}'")
@@ -128,7 +159,7 @@ def discover_classes(root: Path) -> tuple[str, ...]:
         split = "train" if (root / "ImageSets" / "Main" / "train.txt").is_file() else "test"
     names: set[str] = set()
     for image_id in read_split_ids(root, split):
-        _, _, objects = parse_annotation(root / "Annotations" / f"{image_id}.xml")
+        _, _, objects = parse_annotation(child_path(root, "Annotations", f"{image_id}.xml"))
         names.update(o.name for o in objects)
     if not names:
         raise UserError(f"{root}: no annotated objects in split '{split}', cannot infer classes")
@@ -150,28 +181,34 @@ class VOCDataset:
         self.split = split
         ids = read_split_ids(self.root, split)
         self.classes: tuple[str, ...] = tuple(classes) if classes else discover_classes(self.root)
+        for name in self.classes:  # a class name becomes part of a results file's name
+            check_name(name, "class name", "classes")
         index = {name: i + 1 for i, name in enumerate(self.classes)}
         self.records: list[ImageRecord] = []
         self.dropped: list[str] = []
         self.num_objects = 0
         self.unknown_objects = 0
         for image_id in ids:
-            xml_path = self.root / "Annotations" / f"{image_id}.xml"
+            xml_path = child_path(self.root, "Annotations", f"{image_id}.xml")
             width, height, objects = parse_annotation(xml_path)
             self.num_objects += len(objects)
             keep = []
             for o in objects:
-                x1, y1, x2, y2 = o.box
-                if x2 - x1 < MIN_BOX_SIDE or y2 - y1 < MIN_BOX_SIDE:
+                box, why = clip_box(o.box, width, height)
+                if box is None:
+                    self.dropped.append(f"{xml_path}: dropped {quote(o.name)} box ({why})")
+                elif box[2] - box[0] < MIN_BOX_SIDE or box[3] - box[1] < MIN_BOX_SIDE:
                     self.dropped.append(f"{xml_path}: dropped degenerate '{o.name}' box {o.box}")
                 elif o.name not in index:
                     self.unknown_objects += 1
                 else:
-                    keep.append(o)
+                    keep.append(replace(o, box=box))
+            image_path = _find_image(self.root, image_id)
+            image_header_size(image_path)  # refuses an oversized image before anything decodes it
             self.records.append(
                 ImageRecord(
                     image_id=image_id,
-                    image_path=_find_image(self.root, image_id),
+                    image_path=image_path,
                     width=width,
                     height=height,
                     boxes=np.array([o.box for o in keep], dtype=np.float32).reshape(-1, 4),
@@ -207,9 +244,10 @@ class VOCDataset:
 
 
 def load_image(path: Path) -> np.ndarray:
-    """Read an image as an RGB uint8 array (H, W, 3)."""
+    """Read an image as an RGB uint8 array (H, W, 3); oversized ones are refused from the header."""
     import cv2
 
+    image_header_size(path)
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise UserError(f"{path}: cannot read image")

@@ -12,8 +12,10 @@ from torch.utils.data import DataLoader
 from ohemcli.config import EvalConfig, ExperimentConfig, load_config
 from ohemcli.data.batching import TestImages, collate
 from ohemcli.engine.checkpoint import load_checkpoint
-from ohemcli.engine.metrics import evaluate_all
+from ohemcli.engine.matches import matches_from_result, save_matches
+from ohemcli.engine.metrics import evaluate_all, evaluate_voc, voc_metric
 from ohemcli.engine.results_io import ClassDetections, Detections, write_results_files
+from ohemcli.engine.run_state import EvalPaths, RunPaths
 from ohemcli.engine.setup import (
     SplitData,
     build_model,
@@ -81,6 +83,15 @@ def _to_detections(
     return dets
 
 
+def eval_protocol(cfg: EvalConfig) -> dict[str, Any]:
+    """The test protocol a number was measured with (``eval_protocol`` in metrics/summary JSON).
+
+    Fast R-CNN's test keeps at most 100 detections per image scoring over 0.05; the OHEM
+    release's script keeps 2000 over 0.00001. Both use per-class NMS at 0.3.
+    """
+    return {"max_dets": cfg.max_dets, "score_thresh": cfg.score_thresh, "nms": cfg.nms}
+
+
 def evaluate_model(
     model: FastRCNN,
     cfg: ExperimentConfig,
@@ -92,12 +103,17 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Detect, score and (with ``out_dir``) write the devkit results files and ``metrics.json``."""
     dets = detect_split(model, split, cfg, device, show_progress)
-    result = evaluate_all(
-        dets, split.dataset.records, split.dataset.classes, metric or cfg.eval.metric
-    )
+    metric = metric or cfg.eval.metric
+    records, classes = split.dataset.records, split.dataset.classes
+    voc = evaluate_voc(dets, records, classes, voc_metric(metric))
+    result = evaluate_all(dets, records, classes, metric, voc=voc)  # type: ignore[arg-type]
+    result["eval_protocol"] = eval_protocol(cfg.eval)
     if out_dir is not None:
+        files = EvalPaths(out_dir)
         write_results_files(dets, out_dir, split.dataset.split)
-        atomic_write_json(out_dir / "metrics.json", result)
+        atomic_write_json(files.metrics, result)
+        # Per-detection matches, for the bootstrap over test images in `ohem report`.
+        save_matches(files.matches, matches_from_result(voc, [r.image_id for r in records]))
     return result
 
 
@@ -107,8 +123,9 @@ def load_run_model(
     """The model of a run folder, from its ``config.yaml`` and ``checkpoint.pt``."""
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: run folder does not exist")
-    cfg = load_config(run_dir / "config.yaml")
-    state = load_checkpoint(run_dir / "checkpoint.pt")
+    paths = RunPaths(run_dir)
+    cfg = load_config(paths.config)
+    state = load_checkpoint(paths.checkpoint)
     classes = tuple(state["classes"])
     model = build_model(cfg, len(classes), device)
     model.load_state_dict(state["model"])
@@ -121,13 +138,35 @@ def evaluate_run(
     metric: str = "voc07",
     device: str = "auto",
     show_progress: bool = True,
+    max_dets: int | None = None,
+    score_thresh: float | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a run's checkpoint on ``split``; writes ``RUN/eval/``, returns the metrics."""
+    """Evaluate a run's checkpoint on ``split``; writes ``RUN/eval/``, returns the metrics.
+
+    ``max_dets`` and ``score_thresh`` override the run's ``eval`` config (the test protocol).
+    """
     dev = resolve_device(device)
     model, cfg, classes = load_run_model(Path(run_dir), dev)
     cfg = _with_classes(cfg, classes)
+    cfg = _with_protocol(cfg, max_dets, score_thresh)
     data = load_split(cfg, split, show_progress)
-    return evaluate_model(model, cfg, data, dev, Path(run_dir) / "eval", metric, show_progress)
+    out = RunPaths(Path(run_dir)).eval_dir
+    return evaluate_model(model, cfg, data, dev, out, metric, show_progress)
+
+
+def _with_protocol(
+    cfg: ExperimentConfig, max_dets: int | None, score_thresh: float | None
+) -> ExperimentConfig:
+    from dataclasses import replace
+
+    if max_dets is not None and max_dets < 1:
+        raise UserError(f"--max-dets {max_dets}: must be at least 1")
+    if score_thresh is not None and not 0.0 <= score_thresh <= 1.0:
+        raise UserError(f"--score-thresh {score_thresh}: must be in [0, 1]")
+    e = cfg.eval
+    e = replace(e, max_dets=e.max_dets if max_dets is None else max_dets)
+    e = replace(e, score_thresh=e.score_thresh if score_thresh is None else score_thresh)
+    return replace(cfg, eval=e)
 
 
 def _with_classes(cfg: ExperimentConfig, classes: tuple[str, ...]) -> ExperimentConfig:
@@ -154,6 +193,7 @@ def evaluate_detections(
 __all__ = [
     "EvalConfig",
     "detect_split",
+    "eval_protocol",
     "evaluate_detections",
     "evaluate_model",
     "evaluate_run",

@@ -20,7 +20,7 @@ where every class has positives.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -47,6 +47,10 @@ class ClassResult:
     num_det: int
     recall: np.ndarray  # (D,) cumulative; NaN when num_gt == 0
     precision: np.ndarray  # (D,) cumulative
+    # The ranked detections themselves (what engine.matches keeps for the bootstrap):
+    image: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (D,) image index
+    tp: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # (D,)
+    fp: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # (D,) (neither: ignored)
 
 
 @dataclass(frozen=True)
@@ -60,27 +64,48 @@ class VOCResult:
     num_det: dict[str, int]
     per_class: dict[str, ClassResult]
     num_images: int
+    # (num_images, num_classes) non-difficult ground-truth boxes per image and class
+    positives: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64))
 
 
 def voc_ap(recall: np.ndarray, precision: np.ndarray, metric: APMetric) -> float:
-    """AP from a precision/recall curve (one point per ranked detection).
+    """AP from a precision/recall curve (one point per ranked detection; recall non-decreasing).
 
     ``voc07``: the mean over t in 0, 0.1, ..., 1 of the highest precision at recall >= t (0 if the
     curve never reaches t). ``voc10``: the area under the precision envelope (precision made
-    non-increasing from the right), between recall 0 and 1; recall must be non-decreasing.
+    non-increasing from the right), between recall 0 and 1.
     """
-    rec = np.asarray(recall, dtype=np.float64).reshape(-1)
-    prec = np.asarray(precision, dtype=np.float64).reshape(-1)
+    rec = np.asarray(recall, dtype=np.float64).reshape(1, -1)
+    prec = np.asarray(precision, dtype=np.float64).reshape(1, -1)
+    return float(voc_ap_batch(rec, prec, metric)[0])
+
+
+def voc_ap_batch(recall: np.ndarray, precision: np.ndarray, metric: APMetric) -> np.ndarray:
+    """:func:`voc_ap` of each row of (B, D) curves at once (the bootstrap scores many curves).
+
+    Recall must be non-decreasing along each row, so that "recall >= t" holds on a suffix: the
+    highest precision there is the suffix maximum at the suffix's first point.
+    """
+    rec = np.asarray(recall, dtype=np.float64)
+    prec = np.asarray(precision, dtype=np.float64)
+    rows, n = rec.shape
     if metric == "voc07":
-        reached = rec[None, :] >= VOC07_RECALL_THRESHOLDS[:, None]  # (11, D)
-        best = np.where(reached, prec[None, :], -np.inf).max(axis=1, initial=-np.inf)
-        return float(np.where(np.isfinite(best), best, 0.0).sum() / 11.0)
+        if n == 0:
+            return np.zeros(rows)
+        envelope = np.maximum.accumulate(prec[:, ::-1], axis=1)[:, ::-1]
+        total = np.zeros(rows)
+        for t in VOC07_RECALL_THRESHOLDS:
+            first = (rec < t).sum(axis=1)  # index of the first point with recall >= t
+            reached = first < n
+            best = envelope[np.arange(rows), np.minimum(first, n - 1)]
+            total += np.where(reached, best, 0.0)
+        return total / 11.0
     if metric == "voc10":
-        mrec = np.concatenate(([0.0], rec, [1.0]))
-        mpre = np.concatenate(([0.0], prec, [0.0]))
-        mpre = np.maximum.accumulate(mpre[::-1])[::-1]  # the monotone envelope
+        mrec = np.concatenate((np.zeros((rows, 1)), rec, np.ones((rows, 1))), axis=1)
+        mpre = np.concatenate((np.zeros((rows, 1)), prec, np.zeros((rows, 1))), axis=1)
+        mpre = np.maximum.accumulate(mpre[:, ::-1], axis=1)[:, ::-1]  # the monotone envelope
         # Segments where recall does not move have zero width and add nothing.
-        return float(np.sum((mrec[1:] - mrec[:-1]) * mpre[1:]))
+        return np.sum((mrec[:, 1:] - mrec[:, :-1]) * mpre[:, 1:], axis=1)
     raise ValueError(f"unknown AP metric {metric!r} (expected 'voc07' or 'voc10')")
 
 
@@ -161,10 +186,13 @@ def _evaluate_arrays(
     fp_cum = np.cumsum(fp, dtype=np.float64)
     num_gt = int((~gt_difficult).sum())
     precision = tp_cum / np.maximum(tp_cum + fp_cum, np.finfo(np.float64).eps)
+    ranked = {"image": det_img[order], "tp": tp, "fp": fp}
     if num_gt == 0:  # no positives: recall and AP are undefined (see the module docstring)
-        return ClassResult(float("nan"), 0, len(order), np.full(len(order), np.nan), precision)
+        nan = np.full(len(order), np.nan)
+        return ClassResult(float("nan"), 0, len(order), nan, precision, **ranked)
     recall = tp_cum / num_gt
-    return ClassResult(voc_ap(recall, precision, metric), num_gt, len(order), recall, precision)
+    ap = voc_ap(recall, precision, metric)
+    return ClassResult(ap, num_gt, len(order), recall, precision, **ranked)
 
 
 def evaluate_class(
@@ -225,7 +253,11 @@ def evaluate_voc(
         mine = gt_labels == k + 1
         args = (det_img, cd.scores, cd.boxes, gt_img[mine], gt_boxes[mine], gt_diff[mine])
         per_class[name] = _evaluate_arrays(*args, metric, iou_thresh)
-    return _collect(per_class, metric, len(records))
+    positives = np.stack(
+        [np.bincount(gt_img[(gt_labels == k + 1) & ~gt_diff], minlength=len(records))
+         for k in range(len(classes))], axis=1,
+    ) if classes else np.zeros((len(records), 0), np.int64)  # fmt: skip
+    return replace(_collect(per_class, metric, len(records)), positives=positives)
 
 
 def _collect(per_class: dict[str, ClassResult], metric: APMetric, num_images: int) -> VOCResult:
@@ -248,7 +280,7 @@ def with_metric(result: VOCResult, metric: APMetric) -> VOCResult:
         name: r if np.isnan(r.ap) else replace(r, ap=voc_ap(r.recall, r.precision, metric))
         for name, r in result.per_class.items()
     }
-    return _collect(per_class, metric, result.num_images)
+    return replace(_collect(per_class, metric, result.num_images), positives=result.positives)
 
 
 def _json_float(x: float) -> float | None:
@@ -268,21 +300,29 @@ def _coco_summary(coco: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
             "coco": {k: _json_float(coco[k]) for k in COCO_KEYS}}  # fmt: skip
 
 
+def voc_metric(metric: str) -> APMetric:
+    """The VOC AP rule that ``evaluate_all(metric=...)`` puts at the top level."""
+    return "voc10" if metric == "voc10" else "voc07"
+
+
 def evaluate_all(
     dets: Detections,
     records: Sequence[ImageRecord],
     classes: Sequence[str],
     metric: Literal["voc07", "voc10", "coco", "all"] = "voc07",
+    voc: VOCResult | None = None,
 ) -> dict[str, Any]:
     """The JSON-ready summary that ``ohem eval`` prints and runs save as ``eval/metrics.json``.
 
     Keys: ``metric``, ``mAP``, ``AP`` (class -> AP), ``num_images``, ``num_gt``, ``num_det``;
     ``coco`` adds ``coco`` (the six COCO numbers); ``all`` gives voc07 at the top level and every
-    metric under ``metrics``. Undefined values are ``None``.
+    metric under ``metrics``. Undefined values are ``None``. ``voc``: the ``evaluate_voc`` result
+    of these detections when the caller already has it (:func:`voc_metric` names its metric).
     """
     if metric not in ("voc07", "voc10", "coco", "all"):
         raise ValueError(f"unknown metric {metric!r}")
-    voc = evaluate_voc(dets, records, classes, "voc10" if metric == "voc10" else "voc07")
+    if voc is None or voc.metric != voc_metric(metric):
+        voc = evaluate_voc(dets, records, classes, voc_metric(metric))
     base = _voc_summary(voc)
     if metric in ("voc07", "voc10"):
         return base
@@ -293,4 +333,12 @@ def evaluate_all(
     return {**base, "metric": "all", "metrics": metrics}
 
 
-__all__ = ["COCO_KEYS", "evaluate_all", "evaluate_class", "evaluate_coco", "evaluate_voc", "voc_ap"]
+__all__ = [
+    "COCO_KEYS",
+    "evaluate_all",
+    "evaluate_class",
+    "evaluate_coco",
+    "evaluate_voc",
+    "voc_ap",
+    "voc_ap_batch",
+]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ohemcli.data.checks import check_name, child_path
 from ohemcli.errors import UserError
 from ohemcli.fileio import atomic_write_text
 
@@ -68,6 +69,9 @@ def write_results_files(
     """
     paths = []
     for name, cd in dets.items():
+        check_name(name, "class name", out_dir)
+        file_name = results_file_name(prefix, split, name)
+        check_name(file_name, "results file name", out_dir)
         # The devkit is 1-based: add 1 to our 0-based coordinates on the way out.
         boxes = cd.boxes + 1.0
         lines = [
@@ -76,11 +80,7 @@ def write_results_files(
                 cd.image_ids, cd.scores.tolist(), boxes.tolist(), strict=True
             )
         ]
-        paths.append(
-            atomic_write_text(
-                Path(out_dir) / results_file_name(prefix, split, name), "".join(lines)
-            )
-        )
+        paths.append(atomic_write_text(child_path(Path(out_dir), file_name), "".join(lines)))
     return paths
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import platform
 import resource
 import sys
@@ -17,6 +19,28 @@ from ohemcli.engine.step import IOU_BINS, StepResult
 from ohemcli.fileio import read_json
 
 WARMUP_ITERS = 10  # s/iter leaves out the first iterations (worker start-up, allocator warm-up)
+
+
+# Every file name of a run folder and of a compare folder is spelled here and nowhere else
+# (tests/engine/test_run_paths.py greps the package for them).
+PLOT_NAMES = ("map_vs_time", "loss", "fg_fraction", "per_class_ap", "chosen_iou")
+
+
+@dataclass(frozen=True)
+class EvalPaths:
+    """Files of an evaluation folder (a run's ``eval/``, or ``ohem eval``'s output)."""
+
+    root: Path
+
+    @property
+    def metrics(self) -> Path:
+        """The JSON summary that ``ohem eval`` prints."""
+        return self.root / "metrics.json"
+
+    @property
+    def matches(self) -> Path:
+        """Per class, the ranked detections' image, TP and FP flags (engine.matches)."""
+        return self.root / "matches.npz"
 
 
 @dataclass(frozen=True)
@@ -44,7 +68,16 @@ class RunPaths:
 
     @property
     def eval_dir(self) -> Path:
+        """The final evaluation: devkit results files, metrics.json, matches.npz."""
         return self.root / "eval"
+
+    @property
+    def eval_metrics(self) -> Path:
+        return EvalPaths(self.eval_dir).metrics
+
+    @property
+    def matches(self) -> Path:
+        return EvalPaths(self.eval_dir).matches
 
     @property
     def summary(self) -> Path:
@@ -61,6 +94,95 @@ class RunPaths:
             return None
         summary = read_json(self.summary)
         return summary if summary.get("iters", 0) >= iters else None
+
+    def last_logged_iter(self) -> int:
+        """The last iteration in metrics.jsonl (0 when none): cheap progress of a running run."""
+        if not self.metrics.is_file():
+            return 0
+        with open(self.metrics, "rb") as f:
+            f.seek(max(0, self.metrics.stat().st_size - 4096))
+            lines = [s for s in f.read().decode("utf-8", "replace").splitlines() if s.strip()]
+        for line in reversed(lines):
+            try:
+                return int(json.loads(line)["iter"])
+            except (ValueError, KeyError, TypeError):
+                continue
+        return 0
+
+
+@dataclass(frozen=True)
+class ComparePaths:
+    """Files of a compare folder: its settings, one run folder per (sampler, seed), the report."""
+
+    root: Path
+
+    @property
+    def settings(self) -> Path:
+        """Samplers, seeds and the base config (guards against mixing settings)."""
+        return self.root / "compare.yaml"
+
+    def run(self, sampler: str, seed: int) -> RunPaths:
+        """``OUT/runs/<sampler>-s<seed>``."""
+        return RunPaths(self.root / "runs" / f"{sampler}-s{seed}")
+
+    def finished_runs(self) -> list[Path]:
+        """Run folders under ``runs/`` that have a summary."""
+        return sorted(p.parent for p in self.root.glob(f"runs/*/{RunPaths(Path()).summary.name}"))
+
+    def any_checkpoint(self) -> bool:
+        """True once any run of the folder has started training."""
+        return any(self.root.glob(f"runs/*/{RunPaths(Path()).checkpoint.name}"))
+
+    def is_compare(self) -> bool:
+        """A compare folder: it has compare.yaml or finished runs."""
+        return self.settings.is_file() or bool(self.finished_runs())
+
+    @property
+    def results_csv(self) -> Path:
+        return self.root / "results.csv"
+
+    @property
+    def summary_csv(self) -> Path:
+        return self.root / "summary.csv"
+
+    @property
+    def pairs_csv(self) -> Path:
+        return self.root / "pairs.csv"
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.root / "plots"
+
+    def plot(self, name: str) -> Path:
+        """``plots/<name>.png`` for a name in ``PLOT_NAMES``."""
+        return self.plots_dir / f"{name}.png"
+
+
+def run_dirs(path: Path) -> list[Path]:
+    """A run folder itself, or every finished run of a compare folder; [] when neither."""
+    path = Path(path)
+    return [path] if RunPaths(path).summary.is_file() else ComparePaths(path).finished_runs()
+
+
+def comparable_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A config (as a plain dict) without what a compare varies per run: sampler name and seed.
+
+    Two runs, or a compare folder and a new request, have the same setting when these agree.
+    """
+    c = json.loads(json.dumps(config))
+    c.get("sampler", {}).pop("name", None)
+    c.get("train", {}).pop("seed", None)
+    return c
+
+
+def setting_hash(config: dict[str, Any]) -> str:
+    """Short hash of :func:`comparable_config` (equal for runs of one comparison)."""
+    text = json.dumps(comparable_config(config), sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
 def eval_iterations(iters: int, points: int) -> set[int]:
@@ -202,4 +324,5 @@ class TrainState:
             "machine": f"{platform.machine()} {platform.system()}, "
             f"{torch.get_num_threads()} threads",
             "eval_history": self.eval_history,
+            "eval_protocol": result.get("eval_protocol"),  # max_dets, score_thresh, nms
         }

@@ -67,13 +67,14 @@ class SplitData:
 
 def load_split(cfg: ExperimentConfig, split: str, show_progress: bool = True) -> SplitData:
     """The split's images, annotations and (cached) proposals."""
-    from ohemcli.data.proposals import load_proposals
+    from ohemcli.data.proposals import load_proposals, resolve_source
 
     d = cfg.data
-    dataset = VOCDataset(data_root(d.data), split, d.classes)
+    root = data_root(d.data)
+    dataset = VOCDataset(root, split, d.classes)
     proposals = load_proposals(
         dataset,
-        source=d.proposals.replace("{split}", split),  # one .mat file per split
+        source=resolve_source(d.proposals, root, split),  # "release", {split} placeholders
         max_boxes=d.max_proposals,
         workers=None,
         show_progress=show_progress,

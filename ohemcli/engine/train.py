@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 
 from ohemcli.config import ExperimentConfig, config_to_dict, config_to_yaml
 from ohemcli.data.batching import Batch, ScheduleSampler, TrainImages, collate, iteration_epoch
+from ohemcli.data.box_stats import make_box_norm
 from ohemcli.engine.checkpoint import rng_state, save_checkpoint, set_rng_state
 from ohemcli.engine.distributed import (
     DistInfo,
@@ -109,7 +110,11 @@ class Trainer:
             cfg.data.use_difficult,
             cfg.sampler.fg_thresh,
         )
+        self.images.box_norm = make_box_norm(
+            cfg.model.box_norm, self.images, cfg.data.flip, self.show
+        )
         self.model = build_model(self.cfg, len(classes), self.device)
+        self.model.set_box_norm(self.images.box_norm)  # saved with the weights (buffers)
         self.sampler = build_sampler(cfg.sampler)
         self.optimizer, self.scheduler = build_optimizer(self.model, cfg.train)
         self.gen = torch.Generator().manual_seed(cfg.train.seed)

@@ -15,7 +15,7 @@ from torchvision.ops import batched_nms, roi_align, roi_pool
 from ohemcli.config import EvalConfig, ModelConfig
 from ohemcli.errors import UserError
 from ohemcli.model.backbones import BACKBONES
-from ohemcli.model.boxes import decode
+from ohemcli.model.boxes import BoxNorm, decode
 
 
 class RoILosses(NamedTuple):
@@ -79,6 +79,16 @@ class FastRCNN(nn.Module):
         nn.init.normal_(self.bbox_pred.weight, std=0.001)
         nn.init.zeros_(self.cls_score.bias)
         nn.init.zeros_(self.bbox_pred.bias)
+        # The box targets' per-class statistics: buffers, so that the checkpoint carries them and
+        # evaluation decodes as training encoded (model.box_norm).
+        fixed = BoxNorm.fixed(num_classes)
+        self.register_buffer("box_means", fixed.means)
+        self.register_buffer("box_stds", fixed.stds)
+
+    def set_box_norm(self, norm: BoxNorm) -> None:
+        """Decode with ``norm`` (the statistics the box targets were normalised with)."""
+        self.box_means.copy_(norm.means)
+        self.box_stds.copy_(norm.stds)
 
     def features(self, images: Tensor) -> Tensor:
         """Conv feature map of a padded image batch."""
@@ -145,10 +155,11 @@ class FastRCNN(nn.Module):
     def _postprocess(
         self, rois: Tensor, probs: Tensor, deltas: Tensor, cfg: EvalConfig, size: tuple[int, int]
     ) -> tuple[Tensor, Tensor, Tensor]:
-        k = self.num_classes
-        boxes = decode(rois.repeat_interleave(k, dim=0), deltas[:, 1:].reshape(-1, 4)).view(
-            -1, k, 4
-        )
+        k, r = self.num_classes, len(rois)
+        stds, means = self.box_stds[1:].repeat(r, 1), self.box_means[1:].repeat(r, 1)
+        boxes = decode(
+            rois.repeat_interleave(k, dim=0), deltas[:, 1:].reshape(-1, 4), stds, means
+        ).view(-1, k, 4)
         boxes[..., 0::2] = boxes[..., 0::2].clamp(0, size[1])
         boxes[..., 1::2] = boxes[..., 1::2].clamp(0, size[0])
         scores = probs[:, 1:]

@@ -1,6 +1,17 @@
-"""Compare samplers: orchestration (``compare``), pandas tables and matplotlib plots."""
+"""Compare samplers: orchestration (``compare``), analysis, pandas tables and matplotlib plots."""
 
-from ohemcli.report.compare import compare, write_report
-from ohemcli.report.tables import load_runs, summary_table, verdict_text
+from ohemcli.report.analysis import Analysis, analyse
+from ohemcli.report.compare import compare
+from ohemcli.report.render import write_analysis, write_report
+from ohemcli.report.tables import load_runs, read_runs, summary_table
 
-__all__ = ["compare", "load_runs", "summary_table", "verdict_text", "write_report"]
+__all__ = [
+    "Analysis",
+    "analyse",
+    "compare",
+    "load_runs",
+    "read_runs",
+    "summary_table",
+    "write_analysis",
+    "write_report",
+]

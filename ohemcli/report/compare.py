@@ -1,11 +1,10 @@
-"""``compare``: train every (sampler, seed) with one config, then write tables, plots, report.
+"""``compare``: train every (sampler, seed) with one config (the report: ``report.render``).
 
-Layout of a compare folder::
+Layout of a compare folder (``engine.run_state.ComparePaths``)::
 
     OUT/compare.yaml                 samplers, seeds and the base config (guards against mixing)
     OUT/runs/<sampler>-s<seed>/      one run folder each (see engine.train)
-    OUT/results.csv, summary.csv     one row per run / per sampler
-    OUT/report.md, OUT/plots/*.png   the report with its plots
+    OUT/results.csv, summary.csv, pairs.csv, report.md, plots/   written by report.render
 
 Every run differs from the others only in ``sampler.name`` (and ``train.seed``): the same seed
 gives the same initial weights and image order. A compare is resumable: finished runs are reused,
@@ -15,10 +14,6 @@ an interrupted one continues from its checkpoint, and a repeat only re-renders t
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
-import json
-import os
-import platform
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
@@ -29,19 +24,11 @@ import pandas as pd
 import yaml
 
 from ohemcli.config import ExperimentConfig, config_to_dict
-from ohemcli.engine.run_state import RunPaths
+from ohemcli.engine.run_state import ComparePaths, RunPaths, comparable_config
 from ohemcli.errors import UserError
 from ohemcli.fileio import atomic_write_text
 from ohemcli.progress import make_progress
 from ohemcli.report import tables
-from ohemcli.report.plots import PLOT_FILES, write_plots
-
-SETTINGS_FILE = "compare.yaml"
-MEMORY_NOTE = (
-    "Times are means over seeds; total s = train + mining (evaluation excluded). peak MB is the "
-    "CUDA peak allocated per run; on the CPU it is the process's peak resident memory (VmHWM), "
-    "reset at the start of each run.\n"
-)
 
 
 def run_config(base: ExperimentConfig, sampler: str, seed: int) -> ExperimentConfig:
@@ -53,7 +40,7 @@ def run_config(base: ExperimentConfig, sampler: str, seed: int) -> ExperimentCon
 
 def run_dir(out_dir: Path, sampler: str, seed: int) -> Path:
     """``OUT/runs/<sampler>-s<seed>``."""
-    return Path(out_dir) / "runs" / f"{sampler}-s{seed}"
+    return ComparePaths(Path(out_dir)).run(sampler, seed).root
 
 
 def _settings(
@@ -68,10 +55,7 @@ def _settings(
 
 def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
     """The settings without what every run overrides anyway (sampler name, seed)."""
-    s = json.loads(json.dumps(settings))
-    s.get("config", {}).get("sampler", {}).pop("name", None)
-    s.get("config", {}).get("train", {}).pop("seed", None)
-    return s
+    return {**settings, "config": comparable_config(settings.get("config") or {})}
 
 
 def check_settings(
@@ -89,13 +73,13 @@ def check_settings(
         raise UserError(f"--samplers: give each sampler once, got {','.join(samplers) or 'none'}")
     if not seeds or len(set(seeds)) != len(seeds):
         raise UserError(f"--seeds: give each seed once, got {','.join(map(str, seeds)) or 'none'}")
-    path = Path(out_dir) / SETTINGS_FILE
+    path = ComparePaths(Path(out_dir)).settings
     settings = _settings(base, samplers, seeds)
     if path.is_file():
         saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         if _comparable(saved) == _comparable(settings):
             return
-        if any(Path(out_dir).glob("runs/*/checkpoint.pt")):  # else nothing trained yet: replace
+        if ComparePaths(Path(out_dir)).any_checkpoint():  # else nothing trained yet: replace
             raise UserError(
                 f"{path}: this folder holds a comparison with other settings (samplers, seeds or "
                 "config); choose another --out"
@@ -108,19 +92,8 @@ def _finished(path: Path, iters: int) -> bool:
 
 
 def _logged_iter(path: Path) -> int:
-    """The last iteration in a run's metrics.jsonl (0 when none): cheap progress of a run."""
-    metrics = path / "metrics.jsonl"
-    if not metrics.is_file():
-        return 0
-    with open(metrics, "rb") as f:
-        f.seek(max(0, metrics.stat().st_size - 4096))
-        lines = [s for s in f.read().decode("utf-8", "replace").splitlines() if s.strip()]
-    for line in reversed(lines):
-        try:
-            return int(json.loads(line)["iter"])
-        except (ValueError, KeyError, TypeError):
-            continue
-    return 0
+    """The last iteration in a run's training log (0 when none): cheap progress of a run."""
+    return RunPaths(path).last_logged_iter()
 
 
 def run_order(samplers: Sequence[str], seeds: Sequence[int]) -> list[tuple[int, str]]:
@@ -168,7 +141,7 @@ def compare(
     out_dir: Path,
     show_progress: bool = True,
 ) -> pd.DataFrame:
-    """Train (or reuse) every (sampler, seed) run under ``out_dir/runs``, write the report files.
+    """Train (or reuse) every (sampler, seed) run under ``out_dir/runs``.
 
     Returns the results table (``tables.load_runs``: one row per run). The overall bar on stderr
     counts the iterations still to train, names the current run and gives an ETA for the whole
@@ -202,110 +175,4 @@ def compare(
             done += iters - start[path]
             progress.update(task, completed=done)
         progress.update(task, description="compare", completed=total)
-    results = tables.load_runs([p for _, _, p in plan])
-    write_report(out_dir, results)
-    return results
-
-
-def environment() -> dict[str, str]:
-    """Software versions and the machine that renders the report."""
-    import cv2
-    import numpy as np
-    import torch
-    import torchvision
-
-    import ohemcli
-
-    try:
-        version = importlib.metadata.version("ohemcli")
-    except importlib.metadata.PackageNotFoundError:
-        version = ohemcli.__version__
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "ohemcli": version,
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
-        "pandas": pd.__version__,
-        "platform": platform.platform(),
-        "CPUs": str(os.cpu_count()),
-        "GPU": gpu,
-    }
-
-
-def _config_yaml(out_dir: Path, results: pd.DataFrame) -> str:
-    """The compare's base config, or the first run's config.yaml for loose run folders."""
-    settings = Path(out_dir) / SETTINGS_FILE
-    if settings.is_file():
-        raw = yaml.safe_load(settings.read_text(encoding="utf-8"))
-        return yaml.safe_dump(raw.get("config", {}), sort_keys=False)
-    first = Path(results["run_dir"].iloc[0]) / "config.yaml"
-    return first.read_text(encoding="utf-8") if first.is_file() else "(no config.yaml found)\n"
-
-
-def _runs_table(results: pd.DataFrame) -> pd.DataFrame:
-    cols = ["run", "sampler", "seed", "iters", "mAP", "train_seconds", "mining_seconds"]
-    runs = results[[*cols, "s_per_iter"]].copy()
-    runs["mAP"] = runs["mAP"].map("{:.4f}".format)
-    for c in ("train_seconds", "mining_seconds", "s_per_iter"):
-        runs[c] = runs[c].map("{:.3f}".format)
-    return runs
-
-
-def _heading(results: pd.DataFrame) -> str:
-    first = results.iloc[0]
-    seeds = ", ".join(map(str, sorted(results["seed"].unique())))
-    devices = ", ".join(sorted(set(results["device"])))
-    machines = ", ".join(sorted(set(results["machine"])))
-    return (
-        f"Data `{first['data']}`, {first['iters']} iterations, seeds {seeds}, "
-        f"{first['metric']} mAP. Trained on {devices} ({machines}).\n"
-    )
-
-
-def report_markdown(out_dir: Path, results: pd.DataFrame, plots: bool = True) -> str:
-    """The text of ``report.md``: table, verdict, per-class AP, plots, config, versions, machine."""
-    summary = tables.summary_table(results)
-    ap = tables.per_class_ap(results).map(lambda v: tables.format_cell("mAP", v))
-    parts = [
-        "# Sampler comparison\n",
-        _heading(results),
-        "## Results\n",
-        tables.markdown_table(tables.formatted(summary)),
-        MEMORY_NOTE,
-        "## Verdict\n",
-        tables.verdict_text(results, summary).replace("\n", "\n\n") + "\n",
-        "## Per-class AP (mean over seeds)\n",
-        tables.markdown_table(ap.rename_axis("class"), index=True),
-    ]
-    if plots:
-        parts.append("## Plots\n")
-        parts += [f"![{name[:-4]}](plots/{name})\n" for name in PLOT_FILES]
-    parts += [
-        "## Runs\n",
-        tables.markdown_table(_runs_table(results)),
-        "## Config\n",
-        "The runs differ only in `sampler.name` and `train.seed`.\n",
-        "```yaml\n" + _config_yaml(out_dir, results) + "```\n",
-        "## Software and machine (where this report was rendered)\n",
-        "".join(f"- {k}: {v}\n" for k, v in environment().items()),
-    ]
-    return "\n".join(parts)
-
-
-def write_report(out_dir: Path, results: pd.DataFrame, plots: bool = True) -> list[Path]:
-    """Write results.csv, summary.csv, report.md and plots/*.png into ``out_dir``."""
-    out_dir = Path(out_dir)
-    summary = tables.summary_table(results)
-    written = [
-        atomic_write_text(out_dir / "results.csv", tables.results_csv(results)),
-        atomic_write_text(out_dir / "summary.csv", tables.summary_csv(summary)),
-    ]
-    if plots:
-        written += write_plots(results, out_dir)
-    written.append(
-        atomic_write_text(out_dir / "report.md", report_markdown(out_dir, results, plots))
-    )
-    return written
+    return tables.load_runs([p for _, _, p in plan])

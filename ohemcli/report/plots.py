@@ -1,16 +1,18 @@
 """Comparison plots (matplotlib, Agg backend), each saved atomically under ``DIR/plots/``.
 
-- ``map_vs_time.png``: mAP against train + mining seconds (``eval_history``), one line per run;
-- ``loss.png`` and ``fg_fraction.png``: ``metrics.jsonl`` against iteration, one line per run;
-- ``per_class_ap.png``: per-class AP, one bar group per class, one bar per sampler (mean over
-  seeds, error bars = std when there are several seeds).
+The plot functions take DataFrames (``report.tables``) and read no files:
+
+- ``map_vs_time``: mAP against train + mining seconds (the eval history), one line per run;
+- ``loss`` and ``fg_fraction``: the training log against iteration, one line per run;
+- ``per_class_ap``: per-class AP, one bar group per class, one bar per sampler (mean over
+  seeds, error bars = std when there are several seeds);
+- ``chosen_iou``: per sampler, the max-IoU mix of the RoIs it trained on over training (the
+  ``iou_hist`` of the training log), skipped with a note for runs that did not log it.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -21,9 +23,15 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from ohemcli.engine.run_state import PLOT_NAMES, ComparePaths  # noqa: E402
 from ohemcli.fileio import atomic_write  # noqa: E402
+from ohemcli.report.pairs import sampler_rank  # noqa: E402
 
-PLOT_FILES = ("map_vs_time.png", "loss.png", "fg_fraction.png", "per_class_ap.png")
+PLOTS = PLOT_NAMES  # what write_plots draws (chosen_iou only when the runs logged iou_hist)
+CHOSEN_IOU_SKIPPED = (
+    "chosen_iou: skipped, the runs' training logs have no iou_hist (runs from before it was "
+    "logged)."
+)
 _COLOURS = {"fixed": "tab:blue", "hnm": "tab:orange", "ohem": "tab:green"}
 _STYLES = ("-", "--", ":", "-.")
 
@@ -32,8 +40,8 @@ def _colour(sampler: str) -> str:
     return _COLOURS.get(sampler, "tab:gray")
 
 
-def _style(results: pd.DataFrame, seed: int) -> str:
-    seeds = sorted(results["seed"].unique())
+def _style(frame: pd.DataFrame, seed: int) -> str:
+    seeds = sorted(frame["seed"].unique())
     return _STYLES[seeds.index(seed) % len(_STYLES)]
 
 
@@ -46,68 +54,57 @@ def save_figure(fig: Figure, path: Path) -> Path:
     return path
 
 
-def read_metrics(run_dir: Path) -> pd.DataFrame:
-    """A run's ``metrics.jsonl``; after a resume the last line of a repeated iteration wins."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return pd.DataFrame(columns=["iter"])
-    lines = [json.loads(s) for s in path.read_text(encoding="utf-8").splitlines() if s.strip()]
-    df = pd.DataFrame(lines)
-    if df.empty:
-        return pd.DataFrame(columns=["iter"])
-    return df.drop_duplicates("iter", keep="last").sort_values("iter")
+def _label(sampler: str, seed: int) -> str:
+    return f"{sampler} s{seed}"
 
 
-def read_eval_history(run_dir: Path) -> list[dict[str, Any]]:
-    """A run's ``eval_history`` from its summary.json."""
-    summary = json.loads((Path(run_dir) / "summary.json").read_text(encoding="utf-8"))
-    return list(summary.get("eval_history") or [])
+def plot_map_vs_time(evals: pd.DataFrame, path: Path) -> Path:
+    """mAP against wall-clock train + mining seconds, one line per run.
 
-
-def _label(row: Any) -> str:
-    return f"{row.sampler} s{row.seed}"
-
-
-def plot_map_vs_time(results: pd.DataFrame, path: Path) -> Path:
-    """mAP against wall-clock train + mining seconds, one line per run."""
+    ``evals``: one row per evaluation, columns ``run, sampler, seed, iter, wall_seconds, mAP``
+    (``tables.evals_frame``).
+    """
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for row in results.itertuples(index=False):
-        hist = sorted(read_eval_history(Path(row.run_dir)), key=lambda p: p["iter"])
-        if not hist:
-            hist = [{"wall_seconds": row.total_seconds, "mAP": row.mAP}]
-        xs, ys = [p["wall_seconds"] for p in hist], [p["mAP"] for p in hist]
+    for (_, sampler, seed), hist in evals.groupby(["run", "sampler", "seed"], sort=False):
+        hist = hist.sort_values("iter")
         ax.plot(
-            xs,
-            ys,
-            _style(results, row.seed),
+            hist["wall_seconds"],
+            hist["mAP"],
+            _style(evals, seed),
             marker="o",
-            color=_colour(row.sampler),
-            label=_label(row),
+            color=_colour(sampler),
+            label=_label(sampler, seed),
         )
     ax.set_xlabel("train + mining seconds")
     ax.set_ylabel("mAP")
     ax.set_title("mAP against wall-clock")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    if ax.lines:
+        ax.legend(fontsize="small")
     return save_figure(fig, path)
 
 
 def plot_metric(
-    results: pd.DataFrame, key: str, ylabel: str, path: Path, scale: float = 1.0
+    metrics: pd.DataFrame, key: str, ylabel: str, path: Path, scale: float = 1.0
 ) -> Path:
-    """One ``metrics.jsonl`` column against iteration, one line per run."""
+    """One ``metrics`` column against iteration, one line per run.
+
+    ``metrics``: one row per logged iteration, columns ``run, sampler, seed, iter`` and the logged
+    values (``tables.metrics_frame``).
+    """
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for row in results.itertuples(index=False):
-        m = read_metrics(Path(row.run_dir))
-        if key not in m:
-            continue
-        ax.plot(
-            m["iter"],
-            m[key] * scale,
-            _style(results, row.seed),
-            color=_colour(row.sampler),
-            label=_label(row),
-        )
+    if key in metrics:
+        for (_, sampler, seed), m in metrics.groupby(["run", "sampler", "seed"], sort=False):
+            m = m.dropna(subset=[key]).sort_values("iter")
+            if m.empty:
+                continue
+            ax.plot(
+                m["iter"],
+                m[key] * scale,
+                _style(metrics, seed),
+                color=_colour(sampler),
+                label=_label(sampler, seed),
+            )
     ax.set_xlabel("iteration")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
@@ -138,14 +135,81 @@ def plot_per_class_ap(results: pd.DataFrame, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def write_plots(results: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """All four plots into ``out_dir/plots/``; returns their paths."""
-    plots = Path(out_dir) / "plots"
-    return [
-        plot_map_vs_time(results, plots / "map_vs_time.png"),
-        plot_metric(results, "loss", "training loss of the chosen RoIs", plots / "loss.png"),
-        plot_metric(
-            results, "fg_fraction", "fg % of chosen RoIs", plots / "fg_fraction.png", 100.0
-        ),
-        plot_per_class_ap(results, plots / "per_class_ap.png"),
+IOU_BINS = 10  # metrics.jsonl iou_hist: counts in [0, .1), [.1, .2), ..., [.9, 1.0]
+MAX_WINDOWS = 25  # the x axis groups the logged lines into at most this many windows
+
+
+def iou_mix(metrics: pd.DataFrame, sampler: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(iterations (W,), shares (W, 10)): the IoU mix of one sampler's chosen RoIs over training.
+
+    Histograms are summed over seeds at each logged iteration, then over windows of iterations;
+    each row of ``shares`` sums to 1. None when the sampler's runs logged no ``iou_hist``.
+    """
+    if "iou_hist" not in metrics:
+        return None
+    rows = metrics[(metrics["sampler"] == sampler) & metrics["iou_hist"].map(_is_hist)]
+    if rows.empty:
+        return None
+    by_iter = rows.groupby("iter")["iou_hist"].apply(lambda h: np.sum(np.stack(h), axis=0))
+    iters = by_iter.index.to_numpy(float)
+    hists = np.stack(by_iter.to_numpy()).astype(float)
+    parts = np.array_split(np.arange(len(iters)), min(MAX_WINDOWS, len(iters)))
+    x = np.array([iters[p].mean() for p in parts])
+    h = np.stack([hists[p].sum(axis=0) for p in parts])
+    keep = h.sum(axis=1) > 0
+    if not keep.any():
+        return None
+    return x[keep], h[keep] / h[keep].sum(axis=1, keepdims=True)
+
+
+def _is_hist(value: object) -> bool:
+    return isinstance(value, list | tuple | np.ndarray) and len(value) == IOU_BINS
+
+
+def plot_chosen_iou(metrics: pd.DataFrame, path: Path) -> Path | None:
+    """Per sampler, the share of chosen RoIs in each max-IoU bin against iteration (stacked).
+
+    None (nothing drawn) when no run logged ``iou_hist`` (runs from before it was logged).
+    """
+    samplers = sorted(set(metrics.get("sampler", pd.Series(dtype=str))), key=sampler_rank)
+    mixes = {s: m for s in samplers if (m := iou_mix(metrics, s)) is not None}
+    if not mixes:
+        return None
+    fig, axes = plt.subplots(
+        1, len(mixes), figsize=(3.6 * len(mixes) + 1.6, 3.8), sharey=True, squeeze=False
+    )
+    colours = plt.get_cmap("viridis")(np.linspace(0, 1, IOU_BINS))
+    labels = [
+        f"[{k / 10:.1f}, {(k + 1) / 10:.1f}{']' if k == IOU_BINS - 1 else ')'}"
+        for k in range(IOU_BINS)
     ]
+    for ax, (sampler, (x, shares)) in zip(axes[0], mixes.items(), strict=True):
+        ax.stackplot(x, 100 * shares.T, colors=colours, labels=labels)
+        # Below the line: background (max IoU < 0.5); above it: foreground.
+        ax.plot(x, 100 * shares[:, : IOU_BINS // 2].sum(axis=1), "w--", lw=1.2, label="bg | fg")
+        ax.set_title(sampler)
+        ax.set_xlabel("iteration")
+        ax.set_ylim(0, 100)
+        ax.margins(x=0)
+    axes[0][0].set_ylabel("% of chosen RoIs")
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles[::-1], names[::-1], title="max IoU", loc="center right", fontsize="small")
+    fig.subplots_adjust(right=1 - 1.5 / fig.get_figwidth())
+    return save_figure(fig, path)
+
+
+def write_plots(
+    results: pd.DataFrame, evals: pd.DataFrame, metrics: pd.DataFrame, out: ComparePaths
+) -> tuple[list[Path], list[str]]:
+    """Every plot of ``PLOT_NAMES`` into ``out``'s plots folder: (paths drawn, notes on skipped)."""
+    drawn = [
+        plot_map_vs_time(evals, out.plot("map_vs_time")),
+        plot_metric(metrics, "loss", "training loss of the chosen RoIs", out.plot("loss")),
+        plot_metric(metrics, "fg_fraction", "fg % of chosen RoIs", out.plot("fg_fraction"), 100.0),
+        plot_per_class_ap(results, out.plot("per_class_ap")),
+    ]
+    iou = plot_chosen_iou(metrics, out.plot("chosen_iou"))
+    if iou is None:
+        out.plot("chosen_iou").unlink(missing_ok=True)  # a stale plot from earlier runs
+        return drawn, [CHOSEN_IOU_SKIPPED]
+    return [*drawn, iou], []

@@ -1,20 +1,13 @@
-"""Run folders -> pandas tables -> rich / markdown / CSV / JSON, and the paired-seed verdict.
+"""Run folders -> pandas tables -> rich / markdown / CSV.
 
-``load_runs`` gives one row per run (``RUN_COLUMNS`` plus ``AP/<class>`` columns);
-``summary_table`` gives one row per sampler (``SUMMARY_COLUMNS``), with every Δ paired by seed
-against ``fixed``.
-
-The verdict rule (``paired_verdict``): let d_i = mAP(sampler, seed i) - mAP(fixed, seed i) over the
-n seeds that both have, d̄ their mean, s their standard deviation (ddof 1) and SE = s / sqrt(n).
-A sampler is called better (worse) than fixed only when n >= 2, every d_i has the sign of d̄, and
-|d̄| > t(0.975, n-1) x SE (a two-sided paired t-test at 5 %). Otherwise it is "within noise"; with
-one seed the table says plainly that a Δ cannot be told apart from noise.
+``load_runs`` / ``runs_table`` give one row per run (``RUN_COLUMNS`` plus ``AP/<class>``);
+``summary_table`` one row per sampler (``SUMMARY_COLUMNS``: means over seeds, time to the target
+mAP); ``report.pairs`` the Δ of every pair with its interval and verdict. ``evals_frame`` and
+``metrics_frame`` stack the runs' logs for the plots.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,195 +15,141 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from rich.table import Table
 
+from ohemcli.engine.run_state import run_dirs
+from ohemcli.engine.runs import Run, read_run
 from ohemcli.errors import UserError
+from ohemcli.report.pairs import sampler_rank
 
 BASELINE = "fixed"
-SAMPLER_ORDER = ("fixed", "hnm", "ohem")
 RUN_COLUMNS = [
     "run", "sampler", "seed", "data", "iters", "metric", "mAP", "train_seconds", "mining_seconds",
     "eval_seconds", "total_seconds", "readonly_seconds", "s_per_iter", "mining_passes",
-    "fg_fraction", "peak_memory_mb", "device", "machine", "backbone", "setting", "run_dir",
+    "fg_fraction", "peak_memory_mb", "concurrent_runs", "device", "machine", "backbone",
+    "setting", "run_dir",
 ]  # fmt: skip
 SUMMARY_COLUMNS = [
-    "sampler", "mAP", "mAP_std", "delta_mAP", "delta_std", "train_s", "mining_s", "total_s",
-    "s_per_iter", "s_per_iter_ratio", "peak_memory_mb", "fg_pct", "runs", "paired", "verdict",
+    "sampler", "mAP", "mAP_std", "train_s", "mining_s", "total_s", "s_per_iter",
+    "s_per_iter_ratio", "peak_memory_mb", "fg_pct", "time_to_target", "runs",
 ]  # fmt: skip
 LABELS = {
-    "sampler": "sampler", "mAP": "mAP", "mAP_std": "mAP std", "delta_mAP": "Δ mAP vs fixed",
-    "delta_std": "Δ std", "train_s": "train s", "mining_s": "mining s", "total_s": "total s",
-    "s_per_iter": "s/iter", "s_per_iter_ratio": "s/iter ×fixed", "peak_memory_mb": "peak MB",
-    "fg_pct": "fg %", "runs": "runs", "paired": "paired", "verdict": "verdict",
+    "sampler": "sampler", "mAP": "mAP", "mAP_std": "mAP std", "train_s": "train s",
+    "mining_s": "mining s", "total_s": "total s", "s_per_iter": "s/iter",
+    "s_per_iter_ratio": "s/iter ×fixed", "peak_memory_mb": "peak MB", "fg_pct": "fg %",
+    "time_to_target": "s to target", "runs": "runs",
 }  # fmt: skip
 _FORMATS = {
-    "mAP": "{:.4f}", "mAP_std": "{:.4f}", "delta_mAP": "{:+.4f}", "delta_std": "{:.4f}",
-    "train_s": "{:.1f}", "mining_s": "{:.1f}", "total_s": "{:.1f}", "s_per_iter": "{:.3f}",
-    "s_per_iter_ratio": "{:.2f}", "peak_memory_mb": "{:.0f}", "fg_pct": "{:.1f}",
+    "mAP": "{:.4f}", "mAP_std": "{:.4f}", "train_s": "{:.1f}", "mining_s": "{:.1f}",
+    "total_s": "{:.1f}", "s_per_iter": "{:.3f}", "s_per_iter_ratio": "{:.2f}",
+    "peak_memory_mb": "{:.0f}", "fg_pct": "{:.1f}", "time_to_target": "{:.0f}",
 }  # fmt: skip
-ONE_SEED = "1 seed: cannot tell Δ from noise"
 
 
-def _run_dirs(path: Path) -> list[Path]:
-    """A run folder itself, or every ``runs/*`` of a compare folder that has a summary."""
-    if (path / "summary.json").is_file():
-        return [path]
-    found = sorted(p.parent for p in path.glob("runs/*/summary.json"))
-    if not found:
+def read_runs(paths: Sequence[str | Path]) -> list[Run]:
+    """Every finished run under ``paths`` (run folders and/or compare folders), one per
+    (sampler, seed)."""
+    runs: list[Run] = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            raise UserError(f"{path}: folder does not exist")
+        found = run_dirs(path)
+        if not found:
+            raise UserError(
+                f"{path}: neither a run folder (with a summary) nor a compare folder (with "
+                "finished runs under runs/)"
+            )
+        runs.extend(read_run(d) for d in found)
+    seen: dict[tuple[str, int], list[str]] = {}
+    for run in runs:
+        seen.setdefault((run.sampler, run.seed), []).append(str(run.paths.root))
+    dup = sorted(d for dirs in seen.values() if len(dirs) > 1 for d in dirs)
+    if dup:
         raise UserError(
-            f"{path}: neither a run folder (summary.json) nor a compare folder "
-            "(runs/*/summary.json)"
+            f"the same sampler and seed appear twice ({', '.join(dup)}); pass one of each"
         )
-    return found
+    return runs
 
 
-def _setting(config: dict[str, Any]) -> str:
-    """Short hash of a run's settings minus what a compare varies (sampler, seed, class list)."""
-    c = json.loads(json.dumps(config))
-    c.get("sampler", {}).pop("name", None)
-    c.get("train", {}).pop("seed", None)
-    c.get("data", {}).pop("classes", None)
-    return hashlib.sha1(json.dumps(c, sort_keys=True).encode()).hexdigest()[:8]
-
-
-def load_run(run_dir: Path) -> dict[str, Any]:
-    """One row: the run's summary.json, a few config fields and per-class AP as ``AP/<class>``."""
-    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    config_path = run_dir / "config.yaml"
-    config = (
-        yaml.safe_load(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-    )
-    row = {k: summary.get(k) for k in RUN_COLUMNS}
+def run_row(run: Run) -> dict[str, Any]:
+    """One row: the run's summary, a few config fields and per-class AP as ``AP/<class>``."""
+    row = {k: run.summary.get(k) for k in RUN_COLUMNS}
     row.update(
-        run=run_dir.name,
-        run_dir=str(run_dir),
-        backbone=config.get("model", {}).get("backbone"),
-        setting=_setting(config),
+        run=run.name,
+        run_dir=str(run.paths.root),
+        backbone=run.config.get("model", {}).get("backbone"),
+        setting=run.setting,
     )
-    row.update({f"AP/{name}": ap for name, ap in (summary.get("AP") or {}).items()})
+    row.update({f"AP/{name}": ap for name, ap in (run.summary.get("AP") or {}).items()})
     return row
 
 
-def load_runs(paths: Sequence[str | Path]) -> pd.DataFrame:
-    """One row per run, from run folders and/or compare folders (``runs/*/summary.json``)."""
-    rows = []
-    for path in paths:
-        path = Path(path)
-        if not path.is_dir():
-            raise UserError(f"{path}: folder does not exist")
-        rows.extend(load_run(d) for d in _run_dirs(path))
-    df = pd.DataFrame(rows)
-    dup = df[df.duplicated(["sampler", "seed"], keep=False)]
-    if not dup.empty:
-        names = ", ".join(sorted(set(dup["run_dir"])))
-        raise UserError(f"the same sampler and seed appear twice ({names}); pass one of each")
+def runs_table(runs: Sequence[Run]) -> pd.DataFrame:
+    """One row per run (``RUN_COLUMNS`` plus ``AP/<class>``), ordered fixed, hnm, ohem, by seed."""
+    df = pd.DataFrame([run_row(r) for r in runs])
     return sort_samplers(df, ["sampler", "seed"]).reset_index(drop=True)
+
+
+def load_runs(paths: Sequence[str | Path]) -> pd.DataFrame:
+    """One row per run, from run folders and/or compare folders."""
+    return runs_table(read_runs(paths))
+
+
+def _long(runs: Sequence[Run], attr: str) -> pd.DataFrame:
+    frames = [
+        getattr(r, attr).assign(run=r.name, sampler=r.sampler, seed=r.seed)
+        for r in runs
+        if not getattr(r, attr).empty
+    ]
+    if not frames:
+        return pd.DataFrame(columns=["run", "sampler", "seed", "iter"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def evals_frame(runs: Sequence[Run]) -> pd.DataFrame:
+    """Every run's eval history, one row per evaluation (``run, sampler, seed`` + the log's)."""
+    return _long(runs, "evals")
+
+
+def metrics_frame(runs: Sequence[Run]) -> pd.DataFrame:
+    """Every run's training log, one row per logged iteration (``run, sampler, seed`` + its)."""
+    return _long(runs, "metrics")
 
 
 def sort_samplers(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Rows ordered fixed, hnm, ohem (others after them, by name), then by the other keys."""
-    rank = {name: i for i, name in enumerate(SAMPLER_ORDER)}
-    key = df["sampler"].map(lambda s: (rank.get(s, len(rank)), s))
+    key = df["sampler"].map(sampler_rank)
     return df.assign(_key=key).sort_values(["_key", *by[1:]]).drop(columns="_key")
 
 
-def paired_deltas(results: pd.DataFrame, sampler: str) -> pd.Series:
-    """mAP(sampler) - mAP(fixed) for every seed that both have, indexed by seed."""
-    by_seed = results.pivot_table(index="seed", columns="sampler", values="mAP", aggfunc="mean")
-    if sampler not in by_seed or BASELINE not in by_seed:
-        return pd.Series(dtype=float)
-    return (by_seed[sampler] - by_seed[BASELINE]).dropna()
-
-
-def paired_verdict(deltas: Sequence[float]) -> str:
-    """The verdict for one sampler's paired Δs (see the module docstring for the rule)."""
-    d = np.asarray(deltas, dtype=float)
-    if d.size == 0:
-        return "no fixed run with the same seed"
-    if d.size == 1:
-        return ONE_SEED
-    from scipy.stats import t
-
-    mean, se = float(d.mean()), float(d.std(ddof=1)) / math.sqrt(d.size)
-    same_sign = bool(np.all(np.sign(d) == np.sign(mean))) and mean != 0.0
-    if same_sign and abs(mean) > float(t.ppf(0.975, d.size - 1)) * se:
-        return f"{'better' if mean > 0 else 'worse'} than fixed ({d.size} seeds)"
-    return f"within noise ({d.size} seeds)"
-
-
-def _sampler_row(
-    runs: pd.DataFrame, results: pd.DataFrame, base: pd.Series | None
-) -> dict[str, Any]:
-    name = runs["sampler"].iloc[0]
-    deltas = paired_deltas(results, name)
-    row = {
-        "sampler": name,
+def _sampler_row(runs: pd.DataFrame, base_s_per_iter: float) -> dict[str, Any]:
+    return {
+        "sampler": runs["sampler"].iloc[0],
         "mAP": runs["mAP"].mean(),
         "mAP_std": runs["mAP"].std(ddof=1) if len(runs) > 1 else math.nan,
-        "delta_mAP": deltas.mean() if len(deltas) else math.nan,
-        "delta_std": deltas.std(ddof=1) if len(deltas) > 1 else math.nan,
         "train_s": runs["train_seconds"].mean(),
         "mining_s": runs["mining_seconds"].mean(),
         "total_s": runs["total_seconds"].mean(),
         "s_per_iter": runs["s_per_iter"].mean(),
+        "s_per_iter_ratio": runs["s_per_iter"].mean() / base_s_per_iter,
         "peak_memory_mb": runs["peak_memory_mb"].mean(),
         "fg_pct": 100.0 * runs["fg_fraction"].mean(),
         "runs": len(runs),
-        "paired": len(deltas),
     }
-    row["s_per_iter_ratio"] = (
-        row["s_per_iter"] / base["s_per_iter"] if base is not None else math.nan
-    )
-    if name == BASELINE:
-        row["verdict"] = "baseline"
-    elif base is None:
-        row["verdict"] = "no fixed baseline"
-    else:
-        row["verdict"] = paired_verdict(deltas.to_numpy())
-    return row
 
 
-def summary_table(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per sampler (``SUMMARY_COLUMNS``): means over seeds, Δ paired by seed vs fixed."""
+def summary_table(results: pd.DataFrame, time_to_map: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per sampler (``SUMMARY_COLUMNS``): means over seeds; ``time_to_target`` from a
+    ``time_to_map_table`` (NaN without one, or when a seed never reached the target)."""
     if results.empty:
         raise UserError("no finished runs to summarise")
-    base = None
-    if BASELINE in set(results["sampler"]):
-        base_runs = results[results["sampler"] == BASELINE]
-        base = pd.Series({"s_per_iter": base_runs["s_per_iter"].mean()})
-    rows = [_sampler_row(runs, results, base) for _, runs in results.groupby("sampler", sort=False)]
-    table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    return sort_samplers(table, ["sampler"]).reset_index(drop=True)
-
-
-def verdict_text(results: pd.DataFrame, summary: pd.DataFrame) -> str:
-    """Plain sentences: what the table does and does not show."""
-    lines = []
-    if results["setting"].nunique() > 1:
-        lines.append(
-            "Warning: these runs were trained with different settings; the Δs compare unlike runs."
-        )
-    if BASELINE not in set(summary["sampler"]):
-        lines.append("No fixed run: no Δ can be given.")
-    for _, row in summary[summary["sampler"] != BASELINE].iterrows():
-        if row["paired"] == 0:
-            lines.append(f"{row['sampler']}: no fixed run with the same seed, so no paired Δ.")
-        elif row["paired"] == 1:
-            lines.append(
-                f"{row['sampler']}: Δ mAP {row['delta_mAP']:+.4f} from one seed. One seed cannot "
-                "tell a Δ from seed-to-seed noise; run more seeds (--seeds 1,2,3)."
-            )
-        else:
-            lines.append(
-                f"{row['sampler']}: Δ mAP {row['delta_mAP']:+.4f} ± {row['delta_std']:.4f} (std of "
-                f"{row['paired']} paired seeds): {row['verdict']}."
-            )
-    lines.append(
-        "Rule: a sampler is called better or worse than fixed only when at least 2 seeds agree in "
-        "sign and |mean Δ| > t(0.975, n-1) × std/√n (paired t-test, 5 %); otherwise within noise."
-    )
-    return "\n".join(lines)
+    base = results.loc[results["sampler"] == BASELINE, "s_per_iter"]
+    base_s = float(base.mean()) if len(base) else math.nan
+    rows = [_sampler_row(runs, base_s) for _, runs in results.groupby("sampler", sort=False)]
+    table = pd.DataFrame(rows)
+    times = {} if time_to_map is None else time_to_map.set_index("sampler")["seconds"].to_dict()
+    table["time_to_target"] = [times.get(s, math.nan) for s in table["sampler"]]
+    return sort_samplers(table[SUMMARY_COLUMNS], ["sampler"]).reset_index(drop=True)
 
 
 def per_class_ap(results: pd.DataFrame) -> pd.DataFrame:
@@ -218,8 +157,7 @@ def per_class_ap(results: pd.DataFrame) -> pd.DataFrame:
     cols = [c for c in results.columns if c.startswith("AP/")]
     table = results.groupby("sampler", sort=False)[cols].mean().T
     table.index = [c.removeprefix("AP/") for c in cols]
-    order = [s for s in SAMPLER_ORDER if s in table.columns]
-    return table[order + sorted(c for c in table.columns if c not in order)]
+    return table[sorted(table.columns, key=sampler_rank)]
 
 
 def format_cell(column: str, value: Any) -> str:
@@ -232,15 +170,33 @@ def format_cell(column: str, value: Any) -> str:
 
 def formatted(summary: pd.DataFrame) -> pd.DataFrame:
     """The summary as strings with display labels (what rich and markdown show)."""
-    out = pd.DataFrame(
+    return pd.DataFrame(
         {LABELS[c]: [format_cell(c, v) for v in summary[c]] for c in summary.columns}
     )
-    return out.drop(columns=[LABELS["paired"]])
 
 
-def rich_table(summary: pd.DataFrame, title: str | None = None) -> Table:
-    """A rich Table of the summary."""
-    shown = formatted(summary)
+def _signed(x: float) -> str:
+    return "—" if math.isnan(x) else f"{x:+.4f}"
+
+
+def formatted_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
+    """The pairs as strings: ``a − b``, Δ mAP, 95% interval, seeds, verdict."""
+    return pd.DataFrame(
+        {
+            "pair": [f"{a} − {b}" for a, b in zip(pairs["a"], pairs["b"], strict=True)],
+            "Δ mAP": [_signed(x) for x in pairs["delta"]],
+            "95% interval": [
+                "—" if math.isnan(lo) else f"[{_signed(lo)}, {_signed(hi)}]"
+                for lo, hi in zip(pairs["ci_low"], pairs["ci_high"], strict=True)
+            ],
+            "seeds": [str(n) for n in pairs["seeds"]],
+            "verdict": list(pairs["verdict"]),
+        }
+    )
+
+
+def rich_table(shown: pd.DataFrame, title: str | None = None) -> Table:
+    """A rich Table of a formatted (all-string) frame; the first and text columns left-aligned."""
     table = Table(title=title)
     for i, col in enumerate(shown.columns):
         table.add_column(col, justify="left" if i == 0 or col == "verdict" else "right")
@@ -260,26 +216,6 @@ def markdown_table(df: pd.DataFrame, index: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as dicts with NaN as None (JSON null)."""
-    return [
-        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-        for row in json.loads(df.to_json(orient="records"))
-    ]
-
-
-def to_json(results: pd.DataFrame, summary: pd.DataFrame, verdict: str) -> str:
-    """One JSON object: ``{"summary": [...], "runs": [...], "verdict": "..."}``."""
-    return json.dumps(
-        {"summary": _records(summary), "runs": _records(results), "verdict": verdict}, indent=2
-    )
-
-
-def results_csv(results: pd.DataFrame) -> str:
-    """``results.csv`` text: one row per run."""
-    return results.to_csv(index=False)
-
-
-def summary_csv(summary: pd.DataFrame) -> str:
-    """``summary.csv`` text: one row per sampler."""
-    return summary.to_csv(index=False)
+def to_csv(df: pd.DataFrame) -> str:
+    """CSV text of a table (results.csv, summary.csv, pairs.csv)."""
+    return df.to_csv(index=False)

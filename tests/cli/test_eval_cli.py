@@ -92,6 +92,8 @@ def test_malformed_file_is_one_error_line_with_exit_2(voc100, tmp_path):
         (["--detections", "x"], "--data"),
         (["runs/x", "--data", "y"], "not both"),
         (["runs/x", "--classes", "a,b"], "--classes"),
+        (["--detections", "x", "--data", "y", "--max-dets", "5"], "--max-dets"),
+        (["--detections", "x", "--data", "y", "--score-thresh", "0.1"], "--score-thresh"),
     ],
 )
 def test_missing_or_conflicting_options_name_the_option(args, option):
@@ -104,17 +106,24 @@ def test_run_mode_calls_evaluate_run(monkeypatch, tmp_path):
     calls = []
     fake = types.ModuleType("ohemcli.engine.evaluate")
 
-    def evaluate_run(run_dir: Path, split: str, metric: str) -> dict:
-        calls.append((run_dir, split, metric))
+    def evaluate_run(run_dir: Path, split: str, metric: str, max_dets, score_thresh) -> dict:
+        calls.append((run_dir, split, metric, max_dets, score_thresh))
+        protocol = {"max_dets": max_dets or 100, "score_thresh": score_thresh or 0.05, "nms": 0.3}
         return {"metric": metric, "mAP": 0.5, "AP": {"cat": 0.5}, "num_images": 3,
-                "num_gt": {"cat": 2}, "num_det": {"cat": 4}}  # fmt: skip
+                "num_gt": {"cat": 2}, "num_det": {"cat": 4}, "eval_protocol": protocol}  # fmt: skip
 
     fake.evaluate_run = evaluate_run  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "ohemcli.engine.evaluate", fake)
     result = runner.invoke(app, ["eval", str(tmp_path), "--split", "val", "--metric", "voc10"])
     assert result.exit_code == 0, result.output
-    assert calls == [(tmp_path, "val", "voc10")]
+    assert calls == [(tmp_path, "val", "voc10", None, None)]
     assert "0.5000" in result.stdout and "cat" in result.stdout
+    assert "at most 100 detections per image, score > 0.05" in result.stdout
+    args = ["eval", str(tmp_path), "--max-dets", "2000", "--score-thresh", "0.00001"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert calls[-1] == (tmp_path, "test", "voc07", 2000, 0.00001)
+    assert "at most 2000 detections per image, score > 1e-05" in result.stdout
     missing = runner.invoke(app, ["eval", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "run folder not found" in missing.stderr
 

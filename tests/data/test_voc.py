@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -14,63 +12,9 @@ from ohemcli.cli import app
 from ohemcli.data.voc import VOCDataset
 from ohemcli.errors import UserError
 from tests.conftest import shared_root
+from tests.data.bad_voc import REFUSED, make_root
 
-GOOD_OBJECT = (
-    "<object><name>blob</name><difficult>0</difficult>"
-    "<bndbox><xmin>{x1}</xmin><ymin>2</ymin><xmax>{x2}</xmax><ymax>40</ymax></bndbox></object>"
-)
-SIZE = "<size><width>64</width><height>48</height><depth>3</depth></size>"
-
-
-def make_root(
-    base: Path, xml: str | None = None, image: bool = True, split: bool = True
-) -> tuple[Path, Path]:
-    """A one-image VOC root (image id 'a'); returns (root, the annotation path)."""
-    root = base / "root"
-    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
-        (root / sub).mkdir(parents=True)
-    if xml is None:
-        xml = f"<annotation>{SIZE}{GOOD_OBJECT.format(x1=1, x2=30)}</annotation>"
-    annotation = root / "Annotations" / "a.xml"
-    annotation.write_text(xml)
-    if image:
-        cv2.imwrite(str(root / "JPEGImages" / "a.jpg"), np.zeros((48, 64, 3), np.uint8))
-    if split:
-        (root / "ImageSets" / "Main" / "trainval.txt").write_text("a\n")
-    return root, annotation
-
-
-def _missing_root(base: Path) -> tuple[Path, Path]:
-    return base / "nope", base / "nope"
-
-
-def _missing_split(base: Path) -> tuple[Path, Path]:
-    root, _ = make_root(base, split=False)
-    return root, root / "ImageSets" / "Main" / "trainval.txt"
-
-
-def _no_image(base: Path) -> tuple[Path, Path]:
-    root, _ = make_root(base, image=False)
-    return root, root / "JPEGImages" / "a"
-
-
-def _bad_xml(xml: str) -> Callable[[Path], tuple[Path, Path]]:
-    return lambda base: make_root(base, xml=xml)
-
-
-BAD_ROOTS = {
-    "missing root": _missing_root,
-    "missing split file": _missing_split,
-    "id without image": _no_image,
-    "no size": _bad_xml(f"<annotation>{GOOD_OBJECT.format(x1=1, x2=30)}</annotation>"),
-    "non-numeric coordinate": _bad_xml(
-        f"<annotation>{SIZE}{GOOD_OBJECT.format(x1='abc', x2=30)}</annotation>"
-    ),
-    "inverted coordinates": _bad_xml(
-        f"<annotation>{SIZE}{GOOD_OBJECT.format(x1=50, x2=30)}</annotation>"
-    ),
-    "malformed xml": _bad_xml(f"<annotation>{SIZE}<object><name>blob</name>"),
-}
+BAD_ROOTS = REFUSED
 
 
 def test_voc100_counts() -> None:

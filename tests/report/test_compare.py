@@ -7,6 +7,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -14,10 +15,13 @@ from typer.testing import CliRunner
 
 from ohemcli.cli import app
 from ohemcli.config import ExperimentConfig, load_config
+from ohemcli.engine.matches import weighted_map
+from ohemcli.engine.runs import read_run
 from ohemcli.errors import UserError
 from ohemcli.report import compare
 from ohemcli.report.compare import check_settings, run_order
-from ohemcli.report.plots import PLOT_FILES
+from ohemcli.report.plots import CHOSEN_IOU_SKIPPED, PLOTS
+from ohemcli.report.render import write_report
 from ohemcli.report.tables import RUN_COLUMNS, SUMMARY_COLUMNS
 
 pytestmark = pytest.mark.slow
@@ -52,7 +56,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ExperimentCon
 def first(setup: tuple[Path, ExperimentConfig], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One finished compare of the three samplers with seed 1."""
     out = tmp_path_factory.mktemp("first") / "cmp"
-    compare(setup[1], SAMPLERS, [1], out, show_progress=False)
+    results = compare(setup[1], SAMPLERS, [1], out, show_progress=False)
+    write_report(out, results, bootstrap=200)
     return out
 
 
@@ -78,15 +83,38 @@ def test_compare_writes_every_file(first: Path) -> None:
     assert any(c.startswith("AP/") for c in results.columns)
     summary = pd.read_csv(first / "summary.csv")
     assert list(summary.columns) == SUMMARY_COLUMNS and list(summary["sampler"]) == SAMPLERS
-    assert summary["verdict"].tolist()[1:] == ["1 seed: cannot tell Δ from noise"] * 2
-    for name in PLOT_FILES:
-        assert (first / "plots" / name).stat().st_size > 0
+    pairs = pd.read_csv(first / "pairs.csv")
+    assert pairs[["a", "b"]].values.tolist() == [
+        ["ohem", "hnm"],
+        ["ohem", "fixed"],
+        ["hnm", "fixed"],
+    ]
+    # One seed, but the runs kept their matches: the interval is a bootstrap over test images.
+    assert pairs["method"].str.startswith("bootstrap: 200 resamples").all()
+    assert (pairs["ci_low"] <= pairs["delta"]).all() and (pairs["delta"] <= pairs["ci_high"]).all()
+    assert pairs["verdict"].str.contains("1 seed: test set only").all()
+    for name in PLOTS[:-1]:
+        assert (first / "plots" / f"{name}.png").stat().st_size > 0
     report = (first / "report.md").read_text()
-    for text in ("## Verdict", "## Per-class AP", "plots/map_vs_time.png", "```yaml", "- torch:"):
+    # chosen_iou is drawn once training logs iou_hist, and skipped with a note before that.
+    assert (first / "plots" / "chosen_iou.png").is_file() != (CHOSEN_IOU_SKIPPED in report)
+    for text in (
+        "## Pairs",
+        "## Time to accuracy",
+        "## Per-class AP",
+        "plots/map_vs_time.png",
+        "paired bootstrap",
+        "```yaml",
+        "- torch:",
+    ):
         assert text in report
     for run in (first / "runs").iterdir():
-        history = json.loads((run / "summary.json").read_text())["eval_history"]
-        assert [p["iter"] for p in history] == [3, 6]
+        summary = json.loads((run / "summary.json").read_text())
+        assert [p["iter"] for p in summary["eval_history"]] == [3, 6]
+        # The saved matches reproduce the final mAP when every test image counts once.
+        matches = read_run(run).matches()
+        assert matches is not None and len(matches.image_ids) == 4
+        assert weighted_map(matches, np.ones((1, 4)))[0] == pytest.approx(summary["mAP"], abs=1e-12)
 
 
 def test_second_compare_trains_nothing(first: Path, setup: tuple[Path, ExperimentConfig]) -> None:
@@ -132,14 +160,19 @@ def test_cli_report_matches_compare(first: Path, setup: tuple[Path, ExperimentCo
     shown = runner.invoke(app, ["compare", *args])
     assert shown.exit_code == 0, shown.output
     assert run_state(first) == before
-    report = runner.invoke(app, ["report", str(first)])
+    report = runner.invoke(app, ["report", str(first), "--bootstrap", "1000"])
     assert report.exit_code == 0, report.output
-    assert report.stdout.strip() and report.stdout in shown.stdout
-    assert "cannot tell" in report.stdout
+    assert report.stdout.strip() and report.stdout == shown.stdout
+    assert "ohem − hnm" in report.stdout and "reaches" in report.stdout
     csv = runner.invoke(app, ["report", str(first), "--format", "csv"])
     assert csv.stdout == (first / "summary.csv").read_text()
     as_json = json.loads(runner.invoke(app, ["report", str(first), "--format", "json"]).stdout)
-    assert [r["sampler"] for r in as_json["summary"]] == SAMPLERS
+    assert [r["sampler"] for r in as_json["samplers"]] == SAMPLERS
+    assert len(as_json["pairs"]) == 3 and len(as_json["time_to_map"]) == 3
+    compared = runner.invoke(app, ["compare", *args, "--json", "--bootstrap", "0"])
+    assert compared.exit_code == 0, compared.output
+    as_json = json.loads(compared.stdout)
+    assert {p["method"] for p in as_json["pairs"]} == {"t over seeds"}
     refused = runner.invoke(app, ["compare", *args, "--iters", "7"])
     assert refused.exit_code == 2 and "choose another --out" in refused.output
 

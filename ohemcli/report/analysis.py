@@ -1,0 +1,150 @@
+"""Finished runs -> every number the report shows: per-sampler summary, pairs, time to accuracy.
+
+``analyse`` is the one entry point: the terminal table, report.md, the CSVs and the JSON all
+render the same ``Analysis``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from ohemcli.engine.runs import Run, read_run
+from ohemcli.report import tables
+from ohemcli.report.pairs import pair_table
+from ohemcli.report.time_to_map import time_to_map_sentences, time_to_map_table
+
+BOOTSTRAP_METHOD = (
+    "The 95% interval of each Δ is a paired bootstrap: each of the {n} resamples draws the test "
+    "images and the seeds with replacement and rescores both samplers' mAP on the same draw from "
+    "their saved per-detection matches, and the interval is the 2.5th to 97.5th percentile of the "
+    "resampled mean Δ. A Δ is called better or worse only when its interval excludes 0."
+)
+T_METHOD = (
+    "The 95% interval of each Δ is a paired t-interval over seeds (mean ± t(0.975, n−1)·s/√n); "
+    "it does not cover the finite test set. A Δ is called better or worse only when its interval "
+    "excludes 0."
+)
+
+
+@dataclass
+class Analysis:
+    """What a report shows (see the module docstring)."""
+
+    runs: list[Run]
+    results: pd.DataFrame  # one row per run (tables.runs_table)
+    summary: pd.DataFrame  # one row per sampler (tables.summary_table)
+    pairs: pd.DataFrame  # one row per sampler pair (pairs.PAIR_COLUMNS)
+    time_to_map: pd.DataFrame  # one row per sampler (time_to_map.TTM_COLUMNS)
+    bootstrap: int
+    notes: list[str] = field(default_factory=list)  # warnings about what the numbers compare
+
+    @property
+    def method(self) -> str:
+        """How the intervals were computed, in two sentences."""
+        boot = self.pairs["method"].str.startswith("bootstrap")
+        if len(self.pairs) and boot.all():
+            return BOOTSTRAP_METHOD.format(n=self.bootstrap)
+        if len(self.pairs) and boot.any():
+            return (
+                BOOTSTRAP_METHOD.format(n=self.bootstrap)
+                + " Pairs marked 't over seeds' "
+                + ("lack saved matches: " + T_METHOD)
+            )
+        return T_METHOD
+
+    @property
+    def target(self) -> float:
+        return float(self.time_to_map["target"].iloc[0]) if len(self.time_to_map) else math.nan
+
+    def time_sentences(self) -> list[str]:
+        """ "ohem reaches 0.700 mAP: 310 s; hnm in 690 s: 2.2x." per sampler."""
+        return time_to_map_sentences(self.time_to_map)
+
+
+def analyse(
+    runs: Sequence[Run], bootstrap: int = 1000, target_map: float | None = None
+) -> Analysis:
+    """Every table of a comparison of ``runs`` (``bootstrap`` resamples; 0: t-interval only)."""
+    runs = list(runs)
+    results = tables.runs_table(runs)
+    ttm = time_to_map_table(runs, target_map)
+    summary = tables.summary_table(results, ttm)
+    pairs = pair_table(runs, bootstrap)
+    return Analysis(runs, results, summary, pairs, ttm, bootstrap, notes(runs, results))
+
+
+def analyse_results(
+    results: pd.DataFrame, bootstrap: int = 1000, target_map: float | None = None
+) -> Analysis:
+    """:func:`analyse` of the runs of a ``tables.load_runs`` table (read again from run_dir)."""
+    return analyse([read_run(d) for d in results["run_dir"]], bootstrap, target_map)
+
+
+def _protocol_text(p: dict[str, Any] | None) -> str:
+    if not p:
+        return "not recorded (run from before eval_protocol was kept)"
+    return ", ".join(f"{k}={p[k]}" for k in ("max_dets", "score_thresh", "nms") if k in p)
+
+
+def protocol_lines(runs: Sequence[Run]) -> list[str]:
+    """Which eval protocol each final mAP used: one line when all runs agree, else one per run."""
+    texts = {r.name: _protocol_text(r.eval_protocol) for r in runs}
+    if len(set(texts.values())) == 1:
+        return [f"Eval protocol (every run): {next(iter(texts.values()))}."]
+    return ["Warning: the runs' final mAPs used different eval protocols:"] + [
+        f"- {name}: {text}" for name, text in texts.items()
+    ]
+
+
+def notes(runs: Sequence[Run], results: pd.DataFrame) -> list[str]:
+    """One-line warnings: unlike settings, unlike eval protocols, unlike sharing of the machine."""
+    out = []
+    if results["setting"].nunique() > 1:
+        out.append(
+            "Warning: these runs were trained with different settings; the Δs compare unlike runs."
+        )
+    if len({_protocol_text(r.eval_protocol) for r in runs}) > 1:
+        out.append("Warning: the final mAPs used different eval protocols (see Eval protocol).")
+    sharing = {
+        (r.summary.get("concurrent_runs"), tuple(r.summary.get("devices") or ()))
+        for r in runs
+        if "concurrent_runs" in r.summary or "devices" in r.summary
+    }
+    if len(sharing) > 1:
+        counts = sorted({c for c, _ in sharing if c is not None})
+        devices = sorted({d for _, ds in sharing for d in ds})
+        out.append(
+            "Warning: the timing columns compare runs that shared the machine differently "
+            f"(concurrent runs {', '.join(map(str, counts)) or '?'}; devices "
+            f"{', '.join(devices) or '?'}), so their seconds are not like for like."
+        )
+    return out
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as dicts with NaN as None (JSON null)."""
+    return json.loads(df.to_json(orient="records"))
+
+
+def to_json(a: Analysis) -> str:
+    """One JSON object: runs, samplers, pairs, time_to_map, target_map, method and notes."""
+    return json.dumps(
+        {
+            "runs": _records(a.results),
+            "samplers": _records(a.summary),
+            "pairs": _records(a.pairs),
+            "time_to_map": _records(a.time_to_map),
+            "target_map": a.target,
+            "bootstrap": a.bootstrap,
+            "method": a.method,
+            "eval_protocol": protocol_lines(a.runs),
+            "notes": a.notes,
+        },
+        indent=2,
+    )

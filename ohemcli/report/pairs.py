@@ -1,0 +1,155 @@
+"""Every pair of samplers: the paired mean Δ mAP over seeds, a 95% interval and a verdict.
+
+The interval is a paired bootstrap over test images and seeds when every run of the pair kept its
+matches (``eval/matches.npz``): each resample draws the test images with replacement (the same
+draw for every run, so the two samplers are scored on the same resampled test set) and the
+paired seeds with replacement, and rescores both samplers' mAP from their saved matches
+(``engine.matches.weighted_map``: no re-matching). Its 2.5th and 97.5th percentiles are the
+interval. Without matches (older runs) or with ``--bootstrap 0`` the interval is the paired
+t-interval over seeds, which ignores the finite test set. The verdict is "better" or "worse"
+only when the interval excludes 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ohemcli.engine.matches import Matches, weighted_map
+from ohemcli.engine.runs import Run
+
+SAMPLER_ORDER = ("fixed", "hnm", "ohem")
+PAIR_COLUMNS = ["a", "b", "delta", "ci_low", "ci_high", "seeds", "verdict", "method"]
+BOOTSTRAP_SEED = 0  # fixed: re-rendering a report gives the same interval
+CONFIDENCE = 0.95
+
+
+def sampler_rank(name: str) -> tuple[int, str]:
+    """fixed, hnm, ohem first (in that order), then other samplers by name."""
+    return (SAMPLER_ORDER.index(name) if name in SAMPLER_ORDER else len(SAMPLER_ORDER), name)
+
+
+def sampler_pairs(samplers: Sequence[str]) -> list[tuple[str, str]]:
+    """Every pair (a, b), read as a − b: ohem − hnm, ohem − fixed, hnm − fixed, then the others."""
+    ranked = sorted(set(samplers), key=sampler_rank)
+    known = [s for s in ranked if s in SAMPLER_ORDER][::-1]
+    other = [s for s in ranked if s not in SAMPLER_ORDER]
+    pairs = [(a, b) for i, a in enumerate(known) for b in known[i + 1 :]]
+    pairs += [(a, b) for i, a in enumerate(other) for b in other[i + 1 :] + known]
+    return pairs
+
+
+def verdict(ci_low: float, ci_high: float, seeds: int) -> str:
+    """ "better"/"worse" only when the interval excludes 0; one seed says what it leaves out."""
+    if seeds == 0:
+        return "no common seed"
+    if math.isnan(ci_low) or math.isnan(ci_high):
+        return "1 seed: cannot tell Δ from seed noise" if seeds == 1 else "no interval"
+    word = "better" if ci_low > 0 else "worse" if ci_high < 0 else "no clear difference"
+    # With one seed the interval covers the test set but not seed-to-seed variation.
+    return f"{word} (1 seed: test set only)" if seeds == 1 else word
+
+
+def t_interval(deltas: np.ndarray) -> tuple[float, float]:
+    """The paired t-interval (95%) of the mean of ``deltas``; NaN with fewer than 2."""
+    if len(deltas) < 2:
+        return math.nan, math.nan
+    from scipy.stats import t
+
+    half = float(t.ppf(0.5 + CONFIDENCE / 2, len(deltas) - 1)) * float(deltas.std(ddof=1))
+    half /= math.sqrt(len(deltas))
+    mean = float(deltas.mean())
+    return mean - half, mean + half
+
+
+@dataclass
+class Resampler:
+    """One bootstrap of the test images shared by every run, with each run's resampled mAP."""
+
+    resamples: int
+    rng: np.random.Generator
+    weights: np.ndarray | None = None  # (B, images) multiplicities, drawn on first use
+    image_ids: tuple[str, ...] = ()
+    maps: dict[str, np.ndarray] | None = None  # run folder -> (B,) mAP
+
+    def run_maps(self, run: Run, matches: Matches, metric: str) -> np.ndarray | None:
+        """The run's mAP on every resample (None when its test images differ from the others')."""
+        if self.weights is None:
+            n = len(matches.image_ids)
+            draws = self.rng.integers(0, n, (self.resamples, n))
+            offsets = np.arange(self.resamples)[:, None] * n
+            counts = np.bincount((draws + offsets).ravel(), minlength=self.resamples * n)
+            self.weights, self.image_ids, self.maps = counts.reshape(-1, n), matches.image_ids, {}
+        if matches.image_ids != self.image_ids:
+            return None
+        assert self.maps is not None
+        key = str(run.paths.root)
+        if key not in self.maps:
+            self.maps[key] = weighted_map(matches, self.weights, metric)  # type: ignore[arg-type]
+        return self.maps[key]
+
+
+def _bootstrap_pair(
+    a_maps: list[np.ndarray], b_maps: list[np.ndarray], rng: np.random.Generator
+) -> tuple[float, float]:
+    """Percentile interval of mean_s (a_s − b_s) over resampled images (columns) and seeds."""
+    diffs = np.stack([x - y for x, y in zip(a_maps, b_maps, strict=True)])  # (seeds, B)
+    seeds, resamples = diffs.shape
+    pick = rng.integers(0, seeds, (resamples, seeds))  # seeds drawn with replacement
+    boot = diffs[pick, np.arange(resamples)[:, None]].mean(axis=1)
+    lo, hi = np.percentile(boot, [50 * (1 - CONFIDENCE), 50 * (1 + CONFIDENCE)])
+    return float(lo), float(hi)
+
+
+def pair_table(runs: Sequence[Run], bootstrap: int = 1000) -> pd.DataFrame:
+    """One row per sampler pair (``PAIR_COLUMNS``), paired by seed; see the module docstring."""
+    by_key = {(r.sampler, r.seed): r for r in runs}
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    resampler = Resampler(bootstrap, rng)
+    matches: dict[str, Matches | None] = {}
+    rows = []
+    for a, b in sampler_pairs([r.sampler for r in runs]):
+        seeds = sorted(s for (name, s) in by_key if name == a and (b, s) in by_key)
+        pairs = [(by_key[(a, s)], by_key[(b, s)]) for s in seeds]
+        deltas = np.array([float(x.summary["mAP"]) - float(y.summary["mAP"]) for x, y in pairs])
+        lo, hi, method = math.nan, math.nan, "t over seeds"
+        if bootstrap > 0 and pairs:
+            found = _pair_maps(pairs, resampler, matches)
+            if found is not None:
+                lo, hi = _bootstrap_pair(*found, rng)
+                method = f"bootstrap: {bootstrap} resamples of test images and seeds"
+            else:
+                method = "t over seeds (no matches.npz for every run, or other test images)"
+        if method.startswith("t over seeds"):
+            lo, hi = t_interval(deltas)
+        delta = float(deltas.mean()) if len(deltas) else math.nan
+        rows.append([a, b, delta, lo, hi, len(seeds), verdict(lo, hi, len(seeds)), method])
+    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
+
+
+def _pair_maps(
+    pairs: list[tuple[Run, Run]], resampler: Resampler, cache: dict[str, Matches | None]
+) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
+    """Both samplers' resampled mAP per paired seed, or None when some run cannot be resampled."""
+    out: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+    for pair in pairs:
+        for side, run in enumerate(pair):
+            # "all" puts voc07 at the top level; COCO AP cannot be rescored from VOC matches.
+            metric = {"voc07": "voc07", "all": "voc07", "voc10": "voc10"}.get(
+                str(run.summary.get("metric", "voc07"))
+            )
+            if metric is None:
+                return None
+            key = str(run.paths.root)
+            if key not in cache:
+                cache[key] = run.matches()
+            m = cache[key]
+            maps = resampler.run_maps(run, m, metric) if m is not None else None
+            if maps is None:
+                return None
+            out[side].append(maps)
+    return out

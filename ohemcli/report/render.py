@@ -1,0 +1,168 @@
+"""The report files of a comparison: results.csv, summary.csv, report.md and the plots.
+
+Layout (names from ``engine.run_state.ComparePaths``)::
+
+    OUT/results.csv, summary.csv     one row per run / per sampler
+    OUT/pairs.csv                    one row per pair of samplers (Δ, interval, verdict)
+    OUT/report.md, OUT/plots/*.png   the report with its plots
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import math
+import os
+import platform
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from ohemcli.engine.run_state import ComparePaths
+from ohemcli.engine.runs import Run
+from ohemcli.fileio import atomic_write_text
+from ohemcli.report import tables
+from ohemcli.report.analysis import Analysis, analyse_results, protocol_lines
+from ohemcli.report.plots import write_plots
+
+MEMORY_NOTE = (
+    "Times are means over seeds; total s = train + mining (evaluation excluded). peak MB is the "
+    "CUDA peak allocated per run; on the CPU it is the process's peak resident memory (VmHWM), "
+    "reset at the start of each run.\n"
+)
+
+
+def environment() -> dict[str, str]:
+    """Software versions and the machine that renders the report."""
+    import cv2
+    import numpy as np
+    import torch
+    import torchvision
+
+    import ohemcli
+
+    try:
+        version = importlib.metadata.version("ohemcli")
+    except importlib.metadata.PackageNotFoundError:
+        version = ohemcli.__version__
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "ohemcli": version,
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+        "pandas": pd.__version__,
+        "platform": platform.platform(),
+        "CPUs": str(os.cpu_count()),
+        "GPU": gpu,
+    }
+
+
+def _config_yaml(out: ComparePaths, runs: Sequence[Run]) -> str:
+    """The compare's base config, or the first run's config for loose run folders."""
+    if out.settings.is_file():
+        raw = yaml.safe_load(out.settings.read_text(encoding="utf-8")) or {}
+        return yaml.safe_dump(raw.get("config", {}), sort_keys=False)
+    if runs and runs[0].config:
+        return yaml.safe_dump(runs[0].config, sort_keys=False)
+    return "(no config found)\n"
+
+
+def _runs_table(results: pd.DataFrame) -> pd.DataFrame:
+    cols = ["run", "sampler", "seed", "iters", "mAP", "train_seconds", "mining_seconds"]
+    runs = results[[*cols, "s_per_iter"]].copy()
+    runs["mAP"] = runs["mAP"].map("{:.4f}".format)
+    for c in ("train_seconds", "mining_seconds", "s_per_iter"):
+        runs[c] = runs[c].map("{:.3f}".format)
+    return runs
+
+
+def _heading(results: pd.DataFrame) -> str:
+    first = results.iloc[0]
+    seeds = ", ".join(map(str, sorted(results["seed"].unique())))
+    devices = ", ".join(sorted(set(results["device"])))
+    machines = ", ".join(sorted(set(results["machine"])))
+    return (
+        f"Data `{first['data']}`, {first['iters']} iterations, seeds {seeds}, "
+        f"{first['metric']} mAP. Trained on {devices} ({machines}).\n"
+    )
+
+
+def _results_section(a: Analysis) -> list[str]:
+    target = "—" if math.isnan(a.target) else f"{a.target:.4f}"
+    return [
+        "## Results\n",
+        tables.markdown_table(tables.formatted(a.summary)),
+        MEMORY_NOTE + f"s to target: train + mining seconds to first reach mAP {target} "
+        "(interpolated between evaluations; mean over seeds, — when a seed never reached it).\n",
+        "## Pairs\n",
+        tables.markdown_table(tables.formatted_pairs(a.pairs))
+        if len(a.pairs)
+        else "One sampler: no pairs.\n",
+        a.method + "\n",
+        "## Time to accuracy\n",
+        "".join(f"- {line}\n" for line in a.time_sentences()),
+        "## Eval protocol\n",
+        "\n".join(protocol_lines(a.runs)) + "\n",
+    ]
+
+
+def report_markdown(
+    out: ComparePaths, a: Analysis, plots: Sequence[Path] = (), skipped: Sequence[str] = ()
+) -> str:
+    """The text of ``report.md``: tables, pairs, time to accuracy, plots, config, machine."""
+    ap = tables.per_class_ap(a.results).map(lambda v: tables.format_cell("mAP", v))
+    parts = ["# Sampler comparison\n", _heading(a.results)]
+    if a.notes:
+        parts.append("\n\n".join(a.notes) + "\n")
+    parts += _results_section(a)
+    parts += [
+        "## Per-class AP (mean over seeds)\n",
+        tables.markdown_table(ap.rename_axis("class"), index=True),
+    ]
+    if plots or skipped:
+        parts.append("## Plots\n")
+        parts += [f"![{p.stem}]({p.relative_to(out.root).as_posix()})\n" for p in plots]
+        parts += [f"{note}\n" for note in skipped]
+    parts += [
+        "## Runs\n",
+        tables.markdown_table(_runs_table(a.results)),
+        "## Config\n",
+        "The runs differ only in `sampler.name` and `train.seed`.\n",
+        "```yaml\n" + _config_yaml(out, a.runs) + "```\n",
+        "## Software and machine (where this report was rendered)\n",
+        "".join(f"- {k}: {v}\n" for k, v in environment().items()),
+    ]
+    return "\n".join(parts)
+
+
+def write_analysis(out_dir: Path, a: Analysis, plots: bool = True) -> list[Path]:
+    """Write results.csv, summary.csv, pairs.csv, report.md and plots/*.png into ``out_dir``."""
+    out = ComparePaths(Path(out_dir))
+    written = [
+        atomic_write_text(out.results_csv, tables.to_csv(a.results)),
+        atomic_write_text(out.summary_csv, tables.to_csv(a.summary)),
+        atomic_write_text(out.pairs_csv, tables.to_csv(a.pairs)),
+    ]
+    drawn: list[Path] = []
+    skipped: list[str] = []
+    if plots:
+        evals, metrics = tables.evals_frame(a.runs), tables.metrics_frame(a.runs)
+        drawn, skipped = write_plots(a.results, evals, metrics, out)
+    written += drawn
+    written.append(atomic_write_text(out.report_md, report_markdown(out, a, drawn, skipped)))
+    return written
+
+
+def write_report(
+    out_dir: Path,
+    results: pd.DataFrame,
+    plots: bool = True,
+    bootstrap: int = 1000,
+    target_map: float | None = None,
+) -> list[Path]:
+    """:func:`write_analysis` of the runs of a ``tables.load_runs`` table."""
+    return write_analysis(out_dir, analyse_results(results, bootstrap, target_map), plots)
