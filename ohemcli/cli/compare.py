@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -35,6 +36,8 @@ from ohemcli.errors import UserError
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from ohemcli.engine.compare import CompareOutcome, RunFailure
 
 _NOT_CONFIG = ("samplers", "seeds", "config", "out", "progress")  # compare options, not config keys
 TABLE_WIDTH = 180  # rich table width when stdout is not a terminal (files, pipes, tests)
@@ -140,21 +143,57 @@ def compare_command(
       ohem compare --data VOCdevkit/VOC2007 --config voc07_vgg16 --samplers fixed,ohem --device cuda
     """
     options = {k: v for k, v in locals().items() if k not in _NOT_CONFIG}  # before any import
+    from ohemcli.engine.compare import compare
     from ohemcli.engine.setup import data_name
-    from ohemcli.progress import out_console
-    from ohemcli.report import compare
 
     cfg = build_config(config, options)
     out_dir = out or Path("runs") / f"compare-{data_name(cfg.data.data)}"
-    results = compare(
+    outcome = compare(
         cfg, parse_samplers(samplers), parse_seeds(seeds), out_dir, show_progress=progress
     )
-    print_results(results)
-    out_console.print(
-        f"Files: {out_dir}/report.md, summary.csv, results.csv, plots/",
-        highlight=False,
-        soft_wrap=True,
-    )
+    finish_compare(outcome, out_dir, cfg.train.iters)
+
+
+def print_failures(failures: Sequence[RunFailure]) -> None:
+    """One row per failed run on stderr: its name, state and the last line of its log."""
+    from rich.table import Table
+
+    from ohemcli.progress import err_console
+
+    table = Table(title="Runs that did not finish", title_justify="left")
+    for column in ("run", "state", "last line of its log", "folder"):
+        table.add_column(column, overflow="fold")
+    for f in failures:
+        table.add_row(f.name, f.state, f.last_line, str(f.path))
+    err_console.print(table)
+
+
+def finish_compare(outcome: CompareOutcome, out_dir: Path, iters: int) -> None:
+    """Report the finished runs, name the failed ones (exit 1) and the ones still under way."""
+    from ohemcli.progress import err_console, out_console
+    from ohemcli.report import load_runs, write_report
+
+    finished = outcome.finished(iters)
+    if finished:
+        results = load_runs(finished)
+        write_report(out_dir, results)
+        print_results(results)
+        out_console.print(
+            f"Files: {out_dir}/report.md, summary.csv, results.csv, plots/",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if outcome.pending:
+        names = ", ".join(r.name for r in outcome.pending)
+        err_console.print(
+            f"{len(outcome.pending)} run(s) under way ({names}); run the same command again, or "
+            f"ohem report {out_dir}, to collect them",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if outcome.failures:
+        print_failures(outcome.failures)
+        raise typer.Exit(1)
 
 
 def _is_compare_folder(path: Path) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -87,8 +88,14 @@ class Trainer:
     """Holds a run's objects so that the loop reads top to bottom."""
 
     def __init__(
-        self, cfg: ExperimentConfig, out_dir: Path, resume: bool, show_progress: bool
+        self,
+        cfg: ExperimentConfig,
+        out_dir: Path,
+        resume: bool,
+        show_progress: bool,
+        callback: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
+        self.callback = callback
         self.device = resolve_device(cfg.train.device)
         self.dist: DistInfo = init_distributed(self.device.type)
         if self.device.type == "cuda":
@@ -174,6 +181,12 @@ class Trainer:
             generator=torch.Generator().manual_seed(c.train.seed),
         )
 
+    def _write_record(self, path: Path, record: dict[str, Any], kind: str) -> None:
+        """Append ``record`` to a JSONL log, then hand it to the callback with ``kind`` added."""
+        append_jsonl(path, record)
+        if self.callback is not None:
+            self.callback({**record, "kind": kind})
+
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -225,7 +238,7 @@ class Trainer:
         }
         if not any(p["iter"] == point["iter"] for p in self.state.eval_history):
             self.state.eval_history.append(point)
-            append_jsonl(self.paths.evals, point)
+            self._write_record(self.paths.evals, point, "eval")
         return result
 
     def run(self) -> dict[str, Any]:
@@ -258,10 +271,8 @@ class Trainer:
                 it = self.state.iteration
                 self.state.record(result, step_time, data_time)
                 if self.dist.is_main and (it + 1) % c.log_every == 0:
-                    append_jsonl(
-                        self.paths.metrics,
-                        self.state.log_line(it + 1, self.scheduler.get_last_lr()[0]),
-                    )
+                    line = self.state.log_line(it + 1, self.scheduler.get_last_lr()[0])
+                    self._write_record(self.paths.metrics, line, "metrics")
                 if self._mining_due(it) and it + 1 < c.iters:
                     self._mine()  # never after the last iteration: nothing would use the pool
                 if self.dist.is_main and (it + 1) in eval_points and it + 1 < c.iters:
@@ -294,11 +305,15 @@ def train(
     out_dir: Path | None = None,
     resume: bool = False,
     show_progress: bool = True,
+    callback: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Train one run and return its ``summary.json`` content. See the module docstring."""
-    trainer = Trainer(
-        cfg, Path(out_dir) if out_dir else default_run_dir(cfg), resume, show_progress
-    )
+    """Train one run and return its ``summary.json`` content. See the module docstring.
+
+    ``callback(record)`` is called in this process with every record written to metrics.jsonl
+    (``record["kind"] == "metrics"``) and evals.jsonl (``"eval"``), on rank 0.
+    """
+    run_dir = Path(out_dir) if out_dir else default_run_dir(cfg)
+    trainer = Trainer(cfg, run_dir, resume, show_progress, callback)
     done = trainer.paths.finished_summary(cfg.train.iters)
     if trainer.state.iteration >= cfg.train.iters and done is not None:
         err_console.print(f"{trainer.paths.root}: already trained to {cfg.train.iters} iterations")

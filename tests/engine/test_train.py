@@ -110,3 +110,21 @@ def test_existing_run_is_not_clobbered(tmp_path, small_config):
             resume=True,
             show_progress=False,
         )
+
+
+def test_callback_sees_every_logged_record(tmp_path, small_config):
+    seen = []
+    train(
+        small_config(**{"train.iters": 10, "train.eval_points": 2}),
+        tmp_path / "run",
+        show_progress=False,
+        callback=seen.append,
+    )
+    lines = {
+        kind: [json.loads(s) for s in (tmp_path / "run" / name).read_text().splitlines()]
+        for kind, name in (("metrics", "metrics.jsonl"), ("eval", "evals.jsonl"))
+    }
+    for kind, written in lines.items():
+        got = [{k: v for k, v in r.items() if k != "kind"} for r in seen if r["kind"] == kind]
+        assert got == written and written
+    assert [r["iter"] for r in seen if r["kind"] == "metrics"] == [5, 10]
