@@ -56,10 +56,13 @@ class SamplerConfig:
     bg_lo: float = 0.1  # fixed and hnm: background needs max IoU >= this (ohem uses 0)
     ohem_nms: bool = True  # ohem: NMS over RoIs scored by loss before taking the top B/N
     ohem_nms_iou: float = 0.7  # ohem: IoU of that NMS
+    ohem_nms_scope: str = "label"  # ohem: NMS per (image, label) (the release) or per "image"
     ohem_loss: str = "cls+box"  # ohem: rank by "cls+box" (paper) or "cls" (mmdetection)
     mine_every: int = 0  # hnm: iterations between mining passes (0 = once per epoch)
     hnm_fp_thresh: float = 0.5  # hnm: a background RoI is a false positive at this object score
     hnm_pool_per_image: int = 64  # hnm: most false positives kept per image
+    hnm_pool: str = "accumulate"  # hnm: "accumulate" (add to the pool) or "replace" it each pass
+    hnm_evict_thresh: float = 0.3  # hnm accumulate: a pooled RoI scored below this leaves the pool
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from ohemcli.cli.options import (
     ConfigOpt,
     DataOpt,
     DeviceOpt,
+    OhemNmsScopeOpt,
     PretrainedOpt,
     RoIOpOpt,
     WorkersOpt,
@@ -39,6 +40,7 @@ def bench_command(
     pretrained: PretrainedOpt = None,
     roi_op: RoIOpOpt = None,
     workers: WorkersOpt = None,
+    ohem_nms_scope: OhemNmsScopeOpt = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the rows as JSON on stdout.")
     ] = False,
@@ -70,6 +72,7 @@ def bench_command(
         "pretrained": pretrained,
         "roi_op": roi_op,
         "workers": workers,
+        "ohem_nms_scope": ohem_nms_scope,
     }
     rows = bench_samplers(build_config(config, options), names, iters, warmup)
     if json_out:

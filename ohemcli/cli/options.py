@@ -36,6 +36,11 @@ class RankingLoss(str, Enum):
     cls = "cls"
 
 
+class NmsScope(str, Enum):
+    label = "label"
+    image = "image"
+
+
 DataOpt = Annotated[
     str | None, typer.Option("--data", help="'synth' (built-in, no download) or a VOC root folder.")
 ]
@@ -88,6 +93,12 @@ OhemNmsOpt = Annotated[
 OhemNmsIouOpt = Annotated[
     float | None, typer.Option("--ohem-nms-iou", min=0.0, max=1.0, help="ohem: NMS IoU (0.7).")
 ]
+OhemNmsScopeOpt = Annotated[
+    NmsScope | None,
+    typer.Option(
+        "--ohem-nms-scope", help="ohem: NMS per (image, label) as the release, or per image."
+    ),
+]
 OhemLossOpt = Annotated[
     RankingLoss | None, typer.Option("--ohem-loss", help="ohem: rank by cls+box (paper) or cls.")
 ]
@@ -120,6 +131,7 @@ OPTION_KEYS = {
     "sampler": "sampler.name",
     "ohem_nms": "sampler.ohem_nms",
     "ohem_nms_iou": "sampler.ohem_nms_iou",
+    "ohem_nms_scope": "sampler.ohem_nms_scope",
     "ohem_loss": "sampler.ohem_loss",
     "mine_every": "sampler.mine_every",
     "hnm_fp_thresh": "sampler.hnm_fp_thresh",

@@ -1,4 +1,9 @@
-"""RoI samplers: which RoIs of a mini-batch the network trains on."""
+"""RoI samplers: which RoIs of a mini-batch the network trains on.
+
+``SAMPLERS`` is the one list of sampler names: it maps each name to the function that builds that
+sampler from a :class:`~ohemcli.config.SamplerConfig`; ``SamplerName`` (the CLI choice) derives
+from it. Each sampler's constructor takes only the numbers it uses.
+"""
 
 from __future__ import annotations
 
@@ -12,29 +17,45 @@ from ohemcli.samplers.fixed import FixedSampler
 from ohemcli.samplers.hnm import HNMSampler
 from ohemcli.samplers.ohem import OHEMSampler
 
+
+def _fixed(c: SamplerConfig) -> FixedSampler:
+    return FixedSampler(c.fg_fraction, c.fg_thresh, c.bg_lo)
+
+
+def _hnm(c: SamplerConfig) -> HNMSampler:
+    return HNMSampler(c.fg_fraction, c.fg_thresh, c.bg_lo)
+
+
+def _ohem(c: SamplerConfig) -> OHEMSampler:
+    # ohem has no bg_lo and no fg share: its background is every RoI with IoU in [0, fg_thresh).
+    return OHEMSampler(c.ohem_nms_iou if c.ohem_nms else None, c.ohem_nms_scope, c.ohem_loss)
+
+
 SAMPLERS: dict[str, Callable[[SamplerConfig], RoISampler]] = {
-    "fixed": FixedSampler,
-    "hnm": HNMSampler,
-    "ohem": OHEMSampler,
+    "fixed": _fixed,
+    "hnm": _hnm,
+    "ohem": _ohem,
 }
 
-
-class SamplerName(str, Enum):
-    """Sampler choice for the CLI."""
-
-    fixed = "fixed"
-    hnm = "hnm"
-    ohem = "ohem"
+SamplerName = Enum("SamplerName", {name: name for name in SAMPLERS}, type=str)  # type: ignore[misc]
+SamplerName.__doc__ = "Sampler choice for the CLI (the names of ``SAMPLERS``)."
 
 
 def build_sampler(cfg: SamplerConfig) -> RoISampler:
-    """The sampler named by ``cfg.name``, with the background range it implies.
-
-    ohem has no bg_lo: its background is every RoI with IoU in [0, 0.5).
-    """
+    """The sampler named by ``cfg.name``, built from the config's numbers that it uses."""
     if cfg.name not in SAMPLERS:
-        raise UserError(f"--sampler: unknown '{cfg.name}' (choose from {', '.join(SAMPLERS)})")
+        raise UserError(f"sampler.name: unknown '{cfg.name}' (choose from {', '.join(SAMPLERS)})")
     return SAMPLERS[cfg.name](cfg)
 
 
-__all__ = ["SAMPLERS", "SamplerName", "build_sampler", "ImageRoIs", "MinedNegatives", "RoISampler"]
+__all__ = [
+    "SAMPLERS",
+    "FixedSampler",
+    "HNMSampler",
+    "OHEMSampler",
+    "SamplerName",
+    "build_sampler",
+    "ImageRoIs",
+    "MinedNegatives",
+    "RoISampler",
+]

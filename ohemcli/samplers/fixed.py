@@ -7,7 +7,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ohemcli.config import SamplerConfig
 from ohemcli.model.fast_rcnn import RoILosses
 from ohemcli.samplers.base import ImageRoIs, MinedNegatives, random_subset
 
@@ -60,16 +59,19 @@ class FixedSampler:
     needs_roi_losses = False
     needs_mining = False
 
-    def __init__(self, cfg: SamplerConfig) -> None:
-        self.cfg = cfg
+    def __init__(
+        self, fg_fraction: float = 0.25, fg_thresh: float = 0.5, bg_lo: float = 0.1
+    ) -> None:
+        """``fg_fraction``: share of foreground; background is label 0 with IoU in
+        [``bg_lo``, ``fg_thresh``)."""
+        self.fg_fraction, self.fg_thresh, self.bg_lo = fg_fraction, fg_thresh, bg_lo
 
     def select(
         self, rois: ImageRoIs, roi_losses: RoILosses | None, num: int, gen: torch.Generator
     ) -> Tensor:
         """Positions of the chosen RoIs (see :func:`sample_fg_bg`)."""
-        c = self.cfg
         return sample_fg_bg(
-            rois.labels, rois.max_iou, num, c.fg_fraction, c.bg_lo, c.fg_thresh, gen
+            rois.labels, rois.max_iou, num, self.fg_fraction, self.bg_lo, self.fg_thresh, gen
         )
 
     def after_epoch(self, mined: MinedNegatives | None) -> None:

@@ -13,7 +13,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ohemcli.config import SamplerConfig
 from ohemcli.model.fast_rcnn import RoILosses
 from ohemcli.samplers.base import ImageRoIs, MinedNegatives
 from ohemcli.samplers.fixed import sample_fg_bg
@@ -25,24 +24,26 @@ class HNMSampler:
     needs_roi_losses = False
     needs_mining = True
 
-    def __init__(self, cfg: SamplerConfig) -> None:
-        self.cfg = cfg
+    def __init__(
+        self, fg_fraction: float = 0.25, fg_thresh: float = 0.5, bg_lo: float = 0.1
+    ) -> None:
+        """The numbers of ``fixed`` (see :class:`~ohemcli.samplers.fixed.FixedSampler`)."""
+        self.fg_fraction, self.fg_thresh, self.bg_lo = fg_fraction, fg_thresh, bg_lo
         self.pool = MinedNegatives()
 
     def select(
         self, rois: ImageRoIs, roi_losses: RoILosses | None, num: int, gen: torch.Generator
     ) -> Tensor:
         """25% foreground; negatives from the image's pool first, then random background."""
-        c = self.cfg
         pooled = self.pool.per_image.get(rois.image_id)
         preferred = None if pooled is None else pooled[0].to(rois.labels.device)
         return sample_fg_bg(
             rois.labels,
             rois.max_iou,
             num,
-            c.fg_fraction,
-            c.bg_lo,
-            c.fg_thresh,
+            self.fg_fraction,
+            self.bg_lo,
+            self.fg_thresh,
             gen,
             preferred_bg=preferred,
         )

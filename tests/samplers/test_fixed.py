@@ -55,3 +55,32 @@ def test_same_generator_same_picks():
     c = sampler.select(rois, None, 64, _gen(6))
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
+
+
+def test_sampler_names_are_listed_once_and_the_cli_choice_derives_from_them():
+    from ohemcli.samplers import SAMPLERS, SamplerName
+
+    assert [m.value for m in SamplerName] == list(SAMPLERS) == ["fixed", "hnm", "ohem"]
+    for name in SAMPLERS:
+        assert build_sampler(SamplerConfig(name=name)) is not None
+
+
+def test_unknown_sampler_is_a_user_error_naming_the_config_key():
+    import pytest
+
+    from ohemcli.errors import UserError
+
+    with pytest.raises(UserError, match=r"^sampler\.name: unknown 'ohm'"):
+        build_sampler(SamplerConfig(name="ohm"))
+
+
+def test_the_factory_hands_the_config_numbers_to_the_constructor():
+    from ohemcli.samplers import FixedSampler
+
+    sampler = build_sampler(SamplerConfig(name="fixed", fg_fraction=0.5, fg_thresh=0.6, bg_lo=0.0))
+    assert isinstance(sampler, FixedSampler)
+    assert (sampler.fg_fraction, sampler.fg_thresh, sampler.bg_lo) == (0.5, 0.6, 0.0)
+    # fg_fraction 0.5 of 64 with plenty of both: 32 foreground, and IoU 0.05 background allowed.
+    rois = _rois([1] * 40 + [0] * 200, [0.7] * 40 + [0.05] * 200)
+    chosen = sampler.select(rois, None, 64, _gen())
+    assert int((rois.labels[chosen] > 0).sum()) == 32 and len(chosen) == 64

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torchvision.ops import box_iou
 
 from ohemcli.config import SamplerConfig
 from ohemcli.errors import UserError
@@ -53,9 +54,43 @@ def test_box_loss_counts_unless_cls_ranking():
     assert cls_only.tolist() == [0]
 
 
-def test_unknown_ranking_loss_is_a_user_error():
-    with pytest.raises(UserError, match="--ohem-loss"):
+def test_unknown_ranking_loss_or_scope_is_a_user_error_naming_the_config_key():
+    with pytest.raises(UserError, match=r"^sampler\.ohem_loss: unknown 'box'"):
         build_sampler(SamplerConfig(name="ohem", ohem_loss="box"))
+    with pytest.raises(UserError, match=r"^sampler\.ohem_nms_scope: unknown 'class'"):
+        build_sampler(SamplerConfig(name="ohem", ohem_nms_scope="class"))
+
+
+def _bg_over_fg():
+    """A background RoI of loss 5 over a foreground RoI of loss 3 at IoU 0.9, and a far one."""
+    boxes = torch.tensor([[0, 0, 10, 10], [0, 0, 10, 9], [50, 50, 60, 60]], dtype=torch.float32)
+    # IoU of RoIs 0 and 1: intersection 10 * 9 = 90 over union 100 (torchvision, no +1).
+    assert torch.isclose(box_iou(boxes[:1], boxes[1:2]), torch.tensor(0.9)).all()
+    rois = ImageRoIs(boxes, torch.tensor([0, 1, 0]), torch.tensor([0.3, 0.7, 0.0]),
+                     torch.zeros(3, 4), "img")  # fmt: skip
+    return rois, RoILosses(torch.tensor([5.0, 3.0, 1.0]), torch.zeros(3))
+
+
+@pytest.mark.parametrize(("scope", "expected"), [("image", [0, 2]), ("label", [0, 1, 2])])
+def test_nms_scope_image_lets_background_suppress_foreground_and_label_does_not(scope, expected):
+    rois, losses = _bg_over_fg()
+    sampler = build_sampler(SamplerConfig(name="ohem", ohem_nms_iou=0.7, ohem_nms_scope=scope))
+    assert sampler.select(rois, losses, 3, torch.Generator()).tolist() == expected
+
+
+def test_label_scope_still_suppresses_duplicates_of_the_same_label():
+    # The planted near-duplicates of BOXES all share label 0, so "label" equals "image" here.
+    for scope in ("label", "image"):
+        sampler = build_sampler(SamplerConfig(name="ohem", ohem_nms_scope=scope))
+        chosen = sampler.select(_rois(BOXES), RoILosses(CLS, torch.zeros(6)), 3, torch.Generator())
+        assert chosen.tolist() == [0, 2, 4]
+
+
+def test_default_scope_is_the_releases_per_label_nms():
+    assert SamplerConfig().ohem_nms_scope == "label"
+    sampler = build_sampler(SamplerConfig(name="ohem"))
+    assert (sampler.nms_iou, sampler.nms_scope, sampler.ranking_loss) == (0.7, "label", "cls+box")
+    assert build_sampler(SamplerConfig(name="ohem", ohem_nms=False)).nms_iou is None
 
 
 def test_read_only_pass_builds_no_autograd_graph():
