@@ -40,7 +40,85 @@ if TYPE_CHECKING:
 
     from ohemcli.engine.compare import CompareOutcome, RunFailure
 
-_NOT_CONFIG = ("samplers", "seeds", "config", "out", "progress")  # compare options, not config keys
+_NOT_CONFIG = (  # compare options, not config keys
+    "samplers", "seeds", "config", "out", "progress", "launcher", "jobs", "gpus_per_run", "wait",
+    "slurm_partition", "slurm_time", "slurm_account", "slurm_constraint", "slurm_mem",
+)  # fmt: skip
+LAUNCHER_PANEL = "launcher"
+
+
+class Launcher(str, Enum):
+    local = "local"
+    slurm = "slurm"
+
+
+LauncherOpt = Annotated[
+    Launcher,
+    typer.Option(
+        "--launcher",
+        help="local: this machine; slurm: a Slurm cluster (through submitit).",
+        rich_help_panel=LAUNCHER_PANEL,
+    ),
+]
+JobsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--jobs",
+        min=1,
+        help="Runs at once. Default: 1 on the CPU (in this process), one per --gpus-per-run "
+        "visible GPUs on CUDA; Slurm: no limit.",
+        rich_help_panel=LAUNCHER_PANEL,
+    ),
+]
+GpusPerRunOpt = Annotated[
+    int,
+    typer.Option(
+        "--gpus-per-run",
+        min=1,
+        help="GPUs of one run; above 1 the run trains with DDP, one task per GPU.",
+        rich_help_panel=LAUNCHER_PANEL,
+    ),
+]
+WaitOpt = Annotated[
+    bool,
+    typer.Option(
+        "--wait/--no-wait",
+        help="Watch the jobs to the end; --no-wait submits and returns (collect later with the "
+        "same command or ohem report).",
+        rich_help_panel=LAUNCHER_PANEL,
+    ),
+]
+SlurmPartitionOpt = Annotated[
+    str | None,
+    typer.Option("--slurm-partition", help="Slurm partition.", rich_help_panel=LAUNCHER_PANEL),
+]
+SlurmTimeOpt = Annotated[
+    int,
+    typer.Option(
+        "--slurm-time",
+        min=1,
+        help="Minutes per Slurm job; a timed-out job is requeued and resumes from its checkpoint.",
+        rich_help_panel=LAUNCHER_PANEL,
+    ),
+]
+SlurmAccountOpt = Annotated[
+    str | None,
+    typer.Option("--slurm-account", help="Slurm account.", rich_help_panel=LAUNCHER_PANEL),
+]
+SlurmConstraintOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--slurm-constraint",
+        help="Slurm node constraint, e.g. a100.",
+        rich_help_panel=LAUNCHER_PANEL,
+    ),
+]
+SlurmMemOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--slurm-mem", help="Slurm memory per node, e.g. 64G.", rich_help_panel=LAUNCHER_PANEL
+    ),
+]
 TABLE_WIDTH = 180  # rich table width when stdout is not a terminal (files, pipes, tests)
 
 
@@ -125,6 +203,15 @@ def compare_command(
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Progress bars on stderr.")
     ] = True,
+    launcher: LauncherOpt = Launcher.local,
+    jobs: JobsOpt = None,
+    gpus_per_run: GpusPerRunOpt = 1,
+    wait: WaitOpt = True,
+    slurm_partition: SlurmPartitionOpt = None,
+    slurm_time: SlurmTimeOpt = 24 * 60,
+    slurm_account: SlurmAccountOpt = None,
+    slurm_constraint: SlurmConstraintOpt = None,
+    slurm_mem: SlurmMemOpt = None,
 ) -> None:
     """Train one Fast R-CNN per sampler and seed with the same config, budget and seed, and compare.
 
@@ -143,16 +230,23 @@ def compare_command(
       ohem compare --data synth --seeds 1,2,3 --iters 600 --out runs/cmp
 
       ohem compare --data VOCdevkit/VOC2007 --config voc07_vgg16 --samplers fixed,ohem --device cuda
+
+      ohem compare --data VOCdevkit/VOC2007 --seeds 1,2,3 --jobs 8  (one run per GPU)
+
+      ohem compare --data VOCdevkit/VOC2007 --seeds 1,2,3 --launcher slurm --slurm-partition gpu
     """
     options = {k: v for k, v in locals().items() if k not in _NOT_CONFIG}  # before any import
     from ohemcli.engine.compare import compare
+    from ohemcli.engine.launch import Launch
     from ohemcli.engine.setup import data_name
 
     cfg = build_config(config, options)
     out_dir = out or Path("runs") / f"compare-{data_name(cfg.data.data)}"
-    outcome = compare(
-        cfg, parse_samplers(samplers), parse_seeds(seeds), out_dir, show_progress=progress
-    )
+    launch = Launch(
+        launcher.value, jobs, gpus_per_run, wait, slurm_partition, slurm_time, slurm_account,
+        slurm_constraint, slurm_mem,
+    )  # fmt: skip
+    outcome = compare(cfg, parse_samplers(samplers), parse_seeds(seeds), out_dir, progress, launch)
     finish_compare(outcome, out_dir, cfg.train.iters)
 
 

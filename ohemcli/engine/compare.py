@@ -253,8 +253,13 @@ def compare(
     out_dir = Path(out_dir)
     check_settings(out_dir, base, samplers, seeds)
     plan = plan_runs(out_dir, samplers, seeds)
-    if launch is None or launch.in_process:
+    if launch is None:
         return CompareOutcome(plan, train_in_process(base, plan, show_progress))
-    from ohemcli.engine.launch import launch_runs
+    from ohemcli.engine.launch import SUBMITIT_DIR, alive_jobs, launch_runs, resolve_jobs
 
+    launch = resolve_jobs(launch, base)
+    # Jobs of an earlier --no-wait call may still train some runs: then watch them, do not race.
+    earlier = (out_dir / SUBMITIT_DIR).is_dir() and alive_jobs(out_dir / SUBMITIT_DIR, "local")
+    if launch.in_process and not earlier:
+        return CompareOutcome(plan, train_in_process(base, plan, show_progress))
     return launch_runs(base, plan, out_dir, launch, show_progress)

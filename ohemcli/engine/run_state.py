@@ -109,6 +109,7 @@ class TrainState:
     fg_sum: float = 0.0
     smoothed_loss: float = 0.0
     recent_s_per_iter: float = 0.0
+    concurrent_runs: int = 1  # most runs training on this host at once (engine.sharing)
     window: dict[str, list[float]] = field(default_factory=dict)  # values since the last log line
     eval_history: list[dict[str, Any]] = field(default_factory=list)
 

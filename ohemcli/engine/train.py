@@ -37,6 +37,7 @@ from ohemcli.engine.run_state import (
     reset_peak_memory,
 )
 from ohemcli.engine.setup import build_model, build_optimizer, data_name, load_split, resolve_device
+from ohemcli.engine.sharing import HostRuns, device_names
 from ohemcli.engine.step import StepResult, train_step
 from ohemcli.errors import UserError
 from ohemcli.fileio import append_jsonl, atomic_write_json, atomic_write_text, truncate_jsonl
@@ -96,6 +97,7 @@ class Trainer:
         callback: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.callback = callback
+        self.host: HostRuns | None = None  # rank 0 marks itself as training on this host
         self.device = resolve_device(cfg.train.device)
         self.dist: DistInfo = init_distributed(self.device.type)
         if self.device.type == "cuda":
@@ -184,6 +186,8 @@ class Trainer:
     def _write_record(self, path: Path, record: dict[str, Any], kind: str) -> None:
         """Append ``record`` to a JSONL log, then hand it to the callback with ``kind`` added."""
         append_jsonl(path, record)
+        if self.host is not None and kind == "metrics":
+            self.state.concurrent_runs = max(self.state.concurrent_runs, self.host.sample())
         if self.callback is not None:
             self.callback({**record, "kind": kind})
 
@@ -296,6 +300,11 @@ class Trainer:
         result = self.evaluate(final=True)
         self.save()
         summary = self.state.summary(self.cfg, result, self.device, peak_memory_mb(self.device))
+        # Fair timing: runs that shared the host (or a device) slowed each other down.
+        summary.update(
+            concurrent_runs=self.state.concurrent_runs,
+            devices=device_names(self.device, self.dist),
+        )
         atomic_write_json(self.paths.summary, summary)
         return summary
 
@@ -318,4 +327,9 @@ def train(
     if trainer.state.iteration >= cfg.train.iters and done is not None:
         err_console.print(f"{trainer.paths.root}: already trained to {cfg.train.iters} iterations")
         return done
-    return trainer.run()
+    if not trainer.dist.is_main:
+        return trainer.run()
+    with HostRuns() as host:
+        trainer.host = host
+        trainer.state.concurrent_runs = max(trainer.state.concurrent_runs, host.most)
+        return trainer.run()
