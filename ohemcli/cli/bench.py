@@ -15,6 +15,7 @@ from ohemcli.cli.options import (
     ConfigOpt,
     DataOpt,
     DeviceOpt,
+    HnmPoolOpt,
     OhemNmsScopeOpt,
     PretrainedOpt,
     RoIOpOpt,
@@ -41,6 +42,7 @@ def bench_command(
     roi_op: RoIOpOpt = None,
     workers: WorkersOpt = None,
     ohem_nms_scope: OhemNmsScopeOpt = None,
+    hnm_pool: HnmPoolOpt = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the rows as JSON on stdout.")
     ] = False,
@@ -73,6 +75,7 @@ def bench_command(
         "roi_op": roi_op,
         "workers": workers,
         "ohem_nms_scope": ohem_nms_scope,
+        "hnm_pool": hnm_pool,
     }
     rows = bench_samplers(build_config(config, options), names, iters, warmup)
     if json_out:

@@ -19,6 +19,7 @@ from ohemcli.cli.options import (
     DifficultOpt,
     EvalPointsOpt,
     FpThreshOpt,
+    HnmPoolOpt,
     IterOpt,
     LrOpt,
     MineEveryOpt,
@@ -200,6 +201,7 @@ def compare_command(
     mine_every: MineEveryOpt = None,
     hnm_fp_thresh: FpThreshOpt = None,
     hnm_pool_per_image: PoolOpt = None,
+    hnm_pool: HnmPoolOpt = None,
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Progress bars on stderr.")
     ] = True,

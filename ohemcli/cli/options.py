@@ -41,6 +41,11 @@ class NmsScope(str, Enum):
     image = "image"
 
 
+class PoolRule(str, Enum):
+    accumulate = "accumulate"
+    replace = "replace"
+
+
 DataOpt = Annotated[
     str | None, typer.Option("--data", help="'synth' (built-in, no download) or a VOC root folder.")
 ]
@@ -118,6 +123,12 @@ PoolOpt = Annotated[
     int | None,
     typer.Option("--hnm-pool-per-image", min=1, help="hnm: most false positives kept per image."),
 ]
+HnmPoolOpt = Annotated[
+    PoolRule | None,
+    typer.Option(
+        "--hnm-pool", help="hnm: add each pass's false positives to the pool, or replace it."
+    ),
+]
 
 # CLI option name -> config key
 OPTION_KEYS = {
@@ -136,6 +147,7 @@ OPTION_KEYS = {
     "mine_every": "sampler.mine_every",
     "hnm_fp_thresh": "sampler.hnm_fp_thresh",
     "hnm_pool_per_image": "sampler.hnm_pool_per_image",
+    "hnm_pool": "sampler.hnm_pool",
     "iters": "train.iters",
     "seed": "train.seed",
     "device": "train.device",

@@ -18,6 +18,7 @@ from ohemcli.cli.options import (
     DifficultOpt,
     EvalPointsOpt,
     FpThreshOpt,
+    HnmPoolOpt,
     IterOpt,
     LrOpt,
     MineEveryOpt,
@@ -73,6 +74,7 @@ def train_command(
     mine_every: MineEveryOpt = None,
     hnm_fp_thresh: FpThreshOpt = None,
     hnm_pool_per_image: PoolOpt = None,
+    hnm_pool: HnmPoolOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print summary.json on stdout.")] = False,
 ) -> None:
     """Train Fast R-CNN with one RoI sampler, then evaluate it on the test split.

@@ -56,7 +56,13 @@ def _time_sampler(
             trainer._sync()
             start = time.perf_counter()
             mine_false_positives(
-                trainer.model, trainer.images, cfg.sampler, device, cfg.data.workers, False
+                trainer.model,
+                trainer.images,
+                trainer.sampler.mining_request(),
+                device,
+                cfg.data.workers,
+                False,
+                batch_size=cfg.train.images_per_batch,
             )
             trainer._sync()
             row["mining_pass_s"] = time.perf_counter() - start

@@ -1,7 +1,10 @@
-"""hnm's mining pass: score every training image's proposals and pool the false positives.
+"""hnm's mining pass: score every training image's proposals and report the false positives.
 
 Run in eval mode with no autograd, over unflipped images. Its wall-clock is the cost that the OHEM
-paper argues about, so the trainer counts it apart (``mining_seconds``) and in the total.
+paper argues about, so the trainer counts it apart (``mining_seconds``) and in the total, and it
+is batched like training: several images per forward, loaded by the DataLoader's workers.
+Images are grouped by size, so a batch needs no padding and every RoI gets the score that a
+one-image forward gives it (padding would change the features near the right and bottom edges).
 """
 
 from __future__ import annotations
@@ -12,11 +15,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from ohemcli.config import SamplerConfig
-from ohemcli.data.batching import TrainImages, collate
+from ohemcli.data.batching import Batch, TrainImages, collate
 from ohemcli.model.fast_rcnn import rois_with_batch_index
 from ohemcli.progress import make_progress
-from ohemcli.samplers.base import MinedNegatives
+from ohemcli.samplers.base import MinedNegatives, MiningRequest
 
 
 class ScoresRoIs(Protocol):
@@ -40,42 +42,71 @@ def false_positives(
     return candidates[order].cpu(), scores[order].float().cpu()
 
 
+def mining_batches(images: TrainImages, batch_size: int) -> list[list[tuple[int, bool]]]:
+    """Every image once, unflipped, ``batch_size`` at a time among images of the same size."""
+    by_size: dict[tuple[int, int], list[int]] = {}
+    for i in range(len(images)):
+        record = images.dataset[i]
+        by_size.setdefault((record.height, record.width), []).append(i)
+    return [
+        [(i, False) for i in group[start : start + batch_size]]
+        for group in by_size.values()
+        for start in range(0, len(group), batch_size)
+    ]
+
+
+def mining_loader(
+    images: TrainImages, batch_size: int, workers: int, pin_memory: bool = False
+) -> DataLoader:
+    """The mining pass's batches (see :func:`mining_batches`), loaded by ``workers`` processes."""
+    return DataLoader(
+        images,
+        batch_sampler=mining_batches(images, batch_size),
+        collate_fn=collate,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        generator=torch.Generator(),  # keeps the global RNG (dropout's) untouched
+    )
+
+
+def object_scores(model: ScoresRoIs, batch: Batch) -> list[Tensor]:
+    """Each image's RoIs' highest foreground probability, from one no-grad forward."""
+    rois = [s.rois for s in batch.samples]
+    logits, _ = model.roi_forward(model.features(batch.images), rois_with_batch_index(rois))
+    scores = logits.float().softmax(dim=1)[:, 1:].max(dim=1).values
+    return list(scores.split([len(r) for r in rois]))
+
+
 @torch.no_grad()
 def mine_false_positives(
     model: ScoresRoIs,
     images: TrainImages,
-    cfg: SamplerConfig,
+    request: MiningRequest,
     device: torch.device,
     workers: int = 0,
     show_progress: bool = True,
+    batch_size: int = 1,
 ) -> MinedNegatives:
     """One mining pass over every training image (see module docstring)."""
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()
-    loader = DataLoader(
-        images,
-        batch_sampler=[[(i, False)] for i in range(len(images))],
-        collate_fn=collate,
-        num_workers=workers,
-        generator=torch.Generator(),  # keeps the global RNG (dropout's) untouched
-    )
+    loader = mining_loader(images, batch_size, workers, pin_memory=device.type == "cuda")
     mined = MinedNegatives()
     with make_progress(disable=not show_progress) as progress:
         task = progress.add_task("hnm mining pass", total=len(images))
         for batch in loader:
             batch = batch.to(device)
-            sample = batch.samples[0]
-            logits, _ = model.roi_forward(
-                model.features(batch.images), rois_with_batch_index([sample.rois])
-            )
-            object_scores = logits.float().softmax(dim=1)[:, 1:].max(dim=1).values
-            idx, scores = false_positives(
-                sample.labels, object_scores, cfg.hnm_fp_thresh, cfg.hnm_pool_per_image
-            )
-            if idx.numel():
-                mined.per_image[sample.image_id] = (idx, scores)
-            progress.advance(task)
+            for sample, scores in zip(batch.samples, object_scores(model, batch), strict=True):
+                idx, fp_scores = false_positives(
+                    sample.labels, scores, request.fp_thresh, request.per_image
+                )
+                if idx.numel():
+                    mined.per_image[sample.image_id] = (idx, fp_scores)
+                watched = request.rescore.get(sample.image_id)
+                if watched is not None:
+                    mined.rescored[sample.image_id] = scores[watched.to(device)].float().cpu()
+            progress.advance(task, len(batch.samples))
     if was_training and hasattr(model, "train"):
         model.train()
     return mined

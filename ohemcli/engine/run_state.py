@@ -106,6 +106,7 @@ class TrainState:
     mining_passes: int = 0
     mined_at: int = -1  # iteration after which the last mining pass ran
     last_pool_size: int = 0
+    next_log: dict[str, Any] = field(default_factory=dict)  # added as is to the next log line
     fg_sum: float = 0.0
     smoothed_loss: float = 0.0
     recent_s_per_iter: float = 0.0
@@ -136,6 +137,8 @@ class TrainState:
         line: dict[str, Any] = {"iter": iteration, "lr": lr}
         line.update({k: sum(v) / len(v) for k, v in self.window.items()})
         self.window = {}
+        line.update(self.next_log)
+        self.next_log = {}
         return line
 
     @property

@@ -42,7 +42,7 @@ from ohemcli.engine.step import StepResult, train_step
 from ohemcli.errors import UserError
 from ohemcli.fileio import append_jsonl, atomic_write_json, atomic_write_text, truncate_jsonl
 from ohemcli.progress import err_console, make_progress
-from ohemcli.samplers import build_sampler
+from ohemcli.samplers import MiningSampler, build_sampler
 
 __all__ = ["default_run_dir", "train", "mine_false_positives"]
 
@@ -211,15 +211,23 @@ class Trainer:
         # and identical pools keep the ranks' samplers in step.
         self._sync()
         start = time.perf_counter()
+        sampler: MiningSampler = self.sampler  # type: ignore[assignment]  # needs_mining is set
         mined = mine_false_positives(
-            self.model, self.images, self.cfg.sampler, self.device, self.cfg.data.workers, self.show
+            self.model,
+            self.images,
+            sampler.mining_request(),
+            self.device,
+            self.cfg.data.workers,
+            self.show,
+            batch_size=self.cfg.train.images_per_batch,
         )
-        self.sampler.after_epoch(mined)
+        sampler.after_epoch(mined)
         self._sync()
         self.state.mining_seconds += time.perf_counter() - start
         self.state.mining_passes += 1
         self.state.mined_at = self.state.iteration
-        self.state.last_pool_size = mined.size
+        self.state.last_pool_size = sampler.pool_size
+        self.state.next_log["hnm_pool_size"] = sampler.pool_size  # on the next metrics.jsonl line
 
     def evaluate(self, final: bool) -> dict[str, Any]:
         """Evaluate on the test split (rank 0); the time goes to ``eval_seconds``."""

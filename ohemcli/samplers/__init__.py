@@ -12,7 +12,13 @@ from enum import Enum
 
 from ohemcli.config import SamplerConfig
 from ohemcli.errors import UserError
-from ohemcli.samplers.base import ImageRoIs, MinedNegatives, RoISampler
+from ohemcli.samplers.base import (
+    ImageRoIs,
+    MinedNegatives,
+    MiningRequest,
+    MiningSampler,
+    RoISampler,
+)
 from ohemcli.samplers.fixed import FixedSampler
 from ohemcli.samplers.hnm import HNMSampler
 from ohemcli.samplers.ohem import OHEMSampler
@@ -23,7 +29,15 @@ def _fixed(c: SamplerConfig) -> FixedSampler:
 
 
 def _hnm(c: SamplerConfig) -> HNMSampler:
-    return HNMSampler(c.fg_fraction, c.fg_thresh, c.bg_lo)
+    return HNMSampler(
+        c.fg_fraction,
+        c.fg_thresh,
+        c.bg_lo,
+        c.hnm_fp_thresh,
+        c.hnm_pool_per_image,
+        c.hnm_pool,
+        c.hnm_evict_thresh,
+    )
 
 
 def _ohem(c: SamplerConfig) -> OHEMSampler:
@@ -57,5 +71,7 @@ __all__ = [
     "build_sampler",
     "ImageRoIs",
     "MinedNegatives",
+    "MiningRequest",
+    "MiningSampler",
     "RoISampler",
 ]

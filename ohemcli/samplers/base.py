@@ -28,14 +28,29 @@ class ImageRoIs:
 
 @dataclass
 class MinedNegatives:
-    """hnm's false-positive pool: per image, RoI positions (in its RoI list) and scores."""
+    """A mining pass's result, or hnm's pool: per image, RoI positions (in its RoI list) and
+    object scores, highest first.
+
+    A mining pass also fills ``rescored``: per image, the latest object scores of the RoI positions
+    that its :class:`MiningRequest` named (hnm's pool), whatever those scores are.
+    """
 
     per_image: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict)
+    rescored: dict[str, Tensor] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
-        """Number of pooled RoIs over all images."""
+        """Number of RoIs over all images (of ``per_image``)."""
         return sum(len(idx) for idx, _ in self.per_image.values())
+
+
+@dataclass(frozen=True)
+class MiningRequest:
+    """What a mining pass looks for: background RoIs that score as objects."""
+
+    fp_thresh: float  # a background RoI is a false positive at this highest foreground probability
+    per_image: int  # most false positives returned per image, highest scores first
+    rescore: dict[str, Tensor] = field(default_factory=dict)  # per image, positions to score again
 
 
 class RoISampler(Protocol):
@@ -60,6 +75,19 @@ class RoISampler(Protocol):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved."""
+        ...
+
+
+class MiningSampler(RoISampler, Protocol):
+    """A sampler with ``needs_mining``: it says what to mine and how big its pool is."""
+
+    def mining_request(self) -> MiningRequest:
+        """What the next mining pass should return (see :class:`MiningRequest`)."""
+        ...
+
+    @property
+    def pool_size(self) -> int:
+        """RoIs in the pool now (logged as ``hnm_pool_size``)."""
         ...
 
 

@@ -2,20 +2,67 @@
 
 Until the first mining pass this is exactly ``fixed``. After each pass (run by the trainer, see
 ``engine.mining``), each image's negatives come first from its pool of false positives, then from
-random background in [bg_lo, 0.5). Each pass replaces the pool, so RoIs that stopped being hard
-drop out.
+random background in [bg_lo, 0.5).
+
+``pool="accumulate"`` (the default) keeps a cache of hard negatives as R-CNN's bootstrapping did
+(rbgirshick/rcnn, ``rcnn_train.m``): the false positives of each pass (object score >=
+``fp_thresh``) join the pool, a pooled RoI that the latest pass scores below ``evict_thresh``
+leaves it, and the per-image cap keeps the highest latest scores. R-CNN adds at a higher score
+than it evicts (-1.0 against -1.2 on its SVM scores); with ``evict_thresh == fp_thresh`` the pool
+would be exactly the latest pass's false positives, i.e. ``pool="replace"``, which replaces the
+pool with each pass's false positives. (An ``evict_thresh`` above ``fp_thresh`` acts as
+``fp_thresh``: a RoI scored at or above ``fp_thresh`` is found again as a false positive.)
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from ohemcli.errors import UserError
 from ohemcli.model.fast_rcnn import RoILosses
-from ohemcli.samplers.base import ImageRoIs, MinedNegatives
+from ohemcli.samplers.base import ImageRoIs, MinedNegatives, MiningRequest
 from ohemcli.samplers.fixed import sample_fg_bg
+
+POOL_MODES = ("accumulate", "replace")
+
+
+def merge_pool(
+    pooled: Tensor | None,
+    rescored: Tensor | None,
+    new: tuple[Tensor, Tensor] | None,
+    evict_thresh: float,
+    cap: int,
+) -> tuple[Tensor, Tensor]:
+    """One image's pool after a mining pass: positions and latest scores, highest first.
+
+    Args:
+        pooled: positions of the RoIs in the pool before the pass (None: empty pool).
+        rescored: the pass's object scores of ``pooled`` (same order).
+        new: the pass's false positives (positions, scores).
+        evict_thresh: a pooled RoI scored below this leaves the pool.
+        cap: most RoIs kept; the highest scores stay (ties: pooled RoIs first, then lower
+            position in ``new``'s order).
+    """
+    idx = [torch.zeros(0, dtype=torch.int64)]
+    score = [torch.zeros(0)]
+    if pooled is not None and rescored is not None:
+        keep = rescored >= evict_thresh
+        idx.append(pooled[keep].long())
+        score.append(rescored[keep].float())
+    if new is not None:
+        idx.append(new[0].long())
+        score.append(new[1].float())
+    all_idx, all_score = torch.cat(idx), torch.cat(score)
+    order = torch.sort(all_score, descending=True, stable=True).indices
+    all_idx, all_score = all_idx[order], all_score[order]
+    # A RoI both pooled and found again appears twice with the same latest score: keep one.
+    _, first = np.unique(all_idx.numpy(), return_index=True)
+    first = torch.from_numpy(np.sort(first))[:cap]
+    return all_idx[first], all_score[first]
 
 
 class HNMSampler:
@@ -25,10 +72,24 @@ class HNMSampler:
     needs_mining = True
 
     def __init__(
-        self, fg_fraction: float = 0.25, fg_thresh: float = 0.5, bg_lo: float = 0.1
+        self,
+        fg_fraction: float = 0.25,
+        fg_thresh: float = 0.5,
+        bg_lo: float = 0.1,
+        fp_thresh: float = 0.5,
+        pool_per_image: int = 64,
+        pool: str = "accumulate",
+        evict_thresh: float = 0.3,
     ) -> None:
-        """The numbers of ``fixed`` (see :class:`~ohemcli.samplers.fixed.FixedSampler`)."""
+        """The numbers of ``fixed``, the false-positive score ``fp_thresh``, the per-image cap
+        ``pool_per_image``, and the pool rule (see the module docstring)."""
+        if pool not in POOL_MODES:
+            raise UserError(
+                f"sampler.hnm_pool: unknown '{pool}' (choose {' or '.join(POOL_MODES)})"
+            )
         self.fg_fraction, self.fg_thresh, self.bg_lo = fg_fraction, fg_thresh, bg_lo
+        self.fp_thresh, self.pool_per_image = fp_thresh, pool_per_image
+        self.pool_mode, self.evict_thresh = pool, evict_thresh
         self.pool = MinedNegatives()
 
     def select(
@@ -48,10 +109,41 @@ class HNMSampler:
             preferred_bg=preferred,
         )
 
+    def mining_request(self) -> MiningRequest:
+        """False positives at ``fp_thresh``; in accumulate mode, fresh scores of the pool too."""
+        rescore = {}
+        if self.pool_mode == "accumulate":
+            rescore = {k: idx for k, (idx, _) in self.pool.per_image.items()}
+        return MiningRequest(self.fp_thresh, self.pool_per_image, rescore)
+
+    @property
+    def pool_size(self) -> int:
+        """RoIs in the pool over all images."""
+        return self.pool.size
+
     def after_epoch(self, mined: MinedNegatives | None) -> None:
-        """Replace the pool with the latest mining pass."""
-        if mined is not None:
-            self.pool = mined
+        """Update the pool with a mining pass (see the module docstring)."""
+        if mined is None:
+            return
+        if self.pool_mode == "replace":
+            self.pool = MinedNegatives(dict(mined.per_image))
+            return
+        merged = {}
+        for image_id in self.pool.per_image.keys() | mined.per_image.keys():
+            pooled = self.pool.per_image.get(image_id)
+            rescored = mined.rescored.get(image_id)
+            if pooled is not None and rescored is None:
+                rescored = pooled[1]  # not scored again: keep the scores it has
+            idx, score = merge_pool(
+                None if pooled is None else pooled[0],
+                rescored,
+                mined.per_image.get(image_id),
+                min(self.evict_thresh, self.fp_thresh),
+                self.pool_per_image,
+            )
+            if idx.numel():
+                merged[image_id] = (idx, score)
+        self.pool = MinedNegatives(merged)
 
     def state_dict(self) -> dict[str, Any]:
         """The pool, as plain dicts of tensors (loadable with ``weights_only=True``)."""

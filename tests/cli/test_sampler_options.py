@@ -9,11 +9,12 @@ runner = CliRunner()
 
 
 @pytest.mark.parametrize("command", ["train", "compare", "bench"])
-def test_ohem_nms_scope_is_an_option_with_two_choices(command):
-    assert "--ohem-nms-scope" in runner.invoke(app, [command, "--help"]).output
-    result = runner.invoke(app, [command, "--ohem-nms-scope", "class"])
+@pytest.mark.parametrize("option", ["--ohem-nms-scope", "--hnm-pool"])
+def test_sampler_choice_options_reject_other_values(command, option):
+    assert option in runner.invoke(app, [command, "--help"]).output
+    result = runner.invoke(app, [command, option, "bogus"])
     assert result.exit_code == 2
-    assert "--ohem-nms-scope" in result.stderr and "Traceback" not in result.output
+    assert option in result.stderr and "Traceback" not in result.output
 
 
 def test_ohem_nms_scope_reaches_the_config(monkeypatch, tmp_path):
@@ -31,3 +32,6 @@ def test_ohem_nms_scope_reaches_the_config(monkeypatch, tmp_path):
     assert seen["cfg"].sampler.ohem_nms_scope == "image"
     assert runner.invoke(app, args).exit_code == 0
     assert seen["cfg"].sampler.ohem_nms_scope == "label"  # the default: the release's NMS
+    assert seen["cfg"].sampler.hnm_pool == "accumulate"
+    assert runner.invoke(app, [*args, "--hnm-pool", "replace"]).exit_code == 0
+    assert seen["cfg"].sampler.hnm_pool == "replace"

@@ -48,6 +48,11 @@ def test_short_run_lowers_the_loss_and_writes_the_run_folder(tmp_path, small_con
     if sampler == "hnm":
         assert summary["mining_passes"] == 2  # after iterations 10 and 20, not after the last
         assert summary["mining_seconds"] > 0
+        # The line logged after each pass (iterations 15 and 25) carries the pool's size.
+        sizes = {line["iter"]: line["hnm_pool_size"] for line in log if "hnm_pool_size" in line}
+        assert list(sizes) == [15, 25] and all(isinstance(v, int) for v in sizes.values())
+        pool = load_checkpoint(run / "checkpoint.pt")["sampler"]["pool"]
+        assert sizes[25] == sum(len(v["index"]) for v in pool.values())
     else:
         assert summary["mining_seconds"] == 0
 
@@ -71,8 +76,14 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path, small_config):
     for key in saved_pool:
         assert torch.equal(restored[key]["index"], saved_pool[key]["index"])
     trainer.run()
-    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")["model"]
-    b = load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["model"]
+    straight = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    resumed = load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")
+    # hnm accumulates by default: the second pass merged into the restored pool, as straight did.
+    pools = straight["sampler"]["pool"], resumed["sampler"]["pool"]
+    assert pools[0].keys() == pools[1].keys()
+    for key in pools[0]:
+        assert torch.equal(pools[0][key]["index"], pools[1][key]["index"])
+    a, b = straight["model"], resumed["model"]
     for name in a:
         assert torch.equal(a[name], b[name]), name
 

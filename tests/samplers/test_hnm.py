@@ -95,9 +95,8 @@ def test_mining_pass_finds_planted_false_positives(tmp_path):
     }
     images = TrainImages(ds, props, scale=64, max_size=64)
     model = PlantedScores(hot={1, 2})  # RoI 1 is a planted false positive; RoI 2 is a true object
-    mined = mine_false_positives(
-        model, images, SamplerConfig(name="hnm"), torch.device("cpu"), show_progress=False
-    )
+    request = build_sampler(SamplerConfig(name="hnm")).mining_request()
+    mined = mine_false_positives(model, images, request, torch.device("cpu"), show_progress=False)
     assert set(mined.per_image) == {r.image_id for r in ds.records}
     for idx, score in mined.per_image.values():
         assert idx.tolist() == [1]
