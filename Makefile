@@ -14,7 +14,7 @@ test: $(STAMP)
 	$(PYTHON) -m pytest -q
 
 demo: $(STAMP)
-	ohem compare --data synth --config experiments/synth_tiny.yaml --out runs/demo
+	ohem compare --data synth --config synth_tiny --out runs/demo
 
 lint: $(STAMP)
 	ruff check ohemcli tests benchmarks

@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from ohemcli.errors import UserError
+from ohemcli.config_rules import check_value
+from ohemcli.errors import UserError, quote
 
 
 @dataclass(frozen=True)
@@ -120,17 +121,20 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         return _coerce(value, inner[0], where)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            raise UserError(f"{where}: expected a list, got {value!r}")
+            raise UserError(f"{where}: expected a list, got {quote(value)}")
         item_type = typing.get_args(annotation)[0]
         return tuple(_coerce(v, item_type, where) for v in value)
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise UserError(f"{where}: {quote(value)} is too large for a float") from None
     if annotation is bool and not isinstance(value, bool):
-        raise UserError(f"{where}: expected true or false, got {value!r}")
+        raise UserError(f"{where}: expected true or false, got {quote(value)}")
     if annotation is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise UserError(f"{where}: expected an integer, got {value!r}")
+        raise UserError(f"{where}: expected an integer, got {quote(value)}")
     if annotation in (float, str) and not isinstance(value, annotation):
-        raise UserError(f"{where}: expected {annotation.__name__}, got {value!r}")
+        raise UserError(f"{where}: expected {annotation.__name__}, got {quote(value)}")
     return value
 
 
@@ -139,7 +143,7 @@ def _build_section(cls: type, values: dict[str, Any], where: str) -> Any:
     kwargs = {}
     for key, value in values.items():
         if key not in known:
-            raise UserError(f"{where}: unknown key '{key}' (known: {', '.join(known)})")
+            raise UserError(f"{where}: unknown key {quote(key)} (known: {', '.join(known)})")
         kwargs[key] = _coerce(value, known[key].type, f"{where}.{key}")
     return cls(**kwargs)
 
@@ -151,11 +155,66 @@ def config_from_dict(raw: dict[str, Any], where: str = "config") -> ExperimentCo
     sections = {}
     for name, values in raw.items():
         if name not in SECTIONS:
-            raise UserError(f"{where}: unknown section '{name}' (known: {', '.join(SECTIONS)})")
+            known = ", ".join(SECTIONS)
+            raise UserError(f"{where}: unknown section {quote(name)} (known: {known})")
         if not isinstance(values, dict):
-            raise UserError(f"{where}: section '{name}' must be a mapping")
+            raise UserError(f"{where}: section '{name}' must be a mapping, got {quote(values)}")
         sections[name] = _build_section(SECTIONS[name], values, f"{where}: {name}")
     return ExperimentConfig(**sections)
+
+
+def validate_config(cfg: ExperimentConfig, where: str = "config") -> ExperimentConfig:
+    """Check every value against its rule in :mod:`ohemcli.config_rules`; return ``cfg``.
+
+    The first value out of range is a one-line error naming ``where``, the key and what is allowed.
+    """
+    for section in SECTIONS:
+        values = getattr(cfg, section)
+        for f in dataclasses.fields(values):
+            key = f"{section}.{f.name}"
+            value = getattr(values, f.name)
+            allowed = check_value(key, value)
+            if allowed is not None:
+                raise UserError(
+                    f"{where}: {key} = {quote(value)} is not allowed; expected {allowed}"
+                )
+    return cfg
+
+
+def parse_config(
+    text: str, where: str, overrides: dict[str, Any] | None = None
+) -> ExperimentConfig:
+    """A config from YAML text with ``overrides`` laid over it, validated; errors name ``where``."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UserError(f"{where}: invalid YAML ({quote(str(exc).splitlines()[0])})") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: expected a mapping of sections, got a {type(raw).__name__}")
+    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        section, key = dotted.split(".", 1)
+        if not isinstance(merged.setdefault(section, {}), dict):
+            continue  # config_from_dict names the scalar section
+        merged[section][key] = value
+    return validate_config(config_from_dict(merged, where), where)
+
+
+def read_text_file(path: str | Path, what: str = "file") -> str:
+    """A UTF-8 text file's content; a missing, unreadable or non-UTF-8 file is one line."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: {what} not found" if not p.exists() else f"{p}: not a file")
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{p}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise UserError(f"{p}: cannot read ({exc.strerror})") from None
 
 
 def load_config(
@@ -165,25 +224,9 @@ def load_config(
 
     Overrides whose value is None are ignored, so CLI options left unset keep the YAML's value.
     """
-    raw: dict[str, Any] = {}
-    where = "defaults"
-    if path is not None:
-        where = str(path)
-        p = Path(path)
-        if not p.is_file():
-            raise UserError(f"{p}: config file not found")
-        try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise UserError(f"{p}: invalid YAML ({str(exc).splitlines()[0]})") from None
-    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
-    for dotted, value in (overrides or {}).items():
-        if value is None:
-            continue
-        section, key = dotted.split(".", 1)
-        merged.setdefault(section, {})
-        merged[section][key] = value
-    return config_from_dict(merged, where)
+    if path is None:
+        return parse_config("", "defaults", overrides)
+    return parse_config(read_text_file(path, "config file"), str(path), overrides)
 
 
 def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:

@@ -6,3 +6,12 @@ class UserError(Exception):
 
     The message must name the file or option at fault.
     """
+
+
+QUOTE_LIMIT = 200  # most characters of the user's input an error message repeats
+
+
+def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)`` cut to ``limit`` characters, so that a huge input cannot flood a terminal."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -11,16 +11,24 @@ import typer
 
 from ohemcli.cli.app import app
 from ohemcli.cli.options import (
+    OUTPUT,
+    SAMPLER,
+    TRAINING,
     AmpOpt,
     BackboneOpt,
+    ConfigFlags,
     ConfigOpt,
     DataOpt,
     DeviceOpt,
     DifficultOpt,
     EvalPointsOpt,
     FpThreshOpt,
+    GpusPerRunOpt,
     HnmPoolOpt,
     IterOpt,
+    JobsOpt,
+    Launcher,
+    LauncherOpt,
     LrOpt,
     MineEveryOpt,
     OhemLossOpt,
@@ -30,6 +38,12 @@ from ohemcli.cli.options import (
     PoolOpt,
     PretrainedOpt,
     RoIOpOpt,
+    SlurmAccountOpt,
+    SlurmConstraintOpt,
+    SlurmMemOpt,
+    SlurmPartitionOpt,
+    SlurmTimeOpt,
+    WaitOpt,
     WeightsOpt,
     WorkersOpt,
     build_config,
@@ -41,85 +55,6 @@ if TYPE_CHECKING:
 
     from ohemcli.engine.compare import CompareOutcome, RunFailure
 
-_NOT_CONFIG = (  # compare options, not config keys
-    "samplers", "seeds", "config", "out", "progress", "launcher", "jobs", "gpus_per_run", "wait",
-    "slurm_partition", "slurm_time", "slurm_account", "slurm_constraint", "slurm_mem",
-)  # fmt: skip
-LAUNCHER_PANEL = "launcher"
-
-
-class Launcher(str, Enum):
-    local = "local"
-    slurm = "slurm"
-
-
-LauncherOpt = Annotated[
-    Launcher,
-    typer.Option(
-        "--launcher",
-        help="local: this machine; slurm: a Slurm cluster (through submitit).",
-        rich_help_panel=LAUNCHER_PANEL,
-    ),
-]
-JobsOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--jobs",
-        min=1,
-        help="Runs at once. Default: 1 on the CPU (in this process), one per --gpus-per-run "
-        "visible GPUs on CUDA; Slurm: no limit.",
-        rich_help_panel=LAUNCHER_PANEL,
-    ),
-]
-GpusPerRunOpt = Annotated[
-    int,
-    typer.Option(
-        "--gpus-per-run",
-        min=1,
-        help="GPUs of one run; above 1 the run trains with DDP, one task per GPU.",
-        rich_help_panel=LAUNCHER_PANEL,
-    ),
-]
-WaitOpt = Annotated[
-    bool,
-    typer.Option(
-        "--wait/--no-wait",
-        help="Watch the jobs to the end; --no-wait submits and returns (collect later with the "
-        "same command or ohem report).",
-        rich_help_panel=LAUNCHER_PANEL,
-    ),
-]
-SlurmPartitionOpt = Annotated[
-    str | None,
-    typer.Option("--slurm-partition", help="Slurm partition.", rich_help_panel=LAUNCHER_PANEL),
-]
-SlurmTimeOpt = Annotated[
-    int,
-    typer.Option(
-        "--slurm-time",
-        min=1,
-        help="Minutes per Slurm job; a timed-out job is requeued and resumes from its checkpoint.",
-        rich_help_panel=LAUNCHER_PANEL,
-    ),
-]
-SlurmAccountOpt = Annotated[
-    str | None,
-    typer.Option("--slurm-account", help="Slurm account.", rich_help_panel=LAUNCHER_PANEL),
-]
-SlurmConstraintOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--slurm-constraint",
-        help="Slurm node constraint, e.g. a100.",
-        rich_help_panel=LAUNCHER_PANEL,
-    ),
-]
-SlurmMemOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--slurm-mem", help="Slurm memory per node, e.g. 64G.", rich_help_panel=LAUNCHER_PANEL
-    ),
-]
 TABLE_WIDTH = 180  # rich table width when stdout is not a terminal (files, pipes, tests)
 
 
@@ -173,27 +108,22 @@ def print_results(results: pd.DataFrame, fmt: Format = Format.table, runs: bool 
 @app.command("compare")
 def compare_command(
     data: DataOpt = None,
-    samplers: Annotated[
-        str, typer.Option("--samplers", help="Comma list of samplers to compare.")
-    ] = "fixed,hnm,ohem",
-    seeds: Annotated[
-        str, typer.Option("--seeds", help="Comma list of seeds (not a count), e.g. 1,2,3.")
-    ] = "1",
     config: ConfigOpt = None,
-    iters: IterOpt = None,
-    eval_points: EvalPointsOpt = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Compare folder (default runs/compare-DATA).")
-    ] = None,
-    device: DeviceOpt = None,
     workers: WorkersOpt = None,
-    amp: AmpOpt = None,
+    use_difficult: DifficultOpt = None,
     backbone: BackboneOpt = None,
     pretrained: PretrainedOpt = None,
     weights: WeightsOpt = None,
     roi_op: RoIOpOpt = None,
-    lr: LrOpt = None,
-    use_difficult: DifficultOpt = None,
+    samplers: Annotated[
+        str,
+        typer.Option(
+            "--samplers",
+            help="Comma list (default fixed,hnm,ohem).",
+            rich_help_panel=SAMPLER,
+            show_default=False,
+        ),
+    ] = "fixed,hnm,ohem",
     ohem_nms: OhemNmsOpt = None,
     ohem_nms_iou: OhemNmsIouOpt = None,
     ohem_nms_scope: OhemNmsScopeOpt = None,
@@ -202,8 +132,24 @@ def compare_command(
     hnm_fp_thresh: FpThreshOpt = None,
     hnm_pool_per_image: PoolOpt = None,
     hnm_pool: HnmPoolOpt = None,
+    seeds: Annotated[
+        str,
+        typer.Option("--seeds", help="Comma list, e.g. 1,2,3.", rich_help_panel=TRAINING),
+    ] = "1",
+    iters: IterOpt = None,
+    device: DeviceOpt = None,
+    amp: AmpOpt = None,
+    lr: LrOpt = None,
+    eval_points: EvalPointsOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Compare folder (runs/compare-DATA).", rich_help_panel=OUTPUT),
+    ] = None,
     progress: Annotated[
-        bool, typer.Option("--progress/--no-progress", help="Progress bars on stderr.")
+        bool,
+        typer.Option(
+            "--progress/--no-progress", help="Progress on stderr.", rich_help_panel=OUTPUT
+        ),
     ] = True,
     launcher: LauncherOpt = Launcher.local,
     jobs: JobsOpt = None,
@@ -222,6 +168,10 @@ def compare_command(
     results.csv, summary.csv, report.md and plots/. Run it again to resume: finished runs are
     reused, an interrupted run continues from its checkpoint.
 
+    --config takes a YAML file or a preset: synth_tiny, cpu_tiny, bccd_tiny, voc07_vgg16.
+    Without it, synth gets synth_tiny and other data voc07_vgg16 (the paper) on CUDA or cpu_tiny
+    on a CPU. Options override the YAML only when given.
+
     A Δ is called a win only with 2 or more seeds that agree and beat a paired t-test; with one
     seed the table says that it cannot tell a Δ from noise.
 
@@ -237,12 +187,33 @@ def compare_command(
 
       ohem compare --data VOCdevkit/VOC2007 --seeds 1,2,3 --launcher slurm --slurm-partition gpu
     """
-    options = {k: v for k, v in locals().items() if k not in _NOT_CONFIG}  # before any import
+    flags = ConfigFlags(
+        data=data,
+        workers=workers,
+        use_difficult=use_difficult,
+        backbone=backbone,
+        pretrained=pretrained,
+        weights=weights,
+        roi_op=roi_op,
+        ohem_nms=ohem_nms,
+        ohem_nms_iou=ohem_nms_iou,
+        ohem_nms_scope=ohem_nms_scope,
+        ohem_loss=ohem_loss,
+        mine_every=mine_every,
+        hnm_fp_thresh=hnm_fp_thresh,
+        hnm_pool_per_image=hnm_pool_per_image,
+        hnm_pool=hnm_pool,
+        iters=iters,
+        device=device,
+        amp=amp,
+        lr=lr,
+        eval_points=eval_points,
+    )
     from ohemcli.engine.compare import compare
     from ohemcli.engine.launch import Launch
     from ohemcli.engine.setup import data_name
 
-    cfg = build_config(config, options)
+    cfg = build_config(config, flags)
     out_dir = out or Path("runs") / f"compare-{data_name(cfg.data.data)}"
     launch = Launch(
         launcher.value, jobs, gpus_per_run, wait, slurm_partition, slurm_time, slurm_account,
@@ -306,18 +277,16 @@ def report_command(
     fmt: Annotated[
         Format, typer.Option("--format", help="What to print on stdout.")
     ] = Format.table,
-    runs: Annotated[
-        bool, typer.Option("--runs", help="One row per run instead of per sampler (md, csv).")
-    ] = False,
+    runs: Annotated[bool, typer.Option("--runs", help="One row per run (md, csv).")] = False,
     out: Annotated[
         Path | None,
         typer.Option(
             "--out",
-            help="Write report.md, CSVs and plots here (default: the one compare folder given).",
+            help="Folder for report.md, CSVs, plots (default: a lone compare folder).",
         ),
     ] = None,
     plots: Annotated[
-        bool, typer.Option("--plots/--no-plots", help="Draw the plots when writing files.")
+        bool, typer.Option("--plots/--no-plots", help="Draw plots with the files.")
     ] = True,
 ) -> None:
     """Re-render the tables of finished runs, without training.

@@ -1,18 +1,34 @@
-"""Options shared by ``ohem train`` and ``ohem compare``, and their mapping onto config keys."""
+"""The options shared by ``ohem train``, ``compare`` and ``bench``, and their map onto config keys.
+
+Each option is declared once here as an ``Annotated`` type with its help panel. Its value travels
+in :class:`ConfigFlags`, whose :meth:`ConfigFlags.apply` writes it over one config key by name:
+``--ohem-nms`` -> ``ConfigFlags.ohem_nms`` -> ``SamplerConfig.ohem_nms``. An option left out is
+None and keeps the YAML's value. To add an option: an ``...Opt`` type here, a field of
+ConfigFlags, one keyword in ``apply``, and the parameter in each command that offers it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import os
+from dataclasses import dataclass, fields, replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from ohemcli.config import ExperimentConfig, load_config
-from ohemcli.errors import UserError
+from ohemcli.config import ExperimentConfig, load_config, parse_config, validate_config
+from ohemcli.errors import UserError, quote
+from ohemcli.presets import CPU_PRESET, GPU_PRESET, SYNTH_PRESET, preset_text
+from ohemcli.samplers import SAMPLERS, SamplerName
 
-EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
+# Help panels: related options are shown together in --help.
+DATA = "Data"
+MODEL = "Model"
+SAMPLER = "Sampler"
+TRAINING = "Training"
+OUTPUT = "Output"
+LAUNCHER = "Launcher"  # ohem compare: where and how many runs at once (engine.launch)
 
 
 class Backbone(str, Enum):
@@ -46,149 +62,254 @@ class PoolRule(str, Enum):
     replace = "replace"
 
 
+def _opt(*decls: str, panel: str, help: str, **kw: Any) -> Any:  # noqa: A002 - typer's name
+    if "/" in decls[0]:
+        kw.setdefault("metavar", "")  # an on/off pair needs no type column (narrow help)
+    return typer.Option(*decls, help=help, rich_help_panel=panel, show_default=False, **kw)
+
+
 DataOpt = Annotated[
-    str | None, typer.Option("--data", help="'synth' (built-in, no download) or a VOC root folder.")
+    str | None, _opt("--data", panel=DATA, help="'synth' (built-in) or a VOC root folder.")
 ]
 ConfigOpt = Annotated[
     str | None,
-    typer.Option(
+    _opt(
         "--config",
-        help="YAML file, or a preset name from experiments/ (synth_tiny, bccd_tiny, voc07_vgg16). "
-        "Default: synth_tiny for --data synth, else voc07_vgg16 (the paper's setting).",
+        panel=DATA,
+        help="A YAML file or a preset name (see above).",
     ),
 ]
-IterOpt = Annotated[
-    int | None, typer.Option("--iters", min=1, help="SGD iterations (overrides the config).")
-]
-SeedOpt = Annotated[
-    int | None, typer.Option("--seed", help="Seed of weights, image order, flips and sampling.")
-]
-DeviceOpt = Annotated[Device | None, typer.Option("--device", help="auto picks CUDA when present.")]
-AmpOpt = Annotated[bool | None, typer.Option("--amp/--no-amp", help="Mixed precision (CUDA only).")]
-BackboneOpt = Annotated[
-    Backbone | None, typer.Option("--backbone", help="vgg16 (the paper) or tiny (CPU).")
-]
-PretrainedOpt = Annotated[
-    bool | None,
-    typer.Option(
-        "--pretrained/--no-pretrained", help="ImageNet weights for vgg16 (default on for vgg16)."
-    ),
-]
-WeightsOpt = Annotated[
-    Path | None,
-    typer.Option("--weights", help="Local backbone state dict (offline ImageNet weights)."),
-]
-RoIOpOpt = Annotated[
-    RoIOp | None, typer.Option("--roi-op", help="RoI max pooling (paper) or RoIAlign.")
-]
-LrOpt = Annotated[float | None, typer.Option("--lr", min=0.0, help="Base learning rate.")]
 WorkersOpt = Annotated[
-    int | None, typer.Option("--workers", min=0, help="DataLoader worker processes.")
-]
-EvalPointsOpt = Annotated[
-    int | None, typer.Option("--eval-points", min=0, help="Evaluations during training.")
+    int | None, _opt("--workers", panel=DATA, help="DataLoader worker processes.")
 ]
 DifficultOpt = Annotated[
     bool | None,
-    typer.Option("--use-difficult/--no-use-difficult", help="Train on difficult objects."),
+    _opt("--use-difficult/--no-use-difficult", panel=DATA, help="Train on difficult objects."),
+]
+BackboneOpt = Annotated[
+    Backbone | None, _opt("--backbone", panel=MODEL, help="vgg16 (the paper) or tiny (CPU).")
+]
+PretrainedOpt = Annotated[
+    bool | None,
+    _opt("--pretrained/--no-pretrained", panel=MODEL, help="ImageNet weights (vgg16)."),
+]
+WeightsOpt = Annotated[
+    Path | None, _opt("--weights", panel=MODEL, help="Local backbone state dict (offline).")
+]
+RoIOpOpt = Annotated[
+    RoIOp | None, _opt("--roi-op", panel=MODEL, help="RoI max pooling (paper) or RoIAlign.")
+]
+SamplerOpt = Annotated[
+    SamplerName | None,
+    _opt(
+        "--sampler",
+        panel=SAMPLER,
+        metavar="<name>",
+        help=f"{', '.join(SAMPLERS)} (default: the YAML's).",
+    ),
 ]
 OhemNmsOpt = Annotated[
-    bool | None, typer.Option("--ohem-nms/--no-ohem-nms", help="ohem: NMS over loss-scored RoIs.")
+    bool | None, _opt("--ohem-nms/--no-ohem-nms", panel=SAMPLER, help="ohem: NMS by loss.")
 ]
 OhemNmsIouOpt = Annotated[
-    float | None, typer.Option("--ohem-nms-iou", min=0.0, max=1.0, help="ohem: NMS IoU (0.7).")
+    float | None, _opt("--ohem-nms-iou", panel=SAMPLER, help="ohem: IoU of that NMS (0.7).")
 ]
 OhemNmsScopeOpt = Annotated[
     NmsScope | None,
-    typer.Option(
-        "--ohem-nms-scope", help="ohem: NMS per (image, label) as the release, or per image."
+    _opt(
+        "--ohem-nms-scope",
+        panel=SAMPLER,
+        metavar="<scope>",
+        help="ohem: NMS per label (release) or image.",
     ),
 ]
 OhemLossOpt = Annotated[
-    RankingLoss | None, typer.Option("--ohem-loss", help="ohem: rank by cls+box (paper) or cls.")
+    RankingLoss | None,
+    _opt("--ohem-loss", panel=SAMPLER, metavar="<rule>", help="ohem: rank by cls+box or cls."),
 ]
 MineEveryOpt = Annotated[
     int | None,
-    typer.Option(
-        "--mine-every", min=0, help="hnm: iterations between mining passes (0: each epoch)."
-    ),
+    _opt("--mine-every", panel=SAMPLER, help="hnm: mining period (0: each epoch)."),
 ]
 FpThreshOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--hnm-fp-thresh", min=0.0, max=1.0, help="hnm: object score of a false positive."
-    ),
+    float | None, _opt("--hnm-fp-thresh", panel=SAMPLER, help="hnm: false-positive score.")
 ]
 PoolOpt = Annotated[
-    int | None,
-    typer.Option("--hnm-pool-per-image", min=1, help="hnm: most false positives kept per image."),
+    int | None, _opt("--hnm-pool-per-image", panel=SAMPLER, help="hnm: most kept per image.")
 ]
 HnmPoolOpt = Annotated[
     PoolRule | None,
-    typer.Option(
-        "--hnm-pool", help="hnm: add each pass's false positives to the pool, or replace it."
+    _opt(
+        "--hnm-pool", panel=SAMPLER, metavar="<rule>", help="hnm: accumulate or replace the pool."
     ),
 ]
-
-# CLI option name -> config key
-OPTION_KEYS = {
-    "data": "data.data",
-    "workers": "data.workers",
-    "use_difficult": "data.use_difficult",
-    "backbone": "model.backbone",
-    "pretrained": "model.pretrained",
-    "weights": "model.weights",
-    "roi_op": "model.roi_op",
-    "sampler": "sampler.name",
-    "ohem_nms": "sampler.ohem_nms",
-    "ohem_nms_iou": "sampler.ohem_nms_iou",
-    "ohem_nms_scope": "sampler.ohem_nms_scope",
-    "ohem_loss": "sampler.ohem_loss",
-    "mine_every": "sampler.mine_every",
-    "hnm_fp_thresh": "sampler.hnm_fp_thresh",
-    "hnm_pool_per_image": "sampler.hnm_pool_per_image",
-    "hnm_pool": "sampler.hnm_pool",
-    "iters": "train.iters",
-    "seed": "train.seed",
-    "device": "train.device",
-    "amp": "train.amp",
-    "lr": "train.lr",
-    "eval_points": "train.eval_points",
-    "checkpoint_every": "train.checkpoint_every",
-}
+IterOpt = Annotated[int | None, _opt("--iters", panel=TRAINING, help="SGD iterations.")]
+SeedOpt = Annotated[int | None, _opt("--seed", panel=TRAINING, help="Seed of weights and order.")]
+DeviceOpt = Annotated[
+    Device | None, _opt("--device", panel=TRAINING, help="auto picks CUDA when present.")
+]
+AmpOpt = Annotated[
+    bool | None, _opt("--amp/--no-amp", panel=TRAINING, help="Mixed precision (CUDA).")
+]
+LrOpt = Annotated[float | None, _opt("--lr", panel=TRAINING, help="Base learning rate.")]
+EvalPointsOpt = Annotated[
+    int | None, _opt("--eval-points", panel=TRAINING, help="Evaluations during training.")
+]
+CheckpointEveryOpt = Annotated[
+    int | None, _opt("--checkpoint-every", panel=TRAINING, help="Iterations per checkpoint.")
+]
 
 
-def resolve_config_path(config: str | None, data: str | None) -> Path | None:
-    """A YAML path or a preset of experiments/ (default: synth_tiny for synth, else voc07_vgg16)."""
-    if config is None:  # the CPU preset for synth, the paper's setting for real data
-        name = "synth_tiny" if data in (None, "synth") else "voc07_vgg16"
-        return EXPERIMENTS_DIR / f"{name}.yaml"
-    path = Path(config)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        return path
-    preset = EXPERIMENTS_DIR / f"{config}.yaml"
-    if not preset.is_file():
-        raise UserError(f"--config: '{config}' is neither a file nor a preset in {EXPERIMENTS_DIR}")
-    return preset
+def _given(section: Any, **values: Any) -> Any:
+    """``section`` with the values that are not None written over it."""
+    given = {k: v.value if isinstance(v, Enum) else v for k, v in values.items() if v is not None}
+    return replace(section, **given) if given else section
 
 
-def build_config(config: str | None, options: dict[str, Any]) -> ExperimentConfig:
-    """The YAML (or preset) with every option that was given laid over it."""
-    overrides = {}
-    for name, value in options.items():
-        if value is None:
-            continue
-        overrides[OPTION_KEYS[name]] = (
-            value.value
-            if isinstance(value, Enum)
-            else (str(value) if isinstance(value, Path) else value)
+@dataclass(frozen=True)
+class ConfigFlags:
+    """The shared options as the user gave them; None means "not given: keep the YAML's value"."""
+
+    data: str | None = None
+    workers: int | None = None
+    use_difficult: bool | None = None
+    backbone: Backbone | None = None
+    pretrained: bool | None = None
+    weights: Path | None = None
+    roi_op: RoIOp | None = None
+    sampler: SamplerName | None = None
+    ohem_nms: bool | None = None
+    ohem_nms_iou: float | None = None
+    ohem_nms_scope: NmsScope | None = None
+    ohem_loss: RankingLoss | None = None
+    mine_every: int | None = None
+    hnm_fp_thresh: float | None = None
+    hnm_pool_per_image: int | None = None
+    hnm_pool: PoolRule | None = None
+    iters: int | None = None
+    seed: int | None = None
+    device: Device | None = None
+    amp: bool | None = None
+    lr: float | None = None
+    eval_points: int | None = None
+    checkpoint_every: int | None = None
+
+    def apply(self, cfg: ExperimentConfig) -> ExperimentConfig:
+        """``cfg`` with every given option written over its config key."""
+        weights = None if self.weights is None else str(self.weights)
+        cfg = replace(
+            cfg,
+            data=_given(
+                cfg.data, data=self.data, workers=self.workers, use_difficult=self.use_difficult
+            ),
+            model=_given(
+                cfg.model,
+                backbone=self.backbone,
+                pretrained=self.pretrained,
+                weights=weights,
+                roi_op=self.roi_op,
+            ),
+            sampler=_given(
+                cfg.sampler,
+                name=self.sampler,
+                ohem_nms=self.ohem_nms,
+                ohem_nms_iou=self.ohem_nms_iou,
+                ohem_nms_scope=self.ohem_nms_scope,
+                ohem_loss=self.ohem_loss,
+                mine_every=self.mine_every,
+                hnm_fp_thresh=self.hnm_fp_thresh,
+                hnm_pool_per_image=self.hnm_pool_per_image,
+                hnm_pool=self.hnm_pool,
+            ),
+            train=_given(
+                cfg.train,
+                iters=self.iters,
+                seed=self.seed,
+                device=self.device,
+                amp=self.amp,
+                lr=self.lr,
+                eval_points=self.eval_points,
+                checkpoint_every=self.checkpoint_every,
+            ),
         )
-    cfg = load_config(resolve_config_path(config, options.get("data")), overrides)
-    chose_vgg16 = options.get("backbone") in (Backbone.vgg16, "vgg16")
-    if chose_vgg16 and options.get("pretrained") is None and not cfg.model.weights:
-        # --backbone vgg16 means ImageNet weights unless --no-pretrained or --weights says otherwise
-        cfg = replace(cfg, model=replace(cfg.model, pretrained=True))
-    return cfg
+        if self.backbone == Backbone.vgg16 and self.pretrained is None and not cfg.model.weights:
+            # --backbone vgg16 means ImageNet weights unless --no-pretrained or --weights says so
+            cfg = replace(cfg, model=replace(cfg.model, pretrained=True))
+        return cfg
+
+
+def cuda_available() -> bool:
+    """Whether this machine has CUDA (a function so that tests can choose)."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def default_preset(data: str | None, device: Device | None) -> str:
+    """The preset for a command line without --config, by data set and device.
+
+    The synthetic set has its own CPU preset. Other data gets the paper's preset when it will run
+    on CUDA and the CPU preset otherwise; one line on stderr says which and how to pick the other.
+    """
+    if data in (None, "synth"):
+        return SYNTH_PRESET
+    on_cuda = device == Device.cuda or (device in (None, Device.auto) and cuda_available())
+    chosen, other = (GPU_PRESET, CPU_PRESET) if on_cuda else (CPU_PRESET, GPU_PRESET)
+    from ohemcli.progress import err_console
+
+    where = "CUDA" if on_cuda else "no CUDA"
+    err_console.print(
+        f"{where}: using preset {chosen}; pass --config {other} for the "
+        f"{'CPU' if on_cuda else 'paper GPU'} setting",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return chosen
+
+
+def read_config(config: str | None, flags: ConfigFlags) -> ExperimentConfig:
+    """The YAML file or preset named by ``--config`` (or the default preset), validated."""
+    if config is None:
+        config = default_preset(flags.data, flags.device)
+    elif Path(config).suffix in (".yaml", ".yml") or Path(config).exists():
+        return load_config(config)
+    return parse_config(preset_text(config), f"preset {config}")
+
+
+def absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Data root, .mat proposals and weights as absolute paths, so a run folder works anywhere."""
+
+    def absolute(p: str) -> str:
+        return os.path.abspath(os.path.expanduser(p))
+
+    d, m = cfg.data, cfg.model
+    data = d.data if d.data == "synth" else absolute(d.data)
+    proposals = d.proposals if d.proposals == "selective_search" else absolute(d.proposals)
+    weights = None if m.weights is None else absolute(m.weights)
+    return replace(
+        cfg,
+        data=replace(d, data=data, proposals=proposals),
+        model=replace(m, weights=weights),
+    )
+
+
+def build_config(config: str | None, flags: ConfigFlags) -> ExperimentConfig:
+    """The YAML (or preset) with every given option laid over it, checked and with absolute paths.
+
+    A value out of range is one line naming the YAML file and key, or the option that set it.
+    """
+    base = read_config(config, flags)
+    if base.sampler.name not in SAMPLERS:
+        raise UserError(
+            f"{config or 'preset'}: sampler.name = {quote(base.sampler.name)} is not allowed; "
+            f"expected one of {', '.join(SAMPLERS)}"
+        )
+    for f in fields(flags):  # each option alone, so that an error names it
+        value = getattr(flags, f.name)
+        if value is not None:
+            option = "--" + f.name.replace("_", "-")
+            validate_config(ConfigFlags(**{f.name: value}).apply(base), option)
+    return absolute_paths(validate_config(flags.apply(base), "command line"))
 
 
 def parse_classes(classes: str | None) -> list[str] | None:
@@ -197,5 +318,78 @@ def parse_classes(classes: str | None) -> list[str] | None:
         return None
     names = [c.strip() for c in classes.split(",") if c.strip()]
     if not names or len(set(names)) != len(names):
-        raise UserError(f"--classes: expected distinct comma-separated names, got {classes!r}")
+        raise UserError(f"--classes: expected distinct comma-separated names, got {quote(classes)}")
     return names
+
+
+# ohem compare's launcher options: not config keys; they build an engine.launch.Launch.
+class Launcher(str, Enum):
+    local = "local"
+    slurm = "slurm"
+
+
+LauncherOpt = Annotated[
+    Launcher,
+    typer.Option(
+        "--launcher",
+        help="local: this machine; slurm: a Slurm cluster (through submitit).",
+        rich_help_panel=LAUNCHER,
+    ),
+]
+JobsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--jobs",
+        min=1,
+        help="Runs at once. Default: 1 on the CPU (in this process), one per --gpus-per-run "
+        "visible GPUs on CUDA; Slurm: no limit.",
+        rich_help_panel=LAUNCHER,
+    ),
+]
+GpusPerRunOpt = Annotated[
+    int,
+    typer.Option(
+        "--gpus-per-run",
+        min=1,
+        help="GPUs of one run; above 1 the run trains with DDP, one task per GPU.",
+        rich_help_panel=LAUNCHER,
+    ),
+]
+WaitOpt = Annotated[
+    bool,
+    typer.Option(
+        "--wait/--no-wait",
+        help="Watch the jobs to the end; --no-wait submits and returns (collect later with the "
+        "same command or ohem report).",
+        rich_help_panel=LAUNCHER,
+    ),
+]
+SlurmPartitionOpt = Annotated[
+    str | None,
+    typer.Option("--slurm-partition", help="Slurm partition.", rich_help_panel=LAUNCHER),
+]
+SlurmTimeOpt = Annotated[
+    int,
+    typer.Option(
+        "--slurm-time",
+        min=1,
+        help="Minutes per Slurm job; a timed-out job is requeued and resumes from its checkpoint.",
+        rich_help_panel=LAUNCHER,
+    ),
+]
+SlurmAccountOpt = Annotated[
+    str | None,
+    typer.Option("--slurm-account", help="Slurm account.", rich_help_panel=LAUNCHER),
+]
+SlurmConstraintOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--slurm-constraint",
+        help="Slurm node constraint, e.g. a100.",
+        rich_help_panel=LAUNCHER,
+    ),
+]
+SlurmMemOpt = Annotated[
+    str | None,
+    typer.Option("--slurm-mem", help="Slurm memory per node, e.g. 64G.", rich_help_panel=LAUNCHER),
+]

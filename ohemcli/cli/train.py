@@ -10,8 +10,11 @@ import typer
 
 from ohemcli.cli.app import app
 from ohemcli.cli.options import (
+    OUTPUT,
     AmpOpt,
     BackboneOpt,
+    CheckpointEveryOpt,
+    ConfigFlags,
     ConfigOpt,
     DataOpt,
     DeviceOpt,
@@ -29,44 +32,25 @@ from ohemcli.cli.options import (
     PoolOpt,
     PretrainedOpt,
     RoIOpOpt,
+    SamplerOpt,
     SeedOpt,
     WeightsOpt,
     WorkersOpt,
     build_config,
-)  # fmt: skip
-from ohemcli.samplers import SamplerName
+)
 
 
 @app.command("train")
 def train_command(
     data: DataOpt = None,
-    sampler: Annotated[
-        SamplerName, typer.Option("--sampler", help="Which RoIs to train on.")
-    ] = SamplerName.fixed,
     config: ConfigOpt = None,
-    iters: IterOpt = None,
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", help="Run folder (default runs/DATA-SAMPLER-sSEED)."),
-    ] = None,
-    seed: SeedOpt = None,
-    device: DeviceOpt = None,
-    amp: AmpOpt = None,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")
-    ] = False,
-    checkpoint_every: Annotated[
-        int | None,
-        typer.Option("--checkpoint-every", min=1, help="Iterations between checkpoints."),
-    ] = None,
+    workers: WorkersOpt = None,
+    use_difficult: DifficultOpt = None,
     backbone: BackboneOpt = None,
     pretrained: PretrainedOpt = None,
     weights: WeightsOpt = None,
     roi_op: RoIOpOpt = None,
-    lr: LrOpt = None,
-    workers: WorkersOpt = None,
-    eval_points: EvalPointsOpt = None,
-    use_difficult: DifficultOpt = None,
+    sampler: SamplerOpt = None,
     ohem_nms: OhemNmsOpt = None,
     ohem_nms_iou: OhemNmsIouOpt = None,
     ohem_nms_scope: OhemNmsScopeOpt = None,
@@ -75,11 +59,35 @@ def train_command(
     hnm_fp_thresh: FpThreshOpt = None,
     hnm_pool_per_image: PoolOpt = None,
     hnm_pool: HnmPoolOpt = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print summary.json on stdout.")] = False,
+    iters: IterOpt = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+    amp: AmpOpt = None,
+    lr: LrOpt = None,
+    eval_points: EvalPointsOpt = None,
+    checkpoint_every: CheckpointEveryOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Run folder (default runs/DATA-SAMPLER-sSEED).", rich_help_panel=OUTPUT
+        ),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Continue the run in --out.", rich_help_panel=OUTPUT),
+    ] = False,
+    json_out: Annotated[
+        bool,
+        typer.Option("--json", help="Print summary.json on stdout.", rich_help_panel=OUTPUT),
+    ] = False,
 ) -> None:
     """Train Fast R-CNN with one RoI sampler, then evaluate it on the test split.
 
     Writes config.yaml, metrics.jsonl, checkpoint.pt, eval/ and summary.json into the run folder.
+
+    --config takes a YAML file or a preset: synth_tiny, cpu_tiny, bccd_tiny, voc07_vgg16.
+    Without it, synth gets synth_tiny and other data voc07_vgg16 (the paper) on CUDA or cpu_tiny
+    on a CPU. Options override the YAML only when given.
 
     Examples:
 
@@ -87,13 +95,35 @@ def train_command(
 
       ohem train --data VOCdevkit/VOC2007 --config voc07_vgg16 --sampler ohem --device cuda --amp
     """
-    options = dict(locals())
-    for key in ("config", "out", "resume", "json_out"):
-        options.pop(key)
+    flags = ConfigFlags(
+        data=data,
+        workers=workers,
+        use_difficult=use_difficult,
+        backbone=backbone,
+        pretrained=pretrained,
+        weights=weights,
+        roi_op=roi_op,
+        sampler=sampler,
+        ohem_nms=ohem_nms,
+        ohem_nms_iou=ohem_nms_iou,
+        ohem_nms_scope=ohem_nms_scope,
+        ohem_loss=ohem_loss,
+        mine_every=mine_every,
+        hnm_fp_thresh=hnm_fp_thresh,
+        hnm_pool_per_image=hnm_pool_per_image,
+        hnm_pool=hnm_pool,
+        iters=iters,
+        seed=seed,
+        device=device,
+        amp=amp,
+        lr=lr,
+        eval_points=eval_points,
+        checkpoint_every=checkpoint_every,
+    )
     from ohemcli.engine.train import train
     from ohemcli.progress import out_console
 
-    cfg = build_config(config, options)
+    cfg = build_config(config, flags)
     summary = train(cfg, out, resume=resume)
     if not summary:  # a non-zero torchrun rank
         return
