@@ -332,7 +332,7 @@ LauncherOpt = Annotated[
     Launcher,
     typer.Option(
         "--launcher",
-        help="local: this machine; slurm: a Slurm cluster (through submitit).",
+        help="local or slurm (submitit).",
         rich_help_panel=LAUNCHER,
     ),
 ]
@@ -341,8 +341,7 @@ JobsOpt = Annotated[
     typer.Option(
         "--jobs",
         min=1,
-        help="Runs at once. Default: 1 on the CPU (in this process), one per --gpus-per-run "
-        "visible GPUs on CUDA; Slurm: no limit.",
+        help="Runs at once (CPU: 1; CUDA: GPUs / G).",
         rich_help_panel=LAUNCHER,
     ),
 ]
@@ -351,7 +350,7 @@ GpusPerRunOpt = Annotated[
     typer.Option(
         "--gpus-per-run",
         min=1,
-        help="GPUs of one run; above 1 the run trains with DDP, one task per GPU.",
+        help="GPUs per run (DDP).",
         rich_help_panel=LAUNCHER,
     ),
 ]
@@ -359,8 +358,7 @@ WaitOpt = Annotated[
     bool,
     typer.Option(
         "--wait/--no-wait",
-        help="Watch the jobs to the end; --no-wait submits and returns (collect later with the "
-        "same command or ohem report).",
+        help="No: submit, return.",
         rich_help_panel=LAUNCHER,
     ),
 ]
@@ -373,7 +371,7 @@ SlurmTimeOpt = Annotated[
     typer.Option(
         "--slurm-time",
         min=1,
-        help="Minutes per Slurm job; a timed-out job is requeued and resumes from its checkpoint.",
+        help="Minutes per Slurm job.",
         rich_help_panel=LAUNCHER,
     ),
 ]
@@ -385,7 +383,7 @@ SlurmConstraintOpt = Annotated[
     str | None,
     typer.Option(
         "--slurm-constraint",
-        help="Slurm node constraint, e.g. a100.",
+        help="Slurm node feature, e.g. a100.",
         rich_help_panel=LAUNCHER,
     ),
 ]
