@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from enum import Enum
 from pathlib import Path
@@ -24,9 +25,13 @@ from ohemcli.cli.options import (
     DifficultOpt,
     EvalPointsOpt,
     FpThreshOpt,
+    GpusPerRunOpt,
     HnmPoolOpt,
     ImagesPerBatchOpt,
     IterOpt,
+    JobsOpt,
+    Launcher,
+    LauncherOpt,
     LrOpt,
     MaxDetsOpt,
     MineEveryOpt,
@@ -38,6 +43,12 @@ from ohemcli.cli.options import (
     PretrainedOpt,
     RoIOpOpt,
     ScoreThreshOpt,
+    SlurmAccountOpt,
+    SlurmConstraintOpt,
+    SlurmMemOpt,
+    SlurmPartitionOpt,
+    SlurmTimeOpt,
+    WaitOpt,
     WeightsOpt,
     WorkersOpt,
     build_config,
@@ -46,6 +57,7 @@ from ohemcli.errors import UserError
 
 if TYPE_CHECKING:
     from ohemcli.config import ExperimentConfig
+    from ohemcli.engine.compare import CompareOutcome, RunFailure
     from ohemcli.report.analysis import Analysis
 
 COMPARE_EVAL_POINTS = 8  # default evaluations per compare run: enough for time to accuracy
@@ -199,6 +211,15 @@ def compare_command(
             "--json", help="Print one JSON object on stdout.", rich_help_panel=REPORT_PANEL
         ),
     ] = False,
+    launcher: LauncherOpt = Launcher.local,
+    jobs: JobsOpt = None,
+    gpus_per_run: GpusPerRunOpt = 1,
+    wait: WaitOpt = True,
+    slurm_partition: SlurmPartitionOpt = None,
+    slurm_time: SlurmTimeOpt = 24 * 60,
+    slurm_account: SlurmAccountOpt = None,
+    slurm_constraint: SlurmConstraintOpt = None,
+    slurm_mem: SlurmMemOpt = None,
 ) -> None:
     """Train one Fast R-CNN per sampler and seed with the same config, budget and seed, and compare.
 
@@ -223,6 +244,10 @@ def compare_command(
       ohem compare --data synth --seeds 1,2,3 --iters 600 --out runs/cmp
 
       ohem compare --data VOCdevkit/VOC2007 --config voc07_vgg16 --samplers fixed,ohem --device cuda
+
+      ohem compare --data VOCdevkit/VOC2007 --seeds 1,2,3 --jobs 8  (one run per GPU)
+
+      ohem compare --data VOCdevkit/VOC2007 --seeds 1,2,3 --launcher slurm --slurm-partition gpu
     """
     flags = ConfigFlags(
         data=data,
@@ -250,26 +275,70 @@ def compare_command(
         lr=lr,
         eval_points=eval_points,
     )
+    from ohemcli.engine.compare import compare
+    from ohemcli.engine.launch import Launch
     from ohemcli.engine.setup import data_name
-    from ohemcli.progress import err_console
-    from ohemcli.report import compare
-    from ohemcli.report.analysis import analyse_results
-    from ohemcli.report.render import write_analysis
 
     cfg = build_config(config, flags)
     out_dir = out or Path("runs") / f"compare-{data_name(cfg.data.data)}"
     cfg = _eval_points(cfg, eval_points, out_dir)
-    results = compare(
-        cfg, parse_samplers(samplers), parse_seeds(seeds), out_dir, show_progress=progress
-    )
-    a = analyse_results(results, bootstrap, target_map)
-    write_analysis(out_dir, a)
-    print_results(a, Format.json if json_out else Format.table)
-    err_console.print(
-        f"Files: {out_dir}/report.md, summary.csv, pairs.csv, results.csv, plots/",
-        highlight=False,
-        soft_wrap=True,
-    )
+    launch = Launch(
+        launcher.value, jobs, gpus_per_run, wait, slurm_partition, slurm_time, slurm_account,
+        slurm_constraint, slurm_mem,
+    )  # fmt: skip
+    outcome = compare(cfg, parse_samplers(samplers), parse_seeds(seeds), out_dir, progress, launch)
+    finish_compare(outcome, out_dir, cfg.train.iters, bootstrap, target_map, json_out)
+
+
+def print_failures(failures: Sequence[RunFailure]) -> None:
+    """One row per failed run on stderr: its name, state and the last line of its log."""
+    from rich.table import Table
+
+    from ohemcli.progress import err_console
+
+    table = Table(title="Runs that did not finish", title_justify="left")
+    for column in ("run", "state", "last line of its log", "folder"):
+        table.add_column(column, overflow="fold")
+    for f in failures:
+        table.add_row(f.name, f.state, f.last_line, str(f.path))
+    err_console.print(table)
+
+
+def finish_compare(
+    outcome: CompareOutcome,
+    out_dir: Path,
+    iters: int,
+    bootstrap: int = 1000,
+    target_map: float | None = None,
+    json_out: bool = False,
+) -> None:
+    """Report the finished runs, name the failed ones (exit 1) and the ones still under way."""
+    from ohemcli.progress import err_console
+    from ohemcli.report import load_runs
+    from ohemcli.report.analysis import analyse_results
+    from ohemcli.report.render import write_analysis
+
+    finished = outcome.finished(iters)
+    if finished:
+        a = analyse_results(load_runs(finished), bootstrap, target_map)
+        write_analysis(out_dir, a)
+        print_results(a, Format.json if json_out else Format.table)
+        err_console.print(
+            f"Files: {out_dir}/report.md, summary.csv, pairs.csv, results.csv, plots/",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if outcome.pending:
+        names = ", ".join(r.name for r in outcome.pending)
+        err_console.print(
+            f"{len(outcome.pending)} run(s) under way ({names}); run the same command again, or "
+            f"ohem report {out_dir}, to collect them",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if outcome.failures:
+        print_failures(outcome.failures)
+        raise typer.Exit(1)
 
 
 def _is_compare_folder(path: Path) -> bool:

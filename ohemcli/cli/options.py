@@ -28,6 +28,7 @@ MODEL = "Model"
 SAMPLER = "Sampler"
 TRAINING = "Training"
 OUTPUT = "Output"
+LAUNCHER = "Launcher"  # ohem compare: where and how many runs at once (engine.launch)
 
 
 class Backbone(str, Enum):
@@ -348,3 +349,74 @@ def parse_classes(classes: str | None) -> list[str] | None:
     if not names or len(set(names)) != len(names):
         raise UserError(f"--classes: expected distinct comma-separated names, got {quote(classes)}")
     return names
+
+
+# ohem compare's launcher options: not config keys; they build an engine.launch.Launch.
+class Launcher(str, Enum):
+    local = "local"
+    slurm = "slurm"
+
+
+LauncherOpt = Annotated[
+    Launcher,
+    typer.Option(
+        "--launcher",
+        help="local or slurm (submitit).",
+        rich_help_panel=LAUNCHER,
+    ),
+]
+JobsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--jobs",
+        min=1,
+        help="Runs at once (CPU: 1; CUDA: GPUs / G).",
+        rich_help_panel=LAUNCHER,
+    ),
+]
+GpusPerRunOpt = Annotated[
+    int,
+    typer.Option(
+        "--gpus-per-run",
+        min=1,
+        help="GPUs per run (DDP).",
+        rich_help_panel=LAUNCHER,
+    ),
+]
+WaitOpt = Annotated[
+    bool,
+    typer.Option(
+        "--wait/--no-wait",
+        help="No: submit, return.",
+        rich_help_panel=LAUNCHER,
+    ),
+]
+SlurmPartitionOpt = Annotated[
+    str | None,
+    typer.Option("--slurm-partition", help="Slurm partition.", rich_help_panel=LAUNCHER),
+]
+SlurmTimeOpt = Annotated[
+    int,
+    typer.Option(
+        "--slurm-time",
+        min=1,
+        help="Minutes per Slurm job.",
+        rich_help_panel=LAUNCHER,
+    ),
+]
+SlurmAccountOpt = Annotated[
+    str | None,
+    typer.Option("--slurm-account", help="Slurm account.", rich_help_panel=LAUNCHER),
+]
+SlurmConstraintOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--slurm-constraint",
+        help="Slurm node feature, e.g. a100.",
+        rich_help_panel=LAUNCHER,
+    ),
+]
+SlurmMemOpt = Annotated[
+    str | None,
+    typer.Option("--slurm-mem", help="Slurm memory per node, e.g. 64G.", rich_help_panel=LAUNCHER),
+]

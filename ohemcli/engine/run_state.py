@@ -235,6 +235,7 @@ class TrainState:
     fg_sum: float = 0.0
     smoothed_loss: float = 0.0
     recent_s_per_iter: float = 0.0
+    concurrent_runs: int = 1  # most runs training on this host at once (engine.sharing)
     window: dict[str, list[float]] = field(default_factory=dict)  # values since the last log line
     window_iou_hist: list[int] = field(default_factory=lambda: [0] * IOU_BINS)  # max-IoU counts
     window_fg: int = 0  # foreground RoIs chosen since the last log line

@@ -47,6 +47,7 @@ from ohemcli.engine.setup import (
     resolve_device,
     synchronize,
 )
+from ohemcli.engine.sharing import HostRuns, device_names
 from ohemcli.engine.step import NonFiniteLoss, StepResult, Updater, train_step
 from ohemcli.errors import UserError
 from ohemcli.fileio import append_jsonl, atomic_write_json, atomic_write_text, truncate_jsonl
@@ -91,12 +92,13 @@ class Trainer:
         show_progress: bool,
         callback: Callback | None = None,
     ) -> None:
+        self.callback = callback
+        self.host: HostRuns | None = None  # rank 0 marks itself as training on this host
         self.device = resolve_device(cfg.train.device)
         self.dist: DistInfo = init_distributed(self.device.type)
         if self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         self.show = show_progress and self.dist.is_main
-        self.callback = callback
         self.paths = RunPaths(Path(out_dir))
         checkpoint = check_resume(self.paths, cfg, resume)
         self.train_data = load_split(cfg, cfg.data.train_split, self.show)
@@ -171,6 +173,8 @@ class Trainer:
     def _write(self, path: Path, record: dict[str, Any], kind: str) -> None:
         """Append ``record`` to a JSONL log and hand it to the callback."""
         append_jsonl(path, record)
+        if self.host is not None and kind == "metrics":
+            self.state.concurrent_runs = max(self.state.concurrent_runs, self.host.sample())
         if self.callback is not None:
             self.callback({**record, "kind": kind})
 
@@ -341,6 +345,11 @@ class Trainer:
         result = self.evaluate(final=True)
         self.save()
         summary = self.state.summary(self.cfg, result, self.device, peak_memory_mb(self.device))
+        # Fair timing: runs that shared the host (or a device) slowed each other down.
+        summary.update(
+            concurrent_runs=self.state.concurrent_runs,
+            devices=device_names(self.device, self.dist),
+        )
         atomic_write_json(self.paths.summary, summary)
         return summary
 
@@ -366,7 +375,9 @@ def train(
         return done
     if not trainer.dist.is_main:
         return trainer.run()
-    with run_lock(trainer.paths):
+    with run_lock(trainer.paths), HostRuns() as host:
         if trainer.state.iteration == 0:  # a fresh run: nothing of an earlier one stays
             clear_leftovers(trainer.paths)
+        trainer.host = host
+        trainer.state.concurrent_runs = max(trainer.state.concurrent_runs, host.most)
         return trainer.run()

@@ -1,14 +1,12 @@
-"""Compare samplers: orchestration (``compare``), analysis, pandas tables and matplotlib plots."""
+"""Finished run folders -> analysis, pandas tables and matplotlib plots (it never trains)."""
 
 from ohemcli.report.analysis import Analysis, analyse
-from ohemcli.report.compare import compare
 from ohemcli.report.render import write_analysis, write_report
 from ohemcli.report.tables import load_runs, read_runs, summary_table
 
 __all__ = [
     "Analysis",
     "analyse",
-    "compare",
     "load_runs",
     "read_runs",
     "summary_table",

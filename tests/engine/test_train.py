@@ -114,7 +114,7 @@ def test_existing_run_is_not_clobbered(tmp_path, small_config):
     train(small_config(**{"train.iters": 2}), run, show_progress=False)
     with pytest.raises(UserError, match="--resume"):
         train(small_config(**{"train.iters": 2}), run, show_progress=False)
-    with pytest.raises(UserError, match="another config"):
+    with pytest.raises(UserError, match=r"saved with train.lr = 0.01, this run has 0.5"):
         train(
             small_config(**{"train.iters": 4, "train.lr": 0.5}),
             run,

@@ -1,4 +1,5 @@
-"""``compare`` at a tiny budget: every file, reuse without training, resume, and ``ohem report``."""
+"""``compare`` at a tiny budget: every file, reuse without training, resume, a failed run, and
+``ohem report``."""
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ from typer.testing import CliRunner
 
 from ohemcli.cli import app
 from ohemcli.config import ExperimentConfig, load_config
+from ohemcli.engine.compare import check_settings, compare
+from ohemcli.engine.grid import run_order
 from ohemcli.engine.matches import weighted_map
 from ohemcli.engine.runs import read_run
 from ohemcli.errors import UserError
-from ohemcli.report import compare
-from ohemcli.report.compare import check_settings, run_order
+from ohemcli.report import load_runs
 from ohemcli.report.plots import CHOSEN_IOU_SKIPPED, PLOTS
 from ohemcli.report.render import write_report
 from ohemcli.report.tables import RUN_COLUMNS, SUMMARY_COLUMNS
@@ -52,12 +54,22 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ExperimentCon
     return path, load_config(path)
 
 
+def compare_and_report(
+    cfg: ExperimentConfig, samplers: list[str], seeds: list[int], out: Path
+) -> pd.DataFrame:
+    """What ``ohem compare`` does: train the grid, then render the finished runs."""
+    outcome = compare(cfg, samplers, seeds, out, show_progress=False)
+    assert outcome.failures == []
+    results = load_runs(outcome.finished(cfg.train.iters))
+    write_report(out, results, bootstrap=200)
+    return results
+
+
 @pytest.fixture(scope="module")
 def first(setup: tuple[Path, ExperimentConfig], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One finished compare of the three samplers with seed 1."""
     out = tmp_path_factory.mktemp("first") / "cmp"
-    results = compare(setup[1], SAMPLERS, [1], out, show_progress=False)
-    write_report(out, results, bootstrap=200)
+    compare_and_report(setup[1], SAMPLERS, [1], out)
     return out
 
 
@@ -119,7 +131,7 @@ def test_compare_writes_every_file(first: Path) -> None:
 
 def test_second_compare_trains_nothing(first: Path, setup: tuple[Path, ExperimentConfig]) -> None:
     before = run_state(first)
-    results = compare(setup[1], SAMPLERS, [1], first, show_progress=False)
+    results = compare_and_report(setup[1], SAMPLERS, [1], first)
     assert run_state(first) == before
     assert results["mAP"].tolist() == pd.read_csv(first / "results.csv")["mAP"].tolist()
 
@@ -145,7 +157,7 @@ def test_interrupted_compare_resumes(
     (partial / "summary.json").unlink()  # as if killed after the checkpoint at iteration 4
     shutil.rmtree(partial / "eval")
     lines_before = len((partial / "metrics.jsonl").read_text().splitlines())
-    results = compare(cfg, ["fixed"], [1], out, show_progress=False)
+    results = compare_and_report(cfg, ["fixed"], [1], out)
     summary = json.loads((partial / "summary.json").read_text())
     assert summary["iters"] == 6
     assert len((partial / "metrics.jsonl").read_text().splitlines()) == lines_before + 1
@@ -202,3 +214,25 @@ def test_run_order_rotates_samplers_per_seed() -> None:
 def test_bad_seeds_are_a_one_line_error() -> None:
     result = runner.invoke(app, ["compare", "--seeds", "1,x", "--no-progress"])
     assert result.exit_code == 2 and "--seeds" in result.output
+
+
+def test_a_crashed_run_lets_the_others_finish(
+    setup: tuple[Path, ExperimentConfig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash (not a user error) in one run is recorded by name; the next run still trains."""
+    from ohemcli.engine import compare as engine_compare
+
+    real = engine_compare.train_run
+
+    def crash_hnm(base, run, show_progress, callback=None):  # type: ignore[no-untyped-def]
+        if run.sampler == "hnm":
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return real(base, run, show_progress, callback)
+
+    monkeypatch.setattr(engine_compare, "train_run", crash_hnm)
+    outcome = compare(setup[1], ["hnm", "fixed"], [1], tmp_path / "cmp", show_progress=False)
+    assert [f.name for f in outcome.failures] == ["hnm-s1"]
+    assert outcome.failures[0].last_line == (
+        "RuntimeError: CUDA error: an illegal memory access was encountered"
+    )
+    assert [p.name for p in outcome.finished(setup[1].train.iters)] == ["fixed-s1"]
