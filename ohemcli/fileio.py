@@ -16,13 +16,23 @@ from typing import Any
 from ohemcli.errors import UserError, quote
 
 
+def is_writable_dir(folder: Path) -> bool:
+    """Whether a file can be created in ``folder``, found by trying: root passes ``os.access``
+    everywhere, also on a read-only file system such as /sys. The probe file is removed at once."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
 def cache_dir() -> Path:
     """The cache folder: ``$OHEM_CACHE``, default ``~/.cache/ohemcli``; a file there is an error."""
     path = Path(os.environ.get("OHEM_CACHE", Path.home() / ".cache" / "ohemcli")).expanduser()
     name = f"OHEM_CACHE={quote(str(path))}" if "OHEM_CACHE" in os.environ else str(path)
     if (path.exists() or path.is_symlink()) and not path.is_dir():
         raise UserError(f"{name}: the cache folder is not a folder")
-    if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
+    if path.is_dir() and not is_writable_dir(path):
         raise UserError(f"{name}: the cache folder is not writable")
     return path
 

@@ -10,7 +10,6 @@ import contextlib
 import fcntl
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -20,21 +19,12 @@ from ohemcli.config import ExperimentConfig, config_from_dict, config_to_dict, l
 from ohemcli.engine.checkpoint import load_checkpoint
 from ohemcli.engine.run_state import RunPaths
 from ohemcli.errors import UserError, quote
+from ohemcli.fileio import is_writable_dir
 
 # Keys every checkpoint of ours has; a .pt without them is someone else's file.
 CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "sampler", "state", "config")
 # Checked first, so that the refusal names what matters most.
 KEY_ORDER = ("sampler.name", "model.backbone", "data.classes")
-
-
-def _writable(folder: Path) -> bool:
-    """Whether a file can be created in ``folder``, by trying (root ignores permission bits, and a
-    read-only file system such as /sys passes ``os.access``); the probe file is removed at once."""
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            return True
-    except OSError:
-        return False
 
 
 def check_out_dir(path: Path, option: str = "--out") -> None:
@@ -43,13 +33,13 @@ def check_out_dir(path: Path, option: str = "--out") -> None:
     if path.exists() or path.is_symlink():
         if not path.is_dir():
             raise UserError(f"{option} {quote(str(path))}: not a folder")
-        if not _writable(path):
+        if not is_writable_dir(path):
             raise UserError(f"{option} {quote(str(path))}: folder is not writable")
         return
     parent = next(p for p in path.absolute().parents if p.exists() or p.is_symlink())
     if not parent.is_dir():
         raise UserError(f"{option} {quote(str(path))}: {quote(str(parent))} is not a folder")
-    if not _writable(parent):
+    if not is_writable_dir(parent):
         raise UserError(f"{option} {quote(str(path))}: {quote(str(parent))} is not writable")
 
 
