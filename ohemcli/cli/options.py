@@ -361,7 +361,8 @@ LauncherOpt = Annotated[
     Launcher,
     typer.Option(
         "--launcher",
-        help="local or slurm (submitit).",
+        show_default=False,
+        help="local (default) or slurm, via submitit.",
         rich_help_panel=LAUNCHER,
     ),
 ]
@@ -400,7 +401,9 @@ SlurmTimeOpt = Annotated[
     typer.Option(
         "--slurm-time",
         min=1,
-        help="Minutes per Slurm job.",
+        metavar="MIN",
+        show_default=False,
+        help="Minutes per Slurm job (default 1440).",
         rich_help_panel=LAUNCHER,
     ),
 ]

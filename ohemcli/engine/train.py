@@ -368,6 +368,7 @@ def train(
     """
     out = Path(out_dir) if out_dir else default_run_dir(cfg)
     check_out_dir(out)
+    RunPaths(out).finished_summary(cfg.train.iters)  # a corrupt summary.json: refused before work
     trainer = Trainer(cfg, out, resume, show_progress, callback)
     done = trainer.paths.finished_summary(cfg.train.iters)
     if trainer.state.iteration >= cfg.train.iters and done is not None:

@@ -69,7 +69,8 @@ def _yaml_text(text: bytes, expect: str):
 
 
 def _train(ws: Path, base: dict, *extra: str, out: Path | None = None) -> list[str]:
-    cfg = _config(ws, base["data"])
+    # The finished base run's settings, so that a resume reaches the checkpoint checks.
+    cfg = _config(ws, base["data"], **{"sampler.mine_every": 1})
     return ["train", "--config", str(cfg), "--out", str(out or ws / "run"), *extra]
 
 
