@@ -85,3 +85,17 @@ def test_the_package_has_no_import_circle():
     graph = import_graph()
     assert "ohemcli.engine.train" in graph and graph["ohemcli.engine.train"]
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
+
+
+def test_report_never_reaches_the_training_loop():
+    """report/ turns finished run folders into tables; nothing it imports, even indirectly,
+    may pull in the trainer or the compare orchestration."""
+    graph = import_graph()
+    seen, todo = set(), [m for m in graph if m.startswith("ohemcli.report")]
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo += graph.get(module, ())
+    assert len(seen) > 5
+    assert not {"ohemcli.engine.train", "ohemcli.engine.compare", "ohemcli.engine.launch"} & seen
