@@ -368,9 +368,9 @@ def train(
     """
     out = Path(out_dir) if out_dir else default_run_dir(cfg)
     check_out_dir(out)
-    RunPaths(out).finished_summary(cfg.train.iters)  # a corrupt summary.json: refused before work
+    # Read before any work, so that a corrupt summary.json is refused before data loading starts.
+    done = RunPaths(out).finished_summary(cfg.train.iters)
     trainer = Trainer(cfg, out, resume, show_progress, callback)
-    done = trainer.paths.finished_summary(cfg.train.iters)
     if trainer.state.iteration >= cfg.train.iters and done is not None:
         err_console.print(f"{trainer.paths.root}: already trained to {cfg.train.iters} iterations")
         return done
