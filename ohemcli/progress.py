@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
+from typing import Any
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -10,6 +12,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -28,9 +31,87 @@ def setup_logging(level: int = logging.INFO) -> None:
     logger.propagate = False
 
 
+PLAIN_STEP_PERCENT = 10  # a non-terminal stderr gets a line per this many percent
+
+
+class PlainProgress(Progress):
+    """Progress for a stderr that is not an interactive terminal (CI, ``| tee``, a log file).
+
+    No live bar is drawn: each task writes one plain line when it starts, one each time it
+    passes another tenth of its total, and one when it ends (or when the display stops before).
+    """
+
+    def __init__(self, *columns: Any, fields: tuple[TextColumn, ...] = (), **kwargs: Any) -> None:
+        super().__init__(*columns, **kwargs)
+        self._printed_step: dict[TaskID, int] = {}
+        self._fields = fields  # columns such as loss and lr, written at the end of each line
+
+    def start(self) -> None:  # no live display: lines are printed as tasks move
+        pass
+
+    def stop(self) -> None:
+        """Write the last line of every task that has not reached its total."""
+        if self.disable:
+            return
+        for task_id, task in list(self._tasks.items()):
+            if task.total and task.completed < task.total:
+                self._print_line(task_id, "stopped")
+
+    def add_task(self, description: str, *args: Any, **kwargs: Any) -> TaskID:
+        task_id = super().add_task(description, *args, **kwargs)
+        self._printed_step[task_id] = self._step(task_id)
+        if not self.disable:
+            self._print_line(task_id, "start")
+        return task_id
+
+    def update(self, task_id: TaskID, *args: Any, **kwargs: Any) -> None:
+        super().update(task_id, *args, **kwargs)
+        self._maybe_print(task_id)
+
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        self._maybe_print(task_id)
+
+    def _step(self, task_id: TaskID) -> int:
+        task = self._tasks[task_id]
+        if not task.total:
+            return 0
+        return int(100 * min(task.completed, task.total) / task.total) // PLAIN_STEP_PERCENT
+
+    def _maybe_print(self, task_id: TaskID) -> None:
+        step = self._step(task_id)
+        if self.disable or step <= self._printed_step.get(task_id, 0):
+            return
+        self._printed_step[task_id] = step
+        task = self._tasks[task_id]
+        self._print_line(task_id, "done" if task.finished else "")
+
+    def _print_line(self, task_id: TaskID, state: str) -> None:
+        task = self._tasks[task_id]
+        total = "?" if task.total is None else f"{task.total:g}"
+        parts = [f"{task.description}: {task.completed:g}/{total}"]
+        if task.total:
+            parts.append(f"{100 * task.completed / task.total:.0f}%")
+        parts.append(_clock(task.elapsed))
+        if not task.finished and task.time_remaining is not None:
+            parts.append(f"ETA {_clock(task.time_remaining)}")
+        parts += [column.render(task).plain for column in self._fields]
+        if state:
+            parts.append(state)
+        self.console.print(" ".join(parts), markup=False, highlight=False, soft_wrap=True)
+
+
+def _clock(seconds: float | None) -> str:
+    return str(timedelta(seconds=int(seconds or 0)))
+
+
 def make_progress(*extra_columns: TextColumn, disable: bool = False) -> Progress:
-    """A progress bar on stderr: description, bar, n/total, elapsed, ETA and any extra columns."""
-    return Progress(
+    """A progress bar on stderr: description, bar, n/total, elapsed, ETA and any extra columns.
+
+    On a stderr that is not an interactive terminal, a :class:`PlainProgress` that writes a few
+    plain lines instead of redrawing a bar.
+    """
+    columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -38,10 +119,11 @@ def make_progress(*extra_columns: TextColumn, disable: bool = False) -> Progress
         TextColumn("ETA"),
         TimeRemainingColumn(),
         *extra_columns,
-        console=err_console,
-        disable=disable,
-        transient=False,
     )
+    options: dict[str, Any] = {"console": err_console, "disable": disable, "transient": False}
+    if err_console.is_interactive:
+        return Progress(*columns, **options)
+    return PlainProgress(*columns, fields=extra_columns, **options)
 
 
 def train_columns() -> tuple[TextColumn, ...]:

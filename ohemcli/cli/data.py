@@ -21,7 +21,7 @@ DataOpt = Annotated[
     str,
     typer.Option("--data", help="A VOC root folder, or 'synth' for the built-in synthetic set."),
 ]
-SplitOpt = Annotated[str, typer.Option("--split", help="Split name: ImageSets/Main/SPLIT.txt.")]
+SplitOpt = Annotated[str, typer.Option("--split", help="ImageSets/Main/SPLIT.txt.")]
 
 
 class DownloadSet(str, Enum):
@@ -96,7 +96,7 @@ def synth(
     out: Annotated[Path, typer.Option("--out", help="Folder to create (must not exist).")],
     trainval: Annotated[int, typer.Option(min=1, help="Images in the trainval split.")] = 400,
     test: Annotated[int, typer.Option(min=1, help="Images in the test split.")] = 150,
-    seed: Annotated[int, typer.Option(help="The same seed gives byte-identical files.")] = 0,
+    seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 0,
 ) -> None:
     """Write the built-in synthetic data set in VOC layout to a folder.
 

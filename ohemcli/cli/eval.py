@@ -31,23 +31,20 @@ DetectionsOpt = Annotated[
     Path | None,
     typer.Option(
         "--detections",
-        help="Folder of devkit results files 'PREFIX_det_SPLIT_CLASS.txt' "
-        "(lines 'image_id score x1 y1 x2 y2', 1-based). Needs --data.",
+        help="Folder of devkit results files (see above). Needs --data.",
     ),
 ]
 DataOpt = Annotated[
     str | None,
     typer.Option("--data", help="Ground truth for --detections: a VOC root folder, or 'synth'."),
 ]
-SplitOpt = Annotated[
-    str, typer.Option("--split", help="Split to score (ImageSets/Main/SPLIT.txt).")
-]
+SplitOpt = Annotated[str, typer.Option("--split", help="ImageSets/Main/SPLIT.txt.")]
 MetricOpt = Annotated[
     EvalMetric,
     typer.Option(
         "--metric",
         case_sensitive=False,
-        help="voc07 (11-point, the paper), voc10 (area), coco (AP@[.5:.95]) or all.",
+        help="Which AP (see above).",
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
@@ -55,8 +52,7 @@ ClassesOpt = Annotated[
     str | None,
     typer.Option(
         "--classes",
-        help="Comma-separated class names, label order (default: the data set's). "
-        "With --detections only.",
+        help="--detections: class names in label order, comma-separated.",
     ),
 ]
 
@@ -77,7 +73,11 @@ def eval_command(
 
     Either a run folder: its checkpoint is run on the split and RUN/eval/ is written.
 
-    Or existing devkit results files: --detections DIR with --data ROOT.
+    Or existing devkit results files: --detections DIR with --data ROOT. DIR holds
+    PREFIX_det_SPLIT_CLASS.txt files of lines 'image_id score x1 y1 x2 y2' (1-based pixels).
+
+    Metrics: voc07 is the 11-point AP of the paper, voc10 the area under the curve, coco the
+    mean AP over IoU 0.5:0.95.
 
     Examples:
 

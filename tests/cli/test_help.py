@@ -72,6 +72,12 @@ def test_help_texts_fit_in_two_lines_and_options_sit_in_panels(path):
     assert "Sampler" in panels
 
 
+@pytest.mark.parametrize("path", COMMANDS, ids=lambda p: " ".join(p) or "ohem")
+def test_every_commands_help_texts_fit_in_two_lines(path):
+    rows = _option_rows(_help(path))
+    assert not {name: n for name, n in rows.items() if n > 2}
+
+
 def test_row_parser_counts_wrapped_lines():
     text = "╭─ Data ─╮\n│ --a   x  one │\n│          two │\n│ --b   y  one │\n╰──╯\n"
     assert _option_rows(text) == {"--a": 2, "--b": 1}
