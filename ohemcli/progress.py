@@ -50,11 +50,13 @@ class PlainProgress(Progress):
         pass
 
     def stop(self) -> None:
-        """Write the last line of every task that has not reached its total."""
+        """Write the last line of every task that has not reached its total (or has none)."""
         if self.disable:
             return
         for task_id, task in list(self._tasks.items()):
-            if task.total and task.completed < task.total:
+            if not task.total:
+                self._print_line(task_id, "end")  # a download of unknown size, say
+            elif task.completed < task.total:
                 self._print_line(task_id, "stopped")
 
     def add_task(self, description: str, *args: Any, **kwargs: Any) -> TaskID:

@@ -54,6 +54,15 @@ def test_a_task_stopped_early_says_where(captured):
     assert len(lines) == 3
 
 
+def test_a_task_of_unknown_size_gets_start_and_end(captured):
+    with make_progress() as bar:
+        task = bar.add_task("download", total=None)
+        bar.advance(task, 300)
+    lines = captured.getvalue().splitlines()
+    assert len(lines) == 2 and lines[0].endswith("start")
+    assert lines[1].startswith("download: 300/?") and lines[1].endswith("end")
+
+
 def test_disabled_progress_writes_nothing(captured):
     with make_progress(disable=True) as bar:
         task = bar.add_task("x", total=10)

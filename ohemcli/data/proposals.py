@@ -3,7 +3,8 @@
 Selective search runs in ``workers`` processes (one OpenCV thread each) and its boxes are cached
 in ``cache_dir()/proposals/`` under a key made of the data set's fingerprint, the split, the method,
 ``max_boxes`` and ``PROPOSALS_VERSION``: a changed data set (or a changed recipe here) is never
-served stale boxes, and training and evaluation share one computation.
+served stale boxes, and training and evaluation share one computation. A smaller ``max_boxes``
+is served from the cache of a larger one (the cap is a prefix), so trying caps costs no new search.
 
 Choices, and why:
 
@@ -211,6 +212,36 @@ def _cache_path(dataset: VOCDataset, method: str, max_boxes: int, max_side: int)
     return cache_dir() / "proposals" / f"{key}.npz"
 
 
+def _cached_with_larger_cap(
+    dataset: VOCDataset, max_boxes: int, max_side: int
+) -> dict[str, np.ndarray] | None:
+    """Cached boxes of the same images under a larger cap (or none), if any.
+
+    The cap is the last step of :func:`clean_boxes`, so the first ``max_boxes`` of a longer
+    cached list are exactly what a new selective search with this cap would give.
+    """
+    if max_boxes == 0:
+        return None
+    ids = [r.image_id for r in dataset.records]
+    for cap in sorted(_cached_caps(dataset, max_side), key=lambda c: c or 10**9):
+        if cap == 0 or cap > max_boxes:
+            cached = _load(_cache_path(dataset, "ssfast", cap, max_side), ids)
+            if cached is not None:
+                return cached
+    return None
+
+
+def _cached_caps(dataset: VOCDataset, max_side: int) -> list[int]:
+    """The caps of the selective-search caches of ``dataset`` at this ``max_side``."""
+    pattern = _cache_path(dataset, "ssfast", 0, max_side).name.replace("-ssfast-0-", "-ssfast-*-")
+    caps = []
+    for path in _cache_path(dataset, "ssfast", 0, max_side).parent.glob(pattern):
+        cap = path.name.split("-ssfast-", 1)[1].split("-", 1)[0]
+        if cap.isdigit() and path.name == _cache_path(dataset, "ssfast", int(cap), max_side).name:
+            caps.append(int(cap))
+    return caps
+
+
 def _save(path: Path, proposals: dict[str, np.ndarray]) -> None:
     ids = list(proposals)
     boxes = np.concatenate([proposals[i] for i in ids]) if ids else np.zeros((0, 4), np.float32)
@@ -264,6 +295,9 @@ def load_proposals(
         cached = _load(path, ids)
         if cached is not None:
             return cached
+    wider = _cached_with_larger_cap(dataset, max_boxes, max_side)
+    if wider is not None:
+        return {i: boxes[:max_boxes] for i, boxes in wider.items()}
     proposals = compute_selective_search(dataset, max_boxes, workers, show_progress, max_side)
     _save(path, proposals)
     return proposals

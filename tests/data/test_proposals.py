@@ -107,8 +107,19 @@ def test_cache_hit_does_not_recompute(synth12: VOCDataset, ss12, monkeypatch) ->
     assert cached.keys() == ss12.keys()
     for image_id, boxes in ss12.items():
         np.testing.assert_array_equal(cached[image_id], boxes)
-    with pytest.raises(AssertionError, match="recomputed"):  # another max_boxes: another key
-        P.load_proposals(synth12, max_boxes=10, show_progress=False)
+    with pytest.raises(AssertionError, match="recomputed"):  # a larger cap needs more boxes
+        P.load_proposals(synth12, max_boxes=5000, show_progress=False)
+    with pytest.raises(AssertionError, match="recomputed"):  # shrunk images: other boxes
+        P.load_proposals(synth12, max_boxes=10, show_progress=False, max_side=100)
+
+
+def test_a_smaller_cap_is_served_from_a_larger_cache(synth12: VOCDataset, ss12, monkeypatch):
+    record = synth12[2]
+    fresh = P.selective_search(str(record.image_path), 10)  # computed with the cap itself
+    monkeypatch.setattr(P, "compute_selective_search", None)  # any call would fail
+    capped = P.load_proposals(synth12, max_boxes=10, show_progress=False)
+    assert all(len(boxes) <= 10 for boxes in capped.values())
+    np.testing.assert_array_equal(capped[record.image_id], fresh)
 
 
 def test_changed_annotation_invalidates_the_cache(synth12: VOCDataset, tmp_path, monkeypatch):
