@@ -279,6 +279,10 @@ def launch_runs(
     alive = alive_jobs(folder, launch.launcher) if folder.is_dir() else []
     busy = {r.name for h in alive for r in h.runs}
     todo = [r for r in plan if not is_finished(r.path, iters) and r.name not in busy]
+    if todo and launch.launcher == "local":  # a Slurm login node is no place for selective search
+        from ohemcli.engine.setup import prepare_data
+
+        prepare_data(base, show_progress)
     handles = alive + submit(base, todo, out_dir, launch, cuda)
     if not launch.wait:
         return CompareOutcome(list(plan), pending=[r for h in handles for r in h.runs])

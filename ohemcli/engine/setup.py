@@ -83,6 +83,16 @@ def load_split(cfg: ExperimentConfig, split: str, show_progress: bool = True) ->
     return SplitData(dataset, proposals)
 
 
+def prepare_data(cfg: ExperimentConfig, show_progress: bool = True) -> None:
+    """Make the data both splits need (the synthetic set, proposals) and leave it in the cache.
+
+    Jobs launched side by side on a fresh cache would otherwise each generate the synthetic set
+    and run selective search on the same images at once, competing for the same cores.
+    """
+    for split in dict.fromkeys((cfg.data.train_split, cfg.data.test_split)):
+        load_split(cfg, split, show_progress)
+
+
 def build_model(cfg: ExperimentConfig, num_classes: int, device: torch.device) -> FastRCNN:
     """Fast R-CNN with initial weights that depend only on the seed (the same for every sampler)."""
     torch.manual_seed(cfg.train.seed)

@@ -272,3 +272,32 @@ def test_submitit_tasks_become_ddp_ranks(tmp_path: Path, monkeypatch) -> None:
     job = executor.submit(_rank_sum)
     results = sorted(job.results())
     assert results == [(0, 2, 0, 3.0), (1, 2, 1, 3.0)]  # 1 + 2 on both ranks
+
+
+def test_local_jobs_find_the_proposals_already_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a fresh cache the parent computes the data once, before any job starts."""
+    from ohemcli.data import proposals
+    from ohemcli.data.synthetic import generate_synthetic
+    from ohemcli.engine import launch as launch_module
+    from ohemcli.engine.launch import launch_runs
+    from ohemcli.engine.setup import load_split
+
+    root = generate_synthetic(tmp_path / "fresh", 3, 2, seed=5, show_progress=False)
+    cfg = load_config(None, {**TINY, "data.data": str(root)})
+    submitted: list[str] = []
+
+    def fake_submit(base, todo, out_dir, launch, cuda):
+        real = proposals.compute_selective_search
+        monkeypatch.setattr(proposals, "compute_selective_search", None)  # must not be needed
+        for split, images in {"trainval": 3, "test": 2}.items():
+            assert len(load_split(base, split, show_progress=False).proposals) == images
+        monkeypatch.setattr(proposals, "compute_selective_search", real)
+        submitted.extend(r.name for r in todo)
+        return []
+
+    monkeypatch.setattr(launch_module, "submit", fake_submit)
+    plan = plan_runs(tmp_path / "cmp", TWO, [1])
+    launch_runs(cfg, plan, tmp_path / "cmp", Launch(jobs=2), show_progress=False)
+    assert submitted == ["fixed-s1", "ohem-s1"]
