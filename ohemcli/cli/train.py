@@ -146,5 +146,6 @@ def train_command(
             f"[bold]{summary['sampler']}[/bold]: {summary['metric']} "
             f"mAP {summary['mAP']:.4f} after "
             f"{summary['iters']} iterations, train {summary['train_seconds']:.1f}s, mining "
-            f"{summary['mining_seconds']:.1f}s, {summary['s_per_iter']:.3f} s/iter"
+            f"{summary['mining_seconds']:.1f}s, {summary['s_per_iter']:.3f} s/iter",
+            soft_wrap=True,  # one line in a log file too, whatever the width
         )
