@@ -14,7 +14,7 @@ test: $(STAMP)
 	$(PYTHON) -m pytest -q
 
 # 2 seeds x 3 samplers from the pretrained tiny backbone (synth_tiny preset), two runs at a time
-# (one thread each, so the numbers do not depend on the core count): under 10 min on 2 cores
+# (each with half of the cores): about 8 min from an empty cache on 2 cores
 demo: $(STAMP)
 	$(PYTHON) -m ohemcli compare --data synth --config synth_tiny --seeds 1,2 --jobs 2 --out runs/demo
 
