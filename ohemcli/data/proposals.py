@@ -27,7 +27,6 @@ import contextlib
 import ctypes
 import logging
 import multiprocessing
-import os
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -35,6 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ohemcli.cpus import available_cpus
 from ohemcli.data.voc import MIN_BOX_SIDE, VOCDataset
 from ohemcli.errors import UserError
 from ohemcli.fileio import atomic_write, cache_dir
@@ -100,13 +100,6 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)  # one process per core already; OpenCV threads would only contend
 
 
-def _default_workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def compute_selective_search(
     dataset: VOCDataset,
     max_boxes: int,
@@ -116,7 +109,7 @@ def compute_selective_search(
 ) -> dict[str, np.ndarray]:
     """Run selective search on every image of ``dataset`` in ``workers`` processes (no cache)."""
     paths = [str(r.image_path) for r in dataset.records]
-    workers = max(1, min(workers or _default_workers(), len(paths)))
+    workers = max(1, min(workers or available_cpus(), len(paths)))
     one = partial(selective_search, max_boxes=max_boxes, max_side=max_side)
     results: list[np.ndarray] = []
     with make_progress(disable=not show_progress) as progress:

@@ -26,6 +26,7 @@ from typing import Any
 import submitit
 
 from ohemcli.config import ExperimentConfig
+from ohemcli.cpus import threads_per_job
 from ohemcli.engine.grid import CompareOutcome, RunFailure, RunSpec, is_finished, train_run
 from ohemcli.errors import UserError
 
@@ -240,7 +241,7 @@ def _submit_local(
             f"--jobs {len(slots)} x --gpus-per-run {g} needs {len(slots) * g} GPUs; "
             f"{len(gpus)} visible"
         )
-    threads = None if cuda else max(1, len(os.sched_getaffinity(0)) // len(slots))
+    threads = None if cuda else threads_per_job(len(slots))
     handles = []
     for j, runs in enumerate(slots):
         if cuda:

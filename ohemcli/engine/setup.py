@@ -5,7 +5,6 @@ Shared by training, evaluation and mining so that each builds these the same way
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import numpy as np
 import torch
 
 from ohemcli.config import ExperimentConfig, TrainConfig
+from ohemcli.cpus import available_cpus
 from ohemcli.data.voc import VOCDataset
 from ohemcli.errors import UserError
 from ohemcli.model.fast_rcnn import FastRCNN
@@ -38,11 +38,7 @@ def synchronize(device: torch.device) -> None:
 
 def loader_workers(requested: int) -> int:
     """DataLoader workers: at most the CPUs this process may run on (PyTorch warns above that)."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS has no sched_getaffinity
-        cpus = os.cpu_count() or 1
-    return max(0, min(requested, cpus))
+    return max(0, min(requested, available_cpus()))
 
 
 def data_root(data: str) -> Path:
