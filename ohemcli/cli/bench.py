@@ -25,6 +25,7 @@ from ohemcli.cli.options import (
     RoIOpOpt,
     WorkersOpt,
     build_config,
+    parse_samplers,
 )
 
 
@@ -86,14 +87,11 @@ def bench_command(
       ohem bench --data VOCdevkit/VOC2007 --config voc07_vgg16 --device cuda --amp
     """
     from ohemcli.engine.bench import bench_samplers
-    from ohemcli.errors import UserError
     from ohemcli.progress import out_console
-    from ohemcli.samplers import SAMPLERS
+    from ohemcli.samplers import check_sampler_names
 
-    names = [s.strip() for s in samplers.split(",") if s.strip()]
-    for name in names:
-        if name not in SAMPLERS:
-            raise UserError(f"--samplers: unknown '{name}' (choose from {', '.join(SAMPLERS)})")
+    names = parse_samplers(samplers)
+    check_sampler_names(names)
     flags = ConfigFlags(
         data=data,
         workers=workers,

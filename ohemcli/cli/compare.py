@@ -52,6 +52,7 @@ from ohemcli.cli.options import (
     WeightsOpt,
     WorkersOpt,
     build_config,
+    parse_samplers,
 )
 from ohemcli.errors import UserError
 
@@ -92,11 +93,6 @@ class Format(str, Enum):
     md = "md"
     csv = "csv"
     json = "json"
-
-
-def parse_samplers(text: str) -> list[str]:
-    """``"fixed,hnm,ohem"`` -> ``["fixed", "hnm", "ohem"]``."""
-    return [s.strip() for s in text.split(",") if s.strip()]
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -341,6 +341,11 @@ def build_config(config: str | None, flags: ConfigFlags) -> ExperimentConfig:
     return absolute_paths(validate_config(flags.apply(base), "command line"))
 
 
+def parse_samplers(text: str) -> list[str]:
+    """``"fixed,hnm,ohem"`` -> ``["fixed", "hnm", "ohem"]`` (names are checked by the caller)."""
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
 def parse_classes(classes: str | None) -> list[str] | None:
     """``--classes a,b,c`` as a list of distinct names (None when not given)."""
     if classes is None:

@@ -59,13 +59,9 @@ def check_settings(
     out_dir: Path, base: ExperimentConfig, samplers: Sequence[str], seeds: Sequence[int]
 ) -> None:
     """Write ``OUT/compare.yaml``; refuse other settings once a run of the folder has started."""
-    from ohemcli.samplers import SAMPLERS
+    from ohemcli.samplers import check_sampler_names
 
-    unknown = [s for s in samplers if s not in SAMPLERS]
-    if unknown:
-        raise UserError(
-            f"--samplers: unknown {', '.join(unknown)} (choose from {', '.join(SAMPLERS)})"
-        )
+    check_sampler_names(samplers)
     if not samplers or len(set(samplers)) != len(samplers):
         raise UserError(f"--samplers: give each sampler once, got {','.join(samplers) or 'none'}")
     if not seeds or len(set(seeds)) != len(seeds):

@@ -7,7 +7,7 @@ from it. Each sampler's constructor takes only the numbers it uses.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import Enum
 
 from ohemcli.config import SamplerConfig
@@ -55,6 +55,15 @@ SamplerName = Enum("SamplerName", {name: name for name in SAMPLERS}, type=str)  
 SamplerName.__doc__ = "Sampler choice for the CLI (the names of ``SAMPLERS``)."
 
 
+def check_sampler_names(names: Sequence[str]) -> None:
+    """Refuse ``--samplers`` names that are not in ``SAMPLERS``, naming each one."""
+    unknown = [name for name in names if name not in SAMPLERS]
+    if unknown:
+        raise UserError(
+            f"--samplers: unknown {', '.join(unknown)} (choose from {', '.join(SAMPLERS)})"
+        )
+
+
 def build_sampler(cfg: SamplerConfig) -> RoISampler:
     """The sampler named by ``cfg.name``, built from the config's numbers that it uses."""
     if cfg.name not in SAMPLERS:
@@ -69,6 +78,7 @@ __all__ = [
     "OHEMSampler",
     "SamplerName",
     "build_sampler",
+    "check_sampler_names",
     "ImageRoIs",
     "MinedNegatives",
     "MiningRequest",
