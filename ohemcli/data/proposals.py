@@ -206,7 +206,7 @@ def _cache_path(dataset: VOCDataset, method: str, max_boxes: int, max_side: int)
 
 
 def _cached_with_larger_cap(
-    dataset: VOCDataset, max_boxes: int, max_side: int
+    dataset: VOCDataset, ids: Sequence[str], max_boxes: int, max_side: int
 ) -> dict[str, np.ndarray] | None:
     """Cached boxes of the same images under a larger cap (or none), if any.
 
@@ -215,7 +215,6 @@ def _cached_with_larger_cap(
     """
     if max_boxes == 0:
         return None
-    ids = [r.image_id for r in dataset.records]
     for cap in sorted(_cached_caps(dataset, max_side), key=lambda c: c or 10**9):
         if cap == 0 or cap > max_boxes:
             cached = _load(_cache_path(dataset, "ssfast", cap, max_side), ids)
@@ -288,7 +287,7 @@ def load_proposals(
         cached = _load(path, ids)
         if cached is not None:
             return cached
-    wider = _cached_with_larger_cap(dataset, max_boxes, max_side)
+    wider = _cached_with_larger_cap(dataset, ids, max_boxes, max_side)
     if wider is not None:
         return {i: boxes[:max_boxes] for i, boxes in wider.items()}
     proposals = compute_selective_search(dataset, max_boxes, workers, show_progress, max_side)
