@@ -24,6 +24,7 @@ from ohemcli.errors import UserError, quote
 class DataConfig:
     data: str = "synth"  # "synth" (built-in synthetic set) or the path of a VOC-format root
     train_split: str = "trainval"  # split to train on
+    train_images: int = 0  # train on the first K images of train_split only (0 = all of them)
     test_split: str = "test"  # split to evaluate on
     classes: tuple[str, ...] | None = (
         None  # class names; None = infer from the data (VOC names if they fit)
@@ -51,6 +52,9 @@ class ModelConfig:
     roi_size: int = 7  # RoI pooling output size (roi_size x roi_size)
     head_dim: int = 256  # width of the tiny head's fc layers (vgg16 uses 4096 from fc6/fc7)
     box_norm: str = "fixed"  # box targets: "fixed" stds (0.1,0.1,0.2,0.2) or "data" (per class)
+    # leading conv layers of the trunk that stay frozen; None = the backbone's own choice
+    # (vgg16: 4, conv1_1 to conv2_2 as in the paper; tiny: 0)
+    frozen_convs: int | None = None
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,7 @@ RULES: dict[str, Rule] = {
     "data.data": Text(),
     "data.train_split": Text(name=True),
     "data.test_split": Text(name=True),
+    "data.train_images": COUNT0,
     "data.classes": Items(Text(name=True), distinct=True, allow_none=True),
     "data.proposals": Text(),
     "data.max_proposals": Number(lo=0, integer=True),  # 0 = every box
@@ -156,6 +157,7 @@ RULES: dict[str, Rule] = {
     "model.roi_size": Number(lo=1, hi=64, integer=True),
     "model.head_dim": COUNT,
     "model.box_norm": Choice(("fixed", "data")),
+    "model.frozen_convs": OrNone(Number(lo=0, hi=64, integer=True)),
     # Sampler names live in samplers.SAMPLERS; cli.options checks them (config imports no torch).
     "sampler.name": Text(name=True),
     "sampler.batch_rois": COUNT,

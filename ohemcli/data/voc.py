@@ -169,17 +169,32 @@ def discover_classes(root: Path) -> tuple[str, ...]:
 
 
 class VOCDataset:
-    """All images of one split of a VOC root, parsed eagerly so that errors surface at once.
+    """All images of one split of a VOC root (or its first ``limit``), parsed eagerly so that errors
+    surface at once.
 
     Attributes: ``root``, ``split``, ``classes`` (names of labels 1..K), ``records``,
     ``num_objects`` (every annotated object, degenerate ones included), ``dropped`` (one message per
     degenerate box that was left out).
     """
 
-    def __init__(self, root: str | Path, split: str, classes: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        classes: Sequence[str] | None = None,
+        limit: int = 0,
+        limit_option: str = "limit",
+    ) -> None:
         self.root = Path(root)
         self.split = split
         ids = read_split_ids(self.root, split)
+        if limit:  # the first ``limit`` ids, in file order (the option's name goes in the error)
+            if limit > len(ids):
+                raise UserError(
+                    f"{limit_option}: {limit}, but split '{split}' of {self.root} has "
+                    f"{len(ids)} images"
+                )
+            ids = ids[:limit]
         self.classes: tuple[str, ...] = tuple(classes) if classes else discover_classes(self.root)
         for name in self.classes:  # a class name becomes part of a results file's name
             check_name(name, "class name", "classes")

@@ -67,7 +67,8 @@ def load_split(cfg: ExperimentConfig, split: str, show_progress: bool = True) ->
 
     d = cfg.data
     root = data_root(d.data)
-    dataset = VOCDataset(root, split, d.classes)
+    limit = d.train_images if split == d.train_split else 0
+    dataset = VOCDataset(root, split, d.classes, limit=limit, limit_option="data.train_images")
     proposals = load_proposals(
         dataset,
         source=resolve_source(d.proposals, root, split),  # "release", {split} placeholders

@@ -73,13 +73,28 @@ def build_vgg16(cfg: ModelConfig) -> Backbone:
         if len(missing) == len(net.state_dict()):
             raise UserError(f"{cfg.weights}: no tensor matches torchvision's vgg16 (wrong file?)")
     trunk = net.features[:30]  # drop the last max-pool: conv5_3 + ReLU at stride 16
-    for layer in trunk[:10]:  # conv1_x and conv2_x stay frozen, as in the paper
-        for p in layer.parameters():
-            p.requires_grad_(False)
+    # conv1_x and conv2_x (4 conv layers) stay frozen, as in the paper
+    freeze_leading_convs(trunk, 4 if cfg.frozen_convs is None else cfg.frozen_convs)
     head = nn.Sequential(
         nn.Flatten(), *list(net.classifier.children())[:6]
     )  # fc6, fc7 with dropout
     return Backbone(trunk=trunk, head=head, stride=16, out_dim=4096)
+
+
+def freeze_leading_convs(trunk: nn.Sequential, count: int) -> None:
+    """Stop gradients to the first ``count`` conv layers of ``trunk`` and the layers after each
+    (norm, ReLU, pooling) up to the next conv; a frozen prefix needs no backward pass at all."""
+    convs = sum(isinstance(m, nn.Conv2d) for m in trunk)
+    if count > convs:
+        raise UserError(f"model.frozen_convs: {count}, but this trunk has {convs} conv layers")
+    seen = 0
+    for layer in trunk:
+        if isinstance(layer, nn.Conv2d):
+            seen += 1
+            if seen > count:
+                break
+        for p in layer.parameters():
+            p.requires_grad_(False)
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
@@ -124,6 +139,7 @@ def build_tiny(cfg: ModelConfig) -> Backbone:
                 f"{source}: does not fit the tiny backbone ({first}); check {option} "
                 "or use --no-pretrained"
             ) from None
+    freeze_leading_convs(trunk, cfg.frozen_convs or 0)
     return Backbone(trunk=trunk, head=head, stride=8, out_dim=cfg.head_dim)
 
 

@@ -34,9 +34,11 @@ CONTEXT = 0.1  # context added around each crop, as a fraction of its width/heig
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    images: int = 800  # synthetic images to cut crops from
+    # 3000 images x 12 epochs (about 7 min on one CPU thread) against 800 x 5: crop accuracy
+    # 0.997 against 0.871, and the demo's fixed sampler at 400 iterations 0.627 mAP against 0.411
+    images: int = 3000  # synthetic images to cut crops from
     bg_per_image: int = 3  # background crops per image
-    epochs: int = 5  # passes over the crops
+    epochs: int = 12  # passes over the crops
     batch: int = 128  # crops per SGD step
     lr: float = 0.05  # peak learning rate (cosine decay to 0)
     seed: int = 0  # seed of the crops' jitter, flips, order and initial weights

@@ -32,3 +32,21 @@ def test_cuda_without_a_gpu_is_a_user_error(monkeypatch):
     assert resolve_device("auto").type == "cpu"
     with pytest.raises(UserError, match="--device cuda"):
         resolve_device("cuda")
+
+
+def test_train_images_keeps_the_first_k_train_ids_and_leaves_the_test_split_whole(tmp_path):
+    root = tiny_voc_root(tmp_path, num_images=4)
+    cfg = load_config(
+        None, {"data.data": str(root), "data.train_images": 2, "data.max_proposals": 50}
+    )
+    train, test = load_split(cfg, "trainval", False), load_split(cfg, "test", False)
+    assert [r.image_id for r in train.dataset.records] == ["im000", "im001"]  # file order
+    assert sorted(train.proposals) == ["im000", "im001"]  # no search on the images left out
+    assert len(test.dataset) == 4
+
+
+def test_train_images_beyond_the_split_names_the_option(tmp_path):
+    root = tiny_voc_root(tmp_path, num_images=3)
+    cfg = load_config(None, {"data.data": str(root), "data.train_images": 5})
+    with pytest.raises(UserError, match=r"^data.train_images: 5, but split 'trainval' .* has 3"):
+        load_split(cfg, "trainval", False)

@@ -52,3 +52,38 @@ def test_tiny_loads_a_local_state_dict(tmp_path):
 def test_missing_weights_file_names_the_file(tmp_path):
     with pytest.raises(UserError, match="nope.pt"):
         build_tiny(ModelConfig(backbone="tiny", weights=str(tmp_path / "nope.pt")))
+
+
+def _frozen_flags(trunk: torch.nn.Module) -> list[bool]:
+    """Per conv layer of ``trunk``: True when none of its parameters takes gradients."""
+    convs = [m for m in trunk if isinstance(m, torch.nn.Conv2d)]
+    return [all(not p.requires_grad for p in c.parameters()) for c in convs]
+
+
+@pytest.mark.parametrize("count", [0, 2, 4, 5])
+def test_tiny_freezes_exactly_the_leading_convs_and_their_norms(count):
+    trunk = build_tiny(ModelConfig(backbone="tiny", frozen_convs=count)).trunk
+    assert _frozen_flags(trunk) == [True] * count + [False] * (5 - count)
+    norms = [m for m in trunk if isinstance(m, torch.nn.GroupNorm)]
+    assert [all(not p.requires_grad for p in n.parameters()) for n in norms] == _frozen_flags(trunk)
+
+
+def test_frozen_convs_sets_vgg16s_frozen_prefix_and_checks_the_count():
+    trunk = build_vgg16(ModelConfig(backbone="vgg16", frozen_convs=7)).trunk
+    assert _frozen_flags(trunk) == [True] * 7 + [False] * 6
+    with pytest.raises(UserError, match=r"model.frozen_convs: 6, but this trunk has 5 conv"):
+        build_tiny(ModelConfig(backbone="tiny", frozen_convs=6))
+
+
+def test_a_frozen_prefix_keeps_its_weights_through_an_update():
+    torch.manual_seed(0)
+    backbone = build_tiny(ModelConfig(backbone="tiny", frozen_convs=4))
+    before = [p.detach().clone() for p in backbone.trunk.parameters()]
+    params = [p for p in backbone.trunk.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=0.1)
+    backbone.trunk(torch.randn(2, 3, 32, 48)).square().mean().backward()
+    opt.step()
+    after = list(backbone.trunk.parameters())
+    changed = [not torch.equal(a, b) for a, b in zip(before, after, strict=True)]
+    # conv weight + GroupNorm weight and bias per layer: 4 frozen layers, then 1 trained
+    assert changed == [False] * 12 + [True] * 3
