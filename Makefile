@@ -13,9 +13,10 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PYTHON) -m pytest -q
 
-# 2 seeds x 3 samplers from the pretrained tiny backbone (synth_tiny preset), two runs at a time
-# with one thread each, on any machine (CPU runs match only at equal thread counts, so the
-# README's table is what every machine gets): about 8 min from an empty cache on 2 cores
+# 2 seeds x 3 samplers, each trained close to convergence (README) from the pretrained tiny
+# backbone (synth_tiny preset), two runs at a time with one thread each, on any machine (CPU runs
+# match only at equal thread counts, so the README's table is what every machine gets): about
+# 8.5 min from an empty cache on 2 cores
 demo: $(STAMP)
 	OMP_NUM_THREADS=1 $(PYTHON) -m ohemcli compare --data synth --config synth_tiny --seeds 1,2 --jobs 2 --out runs/demo
 

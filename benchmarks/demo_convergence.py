@@ -1,7 +1,7 @@
 """Is the demo converged? mAP of each sampler after N iterations against 3N (issue 15).
 
     python3 benchmarks/demo_convergence.py                     # synth_tiny, seed 1, N and 3N
-    python3 benchmarks/demo_convergence.py --part 3n --seeds 1,2 --out runs/convergence
+    OMP_NUM_THREADS=1 python3 benchmarks/demo_convergence.py --seeds 1,2 --jobs 2  # as make demo
 
 The 3N config is the preset with every iteration count (iters, lr_steps, warmup_iters,
 checkpoint_every) multiplied by ``--factor``, so both runs follow the same schedule shape. Each
@@ -44,11 +44,12 @@ def scaled_config(preset: str, factor: int, dest: Path) -> Path:
     return dest
 
 
-def run_compare(config: Path | str, out: Path, seeds: str, samplers: str) -> None:
-    """One ``ohem compare`` of this checkout in a subprocess."""
+def run_compare(config: Path | str, out: Path, seeds: str, samplers: str, jobs: int) -> None:
+    """One ``ohem compare`` of this checkout in a subprocess (``jobs`` runs at a time)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "ohemcli", "compare", "--data", "synth", "--config", str(config)]
     cmd += ["--seeds", seeds, "--samplers", samplers, "--out", str(out), "--no-progress"]
+    cmd += ["--jobs", str(jobs)]
     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
 
 
@@ -68,13 +69,14 @@ def main() -> None:
     parser.add_argument("--samplers", default="fixed,hnm,ohem")
     parser.add_argument("--part", choices=("n", "3n", "both"), default="both")
     parser.add_argument("--tol", type=float, default=0.02)
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (make demo: 2)")
     parser.add_argument("--out", type=Path, default=Path("runs/convergence"))
     args = parser.parse_args()
     long_cfg = scaled_config(args.config, args.factor, args.out / f"x{args.factor}.yaml")
     if args.part in ("n", "both"):
-        run_compare(args.config, args.out / "n", args.seeds, args.samplers)
+        run_compare(args.config, args.out / "n", args.seeds, args.samplers, args.jobs)
     if args.part in ("3n", "both"):
-        run_compare(long_cfg, args.out / f"x{args.factor}", args.seeds, args.samplers)
+        run_compare(long_cfg, args.out / f"x{args.factor}", args.seeds, args.samplers, args.jobs)
     short, long = final_maps(args.out / "n"), final_maps(args.out / f"x{args.factor}")
     print(f"| run | mAP at N | mAP at {args.factor}N | gap | within {args.tol} |")
     print("|---|---|---|---|---|")
