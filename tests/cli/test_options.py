@@ -57,7 +57,7 @@ def test_options_override_the_preset_only_when_given():
     untouched = build_config("synth_tiny", ConfigFlags())
     preset = build_config("synth_tiny", ConfigFlags(sampler=None, iters=None))
     assert config_to_dict(untouched) == config_to_dict(preset)
-    assert untouched.train.iters == 600  # synth_tiny.yaml's
+    assert untouched.train.iters == 800  # synth_tiny.yaml's
 
 
 def _changed_keys(flags: ConfigFlags, base) -> set[str]:
