@@ -25,12 +25,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for benchmarks.b
 
 from benchmarks.bench_metrics import make_set  # noqa: E402
 from ohemcli.data.voc import VOC_CLASSES  # noqa: E402
-from ohemcli.engine.matches import matches_from_result, save_matches, weighted_map  # noqa: E402
-from ohemcli.engine.metrics import evaluate_voc  # noqa: E402
-from ohemcli.engine.results_io import ClassDetections, Detections  # noqa: E402
-from ohemcli.engine.run_state import ComparePaths  # noqa: E402
-from ohemcli.engine.runs import read_run  # noqa: E402
+from ohemcli.evaluation.matches import (  # noqa: E402
+    matches_from_result,
+    run_matches,
+    save_matches,
+    weighted_map,
+)
+from ohemcli.evaluation.results_files import ClassDetections, Detections  # noqa: E402
+from ohemcli.evaluation.voc_ap import evaluate_voc  # noqa: E402
 from ohemcli.report.pairs import pair_table  # noqa: E402
+from ohemcli.runs.paths import ComparePaths  # noqa: E402
+from ohemcli.runs.records import read_run  # noqa: E402
 from tests.report.fake_runs import fake_run  # noqa: E402
 
 
@@ -62,10 +67,10 @@ def main() -> None:
             save_matches(paths.matches, m)
             assert abs(weighted_map(m, np.ones((1, len(records))))[0] - result.mAP) < 1e-12
         runs = [read_run(p) for p in out.finished_runs()]
-        n_dets = len(runs[0].matches().tp)  # type: ignore[union-attr]
+        n_dets = len(run_matches(runs[0]).tp)  # type: ignore[union-attr]
         print(f"{len(records)} images, {n_dets} detections per run, {len(runs)} runs")
 
-        m = runs[0].matches()
+        m = run_matches(runs[0])
         weights = np.random.default_rng(0).multinomial(
             len(records), np.full(len(records), 1 / len(records)), size=args.resamples
         )

@@ -23,13 +23,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.reference_voc
 
 from ohemcli.data.voc import VOC_CLASSES, ImageRecord
-from ohemcli.engine.metrics import evaluate_voc
-from ohemcli.engine.results_io import (
+from ohemcli.evaluation.results_files import (
     ClassDetections,
     Detections,
     read_results_files,
     write_results_files,
 )
+from ohemcli.evaluation.voc_ap import evaluate_voc
 from tests.reference_voc import reference_class  # noqa: E402
 
 NUM_IMAGES, DETS_PER_IMAGE, OBJECTS_PER_IMAGE = 4952, 100, 2.5

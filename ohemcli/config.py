@@ -22,7 +22,7 @@ from ohemcli.errors import UserError, quote
 
 @dataclass(frozen=True)
 class DataConfig:
-    data: str = "synth"  # "synth" (built-in synthetic set) or the path of a VOC-format root
+    root: str = "synth"  # "synth" (built-in synthetic set) or the path of a VOC-format root
     train_split: str = "trainval"  # split to train on
     train_images: int = 0  # train on the first K images of train_split only (0 = all of them)
     test_split: str = "test"  # split to evaluate on

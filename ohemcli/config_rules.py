@@ -137,7 +137,7 @@ NONNEG = Number(lo=0.0)  # a finite float >= 0
 PIXELS = Number(lo=1, hi=10000, integer=True)  # an image side in pixels
 
 RULES: dict[str, Rule] = {
-    "data.data": Text(),
+    "data.root": Text(),
     "data.train_split": Text(name=True),
     "data.test_split": Text(name=True),
     "data.train_images": COUNT0,

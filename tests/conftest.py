@@ -23,7 +23,7 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     import os
 
     os.environ["OHEM_CACHE"] = str(tmp_path_factory.mktemp("ohem_cache"))
-    # Runs of other test sessions on this host must not count as sharing it (engine.sharing).
+    # Runs of other test sessions on this host must not count as sharing it (engine.host_runs).
     os.environ["OHEM_RUNS_REGISTRY"] = str(tmp_path_factory.mktemp("ohem_runs"))
 
 
@@ -44,7 +44,7 @@ def small_config(small_synth: Path):
 
     def make(**overrides):
         base = {
-            "data.data": str(small_synth),
+            "data.root": str(small_synth),
             "data.scale": 160,
             "data.max_size": 220,
             "data.max_proposals": 150,

@@ -2,7 +2,7 @@
 
 A straight port of the logic of py-faster-rcnn's ``voc_eval`` (stable sort, first argmax, IoU
 strictly above the threshold, difficult boxes ignored, duplicates false positives). The tests and
-``benchmarks/bench_metrics.py`` both compare ``ohemcli.engine.metrics`` against it.
+``benchmarks/bench_metrics.py`` both compare ``ohemcli.evaluation.voc_ap`` against it.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-from ohemcli.engine.metrics import ClassGT
-from ohemcli.engine.results_io import ClassDetections
+from ohemcli.evaluation.results_files import ClassDetections
+from ohemcli.evaluation.voc_ap import ClassGT
 
 
 def reference_class(cd: ClassDetections, truth: ClassGT, metric: str, thresh: float = 0.5):

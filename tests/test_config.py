@@ -27,7 +27,7 @@ def test_overrides_beat_yaml_and_none_keeps_yaml(tmp_path):
 
 
 def test_yaml_round_trip(tmp_path):
-    cfg = load_config(None, {"train.lr_steps": [5, 9], "data.data": "/x"})
+    cfg = load_config(None, {"train.lr_steps": [5, 9], "data.root": "/x"})
     path = tmp_path / "c.yaml"
     path.write_text(config_to_yaml(cfg))
     assert load_config(path) == cfg

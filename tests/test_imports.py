@@ -98,4 +98,66 @@ def test_report_never_reaches_the_training_loop():
             seen.add(module)
             todo += graph.get(module, ())
     assert len(seen) > 5
-    assert not {"ohemcli.engine.train", "ohemcli.engine.compare", "ohemcli.engine.launch"} & seen
+    assert not {"ohemcli.engine.train", "ohemcli.launch.compare", "ohemcli.launch.submit"} & seen
+
+
+# The layers of design.md, bottom first. A module may import from its own unit (the same top-level
+# module or subpackage) or from a unit of a strictly lower layer; units of one layer never import
+# each other (data and model are siblings). ``ohemcli`` itself (its version) is the floor.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("ohemcli", "errors", "config_rules", "progress"),
+    ("fileio", "config"),
+    ("presets", "boxes", "device"),
+    ("data", "model"),
+    ("samplers",),
+    ("runs",),
+    ("evaluation",),
+    ("engine",),
+    ("launch",),
+    ("report",),
+    ("cli",),
+    ("__main__",),
+)
+LAYER_OF = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
+
+
+def unit_of(module: str) -> str:
+    """``ohemcli.data.voc`` -> ``data``; ``ohemcli`` -> ``ohemcli``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Every import that does not go strictly down the layers, as ``a -> b`` lines."""
+    bad = []
+    for module, targets in sorted(graph.items()):
+        here = unit_of(module)
+        for target in sorted(targets):
+            there = unit_of(target)
+            if there != here and LAYER_OF[there] >= LAYER_OF[here]:
+                bad.append(f"{module} -> {target}")
+    return bad
+
+
+def test_the_layer_checker_refuses_upward_and_sideways_imports():
+    graph = {
+        "ohemcli.data.voc": {"ohemcli.errors", "ohemcli.data.checks"},
+        "ohemcli.data.checks": set(),
+        "ohemcli.errors": set(),
+        "ohemcli.model.fast_rcnn": {"ohemcli.data.voc"},  # sideways
+        "ohemcli.runs.paths": {"ohemcli.engine.step"},  # upward
+        "ohemcli.engine.step": set(),
+    }
+    assert upward_imports(graph) == [
+        "ohemcli.model.fast_rcnn -> ohemcli.data.voc",
+        "ohemcli.runs.paths -> ohemcli.engine.step",
+    ]
+
+
+def test_every_unit_has_a_layer():
+    assert {unit_of(m) for m in import_graph()} <= set(LAYER_OF)
+
+
+def test_no_module_imports_from_a_layer_above_it():
+    bad = upward_imports(import_graph())
+    assert not bad, "\n".join(bad)

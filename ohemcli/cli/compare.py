@@ -58,7 +58,7 @@ from ohemcli.errors import UserError
 
 if TYPE_CHECKING:
     from ohemcli.config import ExperimentConfig
-    from ohemcli.engine.compare import CompareOutcome, RunFailure
+    from ohemcli.launch.compare import CompareOutcome, RunFailure
     from ohemcli.report.analysis import Analysis
 
 COMPARE_EVAL_POINTS = 8  # default evaluations per compare run: enough for time to accuracy
@@ -139,7 +139,7 @@ def _eval_points(cfg: ExperimentConfig, given: int | None, out_dir: Path) -> Exp
         return cfg
     import yaml
 
-    from ohemcli.engine.run_state import ComparePaths
+    from ohemcli.runs.paths import ComparePaths
 
     settings = ComparePaths(out_dir).settings
     saved = yaml.safe_load(settings.read_text(encoding="utf-8")) if settings.is_file() else None
@@ -271,12 +271,12 @@ def compare_command(
         lr=lr,
         eval_points=eval_points,
     )
-    from ohemcli.engine.compare import compare
-    from ohemcli.engine.launch import Launch
-    from ohemcli.engine.setup import data_name
+    from ohemcli.data.splits import data_name
+    from ohemcli.launch.compare import compare
+    from ohemcli.launch.submit import Launch
 
     cfg = build_config(config, flags)
-    out_dir = out or Path("runs") / f"compare-{data_name(cfg.data.data)}"
+    out_dir = out or Path("runs") / f"compare-{data_name(cfg.data.root)}"
     cfg = _eval_points(cfg, eval_points, out_dir)
     launch = Launch(
         launcher.value, jobs, gpus_per_run, wait, slurm_partition, slurm_time, slurm_account,
@@ -338,7 +338,7 @@ def finish_compare(
 
 
 def _is_compare_folder(path: Path) -> bool:
-    from ohemcli.engine.run_state import ComparePaths
+    from ohemcli.runs.paths import ComparePaths
 
     return ComparePaths(path).is_compare()
 

@@ -96,7 +96,7 @@ def eval_command(
     elif max_dets is not None or score_thresh is not None:
         raise UserError("--max-dets/--score-thresh apply to a RUN (results files are final)")
     elif detections is not None and data is not None:
-        from ohemcli.engine.evaluate import evaluate_detections
+        from ohemcli.evaluation.evaluate import evaluate_detections
 
         result = evaluate_detections(detections, data, split, metric.value, parse_classes(classes))
     else:
@@ -114,7 +114,7 @@ def _evaluate_run(
 ) -> dict[str, Any]:
     if not run.is_dir():
         raise UserError(f"{run}: run folder not found")
-    from ohemcli.engine.evaluate import evaluate_run
+    from ohemcli.evaluation.evaluate import evaluate_run
 
     return evaluate_run(
         run, split=split, metric=metric, max_dets=max_dets, score_thresh=score_thresh
@@ -128,7 +128,7 @@ def _ap(value: float | None) -> str:
 def render_eval_table(result: dict[str, Any]) -> Table:
     """A table of per-class AP, ground-truth boxes and detections, with the mAP as its last row.
 
-    ``result`` is what ``engine.metrics.evaluate_all`` returns; for metric ``all`` it shows one AP
+    ``result`` is what ``evaluation.metrics.evaluate_all`` returns; for metric ``all`` it shows one AP
     column per metric. "n/a" marks a class with no positives (left out of the mAP).
     """
     metric = result["metric"]

@@ -28,7 +28,7 @@ MODEL = "Model"
 SAMPLER = "Sampler"
 TRAINING = "Training"
 OUTPUT = "Output"
-LAUNCHER = "Launcher"  # ohem compare: where and how many runs at once (engine.launch)
+LAUNCHER = "Launcher"  # ohem compare: where and how many runs at once (launch.submit)
 
 
 class Backbone(str, Enum):
@@ -225,7 +225,7 @@ class ConfigFlags:
         cfg = replace(
             cfg,
             data=_given(
-                cfg.data, data=self.data, workers=self.workers, use_difficult=self.use_difficult
+                cfg.data, root=self.data, workers=self.workers, use_difficult=self.use_difficult
             ),
             model=_given(
                 cfg.model,
@@ -311,13 +311,13 @@ def absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
         return os.path.abspath(os.path.expanduser(p))
 
     d, m = cfg.data, cfg.model
-    data = d.data if d.data == "synth" else absolute(d.data)
+    root = d.root if d.root == "synth" else absolute(d.root)
     named = ("selective_search", "release")  # sources, not paths
     proposals = d.proposals if d.proposals in named else absolute(d.proposals)
     weights = None if m.weights is None else absolute(m.weights)
     return replace(
         cfg,
-        data=replace(d, data=data, proposals=proposals),
+        data=replace(d, root=root, proposals=proposals),
         model=replace(m, weights=weights),
     )
 
@@ -356,7 +356,7 @@ def parse_classes(classes: str | None) -> list[str] | None:
     return names
 
 
-# ohem compare's launcher options: not config keys; they build an engine.launch.Launch.
+# ohem compare's launcher options: not config keys; they build an launch.submit.Launch.
 class Launcher(str, Enum):
     local = "local"
     slurm = "slurm"

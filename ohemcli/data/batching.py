@@ -16,9 +16,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
+from ohemcli.boxes import BoxNorm
 from ohemcli.data.targets import assign_targets
 from ohemcli.data.voc import ImageRecord, VOCDataset, load_image
-from ohemcli.model.boxes import BoxNorm
 
 PIXEL_MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics, as torchvision's VGG16 weights expect
 PIXEL_STD = (0.229, 0.224, 0.225)

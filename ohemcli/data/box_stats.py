@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 from torchvision.ops import box_iou
 
+from ohemcli.boxes import BoxNorm, encode_deltas
 from ohemcli.data.batching import TrainImages
 from ohemcli.errors import UserError
-from ohemcli.model.boxes import BoxNorm, encode_deltas
 from ohemcli.progress import make_progress
 
 BOX_NORMS = ("fixed", "data")

@@ -34,8 +34,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ohemcli.cpus import available_cpus
 from ohemcli.data.voc import MIN_BOX_SIDE, VOCDataset
+from ohemcli.device import available_cpus
 from ohemcli.errors import UserError
 from ohemcli.fileio import atomic_write, cache_dir
 from ohemcli.progress import make_progress

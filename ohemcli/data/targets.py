@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torchvision.ops import box_iou
 
-from ohemcli.model.boxes import BoxNorm, encode_deltas
+from ohemcli.boxes import BoxNorm, encode_deltas
 
 
 @dataclass

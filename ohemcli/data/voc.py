@@ -3,7 +3,7 @@
 A root holds ``Annotations/<id>.xml``, ``JPEGImages/<id>.jpg`` and ``ImageSets/Main/<split>.txt``.
 VOC XML coordinates are 1-based and inclusive. Inside ohemcli every box is a 0-based float
 ``(x1, y1, x2, y2)``: we subtract 1 on read here (and add 1 back when writing results files, see
-``engine.results_io``).
+``evaluation.results_files``).
 """
 
 from __future__ import annotations

@@ -21,9 +21,8 @@ import torch
 
 from ohemcli.config import ExperimentConfig
 from ohemcli.data.batching import TrainImages
+from ohemcli.device import loader_workers, peak_memory_mb, reset_peak_memory, synchronize
 from ohemcli.engine.mining import mine_false_positives, mining_loader
-from ohemcli.engine.run_state import peak_memory_mb, reset_peak_memory
-from ohemcli.engine.setup import loader_workers, synchronize
 from ohemcli.engine.train import Trainer
 from ohemcli.model.fast_rcnn import FastRCNN, rois_with_batch_index
 from ohemcli.progress import make_progress

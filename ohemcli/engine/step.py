@@ -19,7 +19,8 @@ from torch import Tensor, nn
 from ohemcli.data.batching import Batch
 from ohemcli.engine.distributed import DistInfo, average_gradients
 from ohemcli.errors import UserError
-from ohemcli.model.fast_rcnn import FastRCNN, RoILosses, rois_with_batch_index
+from ohemcli.model.fast_rcnn import FastRCNN, rois_with_batch_index
+from ohemcli.model.losses import RoILosses
 from ohemcli.samplers.base import ImageRoIs, RoISampler
 
 IOU_BINS = 10  # metrics.jsonl's iou_hist: [0, .1), [.1, .2), ..., [.9, 1.0]

@@ -22,36 +22,27 @@ from torch.utils.data import DataLoader
 from ohemcli.config import ExperimentConfig, config_to_dict, config_to_yaml
 from ohemcli.data.batching import Batch, ScheduleSampler, TrainImages, collate, iteration_epoch
 from ohemcli.data.box_stats import make_box_norm
-from ohemcli.engine.checkpoint import rng_state, save_checkpoint, set_rng_state
-from ohemcli.engine.distributed import (
-    DistInfo,
-    barrier,
-    broadcast_parameters,
-    init_distributed,
-)
-from ohemcli.engine.mining import mine_false_positives
-from ohemcli.engine.run_guard import check_out_dir, check_resume, clear_leftovers, run_lock
-from ohemcli.engine.run_state import (
-    RunPaths,
-    TrainState,
-    eval_iterations,
+from ohemcli.data.splits import data_name, load_split
+from ohemcli.device import (
+    loader_workers,
     peak_memory_mb,
     reset_peak_memory,
-)
-from ohemcli.engine.setup import (
-    build_model,
-    build_optimizer,
-    data_name,
-    load_split,
-    loader_workers,
     resolve_device,
     synchronize,
 )
-from ohemcli.engine.sharing import HostRuns, device_names
+from ohemcli.engine.distributed import DistInfo, barrier, broadcast_parameters, init_distributed
+from ohemcli.engine.host_runs import HostRuns, device_names
+from ohemcli.engine.mining import mine_false_positives
+from ohemcli.engine.optimizer import build_optimizer
+from ohemcli.engine.state import TrainState, eval_iterations
 from ohemcli.engine.step import NonFiniteLoss, StepResult, Updater, train_step
 from ohemcli.errors import UserError
 from ohemcli.fileio import append_jsonl, atomic_write_json, atomic_write_text, truncate_jsonl
+from ohemcli.model.fast_rcnn import build_model
 from ohemcli.progress import err_console, make_progress, train_columns, train_fields
+from ohemcli.runs.checkpointer import rng_state, save_checkpoint, set_rng_state
+from ohemcli.runs.guard import check_out_dir, check_resume, clear_leftovers, run_lock
+from ohemcli.runs.paths import RunPaths
 from ohemcli.samplers import MiningSampler, build_sampler
 
 __all__ = ["Callback", "Trainer", "default_run_dir", "train", "mine_false_positives"]
@@ -63,7 +54,7 @@ Callback = Callable[[dict[str, Any]], None]
 
 def default_run_dir(cfg: ExperimentConfig) -> Path:
     """``runs/<data>-<sampler>-s<seed>``."""
-    return Path("runs") / f"{data_name(cfg.data.data)}-{cfg.sampler.name}-s{cfg.train.seed}"
+    return Path("runs") / f"{data_name(cfg.data.root)}-{cfg.sampler.name}-s{cfg.train.seed}"
 
 
 def _autocast(
@@ -264,7 +255,7 @@ class Trainer:
             self.show,
             batch_size=self.cfg.train.images_per_batch,
         )
-        sampler.after_epoch(mined)
+        sampler.after_mining(mined)
         synchronize(self.device)
         self.state.mining_seconds += time.perf_counter() - start
         self.state.mining_passes += 1
@@ -274,7 +265,7 @@ class Trainer:
 
     def evaluate(self, final: bool) -> dict[str, Any]:
         """Evaluate on the test split (rank 0); the time goes to ``eval_seconds``."""
-        from ohemcli.engine.evaluate import evaluate_model
+        from ohemcli.evaluation.evaluate import evaluate_model
 
         start = time.perf_counter()
         if self.test_data is None:

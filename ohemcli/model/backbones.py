@@ -4,7 +4,7 @@
 its classifier as the RoI head, conv1 and conv2 frozen. ``tiny`` is a small network for the CPU
 (stride 8). ``model.pretrained`` starts vgg16 from ImageNet weights and tiny from
 ``ohemcli/weights/tiny_synth.pt``, a crop classifier of the synthetic shapes trained on images
-that the demo never uses (``scripts/pretrain_tiny.py`` reproduces it; see ohemcli.model.pretrain).
+that the demo never uses (``scripts/pretrain_tiny.py`` reproduces it; see ohemcli.engine.pretrain).
 """
 
 from __future__ import annotations

@@ -5,46 +5,15 @@ The one per-RoI loss, :func:`per_roi_loss`, both ranks RoIs (ohem's read-only pa
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, roi_align, roi_pool
 
-from ohemcli.config import EvalConfig, ModelConfig
+from ohemcli.boxes import BoxNorm, decode
+from ohemcli.config import EvalConfig, ExperimentConfig, ModelConfig
 from ohemcli.errors import UserError
 from ohemcli.model.backbones import BACKBONES
-from ohemcli.model.boxes import BoxNorm, decode
-
-
-class RoILosses(NamedTuple):
-    """Per-RoI loss terms, no reduction."""
-
-    cls: Tensor  # (R,) cross-entropy
-    box: Tensor  # (R,) smooth L1 over the 4 deltas of the ground-truth class; 0 for background
-
-    @property
-    def total(self) -> Tensor:
-        """Classification plus box loss of each RoI."""
-        return self.cls + self.box
-
-
-def per_roi_loss(
-    cls_logits: Tensor, box_deltas: Tensor, labels: Tensor, box_targets: Tensor
-) -> RoILosses:
-    """Fast R-CNN's multi-task loss for each RoI separately.
-
-    ``cls_logits`` (R, K+1); ``box_deltas`` (R, 4(K+1)) class-specific; ``labels`` (R,) with 0 for
-    background; ``box_targets`` (R, 4) normalised deltas. The box term sums smooth L1 (beta 1) over
-    the 4 deltas of the RoI's ground-truth class and is zero for background.
-    """
-    loss_cls = F.cross_entropy(cls_logits.float(), labels, reduction="none")
-    deltas = box_deltas.float().view(len(labels), box_deltas.shape[1] // 4, 4)  # ok for R = 0
-    chosen = deltas[torch.arange(len(labels), device=labels.device), labels]
-    loss_box = F.smooth_l1_loss(chosen, box_targets, beta=1.0, reduction="none").sum(dim=1)
-    loss_box = loss_box * (labels > 0).to(loss_box.dtype)
-    return RoILosses(loss_cls, loss_box)
+from ohemcli.model.losses import RoILosses, per_roi_loss
 
 
 def rois_with_batch_index(rois: list[Tensor]) -> Tensor:
@@ -168,3 +137,9 @@ class FastRCNN(nn.Module):
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         keep = batched_nms(boxes, scores, labels, cfg.nms)[: cfg.max_dets]
         return boxes[keep], scores[keep], labels[keep]
+
+
+def build_model(cfg: ExperimentConfig, num_classes: int, device: torch.device) -> FastRCNN:
+    """Fast R-CNN with initial weights that depend only on the seed (the same for every sampler)."""
+    torch.manual_seed(cfg.train.seed)
+    return FastRCNN(cfg.model, num_classes).to(device)

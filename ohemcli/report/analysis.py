@@ -14,10 +14,10 @@ from typing import Any
 
 import pandas as pd
 
-from ohemcli.engine.runs import Run, read_run
 from ohemcli.report import tables
 from ohemcli.report.pairs import pair_table
 from ohemcli.report.time_to_map import time_to_map_sentences, time_to_map_table
+from ohemcli.runs.records import Run, read_run
 
 BOOTSTRAP_METHOD = (
     "The 95% interval of each Δ is a paired bootstrap: each of the {n} resamples draws the test "

@@ -4,7 +4,7 @@ The interval is a paired bootstrap over test images and seeds when every run of 
 matches (``eval/matches.npz``): each resample draws the test images with replacement (the same
 draw for every run, so the two samplers are scored on the same resampled test set) and the
 paired seeds with replacement, and rescores both samplers' mAP from their saved matches
-(``engine.matches.weighted_map``: no re-matching). Its 2.5th and 97.5th percentiles are the
+(``evaluation.matches.weighted_map``: no re-matching). Its 2.5th and 97.5th percentiles are the
 interval. Without matches (older runs) or with ``--bootstrap 0`` the interval is the paired
 t-interval over seeds, which ignores the finite test set. The verdict is "better" or "worse"
 only when the interval excludes 0.
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ohemcli.engine.matches import Matches, weighted_map
-from ohemcli.engine.runs import Run
+from ohemcli.evaluation.matches import Matches, run_matches, weighted_map
+from ohemcli.runs.records import Run
 
 SAMPLER_ORDER = ("fixed", "hnm", "ohem")
 PAIR_COLUMNS = ["a", "b", "delta", "ci_low", "ci_high", "seeds", "verdict", "method"]
@@ -146,7 +146,7 @@ def _pair_maps(
                 return None
             key = str(run.paths.root)
             if key not in cache:
-                cache[key] = run.matches()
+                cache[key] = run_matches(run)
             m = cache[key]
             maps = resampler.run_maps(run, m, metric) if m is not None else None
             if maps is None:

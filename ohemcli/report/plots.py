@@ -23,9 +23,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from ohemcli.engine.run_state import PLOT_NAMES, ComparePaths  # noqa: E402
 from ohemcli.fileio import atomic_write  # noqa: E402
 from ohemcli.report.pairs import sampler_rank  # noqa: E402
+from ohemcli.runs.paths import PLOT_NAMES, ComparePaths  # noqa: E402
 
 PLOTS = PLOT_NAMES  # what write_plots draws (chosen_iou only when the runs logged iou_hist)
 CHOSEN_IOU_SKIPPED = (

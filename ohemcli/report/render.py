@@ -1,6 +1,6 @@
 """The report files of a comparison: results.csv, summary.csv, report.md and the plots.
 
-Layout (names from ``engine.run_state.ComparePaths``)::
+Layout (names from ``runs.paths.ComparePaths``)::
 
     OUT/results.csv, summary.csv     one row per run / per sampler
     OUT/pairs.csv                    one row per pair of samplers (Δ, interval, verdict)
@@ -19,12 +19,12 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from ohemcli.engine.run_state import ComparePaths
-from ohemcli.engine.runs import Run
 from ohemcli.fileio import atomic_write_text
 from ohemcli.report import tables
 from ohemcli.report.analysis import Analysis, analyse_results, protocol_lines
 from ohemcli.report.plots import write_plots
+from ohemcli.runs.paths import ComparePaths
+from ohemcli.runs.records import Run
 
 MEMORY_NOTE = (
     "Times are means over seeds; total s = train + mining (evaluation excluded). peak MB is the "

@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 from rich.table import Table
 
-from ohemcli.engine.run_state import run_dirs
-from ohemcli.engine.runs import Run, read_run
 from ohemcli.errors import UserError
 from ohemcli.report.pairs import sampler_rank
+from ohemcli.runs.paths import run_dirs
+from ohemcli.runs.records import Run, read_run
 
 BASELINE = "fixed"
 RUN_COLUMNS = [

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ohemcli.engine.runs import Run
 from ohemcli.report.pairs import sampler_rank
+from ohemcli.runs.records import Run
 
 DEFAULT_SHARE = 0.95  # default target: this share of the lowest final mAP among the samplers
 TTM_COLUMNS = [

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from ohemcli.model.fast_rcnn import RoILosses
+from ohemcli.model.losses import RoILosses
 
 
 @dataclass
@@ -57,7 +57,7 @@ class RoISampler(Protocol):
     """What the trainer needs from a sampler."""
 
     needs_roi_losses: bool  # the trainer runs the read-only pass and passes roi_losses when True
-    needs_mining: bool  # the trainer runs mining passes and calls after_epoch with their result
+    needs_mining: bool  # the trainer runs mining passes and calls after_mining with their result
 
     def select(
         self, rois: ImageRoIs, roi_losses: RoILosses | None, num: int, gen: torch.Generator
@@ -65,7 +65,7 @@ class RoISampler(Protocol):
         """Positions (into ``rois``) of at most ``num`` RoIs to train on."""
         ...
 
-    def after_epoch(self, mined: MinedNegatives | None) -> None:
+    def after_mining(self, mined: MinedNegatives | None) -> None:
         """Take the result of a mining pass (hnm); other samplers ignore it."""
         ...
 

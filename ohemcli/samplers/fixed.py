@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ohemcli.model.fast_rcnn import RoILosses
+from ohemcli.model.losses import RoILosses
 from ohemcli.samplers.base import ImageRoIs, MinedNegatives, random_subset
 
 
@@ -74,7 +74,7 @@ class FixedSampler:
             rois.labels, rois.max_iou, num, self.fg_fraction, self.bg_lo, self.fg_thresh, gen
         )
 
-    def after_epoch(self, mined: MinedNegatives | None) -> None:
+    def after_mining(self, mined: MinedNegatives | None) -> None:
         """Nothing to refresh."""
 
     def state_dict(self) -> dict[str, Any]:

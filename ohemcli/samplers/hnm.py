@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from ohemcli.errors import UserError
-from ohemcli.model.fast_rcnn import RoILosses
+from ohemcli.model.losses import RoILosses
 from ohemcli.samplers.base import ImageRoIs, MinedNegatives, MiningRequest
 from ohemcli.samplers.fixed import sample_fg_bg
 
@@ -121,7 +121,7 @@ class HNMSampler:
         """RoIs in the pool over all images."""
         return self.pool.size
 
-    def after_epoch(self, mined: MinedNegatives | None) -> None:
+    def after_mining(self, mined: MinedNegatives | None) -> None:
         """Update the pool with a mining pass (see the module docstring)."""
         if mined is None:
             return

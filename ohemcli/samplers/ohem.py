@@ -19,7 +19,7 @@ from torch import Tensor
 from torchvision.ops import batched_nms, nms
 
 from ohemcli.errors import UserError
-from ohemcli.model.fast_rcnn import RoILosses
+from ohemcli.model.losses import RoILosses
 from ohemcli.samplers.base import ImageRoIs, MinedNegatives
 
 RANKING_LOSSES = ("cls+box", "cls")
@@ -82,7 +82,7 @@ class OHEMSampler:
         labels = rois.labels if self.nms_scope == "label" else None
         return hardest_rois(rois.boxes, score, num, self.nms_iou, labels)
 
-    def after_epoch(self, mined: MinedNegatives | None) -> None:
+    def after_mining(self, mined: MinedNegatives | None) -> None:
         """Nothing to refresh."""
 
     def state_dict(self) -> dict[str, Any]:

@@ -146,7 +146,7 @@ def report_corrupt_summary(ws, base):
 
 
 def second_writer(ws, base):
-    from ohemcli.engine.run_state import RunPaths
+    from ohemcli.runs.paths import RunPaths
 
     run = _finished_run(ws, base)
     (run / "checkpoint.pt").unlink()

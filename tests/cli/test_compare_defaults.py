@@ -9,7 +9,7 @@ import yaml
 
 from ohemcli.cli.compare import COMPARE_EVAL_POINTS, _eval_points
 from ohemcli.config import ExperimentConfig, config_to_dict
-from ohemcli.engine.run_state import ComparePaths
+from ohemcli.runs.paths import ComparePaths
 
 
 def with_points(n: int) -> ExperimentConfig:

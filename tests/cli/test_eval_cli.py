@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from ohemcli.cli import app
 from ohemcli.data.voc import VOCDataset
-from ohemcli.engine.metrics import evaluate_all
-from ohemcli.engine.results_io import ClassDetections, Detections, write_results_files
+from ohemcli.evaluation.metrics import evaluate_all
+from ohemcli.evaluation.results_files import ClassDetections, Detections, write_results_files
 from tests.conftest import shared_root
 
 runner = CliRunner()
@@ -104,7 +104,7 @@ def test_missing_or_conflicting_options_name_the_option(args, option):
 
 def test_run_mode_calls_evaluate_run(monkeypatch, tmp_path):
     calls = []
-    fake = types.ModuleType("ohemcli.engine.evaluate")
+    fake = types.ModuleType("ohemcli.evaluation.evaluate")
 
     def evaluate_run(run_dir: Path, split: str, metric: str, max_dets, score_thresh) -> dict:
         calls.append((run_dir, split, metric, max_dets, score_thresh))
@@ -113,7 +113,7 @@ def test_run_mode_calls_evaluate_run(monkeypatch, tmp_path):
                 "num_gt": {"cat": 2}, "num_det": {"cat": 4}, "eval_protocol": protocol}  # fmt: skip
 
     fake.evaluate_run = evaluate_run  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "ohemcli.engine.evaluate", fake)
+    monkeypatch.setitem(sys.modules, "ohemcli.evaluation.evaluate", fake)
     result = runner.invoke(app, ["eval", str(tmp_path), "--split", "val", "--metric", "voc10"])
     assert result.exit_code == 0, result.output
     assert calls == [(tmp_path, "val", "voc10", None, None)]

@@ -30,7 +30,7 @@ def test_synth_defaults_to_its_cpu_preset(cuda):
 
 def test_real_data_gets_the_papers_preset_on_cuda_and_the_cpu_preset_otherwise(cuda, capsys):
     cfg = build_config(None, ConfigFlags(data="/some/VOC2007"))
-    assert cfg.data.data == "/some/VOC2007"
+    assert cfg.data.root == "/some/VOC2007"
     said = capsys.readouterr().err
     if cuda:
         assert cfg.model.backbone == "vgg16" and cfg.model.pretrained
@@ -69,7 +69,7 @@ def test_each_flag_lands_on_the_config_key_of_its_name():
     """ConfigFlags.apply writes each field onto the key of the same name (a reader can grep it)."""
     base = build_config("synth_tiny", ConfigFlags())
     candidates = {"bool": [True, False], "int": [3, 4], "float": [0.25, 0.3], "str": ["x"]}
-    special = {"sampler": "sampler.name", "data": "data.data"}
+    special = {"sampler": "sampler.name", "data": "data.root"}
     for f in dataclasses.fields(ConfigFlags):
         kind = f.type.split(" | ")[0]
         if kind == "Path":
@@ -125,9 +125,9 @@ def test_an_unknown_sampler_in_the_yaml_names_the_file(tmp_path):
 def test_paths_in_the_config_become_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = build_config("synth_tiny", ConfigFlags(data="voc", weights="w.pt"))
-    assert cfg.data.data == os.path.join(tmp_path, "voc")
+    assert cfg.data.root == os.path.join(tmp_path, "voc")
     assert cfg.model.weights == os.path.join(tmp_path, "w.pt")
-    assert build_config("synth_tiny", ConfigFlags()).data.data == "synth"
+    assert build_config("synth_tiny", ConfigFlags()).data.root == "synth"
 
 
 @pytest.mark.slow

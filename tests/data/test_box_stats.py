@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from ohemcli.boxes import BOX_STDS, BoxNorm, decode, encode_deltas
 from ohemcli.data.batching import TrainImages
 from ohemcli.data.box_stats import fit_box_norm, make_box_norm
 from ohemcli.data.targets import assign_targets
 from ohemcli.data.voc import VOCDataset
 from ohemcli.errors import UserError
-from ohemcli.model.boxes import BOX_STDS, BoxNorm, decode, encode_deltas
 
 
 def _jittered_proposals(dataset: VOCDataset, per_box: int = 12) -> dict[str, np.ndarray]:

@@ -10,9 +10,9 @@ import pytest
 
 from ohemcli.data.checks import child_path, clip_box, name_problem
 from ohemcli.data.voc import VOCDataset, load_image
-from ohemcli.engine.metrics import evaluate_all
-from ohemcli.engine.results_io import ClassDetections, write_results_files
 from ohemcli.errors import UserError
+from ohemcli.evaluation.metrics import evaluate_all
+from ohemcli.evaluation.results_files import ClassDetections, write_results_files
 from tests.data.bad_voc import DROPPED, REFUSED, annotation, make_root, png_header
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ohemcli.config import ModelConfig, TrainConfig
-from ohemcli.engine.setup import build_optimizer
+from ohemcli.engine.optimizer import build_optimizer
 from ohemcli.model.fast_rcnn import FastRCNN
 
 

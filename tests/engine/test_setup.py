@@ -5,7 +5,8 @@ import pytest
 import scipy.io
 
 from ohemcli.config import load_config
-from ohemcli.engine.setup import load_split, resolve_device
+from ohemcli.data.splits import load_split
+from ohemcli.device import resolve_device
 from ohemcli.errors import UserError
 from tests.helpers import tiny_voc_root
 
@@ -18,7 +19,7 @@ def test_split_placeholder_picks_one_mat_file_per_split(tmp_path):
         cell[0, 0] = cell[0, 1] = np.array([[3, x, 20, 40]], dtype=np.float64)
         scipy.io.savemat(tmp_path / f"p_{split}.mat", {"boxes": cell})
     cfg = load_config(
-        None, {"data.data": str(root), "data.proposals": str(tmp_path / "p_{split}.mat")}
+        None, {"data.root": str(root), "data.proposals": str(tmp_path / "p_{split}.mat")}
     )
     # 0-based x1 y1 x2 y2 = (x - 1, 2, 39, 19)
     assert load_split(cfg, "trainval").proposals["im000"].tolist() == [[4, 2, 39, 19]]
@@ -37,7 +38,7 @@ def test_cuda_without_a_gpu_is_a_user_error(monkeypatch):
 def test_train_images_keeps_the_first_k_train_ids_and_leaves_the_test_split_whole(tmp_path):
     root = tiny_voc_root(tmp_path, num_images=4)
     cfg = load_config(
-        None, {"data.data": str(root), "data.train_images": 2, "data.max_proposals": 50}
+        None, {"data.root": str(root), "data.train_images": 2, "data.max_proposals": 50}
     )
     train, test = load_split(cfg, "trainval", False), load_split(cfg, "test", False)
     assert [r.image_id for r in train.dataset.records] == ["im000", "im001"]  # file order
@@ -47,6 +48,6 @@ def test_train_images_keeps_the_first_k_train_ids_and_leaves_the_test_split_whol
 
 def test_train_images_beyond_the_split_names_the_option(tmp_path):
     root = tiny_voc_root(tmp_path, num_images=3)
-    cfg = load_config(None, {"data.data": str(root), "data.train_images": 5})
+    cfg = load_config(None, {"data.root": str(root), "data.train_images": 5})
     with pytest.raises(UserError, match=r"^data.train_images: 5, but split 'trainval' .* has 3"):
         load_split(cfg, "trainval", False)

@@ -7,7 +7,7 @@ import torch
 
 from ohemcli.config import ModelConfig
 from ohemcli.data.batching import Batch, ImageSample
-from ohemcli.engine.run_state import TrainState
+from ohemcli.engine.state import TrainState
 from ohemcli.engine.step import (
     NonFiniteLoss,
     Updater,
@@ -18,7 +18,8 @@ from ohemcli.engine.step import (
     train_step,
 )
 from ohemcli.errors import UserError
-from ohemcli.model.fast_rcnn import FastRCNN, RoILosses
+from ohemcli.model.fast_rcnn import FastRCNN
+from ohemcli.model.losses import RoILosses
 
 
 class TakeFirst:

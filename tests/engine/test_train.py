@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from ohemcli.engine.checkpoint import load_checkpoint
 from ohemcli.engine.train import Trainer, train
 from ohemcli.errors import UserError
+from ohemcli.runs.checkpointer import load_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -89,7 +89,7 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path, small_config):
 
 
 def test_checkpoint_round_trip_reproduces_the_runs_map(tmp_path, small_config):
-    from ohemcli.engine.evaluate import evaluate_run
+    from ohemcli.evaluation.evaluate import evaluate_run
 
     run = tmp_path / "run"
     summary = train(small_config(**{"train.iters": 8}), run, show_progress=False)
@@ -149,7 +149,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     tmp_path, small_config, monkeypatch
 ):
     from ohemcli.engine.step import NonFiniteLoss
-    from ohemcli.model.fast_rcnn import FastRCNN, RoILosses
+    from ohemcli.model.fast_rcnn import FastRCNN
+    from ohemcli.model.losses import RoILosses
 
     real, calls = FastRCNN.roi_losses, []
 
@@ -171,7 +172,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
 
 
 def test_a_checkpoint_with_one_optimizer_group_is_refused_in_one_line(tmp_path, small_config):
-    from ohemcli.engine.checkpoint import save_checkpoint
+    from ohemcli.runs.checkpointer import save_checkpoint
 
     run = tmp_path / "run"
     train(small_config(**{"train.iters": 2}), run, show_progress=False)

@@ -4,8 +4,8 @@ import math
 
 import torch
 
-from ohemcli.model.boxes import decode, encode
-from ohemcli.model.fast_rcnn import per_roi_loss
+from ohemcli.boxes import decode, encode
+from ohemcli.model.losses import per_roi_loss
 
 
 def test_per_roi_loss_golden_values():

@@ -12,10 +12,10 @@ import yaml
 
 from ohemcli.config import ExperimentConfig, config_to_dict
 from ohemcli.data.voc import ImageRecord
-from ohemcli.engine.matches import matches_from_result, save_matches
-from ohemcli.engine.metrics import evaluate_voc
-from ohemcli.engine.results_io import ClassDetections
-from ohemcli.engine.run_state import RunPaths
+from ohemcli.evaluation.matches import matches_from_result, save_matches
+from ohemcli.evaluation.results_files import ClassDetections
+from ohemcli.evaluation.voc_ap import evaluate_voc
+from ohemcli.runs.paths import RunPaths
 
 CLASSES = ("disc", "ring")
 BOX = np.array([20.0, 20.0, 80.0, 80.0])

@@ -8,14 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ohemcli.engine.runs import read_run
-from ohemcli.report.pairs import (
-    PAIR_COLUMNS,
-    pair_table,
-    sampler_pairs,
-    t_interval,
-    verdict,
-)
+from ohemcli.report.pairs import PAIR_COLUMNS, pair_table, sampler_pairs, t_interval, verdict
+from ohemcli.runs.records import read_run
 from tests.report.fake_runs import detections, evaluated_run, fake_run, voc_test_set
 
 

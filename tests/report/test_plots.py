@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ohemcli.engine.run_state import ComparePaths
 from ohemcli.report.plots import IOU_BINS, iou_mix, plot_chosen_iou, write_plots
 from ohemcli.report.tables import evals_frame, metrics_frame, read_runs, runs_table
+from ohemcli.runs.paths import ComparePaths
 from tests.report.fake_runs import fake_run
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ohemcli.engine.runs import read_run
 from ohemcli.errors import UserError
 from ohemcli.report import analysis, tables
 from ohemcli.report.plots import CHOSEN_IOU_SKIPPED, PLOTS
 from ohemcli.report.render import write_analysis, write_report
+from ohemcli.runs.records import read_run
 from tests.report.fake_runs import fake_run
 
 

@@ -8,13 +8,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ohemcli.engine.runs import read_run
 from ohemcli.report.time_to_map import (
     default_target,
     seconds_to_reach,
     time_to_map_sentences,
     time_to_map_table,
 )
+from ohemcli.runs.records import read_run
 from tests.report.fake_runs import fake_run
 
 

@@ -33,7 +33,7 @@ def test_pool_negatives_are_taken_first():
     pool_idx = torch.tensor(
         [125, 130, 140, 149]
     )  # background under bg_lo: fixed would never pick them
-    sampler.after_epoch(MinedNegatives({"img": (pool_idx, torch.ones(4))}))
+    sampler.after_mining(MinedNegatives({"img": (pool_idx, torch.ones(4))}))
     chosen = sampler.select(rois, None, 64, torch.Generator().manual_seed(0))
     assert set(pool_idx.tolist()) <= set(chosen.tolist())
     assert int((rois.labels[chosen] > 0).sum()) == 16
@@ -42,7 +42,7 @@ def test_pool_negatives_are_taken_first():
 
 def test_pool_round_trips_through_state_dict():
     sampler = build_sampler(SamplerConfig(name="hnm"))
-    sampler.after_epoch(MinedNegatives({"a": (torch.tensor([3, 1]), torch.tensor([0.9, 0.8]))}))
+    sampler.after_mining(MinedNegatives({"a": (torch.tensor([3, 1]), torch.tensor([0.9, 0.8]))}))
     restored = build_sampler(SamplerConfig(name="hnm"))
     restored.load_state_dict(sampler.state_dict())
     idx, score = restored.pool.per_image["a"]

@@ -47,15 +47,15 @@ def test_the_factory_passes_the_pool_rule():
 def test_accumulate_grows_across_passes_and_replace_does_not():
     acc, rep = _hnm("accumulate"), _hnm("replace")
     first = _pass({3: 0.9})
-    acc.after_epoch(first)
-    rep.after_epoch(first)
+    acc.after_mining(first)
+    rep.after_mining(first)
     assert _pool(acc) == _pool(rep) == {3: 0.9}
     # RoI 3 now scores 0.45: no longer a false positive (< 0.5), but not easy either (>= 0.3).
     assert acc.mining_request().rescore["a"].tolist() == [3]
     assert rep.mining_request().rescore == {}  # replace needs no fresh scores of its pool
     second = _pass({5: 0.8}, rescored=[0.45])
-    acc.after_epoch(second)
-    rep.after_epoch(_pass({5: 0.8}))
+    acc.after_mining(second)
+    rep.after_mining(_pass({5: 0.8}))
     assert _pool(acc) == {5: 0.8, 3: 0.45}
     assert _pool(rep) == {5: 0.8}  # replace: exactly the latest pass's false positives
     assert acc.pool_size == 2 and rep.pool_size == 1
@@ -63,20 +63,20 @@ def test_accumulate_grows_across_passes_and_replace_does_not():
 
 def test_a_pooled_roi_scored_below_the_eviction_threshold_leaves():
     sampler = _hnm()
-    sampler.after_epoch(_pass({3: 0.9, 4: 0.7}))
+    sampler.after_mining(_pass({3: 0.9, 4: 0.7}))
     rescore = sampler.mining_request().rescore["a"].tolist()
     assert rescore == [3, 4]
-    sampler.after_epoch(_pass({}, rescored=[0.29, 0.31]))  # 3 became easy; 4 is still hard
+    sampler.after_mining(_pass({}, rescored=[0.29, 0.31]))  # 3 became easy; 4 is still hard
     assert _pool(sampler) == {4: 0.31}
-    sampler.after_epoch(_pass({}, rescored=[0.1]))
+    sampler.after_mining(_pass({}, rescored=[0.1]))
     assert _pool(sampler) == {} and sampler.pool.per_image == {}
 
 
 def test_the_cap_keeps_the_highest_latest_scores():
     sampler = _hnm(cap=2)
-    sampler.after_epoch(_pass({3: 0.95, 4: 0.6}))
+    sampler.after_mining(_pass({3: 0.95, 4: 0.6}))
     # Latest scores: pooled 3 -> 0.55, pooled 4 -> 0.35; new 5 at 0.9 and 6 at 0.7.
-    sampler.after_epoch(_pass({5: 0.9, 6: 0.7, 3: 0.55}, rescored=[0.55, 0.35]))
+    sampler.after_mining(_pass({5: 0.9, 6: 0.7, 3: 0.55}, rescored=[0.55, 0.35]))
     assert list(sampler.pool.per_image["a"][0].tolist()) == [5, 6]
 
 
@@ -90,16 +90,16 @@ def test_evict_above_fp_thresh_acts_as_fp_thresh():
     sampler = build_sampler(
         SamplerConfig(name="hnm", hnm_fp_thresh=0.2, hnm_evict_thresh=0.3, hnm_pool_per_image=1)
     )
-    sampler.after_epoch(_pass({3: 0.9}))
+    sampler.after_mining(_pass({3: 0.9}))
     # 0.25 is a false positive again (>= 0.2) even though under hnm_evict_thresh: it stays.
-    sampler.after_epoch(_pass({}, rescored=[0.25]))
+    sampler.after_mining(_pass({}, rescored=[0.25]))
     assert _pool(sampler) == {3: 0.25}
 
 
 def test_pool_and_rule_round_trip_through_state_dict():
     sampler = _hnm()
-    sampler.after_epoch(_pass({3: 0.9, 1: 0.8}))
-    sampler.after_epoch(_pass({7: 0.6}, rescored=[0.4, 0.35]))
+    sampler.after_mining(_pass({3: 0.9, 1: 0.8}))
+    sampler.after_mining(_pass({7: 0.6}, rescored=[0.4, 0.35]))
     restored = _hnm()
     restored.load_state_dict(sampler.state_dict())
     assert _pool(restored) == _pool(sampler) == {7: 0.6, 3: 0.4, 1: 0.35}
@@ -145,5 +145,5 @@ def test_mining_passes_feed_the_pool_end_to_end(tmp_path):
         mined = mine_false_positives(
             ScoredRoIs(probs), images, request, torch.device("cpu"), show_progress=False
         )
-        sampler.after_epoch(mined)
+        sampler.after_mining(mined)
         assert sampler.pool.per_image[image_id][0].tolist() == expected

@@ -6,7 +6,7 @@ from torchvision.ops import box_iou
 
 from ohemcli.config import SamplerConfig
 from ohemcli.errors import UserError
-from ohemcli.model.fast_rcnn import RoILosses
+from ohemcli.model.losses import RoILosses
 from ohemcli.samplers import build_sampler
 from ohemcli.samplers.base import ImageRoIs
 

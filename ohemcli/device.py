@@ -1,0 +1,80 @@
+"""The machine a run uses: its device, the CPUs it may use, clocks and peak memory."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import sys
+from pathlib import Path
+
+import torch
+
+from ohemcli.errors import UserError
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask; all of them where there is none)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS has no sched_getaffinity
+        return os.cpu_count() or 1
+
+
+def threads_per_job(jobs: int) -> int:
+    """Torch threads of each of ``jobs`` CPU jobs side by side: its share of the cores.
+
+    ``OMP_NUM_THREADS``, when set, caps the share. CPU runs give bit-identical results only at
+    equal thread counts, so ``OMP_NUM_THREADS=1`` makes a compare's numbers the same on a
+    2-core laptop and a 64-core server.
+    """
+    share = max(1, available_cpus() // max(1, jobs))
+    limit = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return min(share, int(limit)) if limit.isdigit() and int(limit) > 0 else share
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; asking for CUDA without it is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: CUDA is not available on this machine (use --device cpu)")
+    if name not in ("cpu", "cuda"):
+        raise UserError(f"--device: unknown '{name}' (choose auto, cpu or cuda)")
+    return torch.device(name)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); a no-op on the CPU. Call before reading a clock."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def loader_workers(requested: int) -> int:
+    """DataLoader workers: at most the CPUs this process may run on (PyTorch warns above that)."""
+    return max(0, min(requested, available_cpus()))
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a fresh peak: CUDA's allocator counter, or the process's VmHWM on Linux."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")  # "5" resets VmHWM to the current RSS
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak CUDA memory allocated, or the process's peak resident memory on the CPU, in MiB.
+
+    On Linux the CPU figure is VmHWM, which :func:`reset_peak_memory` resets per run; elsewhere it
+    is the process's lifetime peak.
+    """
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        status = Path("/proc/self/status").read_text().splitlines()
+        line = next(x for x in status if x.startswith("VmHWM:"))
+        return int(line.split()[1]) / 1024  # kB
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux

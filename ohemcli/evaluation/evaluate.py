@@ -1,0 +1,197 @@
+"""Inference over a split, results files and metrics; ``evaluate_run`` for ``ohem eval RUN``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ohemcli.config import EvalConfig, ExperimentConfig, load_config
+from ohemcli.data.batching import TestImages, collate
+from ohemcli.data.splits import SplitData, load_split
+from ohemcli.device import loader_workers, resolve_device
+from ohemcli.errors import UserError
+from ohemcli.evaluation.matches import matches_from_result, save_matches
+from ohemcli.evaluation.metrics import evaluate_all, voc_metric
+from ohemcli.evaluation.results_files import ClassDetections, Detections, write_results_files
+from ohemcli.evaluation.voc_ap import evaluate_voc
+from ohemcli.fileio import atomic_write_json
+from ohemcli.model.fast_rcnn import FastRCNN, build_model
+from ohemcli.progress import make_progress
+from ohemcli.runs.checkpointer import load_checkpoint
+from ohemcli.runs.paths import EvalPaths, RunPaths
+
+
+@torch.no_grad()
+def detect_split(
+    model: FastRCNN,
+    split: SplitData,
+    cfg: ExperimentConfig,
+    device: torch.device,
+    show_progress: bool = True,
+) -> Detections:
+    """Run the detector over every image of ``split``; boxes in original-image coordinates."""
+    was_training = model.training
+    model.eval()
+    images = TestImages(split.dataset, split.proposals, cfg.data.scale, cfg.data.max_size)
+    loader = DataLoader(
+        images,
+        batch_size=1,
+        collate_fn=collate,
+        num_workers=loader_workers(cfg.data.workers),
+        generator=torch.Generator(),
+    )  # keeps the global RNG (dropout's) untouched
+    per_class: dict[int, list[tuple[str, np.ndarray, np.ndarray]]] = {}
+    with make_progress(disable=not show_progress) as progress:
+        task = progress.add_task(f"detect {split.dataset.split}", total=len(images))
+        for batch in loader:
+            batch = batch.to(device)
+            sample = batch.samples[0]
+            size = tuple(sample.image.shape[1:])
+            boxes, scores, labels = model.detect(batch.images, [sample.rois], cfg.eval, [size])[0]
+            boxes = (boxes / sample.factor).cpu().numpy().astype(np.float64)
+            scores, labels = scores.cpu().numpy().astype(np.float64), labels.cpu().numpy()
+            for label in np.unique(labels):
+                keep = labels == label
+                per_class.setdefault(int(label), []).append(
+                    (sample.image_id, scores[keep], boxes[keep])
+                )
+            progress.advance(task)
+    if was_training:
+        model.train()
+    return _to_detections(per_class, split.dataset.classes)
+
+
+def _to_detections(
+    per_class: dict[int, list[tuple[str, np.ndarray, np.ndarray]]], classes: tuple[str, ...]
+) -> Detections:
+    dets: Detections = {}
+    for label, name in enumerate(classes, start=1):
+        parts = per_class.get(label, [])
+        dets[name] = ClassDetections(
+            image_ids=[image_id for image_id, scores, _ in parts for _ in range(len(scores))],
+            scores=np.concatenate([s for _, s, _ in parts]) if parts else np.zeros(0),
+            boxes=np.concatenate([b for _, _, b in parts]) if parts else np.zeros((0, 4)),
+        )
+    return dets
+
+
+def eval_protocol(cfg: EvalConfig) -> dict[str, Any]:
+    """The test protocol a number was measured with (``eval_protocol`` in metrics/summary JSON).
+
+    Fast R-CNN's test keeps at most 100 detections per image scoring over 0.05; the OHEM
+    release's script keeps 2000 over 0.00001. Both use per-class NMS at 0.3.
+    """
+    return {"max_dets": cfg.max_dets, "score_thresh": cfg.score_thresh, "nms": cfg.nms}
+
+
+def evaluate_model(
+    model: FastRCNN,
+    cfg: ExperimentConfig,
+    split: SplitData,
+    device: torch.device,
+    out_dir: Path | None = None,
+    metric: str | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Detect, score and (with ``out_dir``) write the devkit results files and ``metrics.json``."""
+    dets = detect_split(model, split, cfg, device, show_progress)
+    metric = metric or cfg.eval.metric
+    records, classes = split.dataset.records, split.dataset.classes
+    voc = evaluate_voc(dets, records, classes, voc_metric(metric))
+    result = evaluate_all(dets, records, classes, metric, voc=voc)  # type: ignore[arg-type]
+    result["eval_protocol"] = eval_protocol(cfg.eval)
+    if out_dir is not None:
+        files = EvalPaths(out_dir)
+        write_results_files(dets, out_dir, split.dataset.split)
+        atomic_write_json(files.metrics, result)
+        # Per-detection matches, for the bootstrap over test images in `ohem report`.
+        save_matches(files.matches, matches_from_result(voc, [r.image_id for r in records]))
+    return result
+
+
+def load_run_model(
+    run_dir: Path, device: torch.device
+) -> tuple[FastRCNN, ExperimentConfig, tuple[str, ...]]:
+    """The model of a run folder, from its ``config.yaml`` and ``checkpoint.pt``."""
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: run folder does not exist")
+    paths = RunPaths(run_dir)
+    cfg = load_config(paths.config)
+    state = load_checkpoint(paths.checkpoint)
+    classes = tuple(state["classes"])
+    model = build_model(cfg, len(classes), device)
+    model.load_state_dict(state["model"])
+    return model, cfg, classes
+
+
+def evaluate_run(
+    run_dir: Path,
+    split: str = "test",
+    metric: str = "voc07",
+    device: str = "auto",
+    show_progress: bool = True,
+    max_dets: int | None = None,
+    score_thresh: float | None = None,
+) -> dict[str, Any]:
+    """Evaluate a run's checkpoint on ``split``; writes ``RUN/eval/``, returns the metrics.
+
+    ``max_dets`` and ``score_thresh`` override the run's ``eval`` config (the test protocol).
+    """
+    dev = resolve_device(device)
+    model, cfg, classes = load_run_model(Path(run_dir), dev)
+    cfg = _with_classes(cfg, classes)
+    cfg = _with_protocol(cfg, max_dets, score_thresh)
+    data = load_split(cfg, split, show_progress)
+    out = RunPaths(Path(run_dir)).eval_dir
+    return evaluate_model(model, cfg, data, dev, out, metric, show_progress)
+
+
+def _with_protocol(
+    cfg: ExperimentConfig, max_dets: int | None, score_thresh: float | None
+) -> ExperimentConfig:
+    from dataclasses import replace
+
+    if max_dets is not None and max_dets < 1:
+        raise UserError(f"--max-dets {max_dets}: must be at least 1")
+    if score_thresh is not None and not 0.0 <= score_thresh <= 1.0:
+        raise UserError(f"--score-thresh {score_thresh}: must be in [0, 1]")
+    e = cfg.eval
+    e = replace(e, max_dets=e.max_dets if max_dets is None else max_dets)
+    e = replace(e, score_thresh=e.score_thresh if score_thresh is None else score_thresh)
+    return replace(cfg, eval=e)
+
+
+def _with_classes(cfg: ExperimentConfig, classes: tuple[str, ...]) -> ExperimentConfig:
+    """The run's class list fixes label order, whatever the data folder now implies."""
+    from dataclasses import replace
+
+    return replace(cfg, data=replace(cfg.data, classes=classes))
+
+
+def evaluate_detections(
+    detections: Path, data: str, split: str, metric: str, classes: list[str] | None = None
+) -> dict[str, Any]:
+    """Score devkit results files in ``detections`` against a VOC root (or ``synth``)."""
+    from ohemcli.data.splits import data_root
+    from ohemcli.data.voc import VOCDataset
+    from ohemcli.evaluation.results_files import read_results_files
+
+    dataset = VOCDataset(data_root(data), split, classes)
+    ids = {r.image_id for r in dataset.records}
+    dets = read_results_files(Path(detections), split, dataset.classes, ids)
+    return evaluate_all(dets, dataset.records, dataset.classes, metric)  # type: ignore[arg-type]
+
+
+__all__ = [
+    "EvalConfig",
+    "detect_split",
+    "eval_protocol",
+    "evaluate_detections",
+    "evaluate_model",
+    "evaluate_run",
+    "load_run_model",
+]

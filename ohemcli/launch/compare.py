@@ -1,0 +1,163 @@
+"""Run the (sampler, seed) grid of a comparison: in this process one after another, or as jobs.
+
+Layout of a compare folder::
+
+    OUT/compare.yaml                 samplers, seeds and the base config (guards against mixing)
+    OUT/runs/<sampler>-s<seed>/      one run folder each (see engine.train)
+    OUT/.submitit/                   submitit's job files and logs (launched runs only)
+
+Every run differs from the others only in ``sampler.name`` (and ``train.seed``): the same seed
+gives the same initial weights and image order. The run folders are the only record of what is
+done: a finished run (``RunPaths.finished_summary``) is reused, an interrupted one continues from
+its checkpoint. ``report/`` turns the finished folders into tables and plots.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from ohemcli.config import ExperimentConfig, config_to_dict
+from ohemcli.errors import UserError
+from ohemcli.fileio import atomic_write_text
+from ohemcli.launch.grid import (
+    CompareOutcome,
+    RunFailure,
+    RunSpec,
+    done_iters,
+    is_finished,
+    plan_runs,
+    train_run,
+)
+from ohemcli.progress import make_progress
+from ohemcli.runs.paths import ComparePaths
+from ohemcli.runs.settings import comparable_config
+
+if TYPE_CHECKING:
+    from ohemcli.launch.submit import Launch
+
+
+def _settings(
+    base: ExperimentConfig, samplers: Sequence[str], seeds: Sequence[int]
+) -> dict[str, Any]:
+    return {
+        "samplers": list(samplers),
+        "seeds": [int(s) for s in seeds],
+        "config": config_to_dict(base),
+    }
+
+
+def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings without what every run overrides anyway (sampler name, seed)."""
+    return {**settings, "config": comparable_config(settings.get("config") or {})}
+
+
+def check_settings(
+    out_dir: Path, base: ExperimentConfig, samplers: Sequence[str], seeds: Sequence[int]
+) -> None:
+    """Write ``OUT/compare.yaml``; refuse other settings once a run of the folder has started."""
+    from ohemcli.samplers import check_sampler_names
+
+    check_sampler_names(samplers)
+    if not samplers or len(set(samplers)) != len(samplers):
+        raise UserError(f"--samplers: give each sampler once, got {','.join(samplers) or 'none'}")
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds: give each seed once, got {','.join(map(str, seeds)) or 'none'}")
+    path = ComparePaths(Path(out_dir)).settings
+    settings = _settings(base, samplers, seeds)
+    if path.is_file():
+        saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if _comparable(saved) == _comparable(settings):
+            return
+        if ComparePaths(Path(out_dir)).any_checkpoint():  # else nothing trained yet: replace
+            raise UserError(
+                f"{path}: this folder holds a comparison with other settings (samplers, seeds or "
+                "config); choose another --out"
+            )
+    atomic_write_text(path, yaml.safe_dump(settings, sort_keys=False))
+
+
+def _advancer(progress: Any, task: Any, done: int, first: int) -> Callable[[dict[str, Any]], None]:
+    """A ``train`` callback that moves the overall bar to ``done`` + the run's new iterations."""
+
+    def advance(record: dict[str, Any]) -> None:
+        if record["kind"] == "metrics":
+            progress.update(task, completed=done + max(0, record["iter"] - first))
+
+    return advance
+
+
+def _failure(run: RunSpec, exc: BaseException) -> RunFailure:
+    line = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    return RunFailure(run.name, run.path, "failed", line)
+
+
+def train_in_process(
+    base: ExperimentConfig, plan: Sequence[RunSpec], show_progress: bool = True
+) -> list[RunFailure]:
+    """Train the unfinished runs of ``plan`` one after another; a failed run lets the next go on.
+
+    A ``UserError`` (bad data, bad config) would fail every run alike, so it stops the compare.
+    The overall bar counts the iterations still to train, fed by ``train``'s callback.
+    """
+    iters = base.train.iters
+    start = {r: done_iters(r.path, iters) for r in plan}
+    failures: list[RunFailure] = []
+    total = sum(iters - v for v in start.values()) or 1
+    with make_progress(disable=not show_progress) as progress:
+        task = progress.add_task("compare", total=total)
+        done = 0
+        for k, run in enumerate(plan, start=1):
+            name = f"run {k}/{len(plan)}: {run.sampler} seed {run.seed}"
+            if is_finished(run.path, iters):
+                if show_progress:
+                    progress.console.print(f"{name}: finished earlier in {run.path}, reused")
+                continue
+            if show_progress:
+                progress.console.rule(name)
+            progress.update(task, description=f"compare {k}/{len(plan)}: {run.name}")
+            advance = _advancer(progress, task, done, start[run])
+            try:
+                train_run(base, run, show_progress, advance)
+            except UserError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one run's crash must not stop the others
+                failures.append(_failure(run, exc))
+                progress.console.print(f"[red]{run.name} failed:[/red] {failures[-1].last_line}")
+            done += iters - start[run]
+            progress.update(task, completed=done)
+        progress.update(task, description="compare", completed=total)
+    return failures
+
+
+def compare(
+    base: ExperimentConfig,
+    samplers: Sequence[str],
+    seeds: Sequence[int],
+    out_dir: Path,
+    show_progress: bool = True,
+    launch: Launch | None = None,
+) -> CompareOutcome:
+    """Train (or reuse) every (sampler, seed) run under ``out_dir/runs``.
+
+    Without ``launch`` (or with the local launcher and one job at a time) the runs train in this
+    process, one after another; otherwise they go to submitit (see ``launch.submit``). Render the
+    finished runs with ``ohemcli.report``.
+    """
+    out_dir = Path(out_dir)
+    check_settings(out_dir, base, samplers, seeds)
+    plan = plan_runs(out_dir, samplers, seeds)
+    if launch is None:
+        return CompareOutcome(plan, train_in_process(base, plan, show_progress))
+    from ohemcli.launch.submit import SUBMITIT_DIR, alive_jobs, launch_runs, resolve_jobs
+
+    launch = resolve_jobs(launch, base)
+    # Jobs of an earlier --no-wait call may still train some runs: then watch them, do not race.
+    earlier = (out_dir / SUBMITIT_DIR).is_dir() and alive_jobs(out_dir / SUBMITIT_DIR, "local")
+    if launch.in_process and not earlier:
+        return CompareOutcome(plan, train_in_process(base, plan, show_progress))
+    return launch_runs(base, plan, out_dir, launch, show_progress)

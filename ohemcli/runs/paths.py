@@ -1,0 +1,156 @@
+"""A run's folder layout and the running totals that its checkpoint and summary carry."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ohemcli.fileio import read_json
+
+# Every file name of a run folder and of a compare folder is spelled here and nowhere else
+# (tests/engine/test_run_paths.py greps the package for them).
+PLOT_NAMES = ("map_vs_time", "loss", "fg_fraction", "per_class_ap", "chosen_iou")
+
+
+@dataclass(frozen=True)
+class EvalPaths:
+    """Files of an evaluation folder (a run's ``eval/``, or ``ohem eval``'s output)."""
+
+    root: Path
+
+    @property
+    def metrics(self) -> Path:
+        """The JSON summary that ``ohem eval`` prints."""
+        return self.root / "metrics.json"
+
+    @property
+    def matches(self) -> Path:
+        """Per class, the ranked detections' image, TP and FP flags (evaluation.matches)."""
+        return self.root / "matches.npz"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Files of a run folder (design.md: run directory)."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def evals(self) -> Path:
+        """One line per evaluation during training: mAP against wall-clock."""
+        return self.root / "evals.jsonl"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / "checkpoint.pt"
+
+    @property
+    def eval_dir(self) -> Path:
+        """The final evaluation: devkit results files, metrics.json, matches.npz."""
+        return self.root / "eval"
+
+    @property
+    def eval_metrics(self) -> Path:
+        return EvalPaths(self.eval_dir).metrics
+
+    @property
+    def matches(self) -> Path:
+        return EvalPaths(self.eval_dir).matches
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def lock(self) -> Path:
+        """Held (fcntl.flock) by the one process that writes the run folder."""
+        return self.root / "run.lock"
+
+    def finished_summary(self, iters: int) -> dict[str, Any] | None:
+        """The run's summary when it was trained to at least ``iters`` iterations, else None."""
+        if not self.summary.is_file():
+            return None
+        summary = read_json(self.summary)
+        return summary if summary.get("iters", 0) >= iters else None
+
+    def last_logged_iter(self) -> int:
+        """The last iteration in metrics.jsonl (0 when none): cheap progress of a running run."""
+        if not self.metrics.is_file():
+            return 0
+        with open(self.metrics, "rb") as f:
+            f.seek(max(0, self.metrics.stat().st_size - 4096))
+            lines = [s for s in f.read().decode("utf-8", "replace").splitlines() if s.strip()]
+        for line in reversed(lines):
+            try:
+                return int(json.loads(line)["iter"])
+            except (ValueError, KeyError, TypeError):
+                continue
+        return 0
+
+
+@dataclass(frozen=True)
+class ComparePaths:
+    """Files of a compare folder: its settings, one run folder per (sampler, seed), the report."""
+
+    root: Path
+
+    @property
+    def settings(self) -> Path:
+        """Samplers, seeds and the base config (guards against mixing settings)."""
+        return self.root / "compare.yaml"
+
+    def run(self, sampler: str, seed: int) -> RunPaths:
+        """``OUT/runs/<sampler>-s<seed>``."""
+        return RunPaths(self.root / "runs" / f"{sampler}-s{seed}")
+
+    def finished_runs(self) -> list[Path]:
+        """Run folders under ``runs/`` that have a summary."""
+        return sorted(p.parent for p in self.root.glob(f"runs/*/{RunPaths(Path()).summary.name}"))
+
+    def any_checkpoint(self) -> bool:
+        """True once any run of the folder has started training."""
+        return any(self.root.glob(f"runs/*/{RunPaths(Path()).checkpoint.name}"))
+
+    def is_compare(self) -> bool:
+        """A compare folder: it has compare.yaml or finished runs."""
+        return self.settings.is_file() or bool(self.finished_runs())
+
+    @property
+    def results_csv(self) -> Path:
+        return self.root / "results.csv"
+
+    @property
+    def summary_csv(self) -> Path:
+        return self.root / "summary.csv"
+
+    @property
+    def pairs_csv(self) -> Path:
+        return self.root / "pairs.csv"
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.root / "plots"
+
+    def plot(self, name: str) -> Path:
+        """``plots/<name>.png`` for a name in ``PLOT_NAMES``."""
+        return self.plots_dir / f"{name}.png"
+
+
+def run_dirs(path: Path) -> list[Path]:
+    """A run folder itself, or every finished run of a compare folder; [] when neither."""
+    path = Path(path)
+    return [path] if RunPaths(path).summary.is_file() else ComparePaths(path).finished_runs()

@@ -1,0 +1,105 @@
+"""``read_run``: a finished run folder as one value (``Run``), the one way every reader opens it.
+
+The file names come from :class:`ohemcli.runs.paths.RunPaths`; this module only parses.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from ohemcli.errors import UserError
+from ohemcli.runs.paths import RunPaths
+from ohemcli.runs.settings import setting_hash
+
+EVAL_COLUMNS = ["iter", "mAP", "train_seconds", "mining_seconds", "wall_seconds"]
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished run: its summary, config, eval history, training log and final evaluation."""
+
+    paths: RunPaths
+    summary: dict[str, Any]  # summary.json
+    config: dict[str, Any]  # config.yaml as a plain dict ({} when absent)
+    evals: pd.DataFrame  # one row per evaluation during training (EVAL_COLUMNS, by iter)
+    metrics: pd.DataFrame  # one row per logged iteration (metrics.jsonl), by iter
+    eval_metrics: dict[str, Any] | None  # eval/metrics.json, None when absent
+
+    @property
+    def name(self) -> str:
+        return self.paths.root.name
+
+    @property
+    def sampler(self) -> str:
+        return str(self.summary.get("sampler"))
+
+    @property
+    def seed(self) -> int:
+        return int(self.summary.get("seed", 0))
+
+    @property
+    def setting(self) -> str:
+        """Hash of the config without sampler name and seed (equal across one comparison)."""
+        return setting_hash(self.config)
+
+    @property
+    def eval_protocol(self) -> dict[str, Any] | None:
+        """How detections were filtered for the final mAP (None for older runs)."""
+        found = self.summary.get("eval_protocol") or (self.eval_metrics or {}).get("eval_protocol")
+        return dict(found) if found else None
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    """A JSONL log by ``iter``; after a resume the last line of a repeated iteration wins."""
+    if not path.is_file():
+        return pd.DataFrame(columns=["iter"])
+    lines = []
+    for k, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if text.strip():
+            try:
+                lines.append(json.loads(text))
+            except json.JSONDecodeError:
+                raise UserError(f"{path}:{k}: not a JSON line") from None
+    df = pd.DataFrame(lines)
+    if df.empty or "iter" not in df:
+        return pd.DataFrame(columns=["iter"])
+    return df.drop_duplicates("iter", keep="last").sort_values("iter").reset_index(drop=True)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+
+
+def read_run(run_dir: str | Path) -> Run:
+    """Read a finished run folder (one with summary.json); a missing or broken file is a UserError.
+
+    ``evals`` comes from evals.jsonl, or from the summary's ``eval_history`` for run folders
+    written before evals.jsonl existed.
+    """
+    paths = RunPaths(Path(run_dir))
+    if not paths.summary.is_file():
+        raise UserError(f"{paths.summary}: missing; {paths.root} is not a finished run folder")
+    summary = _read_json(paths.summary)
+    config: dict[str, Any] = {}
+    if paths.config.is_file():
+        try:
+            config = yaml.safe_load(paths.config.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError:
+            raise UserError(f"{paths.config}: not valid YAML") from None
+    evals = _read_jsonl(paths.evals)
+    if evals.empty and summary.get("eval_history"):
+        evals = pd.DataFrame(summary["eval_history"]).sort_values("iter").reset_index(drop=True)
+    for col in EVAL_COLUMNS:
+        if col not in evals:
+            evals[col] = pd.Series(dtype=float)
+    eval_metrics = _read_json(paths.eval_metrics) if paths.eval_metrics.is_file() else None
+    return Run(paths, summary, config, evals, _read_jsonl(paths.metrics), eval_metrics)

@@ -1,0 +1,64 @@
+"""A run trained with model.box_norm: data decodes the same after a checkpoint round trip, and
+its metrics name the test protocol."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ohemcli.boxes import BoxNorm
+from ohemcli.engine.train import train
+from ohemcli.evaluation.evaluate import evaluate_run, load_run_model
+from ohemcli.runs.checkpointer import load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def data_norm_run(tmp_path_factory, small_synth):
+    from ohemcli.config import load_config
+
+    cfg = load_config(
+        None,
+        {
+            "data.root": str(small_synth),
+            "data.scale": 160,
+            "data.max_size": 220,
+            "data.max_proposals": 100,
+            "data.workers": 0,
+            "model.backbone": "tiny",
+            "model.box_norm": "data",
+            "sampler.batch_rois": 32,
+            "train.iters": 4,
+            "train.lr": 0.01,
+            "train.checkpoint_every": 10,
+        },
+    )
+    run = tmp_path_factory.mktemp("runs") / "data-norm"
+    return run, train(cfg, run, show_progress=False)
+
+
+def test_checkpoint_carries_the_statistics_and_decodes_identically(data_norm_run) -> None:
+    run, summary = data_norm_run
+    state = load_checkpoint(run / "checkpoint.pt")["model"]
+    fixed = BoxNorm.fixed(len(state["box_stds"]) - 1)
+    assert not torch.equal(state["box_stds"], fixed.stds)  # fitted to the data, not the default
+    model, _, _ = load_run_model(run, torch.device("cpu"))
+    assert torch.equal(model.box_stds, state["box_stds"])
+    assert torch.equal(model.box_means, state["box_means"])
+    before = {p.name: p.read_text() for p in sorted((run / "eval").glob("comp4_det_*.txt"))}
+    again = evaluate_run(run, "test", "voc07", device="cpu", show_progress=False)
+    after = {p.name: p.read_text() for p in sorted((run / "eval").glob("comp4_det_*.txt"))}
+    assert before == after  # the same detections, digit for digit
+    assert again["mAP"] == pytest.approx(summary["mAP"], abs=1e-12)
+
+
+def test_metrics_and_summary_name_the_protocol(data_norm_run) -> None:
+    run, summary = data_norm_run
+    fast_rcnn = {"max_dets": 100, "score_thresh": 0.05, "nms": 0.3}
+    assert summary["eval_protocol"] == fast_rcnn
+    assert json.loads((run / "summary.json").read_text())["eval_protocol"] == fast_rcnn
+    result = evaluate_run(run, "test", "voc07", "cpu", False, max_dets=1, score_thresh=0.0)
+    written = json.loads((run / "eval" / "metrics.json").read_text())
+    assert written["eval_protocol"] == {"max_dets": 1, "score_thresh": 0.0, "nms": 0.3}
+    assert sum(result["num_det"].values()) <= result["num_images"]  # at most one per image
