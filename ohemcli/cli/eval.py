@@ -128,8 +128,8 @@ def _ap(value: float | None) -> str:
 def render_eval_table(result: dict[str, Any]) -> Table:
     """A table of per-class AP, ground-truth boxes and detections, with the mAP as its last row.
 
-    ``result`` is what ``evaluation.metrics.evaluate_all`` returns; for metric ``all`` it shows one AP
-    column per metric. "n/a" marks a class with no positives (left out of the mAP).
+    ``result`` is what ``evaluation.metrics.evaluate_all`` returns; for metric ``all`` it shows one
+    AP column per metric. "n/a" marks a class with no positives (left out of the mAP).
     """
     metric = result["metric"]
     columns = result["metrics"] if metric == "all" else {metric: result}
