@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -106,3 +107,18 @@ class BoxNorm:
     def state(self) -> dict[str, Tensor]:
         """The statistics as tensors (for a checkpoint)."""
         return {"means": self.means, "stds": self.stds}
+
+
+def iou_np(a: np.ndarray, b: np.ndarray, plus_one: bool = False) -> np.ndarray:
+    """Elementwise IoU of boxes ``a`` (..., 4) and ``b`` (..., 4), broadcast against each other.
+
+    ``plus_one``: the VOC devkit's pixel convention, widths ``x2 - x1 + 1`` (inclusive integer
+    corners, as the evaluator and annotations count them); otherwise widths are ``x2 - x1``.
+    """
+    one = 1.0 if plus_one else 0.0
+    iw = np.maximum(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + one, 0.0)
+    ih = np.maximum(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + one, 0.0)
+    inter = iw * ih
+    area_a = (a[..., 2] - a[..., 0] + one) * (a[..., 3] - a[..., 1] + one)
+    area_b = (b[..., 2] - b[..., 0] + one) * (b[..., 3] - b[..., 1] + one)
+    return inter / (area_a + area_b - inter)

@@ -18,6 +18,7 @@ import yaml
 
 from ohemcli.config_rules import check_value
 from ohemcli.errors import UserError, quote
+from ohemcli.fileio import read_text
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,9 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    backbone: str = "tiny"  # "vgg16" (paper) or "tiny" (CPU)
+    backbone: str = "tiny"  # "vgg16" (paper), "tiny" (CPU) or "resnet18" (ImageNet, C4 split)
     pretrained: bool = (
-        False  # vgg16: ImageNet weights (torchvision); tiny: the shipped synth weights
+        False  # vgg16, resnet18: ImageNet weights (torchvision); tiny: the shipped synth weights
     )
     weights: str | None = None  # local state dict to load into the backbone (offline alternative)
     roi_op: str = "pool"  # "pool" (RoI max pooling, the paper) or "align"
@@ -53,7 +54,7 @@ class ModelConfig:
     head_dim: int = 256  # width of the tiny head's fc layers (vgg16 uses 4096 from fc6/fc7)
     box_norm: str = "fixed"  # box targets: "fixed" stds (0.1,0.1,0.2,0.2) or "data" (per class)
     # leading conv layers of the trunk that stay frozen; None = the backbone's own choice
-    # (vgg16: 4, conv1_1 to conv2_2 as in the paper; tiny: 0)
+    # (vgg16: 4, conv1_1 to conv2_2 as in the paper; tiny: 0; resnet18: 5, conv1 and layer1)
     frozen_convs: int | None = None
 
 
@@ -215,19 +216,6 @@ def parse_config(
     return validate_config(config_from_dict(merged, where), where)
 
 
-def read_text_file(path: str | Path, what: str = "file") -> str:
-    """A UTF-8 text file's content; a missing, unreadable or non-UTF-8 file is one line."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{p}: {what} not found" if not p.exists() else f"{p}: not a file")
-    try:
-        return p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{p}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise UserError(f"{p}: cannot read ({exc.strerror})") from None
-
-
 def load_config(
     path: str | Path | None = None, overrides: dict[str, Any] | None = None
 ) -> ExperimentConfig:
@@ -237,7 +225,7 @@ def load_config(
     """
     if path is None:
         return parse_config("", "defaults", overrides)
-    return parse_config(read_text_file(path, "config file"), str(path), overrides)
+    return parse_config(read_text(path, "config file"), str(path), overrides)
 
 
 def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:

@@ -150,7 +150,7 @@ RULES: dict[str, Rule] = {
     "data.flip": Flag(),
     "data.use_difficult": Flag(),
     "data.workers": Number(lo=0, hi=256, integer=True),
-    "model.backbone": Choice(("vgg16", "tiny")),
+    "model.backbone": Choice(("vgg16", "tiny", "resnet18")),
     "model.pretrained": Flag(),
     "model.weights": OrNone(Text()),
     "model.roi_op": Choice(("pool", "align")),

@@ -37,15 +37,30 @@ def cache_dir() -> Path:
     return path
 
 
+def read_text(path: str | Path, what: str = "file") -> str:
+    """A UTF-8 text file, a leading byte-order mark dropped (Windows editors write one).
+
+    A missing, unreadable or non-UTF-8 file is one line naming it (``what`` says what was missing).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: {what} not found" if not path.exists() else f"{path}: not a file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
 def read_json(path: str | Path) -> Any:
     """A JSON file's content; a missing, unreadable or corrupt file is one line naming it."""
-    path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: corrupt JSON ({type(exc).__name__})") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:

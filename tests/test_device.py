@@ -1,10 +1,11 @@
-"""Each local job's thread count: its share of the cores, capped by OMP_NUM_THREADS."""
+"""Device choice, and each local job's thread share of the cores (capped by OMP_NUM_THREADS)."""
 
 from __future__ import annotations
 
 import pytest
 
 from ohemcli import device
+from ohemcli.errors import UserError
 
 
 @pytest.mark.parametrize(
@@ -30,3 +31,12 @@ def test_threads_per_job(monkeypatch, cores, jobs, omp, threads):
 
 def test_available_cpus_is_at_least_one():
     assert device.available_cpus() >= 1
+
+
+def test_cuda_without_a_gpu_is_a_user_error(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert device.resolve_device("auto").type == "cpu"
+    with pytest.raises(UserError, match="--device cuda"):
+        device.resolve_device("cuda")

@@ -106,7 +106,8 @@ def test_report_never_reaches_the_training_loop():
 # each other (data and model are siblings). ``ohemcli`` itself (its version) is the floor.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("ohemcli", "errors", "config_rules", "progress"),
-    ("fileio", "config"),
+    ("fileio",),
+    ("config",),
     ("presets", "boxes", "device"),
     ("data", "model"),
     ("samplers",),

@@ -13,7 +13,7 @@ import os
 import unicodedata
 from pathlib import Path
 
-from ohemcli.errors import UserError
+from ohemcli.errors import UserError, quote
 
 MAX_IMAGE_SIDE = 10_000  # pixels; a larger side is refused before decoding
 MAX_IMAGE_PIXELS = 80_000_000  # width * height; decoding more would take gigabytes of memory
@@ -21,13 +21,6 @@ MAX_NAME_LENGTH = 200  # characters of an image id or class name (file names all
 # A box may overhang the image by this share of the side (at least 2 px) and is then clipped;
 # one that overhangs more is wrong (swapped axes, another image's size) and is dropped.
 BOX_OVERHANG = 0.05
-_QUOTE = 80  # characters of the user's text quoted in a message
-
-
-def quote(text: str) -> str:
-    """``text`` for an error message: repr'd (control characters visible) and cut short."""
-    shown = repr(text)
-    return shown if len(shown) <= _QUOTE else shown[: _QUOTE - 3] + "...'"
 
 
 def name_problem(name: str) -> str | None:
@@ -65,18 +58,6 @@ def child_path(root: Path, *parts: str) -> Path:
     if os.path.commonpath([base, full]) != base or full == base:
         raise UserError(f"{path}: refused, the name {quote('/'.join(parts))} leaves {root}")
     return path
-
-
-def read_text_file(path: Path) -> str:
-    """A text file as UTF-8, a leading byte-order mark dropped; one-line errors naming ``path``."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    try:
-        return data.decode("utf-8-sig")  # -sig: a BOM (Windows editors write one) is dropped
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def check_image_size(width: float, height: float, where: str | Path) -> tuple[int, int]:

@@ -42,7 +42,6 @@ from ohemcli.progress import make_progress
 
 log = logging.getLogger("ohemcli")
 
-SS_MAX_SIDE = 240  # the CPU presets' longer side for selective search (0 = the full image)
 PROPOSALS_VERSION = "v1-ssfast"  # change when the boxes computed here change
 SELECTIVE_SEARCH = "selective_search"
 RELEASE = "release"  # the Fast R-CNN release's .mat files when found, else selective search
@@ -198,8 +197,11 @@ def resolve_source(source: str, root: Path, split: str) -> str:
     return SELECTIVE_SEARCH
 
 
-def _cache_path(dataset: VOCDataset, method: str, max_boxes: int, max_side: int) -> Path:
-    key = f"{dataset.fingerprint()}-{dataset.split}-{method}-{max_boxes}-{PROPOSALS_VERSION}"
+SS_CACHE_TAG = "ssfast"  # OpenCV's fast selective search, in the cache file names
+
+
+def _cache_path(dataset: VOCDataset, max_boxes: int, max_side: int) -> Path:
+    key = f"{dataset.fingerprint()}-{dataset.split}-{SS_CACHE_TAG}-{max_boxes}-{PROPOSALS_VERSION}"
     if max_side > 0:
         key += f"-max{max_side}"
     return cache_dir() / "proposals" / f"{key}.npz"
@@ -217,7 +219,7 @@ def _cached_with_larger_cap(
         return None
     for cap in sorted(_cached_caps(dataset, max_side), key=lambda c: c or 10**9):
         if cap == 0 or cap > max_boxes:
-            cached = _load(_cache_path(dataset, "ssfast", cap, max_side), ids)
+            cached = _load(_cache_path(dataset, cap, max_side), ids)
             if cached is not None:
                 return cached
     return None
@@ -225,11 +227,13 @@ def _cached_with_larger_cap(
 
 def _cached_caps(dataset: VOCDataset, max_side: int) -> list[int]:
     """The caps of the selective-search caches of ``dataset`` at this ``max_side``."""
-    pattern = _cache_path(dataset, "ssfast", 0, max_side).name.replace("-ssfast-0-", "-ssfast-*-")
+    pattern = _cache_path(dataset, 0, max_side).name.replace(
+        f"-{SS_CACHE_TAG}-0-", f"-{SS_CACHE_TAG}-*-"
+    )
     caps = []
-    for path in _cache_path(dataset, "ssfast", 0, max_side).parent.glob(pattern):
-        cap = path.name.split("-ssfast-", 1)[1].split("-", 1)[0]
-        if cap.isdigit() and path.name == _cache_path(dataset, "ssfast", int(cap), max_side).name:
+    for path in _cache_path(dataset, 0, max_side).parent.glob(pattern):
+        cap = path.name.split(f"-{SS_CACHE_TAG}-", 1)[1].split("-", 1)[0]
+        if cap.isdigit() and path.name == _cache_path(dataset, int(cap), max_side).name:
             caps.append(int(cap))
     return caps
 
@@ -282,7 +286,7 @@ def load_proposals(
             r.image_id: clean_boxes(raw[r.image_id], r.width, r.height, max_boxes)
             for r in dataset.records
         }
-    path = _cache_path(dataset, "ssfast", max_boxes, max_side)
+    path = _cache_path(dataset, max_boxes, max_side)
     if path.is_file():
         cached = _load(path, ids)
         if cached is not None:

@@ -38,6 +38,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ohemcli.boxes import iou_np
 from ohemcli.data.synthetic_shapes import CLASS_SHAPES, DISTRACTOR_SHAPES
 from ohemcli.errors import UserError
 from ohemcli.fileio import cache_dir
@@ -155,17 +156,14 @@ def _place(rng: Rng, item: dict, boxes: list[tuple[float, ...]]) -> tuple[int, i
             cx = rng.uniform(min(half, IMAGE_W / 2), max(IMAGE_W - half, IMAGE_W / 2))
             cy = rng.uniform(min(half, IMAGE_H / 2), max(IMAGE_H - half, IMAGE_H / 2))
         box = (cx - half, cy - half, cx + half, cy + half)
-        if item["kind"] != "object" or all(_iou(box, b) < 0.3 for b in boxes):
+        if (
+            item["kind"] != "object"
+            or not boxes
+            or (iou_np(np.array(box), np.array(boxes)) < 0.3).all()
+        ):
             break
     boxes.append(box)
     return round(cx), round(cy)
-
-
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def render_image(seed: int, index: int) -> tuple[np.ndarray, list[dict]]:

@@ -25,10 +25,9 @@ from ohemcli.data.checks import (
     child_path,
     clip_box,
     image_header_size,
-    quote,
-    read_text_file,
 )
-from ohemcli.errors import UserError
+from ohemcli.errors import UserError, quote
+from ohemcli.fileio import read_text
 
 log = logging.getLogger("ohemcli")
 
@@ -76,7 +75,7 @@ def read_split_ids(root: Path, split: str) -> list[str]:
     if not path.is_file():
         raise UserError(f"{path}: split file not found (is '{split}' a split of this data set?)")
     ids: dict[str, int] = {}  # id -> first line; a dict keeps file order
-    for number, line in enumerate(read_text_file(path).splitlines(), start=1):
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         image_id = check_name(line.split()[0], "image id", f"{path}:{number}")

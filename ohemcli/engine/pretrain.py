@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ohemcli.boxes import iou_np
 from ohemcli.config import ModelConfig
 from ohemcli.data.batching import image_tensor
 from ohemcli.data.synthetic import SYNTH_CLASSES, render_image
@@ -63,18 +64,9 @@ def _random_background(gt: np.ndarray, shape: tuple, rng: np.random.Generator) -
         w, h = min(s * np.sqrt(a), w_img), min(s / np.sqrt(a), h_img)
         x, y = rng.uniform(0, w_img - w), rng.uniform(0, h_img - h)
         box = np.array([x, y, x + w - 1, y + h - 1])
-        if len(gt) == 0 or _max_iou(box, gt) < 0.3:
+        if len(gt) == 0 or iou_np(box, gt, plus_one=True).max() < 0.3:
             break
     return box
-
-
-def _max_iou(box: np.ndarray, boxes: np.ndarray) -> float:
-    iw = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]) + 1, 0, None)
-    ih = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]) + 1, 0, None)
-    inter = iw * ih
-    area = (box[2] - box[0] + 1) * (box[3] - box[1] + 1)
-    areas = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
-    return float((inter / (area + areas - inter)).max())
 
 
 def _crop(image: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ohemcli.data.checks import check_name, child_path
 from ohemcli.errors import UserError
-from ohemcli.fileio import atomic_write_text
+from ohemcli.fileio import atomic_write_text, read_text
 
 log = logging.getLogger("ohemcli")
 
@@ -114,13 +114,6 @@ def _parse_line(line: str, where: str, image_ids: Collection[str]) -> tuple[str,
     return image_id, values
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-
-
 def _fast_table(
     text: str, image_ids: set[str] | frozenset[str]
 ) -> tuple[list[str], np.ndarray] | None:
@@ -143,7 +136,7 @@ def _fast_table(
 
 def read_results_file(path: Path, image_ids: Collection[str]) -> ClassDetections:
     """Read one devkit results file. Blank lines are skipped; any other bad line is a UserError."""
-    text = _read_text(path)
+    text = read_text(path)
     id_set = image_ids if isinstance(image_ids, (set, frozenset)) else set(image_ids)
     parsed = _fast_table(text, id_set)
     if parsed is None:

@@ -108,16 +108,6 @@ def voc_ap_batch(recall: np.ndarray, precision: np.ndarray, metric: APMetric) ->
     raise ValueError(f"unknown AP metric {metric!r} (expected 'voc07' or 'voc10')")
 
 
-def iou_plus1(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Elementwise IoU of boxes ``a`` (N,4) and ``b`` (N,4) with the VOC +1 pixel convention."""
-    iw = np.maximum(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]) + 1.0, 0.0)
-    ih = np.maximum(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]) + 1.0, 0.0)
-    inter = iw * ih
-    area_a = (a[:, 2] - a[:, 0] + 1.0) * (a[:, 3] - a[:, 1] + 1.0)
-    area_b = (b[:, 2] - b[:, 0] + 1.0) * (b[:, 3] - b[:, 1] + 1.0)
-    return inter / (area_a + area_b - inter)
-
-
 def _best_match(
     det_img: np.ndarray, det_boxes: np.ndarray, gt_img: np.ndarray, gt_boxes: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -140,7 +130,10 @@ def _best_match(
     pair_det = np.repeat(np.arange(num_det), per_det)
     within = np.arange(int(per_det.sum())) - np.repeat(pair_start, per_det)
     pair_gt = by_image[np.repeat(starts[det_img], per_det) + within]
-    iou = iou_plus1(det_boxes[pair_det], gt_boxes[pair_gt])
+    # Imported here so that ``ohem report``, which rescores saved matches, never loads torch.
+    from ohemcli.boxes import iou_np
+
+    iou = iou_np(det_boxes[pair_det], gt_boxes[pair_gt], plus_one=True)
     has_gt = per_det > 0
     ovmax[has_gt] = np.maximum.reduceat(iou, pair_start[has_gt])
     is_max = np.flatnonzero(iou == ovmax[pair_det])

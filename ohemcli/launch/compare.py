@@ -2,7 +2,8 @@
 
 Layout of a compare folder::
 
-    OUT/compare.yaml                 samplers, seeds and the base config (guards against mixing)
+    OUT/compare.yaml                 samplers, seeds and the base config (guards against mixing;
+                                     the samplers and seeds of every request, one config)
     OUT/runs/<sampler>-s<seed>/      one run folder each (see engine.train)
     OUT/.submitit/                   submitit's job files and logs (launched runs only)
 
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from ohemcli.config import ExperimentConfig, config_to_dict
-from ohemcli.errors import UserError
+from ohemcli.errors import UserError, quote
 from ohemcli.fileio import atomic_write_text
 from ohemcli.launch.grid import (
     CompareOutcome,
@@ -51,15 +52,45 @@ def _settings(
     }
 
 
-def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
-    """The settings without what every run overrides anyway (sampler name, seed)."""
-    return {**settings, "config": comparable_config(settings.get("config") or {})}
+def _union(saved: Any, new: Sequence[Any]) -> list[Any]:
+    """The saved list, then the new items it lacks, in order."""
+    kept = list(saved) if isinstance(saved, list) else []
+    return kept + [x for x in new if x not in kept]
+
+
+def first_difference(saved: Any, new: Any, prefix: str = "") -> tuple[str, Any, Any] | None:
+    """The first dotted key (in the saved order, then the new keys) whose values differ, with
+    both values (``None`` where a side lacks the key), or None when the two are equal."""
+    if isinstance(saved, dict) and isinstance(new, dict):
+        for key in [*saved, *(k for k in new if k not in saved)]:
+            found = first_difference(saved.get(key), new.get(key), f"{prefix}{key}.")
+            if found is not None:
+                return found
+        return None
+    return None if saved == new else (prefix.rstrip("."), saved, new)
+
+
+def _read_settings(path: Path) -> dict[str, Any]:
+    try:
+        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError:
+        raise UserError(f"{path}: not valid YAML; remove it or choose another --out") from None
+    if not isinstance(saved, dict):
+        raise UserError(f"{path}: not a compare settings file; remove it or choose another --out")
+    return saved
 
 
 def check_settings(
     out_dir: Path, base: ExperimentConfig, samplers: Sequence[str], seeds: Sequence[int]
 ) -> None:
-    """Write ``OUT/compare.yaml``; refuse other settings once a run of the folder has started."""
+    """Write ``OUT/compare.yaml``: a folder may grow by samplers and seeds under one config.
+
+    Once a run of the folder has started, the request's config (less sampler name and seed,
+    ``runs.settings.comparable_config``) must be the folder's; compare.yaml then records the
+    union of the samplers and seeds, so that finished runs are reused and only new ones train.
+    Another config is refused, naming the first key that differs. Before any run has started
+    the request simply replaces the settings.
+    """
     from ohemcli.samplers import check_sampler_names
 
     check_sampler_names(samplers)
@@ -67,18 +98,24 @@ def check_settings(
         raise UserError(f"--samplers: give each sampler once, got {','.join(samplers) or 'none'}")
     if not seeds or len(set(seeds)) != len(seeds):
         raise UserError(f"--seeds: give each seed once, got {','.join(map(str, seeds)) or 'none'}")
-    path = ComparePaths(Path(out_dir)).settings
+    folder = ComparePaths(Path(out_dir))
     settings = _settings(base, samplers, seeds)
-    if path.is_file():
-        saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if _comparable(saved) == _comparable(settings):
-            return
-        if ComparePaths(Path(out_dir)).any_checkpoint():  # else nothing trained yet: replace
+    if folder.settings.is_file() and folder.any_checkpoint():
+        saved = _read_settings(folder.settings)
+        diff = first_difference(
+            comparable_config(saved.get("config") or {}), comparable_config(settings["config"])
+        )
+        if diff is not None:
+            key, was, now = diff
             raise UserError(
-                f"{path}: this folder holds a comparison with other settings (samplers, seeds or "
-                "config); choose another --out"
+                f"{folder.settings} has {key} = {quote(was)}, this command {quote(now)}; a "
+                "compare folder grows only by samplers and seeds: choose another --out"
             )
-    atomic_write_text(path, yaml.safe_dump(settings, sort_keys=False))
+        settings["samplers"] = _union(saved.get("samplers"), settings["samplers"])
+        settings["seeds"] = _union(saved.get("seeds"), settings["seeds"])
+        if settings == saved:
+            return
+    atomic_write_text(folder.settings, yaml.safe_dump(settings, sort_keys=False))
 
 
 def _advancer(progress: Any, task: Any, done: int, first: int) -> Callable[[dict[str, Any]], None]:

@@ -2,14 +2,18 @@
 
 ``vgg16`` is the paper's network: torchvision's VGG16 up to conv5_3 (stride 16) with fc6/fc7 from
 its classifier as the RoI head, conv1 and conv2 frozen. ``tiny`` is a small network for the CPU
-(stride 8). ``model.pretrained`` starts vgg16 from ImageNet weights and tiny from
-``ohemcli/weights/tiny_synth.pt``, a crop classifier of the synthetic shapes trained on images
-that the demo never uses (``scripts/pretrain_tiny.py`` reproduces it; see ohemcli.engine.pretrain).
+(stride 8). ``resnet18`` is torchvision's ResNet-18 split as Faster R-CNN splits a ResNet ("C4"):
+conv1 to layer3 as the trunk (stride 16), layer4 and global average pooling as the RoI head.
+``model.pretrained`` starts vgg16 and resnet18 from ImageNet weights (torchvision's weights API,
+cached in torch's hub folder) and tiny from ``ohemcli/weights/tiny_synth.pt``, a crop classifier of
+the synthetic shapes trained on images that the demo never uses (``scripts/pretrain_tiny.py``
+reproduces it; see ohemcli.engine.pretrain).
 """
 
 from __future__ import annotations
 
 import urllib.error
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -81,19 +85,23 @@ def build_vgg16(cfg: ModelConfig) -> Backbone:
     return Backbone(trunk=trunk, head=head, stride=16, out_dim=4096)
 
 
-def freeze_leading_convs(trunk: nn.Sequential, count: int) -> None:
+def freeze_leading_convs(trunk: nn.Module, count: int) -> None:
     """Stop gradients to the first ``count`` conv layers of ``trunk`` and the layers after each
-    (norm, ReLU, pooling) up to the next conv; a frozen prefix needs no backward pass at all."""
-    convs = sum(isinstance(m, nn.Conv2d) for m in trunk)
+    (norm, ReLU, pooling) up to the next conv; a frozen prefix needs no backward pass at all.
+
+    Layers count in the order ``trunk.modules()`` visits them: the order of a Sequential, and for
+    a residual block its own convs and then its shortcut's.
+    """
+    convs = sum(isinstance(m, nn.Conv2d) for m in trunk.modules())
     if count > convs:
         raise UserError(f"model.frozen_convs: {count}, but this trunk has {convs} conv layers")
     seen = 0
-    for layer in trunk:
+    for layer in trunk.modules():
         if isinstance(layer, nn.Conv2d):
             seen += 1
             if seen > count:
                 break
-        for p in layer.parameters():
+        for p in layer.parameters(recurse=False):
             p.requires_grad_(False)
 
 
@@ -143,4 +151,84 @@ def build_tiny(cfg: ModelConfig) -> Backbone:
     return Backbone(trunk=trunk, head=head, stride=8, out_dim=cfg.head_dim)
 
 
-BACKBONES: dict[str, Callable[[ModelConfig], Backbone]] = {"vgg16": build_vgg16, "tiny": build_tiny}
+RESNET18_FROZEN_CONVS = 5  # conv1 and layer1's four convs, as detectron2 and torchvision freeze
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _imagenet_resnet18() -> nn.Module:
+    """torchvision's ResNet-18 with ImageNet weights, downloaded once into torch's hub folder."""
+    from torchvision.models import ResNet18_Weights, resnet18
+    from torchvision.ops import FrozenBatchNorm2d
+
+    weights = ResNet18_Weights.IMAGENET1K_V1
+    try:
+        return resnet18(weights=weights, norm_layer=FrozenBatchNorm2d)
+    except (urllib.error.URLError, OSError, RuntimeError) as exc:
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+        raise UserError(
+            f"--pretrained: cannot download ResNet18 ImageNet weights ({_one_line(exc)}); "
+            f"pass --weights FILE (a torchvision resnet18 state dict), save {weights.url} as "
+            f"{cached}, or use --backbone tiny"
+        ) from None
+
+
+def _resnet18_from_file(path: str) -> nn.Module:
+    """torchvision's ResNet-18 with a local state dict's weights (its fc layer may be absent)."""
+    from torchvision.models import resnet18
+    from torchvision.ops import FrozenBatchNorm2d
+
+    net = resnet18(weights=None, norm_layer=FrozenBatchNorm2d)
+    try:
+        missing, _ = net.load_state_dict(_load_state_dict(path), strict=False)
+    except RuntimeError as exc:  # a tensor of the wrong shape
+        raise UserError(f"{path}: does not fit torchvision's resnet18 ({_one_line(exc)})") from None
+    missing = [k for k in missing if not k.startswith("fc.")]  # the classifier is not used
+    if missing:
+        raise UserError(
+            f"{path}: not a torchvision resnet18 state dict ({len(missing)} tensors missing, "
+            f"first {missing[0]})"
+        )
+    return net
+
+
+def build_resnet18(cfg: ModelConfig) -> Backbone:
+    """ResNet-18, C4 style: conv1 to layer3 at stride 16 (256 channels); layer4 and global
+    average pooling over each pooled RoI as the head (512 values).
+
+    Every BatchNorm is a FrozenBatchNorm2d: its statistics and affine stay as loaded, so train and
+    eval mode compute the same thing (batches hold two images; the head sees RoIs of them). The
+    stem and layer1 stay frozen unless ``model.frozen_convs`` says otherwise (15 trunk convs).
+    Weights: ``cfg.weights`` if given, else ImageNet when ``cfg.pretrained``, else random (from
+    the caller's torch seed; the frozen BatchNorms are then identities: for tests, not training).
+    """
+    from torchvision.models import resnet18
+    from torchvision.ops import FrozenBatchNorm2d
+
+    if cfg.weights:
+        net = _resnet18_from_file(cfg.weights)
+    elif cfg.pretrained:
+        net = _imagenet_resnet18()
+    else:
+        net = resnet18(weights=None, norm_layer=FrozenBatchNorm2d)
+    trunk = nn.Sequential(
+        OrderedDict(
+            (name, getattr(net, name))
+            for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3")
+        )
+    )
+    head = nn.Sequential(
+        OrderedDict(layer4=net.layer4, pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten())
+    )
+    frozen = RESNET18_FROZEN_CONVS if cfg.frozen_convs is None else cfg.frozen_convs
+    freeze_leading_convs(trunk, frozen)
+    return Backbone(trunk=trunk, head=head, stride=16, out_dim=512)
+
+
+BACKBONES: dict[str, Callable[[ModelConfig], Backbone]] = {
+    "vgg16": build_vgg16,
+    "tiny": build_tiny,
+    "resnet18": build_resnet18,
+}

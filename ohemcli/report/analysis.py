@@ -1,4 +1,5 @@
-"""Finished runs -> every number the report shows: per-sampler summary, pairs, time to accuracy.
+"""Finished runs -> every number the report shows: per-sampler summary, pairs, time to accuracy,
+and which runs are noise (``report.settled``).
 
 ``analyse`` is the one entry point: the terminal table, report.md, the CSVs and the JSON all
 render the same ``Analysis``.
@@ -15,9 +16,11 @@ from typing import Any
 import pandas as pd
 
 from ohemcli.report import tables
-from ohemcli.report.pairs import pair_table
+from ohemcli.report.pairs import pair_rows, sampler_rank
+from ohemcli.report.settled import Flag, run_key, stability_of, warning_lines
 from ohemcli.report.time_to_map import time_to_map_sentences, time_to_map_table
 from ohemcli.runs.records import Run, read_run
+from ohemcli.runs.stability import RunStability
 
 BOOTSTRAP_METHOD = (
     "The 95% interval of each Δ is a paired bootstrap: each of the {n} resamples draws the test "
@@ -43,6 +46,10 @@ class Analysis:
     time_to_map: pd.DataFrame  # one row per sampler (time_to_map.TTM_COLUMNS)
     bootstrap: int
     notes: list[str] = field(default_factory=list)  # warnings about what the numbers compare
+    # One line per sampler with a run that is noise (unsettled or collapsed): its worst run,
+    # the figures and what to try (report.settled.warning_lines).
+    stability_warnings: list[str] = field(default_factory=list)
+    stability: dict[str, RunStability] = field(default_factory=dict)  # by settled.run_key
 
     @property
     def method(self) -> str:
@@ -72,11 +79,19 @@ def analyse(
 ) -> Analysis:
     """Every table of a comparison of ``runs`` (``bootstrap`` resamples; 0: t-interval only)."""
     runs = list(runs)
-    results = tables.runs_table(runs)
+    stability = stability_of(runs)
+    results = tables.runs_table(runs, stability)
     ttm = time_to_map_table(runs, target_map)
     summary = tables.summary_table(results, ttm)
-    pairs = pair_table(runs, bootstrap)
-    return Analysis(runs, results, summary, pairs, ttm, bootstrap, notes(runs, results))
+    pairs, pair_flags = pair_rows(runs, bootstrap, stability)
+    # Every run that is not settled, then those that wobble more than a called pair's Δ.
+    flags = [Flag(r, stability[run_key(r)]) for r in runs]
+    flags = [f for f in flags if not f.stability.settled] + [f for f in pair_flags if f.pair]
+    samplers = sorted({r.sampler for r in runs}, key=sampler_rank)
+    warnings = warning_lines(runs, flags, samplers)
+    return Analysis(
+        runs, results, summary, pairs, ttm, bootstrap, notes(runs, results), warnings, stability
+    )
 
 
 def analyse_results(
@@ -133,7 +148,8 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def to_json(a: Analysis) -> str:
-    """One JSON object: runs, samplers, pairs, time_to_map, target_map, method and notes."""
+    """One JSON object: runs, samplers, pairs, time_to_map, target_map, method, notes and
+    stability_warnings (each run's stability is in its ``runs`` record)."""
     return json.dumps(
         {
             "runs": _records(a.results),
@@ -145,6 +161,7 @@ def to_json(a: Analysis) -> str:
             "method": a.method,
             "eval_protocol": protocol_lines(a.runs),
             "notes": a.notes,
+            "stability_warnings": a.stability_warnings,
         },
         indent=2,
     )

@@ -7,23 +7,30 @@ paired seeds with replacement, and rescores both samplers' mAP from their saved 
 (``evaluation.matches.weighted_map``: no re-matching). Its 2.5th and 97.5th percentiles are the
 interval. Without matches (older runs) or with ``--bootstrap 0`` the interval is the paired
 t-interval over seeds, which ignores the finite test set. The verdict is "better" or "worse"
-only when the interval excludes 0.
+only when the interval excludes 0, and "runs not settled" whenever a run of the pair is noise
+(``report.settled``): then ``interval_verdict`` keeps what the interval alone says and
+``unsettled_runs`` names the runs at fault.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from ohemcli.evaluation.matches import Matches, run_matches, weighted_map
+from ohemcli.report.settled import NOT_SETTLED, Flag, pair_flags, stability_of
 from ohemcli.runs.records import Run
+from ohemcli.runs.stability import RunStability
 
 SAMPLER_ORDER = ("fixed", "hnm", "ohem")
-PAIR_COLUMNS = ["a", "b", "delta", "ci_low", "ci_high", "seeds", "verdict", "method"]
+PAIR_COLUMNS = [
+    "a", "b", "delta", "ci_low", "ci_high", "seeds", "verdict", "method", "interval_verdict",
+    "unsettled_runs",
+]  # fmt: skip
 BOOTSTRAP_SEED = 0  # fixed: re-rendering a report gives the same interval
 CONFIDENCE = 0.95
 
@@ -105,13 +112,30 @@ def _bootstrap_pair(
     return float(lo), float(hi)
 
 
-def pair_table(runs: Sequence[Run], bootstrap: int = 1000) -> pd.DataFrame:
-    """One row per sampler pair (``PAIR_COLUMNS``), paired by seed; see the module docstring."""
+def pair_table(
+    runs: Sequence[Run],
+    bootstrap: int = 1000,
+    stability: Mapping[str, RunStability] | None = None,
+) -> pd.DataFrame:
+    """One row per sampler pair (``PAIR_COLUMNS``), paired by seed; see the module docstring.
+
+    ``stability``: every run's, by ``settled.run_key`` (assessed here when not given).
+    """
+    return pair_rows(runs, bootstrap, stability)[0]
+
+
+def pair_rows(
+    runs: Sequence[Run],
+    bootstrap: int = 1000,
+    stability: Mapping[str, RunStability] | None = None,
+) -> tuple[pd.DataFrame, list[Flag]]:
+    """:func:`pair_table` and every flag that kept a pair from its verdict."""
+    stability = stability_of(runs) if stability is None else stability
     by_key = {(r.sampler, r.seed): r for r in runs}
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     resampler = Resampler(bootstrap, rng)
     matches: dict[str, Matches | None] = {}
-    rows = []
+    rows, flags = [], []
     for a, b in sampler_pairs([r.sampler for r in runs]):
         seeds = sorted(s for (name, s) in by_key if name == a and (b, s) in by_key)
         pairs = [(by_key[(a, s)], by_key[(b, s)]) for s in seeds]
@@ -127,8 +151,13 @@ def pair_table(runs: Sequence[Run], bootstrap: int = 1000) -> pd.DataFrame:
         if method.startswith("t over seeds"):
             lo, hi = t_interval(deltas)
         delta = float(deltas.mean()) if len(deltas) else math.nan
-        rows.append([a, b, delta, lo, hi, len(seeds), verdict(lo, hi, len(seeds)), method])
-    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
+        called = verdict(lo, hi, len(seeds))
+        found_flags = pair_flags(pairs, stability, delta, called, f"{a} − {b}")
+        flags += found_flags
+        names = ", ".join(dict.fromkeys(f.run.name for f in found_flags))
+        shown = NOT_SETTLED if found_flags else called
+        rows.append([a, b, delta, lo, hi, len(seeds), shown, method, called, names])
+    return pd.DataFrame(rows, columns=PAIR_COLUMNS), flags
 
 
 def _pair_maps(

@@ -23,6 +23,7 @@ from ohemcli.fileio import atomic_write_text
 from ohemcli.report import tables
 from ohemcli.report.analysis import Analysis, analyse_results, protocol_lines
 from ohemcli.report.plots import write_plots
+from ohemcli.report.settled import RULES_NOTE
 from ohemcli.runs.paths import ComparePaths
 from ohemcli.runs.records import Run
 
@@ -73,11 +74,27 @@ def _config_yaml(out: ComparePaths, runs: Sequence[Run]) -> str:
 
 def _runs_table(results: pd.DataFrame) -> pd.DataFrame:
     cols = ["run", "sampler", "seed", "iters", "mAP", "train_seconds", "mining_seconds"]
-    runs = results[[*cols, "s_per_iter"]].copy()
-    runs["mAP"] = runs["mAP"].map("{:.4f}".format)
+    stable = ["best_mAP", "last3_spread", "last_quarter_change", "run_state"]
+    runs = results[[*cols, "s_per_iter", *stable]].copy()
+    for c in ("mAP", "best_mAP", "last3_spread"):
+        runs[c] = [tables.format_cell("mAP", v) for v in runs[c]]
+    runs["last_quarter_change"] = [
+        "—" if v is None or math.isnan(v) else f"{v:+.4f}" for v in runs["last_quarter_change"]
+    ]
     for c in ("train_seconds", "mining_seconds", "s_per_iter"):
         runs[c] = runs[c].map("{:.3f}".format)
     return runs
+
+
+def _stability_section(a: Analysis) -> list[str]:
+    """The runs that are noise, one line per sampler, and what that does to the pairs."""
+    if not a.stability_warnings:
+        return []
+    return [
+        "## Runs not settled\n",
+        "".join(f"- {line}\n" for line in a.stability_warnings),
+        RULES_NOTE,
+    ]
 
 
 def _heading(results: pd.DataFrame) -> str:
@@ -118,6 +135,7 @@ def report_markdown(
     parts = ["# Sampler comparison\n", _heading(a.results)]
     if a.notes:
         parts.append("\n\n".join(a.notes) + "\n")
+    parts += _stability_section(a)
     parts += _results_section(a)
     parts += [
         "## Per-class AP (mean over seeds)\n",

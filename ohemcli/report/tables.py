@@ -1,6 +1,7 @@
 """Run folders -> pandas tables -> rich / markdown / CSV.
 
-``load_runs`` / ``runs_table`` give one row per run (``RUN_COLUMNS`` plus ``AP/<class>``);
+``load_runs`` / ``runs_table`` give one row per run (``RUN_COLUMNS`` plus ``AP/<class>``; the
+run's stability in ``settled.STABILITY_COLUMNS``);
 ``summary_table`` one row per sampler (``SUMMARY_COLUMNS``: means over seeds, time to the target
 mAP); ``report.pairs`` the Δ of every pair with its interval and verdict. ``evals_frame`` and
 ``metrics_frame`` stack the runs' logs for the plots.
@@ -9,7 +10,7 @@ mAP); ``report.pairs`` the Δ of every pair with its interval and verdict. ``eva
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +20,17 @@ from rich.table import Table
 
 from ohemcli.errors import UserError
 from ohemcli.report.pairs import sampler_rank
+from ohemcli.report.settled import STABILITY_COLUMNS, run_key, run_stability, stability_columns
 from ohemcli.runs.paths import run_dirs
 from ohemcli.runs.records import Run, read_run
+from ohemcli.runs.stability import RunStability
 
 BASELINE = "fixed"
 RUN_COLUMNS = [
     "run", "sampler", "seed", "data", "iters", "metric", "mAP", "train_seconds", "mining_seconds",
     "eval_seconds", "total_seconds", "readonly_seconds", "s_per_iter", "mining_passes",
     "fg_fraction", "peak_memory_mb", "concurrent_runs", "device", "machine", "backbone",
-    "setting", "run_dir",
+    "setting", *STABILITY_COLUMNS, "run_dir",
 ]  # fmt: skip
 SUMMARY_COLUMNS = [
     "sampler", "mAP", "mAP_std", "train_s", "mining_s", "total_s", "s_per_iter",
@@ -71,8 +74,9 @@ def read_runs(paths: Sequence[str | Path]) -> list[Run]:
     return runs
 
 
-def run_row(run: Run) -> dict[str, Any]:
-    """One row: the run's summary, a few config fields and per-class AP as ``AP/<class>``."""
+def run_row(run: Run, stability: RunStability | None = None) -> dict[str, Any]:
+    """One row: the run's summary, a few config fields, its stability (assessed here when not
+    given) and per-class AP as ``AP/<class>``."""
     row = {k: run.summary.get(k) for k in RUN_COLUMNS}
     row.update(
         run=run.name,
@@ -80,13 +84,18 @@ def run_row(run: Run) -> dict[str, Any]:
         backbone=run.config.get("model", {}).get("backbone"),
         setting=run.setting,
     )
+    row.update(stability_columns(stability or run_stability(run)))
     row.update({f"AP/{name}": ap for name, ap in (run.summary.get("AP") or {}).items()})
     return row
 
 
-def runs_table(runs: Sequence[Run]) -> pd.DataFrame:
-    """One row per run (``RUN_COLUMNS`` plus ``AP/<class>``), ordered fixed, hnm, ohem, by seed."""
-    df = pd.DataFrame([run_row(r) for r in runs])
+def runs_table(
+    runs: Sequence[Run], stability: Mapping[str, RunStability] | None = None
+) -> pd.DataFrame:
+    """One row per run (``RUN_COLUMNS`` plus ``AP/<class>``), ordered fixed, hnm, ohem, by seed;
+    ``stability``: every run's, by ``settled.run_key`` (assessed here when not given)."""
+    given = stability or {}
+    df = pd.DataFrame([run_row(r, given.get(run_key(r))) for r in runs])
     return sort_samplers(df, ["sampler", "seed"]).reset_index(drop=True)
 
 

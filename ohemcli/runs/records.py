@@ -14,6 +14,7 @@ import pandas as pd
 import yaml
 
 from ohemcli.errors import UserError
+from ohemcli.fileio import read_json, read_text
 from ohemcli.runs.paths import RunPaths
 from ohemcli.runs.settings import setting_hash
 
@@ -50,7 +51,7 @@ class Run:
 
     @property
     def eval_protocol(self) -> dict[str, Any] | None:
-        """How detections were filtered for the final mAP (None for older runs)."""
+        """How detections were filtered for the final mAP (None when the run does not say)."""
         found = self.summary.get("eval_protocol") or (self.eval_metrics or {}).get("eval_protocol")
         return dict(found) if found else None
 
@@ -60,7 +61,7 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
     if not path.is_file():
         return pd.DataFrame(columns=["iter"])
     lines = []
-    for k, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for k, text in enumerate(read_text(path).splitlines(), start=1):
         if text.strip():
             try:
                 lines.append(json.loads(text))
@@ -72,34 +73,29 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
     return df.drop_duplicates("iter", keep="last").sort_values("iter").reset_index(drop=True)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+def _read_mapping(path: Path) -> dict[str, Any]:
+    """A JSON file that must hold one object."""
+    value = read_json(path)
+    if not isinstance(value, dict):
+        raise UserError(f"{path}: expected a JSON object, found {type(value).__name__}")
+    return value
 
 
 def read_run(run_dir: str | Path) -> Run:
-    """Read a finished run folder (one with summary.json); a missing or broken file is a UserError.
-
-    ``evals`` comes from evals.jsonl, or from the summary's ``eval_history`` for run folders
-    written before evals.jsonl existed.
-    """
+    """A finished run folder (one with summary.json); a missing or broken file is a UserError."""
     paths = RunPaths(Path(run_dir))
     if not paths.summary.is_file():
         raise UserError(f"{paths.summary}: missing; {paths.root} is not a finished run folder")
-    summary = _read_json(paths.summary)
+    summary = _read_mapping(paths.summary)
     config: dict[str, Any] = {}
     if paths.config.is_file():
         try:
-            config = yaml.safe_load(paths.config.read_text(encoding="utf-8")) or {}
+            config = yaml.safe_load(read_text(paths.config)) or {}
         except yaml.YAMLError:
             raise UserError(f"{paths.config}: not valid YAML") from None
     evals = _read_jsonl(paths.evals)
-    if evals.empty and summary.get("eval_history"):
-        evals = pd.DataFrame(summary["eval_history"]).sort_values("iter").reset_index(drop=True)
     for col in EVAL_COLUMNS:
         if col not in evals:
             evals[col] = pd.Series(dtype=float)
-    eval_metrics = _read_json(paths.eval_metrics) if paths.eval_metrics.is_file() else None
+    eval_metrics = _read_mapping(paths.eval_metrics) if paths.eval_metrics.is_file() else None
     return Run(paths, summary, config, evals, _read_jsonl(paths.metrics), eval_metrics)

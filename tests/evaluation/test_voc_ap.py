@@ -13,7 +13,8 @@ from ohemcli.data.voc import ImageRecord, VOCDataset
 from ohemcli.evaluation.coco import evaluate_coco
 from ohemcli.evaluation.metrics import evaluate_all
 from ohemcli.evaluation.results_files import ClassDetections, Detections
-from ohemcli.evaluation.voc_ap import ClassGT, evaluate_class, evaluate_voc, iou_plus1, voc_ap
+from ohemcli.boxes import iou_np
+from ohemcli.evaluation.voc_ap import ClassGT, evaluate_class, evaluate_voc, voc_ap
 from tests.conftest import shared_root
 from tests.reference_voc import reference_class
 
@@ -106,7 +107,7 @@ def test_second_detection_of_a_box_is_a_false_positive():
 def test_iou_of_exactly_one_half_is_not_a_match():
     # GT 10x10 = 100 px; [0,0,9,4] is 10x5 = 50 px inside it: IoU = 50 / 100 = 0.5 exactly.
     half = [0.0, 0.0, 9.0, 4.0]
-    assert iou_plus1(np.array([half]), np.array([BOX]))[0] == 0.5
+    assert iou_np(np.array([half]), np.array([BOX]), plus_one=True)[0] == 0.5
     assert evaluate_class(dets(("a", 0.9, half)), gt(a=[(BOX, False)])).ap == 0.0
     # One more row: 10x6 = 60 px, IoU 0.6 -> a TP.
     assert evaluate_class(dets(("a", 0.9, [0, 0, 9, 5])), gt(a=[(BOX, False)])).ap == 1.0
@@ -116,7 +117,7 @@ def test_plus_one_convention_decides_a_match():
     # GT [0,0,10,10], det [0,0,10,5]. Without +1: 50 / 100 = 0.5, no match.
     # With +1: 11x6 = 66 inside 11x11 = 121, IoU 66/121 = 0.545 -> a TP.
     det_box, gt_box = [0.0, 0.0, 10.0, 5.0], [0.0, 0.0, 10.0, 10.0]
-    assert iou_plus1(np.array([det_box]), np.array([gt_box]))[0] == pytest.approx(66 / 121)
+    assert iou_np(np.array([det_box]), np.array([gt_box]), plus_one=True)[0] == pytest.approx(66 / 121)
     assert evaluate_class(dets(("a", 0.9, det_box)), gt(a=[(gt_box, False)])).ap == 1.0
 
 

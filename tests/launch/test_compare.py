@@ -18,11 +18,13 @@ from ohemcli.cli import app
 from ohemcli.config import ExperimentConfig, load_config
 from ohemcli.errors import UserError
 from ohemcli.evaluation.matches import run_matches, weighted_map
-from ohemcli.launch.compare import check_settings, compare
+from ohemcli.launch.compare import check_settings, compare, first_difference
 from ohemcli.launch.grid import run_order
 from ohemcli.report import load_runs
+from ohemcli.report.analysis import analyse_results, to_json
 from ohemcli.report.plots import CHOSEN_IOU_SKIPPED, PLOTS
 from ohemcli.report.render import write_report
+from ohemcli.report.settled import ADVICE, NOT_SETTLED
 from ohemcli.report.tables import RUN_COLUMNS, SUMMARY_COLUMNS
 from ohemcli.runs.records import read_run
 
@@ -48,7 +50,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ExperimentCon
     tmp = tmp_path_factory.mktemp("cmp")
     root = generate_synthetic(tmp / "synth", trainval=8, test=4, seed=0, show_progress=False)
     raw = json.loads(json.dumps(TINY))
-    raw["data"]["data"] = str(root)
+    raw["data"]["root"] = str(root)
     path = tmp / "tiny.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path, load_config(path)
@@ -104,7 +106,10 @@ def test_compare_writes_every_file(first: Path) -> None:
     # One seed, but the runs kept their matches: the interval is a bootstrap over test images.
     assert pairs["method"].str.startswith("bootstrap: 200 resamples").all()
     assert (pairs["ci_low"] <= pairs["delta"]).all() and (pairs["delta"] <= pairs["ci_high"]).all()
-    assert pairs["verdict"].str.contains("1 seed: test set only").all()
+    assert pairs["interval_verdict"].str.contains("1 seed: test set only").all()
+    # Six iterations teach the model nothing: no pair of such runs gets a verdict.
+    assert (pairs["verdict"] == NOT_SETTLED).all()
+    assert set(results["run_state"]) <= {"unsettled", "collapsed"}
     for name in PLOTS[:-1]:
         assert (first / "plots" / f"{name}.png").stat().st_size > 0
     report = (first / "report.md").read_text()
@@ -136,12 +141,65 @@ def test_second_compare_trains_nothing(first: Path, setup: tuple[Path, Experimen
     assert results["mAP"].tolist() == pd.read_csv(first / "results.csv")["mAP"].tolist()
 
 
-def test_other_settings_are_refused(first: Path, setup: tuple[Path, ExperimentConfig]) -> None:
+def test_another_config_is_refused_by_key(
+    first: Path, setup: tuple[Path, ExperimentConfig]
+) -> None:
     cfg = setup[1]
-    with pytest.raises(UserError, match="choose another --out"):
+    before = run_state(first)
+    with pytest.raises(UserError) as info:
         compare(replace(cfg, train=replace(cfg.train, iters=7)), SAMPLERS, [1], first, False)
-    with pytest.raises(UserError, match="choose another --out"):
-        compare(cfg, ["fixed", "ohem"], [1], first, show_progress=False)
+    assert str(info.value) == (
+        f"{first / 'compare.yaml'} has train.iters = 6, this command 7; a compare folder grows "
+        "only by samplers and seeds: choose another --out"
+    )
+    # Fewer samplers than the folder holds: nothing to train, and the folder keeps all three.
+    outcome = compare(cfg, ["fixed", "ohem"], [1], first, show_progress=False)
+    assert [r.name for r in outcome.runs] == ["fixed-s1", "ohem-s1"] and not outcome.failures
+    assert run_state(first) == before
+    assert yaml.safe_load((first / "compare.yaml").read_text())["samplers"] == SAMPLERS
+
+
+def test_a_compare_grows_by_a_sampler_and_trains_only_it(
+    setup: tuple[Path, ExperimentConfig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ohemcli.launch import compare as launch_compare
+
+    trained: list[str] = []
+    real = launch_compare.train_run
+
+    def record(base, run, show_progress, callback=None):  # type: ignore[no-untyped-def]
+        trained.append(run.name)
+        return real(base, run, show_progress, callback)
+
+    monkeypatch.setattr(launch_compare, "train_run", record)
+    cfg, out = setup[1], tmp_path / "cmp"
+    compare_and_report(cfg, ["fixed"], [1], out)
+    fixed = out / "runs" / "fixed-s1"
+    files = [fixed / name for name in ("checkpoint.pt", "summary.json", "metrics.jsonl")]
+    stamps = [p.stat().st_mtime_ns for p in files]
+    results = compare_and_report(cfg, ["fixed", "ohem"], [1], out)
+    assert trained == ["fixed-s1", "ohem-s1"]  # fixed-s1 once, in the first call
+    assert [p.stat().st_mtime_ns for p in files] == stamps
+    assert sorted(results["run"]) == ["fixed-s1", "ohem-s1"]
+    settings = yaml.safe_load((out / "compare.yaml").read_text())
+    assert (settings["samplers"], settings["seeds"]) == (["fixed", "ohem"], [1])
+    assert pd.read_csv(out / "pairs.csv")[["a", "b"]].values.tolist() == [["ohem", "fixed"]]
+
+
+def test_a_compare_of_unsettled_runs_warns_and_gives_no_verdict(
+    setup: tuple[Path, ExperimentConfig], tmp_path: Path
+) -> None:
+    """lr 0.2 on purpose: the report names each sampler's worst run and calls no pair."""
+    cfg = setup[1]
+    hot = replace(cfg, train=replace(cfg.train, lr=0.2))
+    outcome = compare(hot, ["fixed", "ohem"], [1], tmp_path / "cmp", show_progress=False)
+    assert outcome.failures == []
+    a = analyse_results(load_runs(outcome.finished(cfg.train.iters)), bootstrap=0)
+    assert [line.split(":")[0] for line in a.stability_warnings] == ["fixed", "ohem"]
+    for line in a.stability_warnings:
+        assert line.endswith("runs not settled. " + ADVICE)
+    assert list(a.pairs["verdict"]) == [NOT_SETTLED]
+    assert json.loads(to_json(a))["stability_warnings"] == a.stability_warnings
 
 
 def test_interrupted_compare_resumes(
@@ -197,12 +255,32 @@ def test_settings_can_change_until_a_run_starts(tmp_path: Path) -> None:
     (tmp_path / "runs" / "fixed-s1").mkdir(parents=True)
     (tmp_path / "runs" / "fixed-s1" / "checkpoint.pt").write_bytes(b"")
     check_settings(tmp_path, cfg, ["fixed", "ohem"], [1, 2])
-    with pytest.raises(UserError, match="choose another --out"):
-        check_settings(tmp_path, cfg, ["fixed"], [1, 2])
+    # Once a run has started the folder only grows: the union of samplers and of seeds.
+    check_settings(tmp_path, cfg, ["hnm"], [3, 1])
+    saved = yaml.safe_load((tmp_path / "compare.yaml").read_text())
+    assert (saved["samplers"], saved["seeds"]) == (["fixed", "ohem", "hnm"], [1, 2, 3])
+    other = replace(cfg, data=replace(cfg.data, scale=cfg.data.scale + 1))
+    with pytest.raises(UserError, match=rf"has data.scale = {cfg.data.scale}, this command"):
+        check_settings(tmp_path, other, ["fixed"], [1])
+    (tmp_path / "compare.yaml").write_text("[1, 2]")
+    with pytest.raises(UserError, match="compare.yaml: not a compare settings file"):
+        check_settings(tmp_path, cfg, ["fixed"], [1])
     with pytest.raises(UserError, match="--samplers: unknown bogus"):
         check_settings(tmp_path, cfg, ["fixed", "bogus"], [1])
     with pytest.raises(UserError, match="--seeds: give each seed once"):
         check_settings(tmp_path, cfg, ["fixed"], [1, 1])
+
+
+def test_first_difference_names_the_dotted_key() -> None:
+    saved = {"train": {"lr": 0.005, "iters": 8}, "data": {"scale": 600}}
+    assert first_difference(saved, json.loads(json.dumps(saved))) is None
+    now = {"train": {"lr": 0.01, "iters": 9}, "data": {"scale": 600}}
+    assert first_difference(saved, now) == ("train.lr", 0.005, 0.01)
+    assert first_difference(saved, {**saved, "model": {"roi_op": "align"}}) == (
+        "model",
+        None,
+        {"roi_op": "align"},
+    )
 
 
 def test_run_order_rotates_samplers_per_seed() -> None:

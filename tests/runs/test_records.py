@@ -40,14 +40,21 @@ def test_read_run_parses_every_file(tmp_path: Path) -> None:
     assert run.config["sampler"]["name"] == "ohem" and len(run.setting) == 8
 
 
-def test_older_runs_take_the_eval_history_from_the_summary(tmp_path: Path) -> None:
+def test_a_run_without_evals_jsonl_has_no_eval_history(tmp_path: Path) -> None:
     paths = write_run(tmp_path / "r", with_evals=False)
     protocol = {"max_dets": 100, "score_thresh": 0.05, "nms": 0.3}
     paths.eval_dir.mkdir()
     paths.eval_metrics.write_text(json.dumps({"mAP": 0.3, "eval_protocol": protocol}))
     run = read_run(paths.root)
-    assert run.evals["mAP"].tolist() == [0.2, 0.3]
+    assert run.evals.empty  # the summary's copy of the history is not read
     assert run.eval_protocol == protocol
+
+
+def test_a_summary_that_is_not_an_object_is_one_line(tmp_path: Path) -> None:
+    paths = write_run(tmp_path / "r")
+    paths.summary.write_text("[1, 2]")
+    with pytest.raises(UserError, match=r"summary.json: expected a JSON object, found list"):
+        read_run(paths.root)
 
 
 def test_broken_run_folders_are_one_line_errors(tmp_path: Path) -> None:

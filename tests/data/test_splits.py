@@ -1,4 +1,4 @@
-"""Run setup: per-split .mat proposals and device resolution."""
+"""A split with its proposals: per-split .mat files, and data.train_images."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,6 @@ import scipy.io
 
 from ohemcli.config import load_config
 from ohemcli.data.splits import load_split
-from ohemcli.device import resolve_device
 from ohemcli.errors import UserError
 from tests.helpers import tiny_voc_root
 
@@ -24,15 +23,6 @@ def test_split_placeholder_picks_one_mat_file_per_split(tmp_path):
     # 0-based x1 y1 x2 y2 = (x - 1, 2, 39, 19)
     assert load_split(cfg, "trainval").proposals["im000"].tolist() == [[4, 2, 39, 19]]
     assert load_split(cfg, "test").proposals["im001"].tolist() == [[6, 2, 39, 19]]
-
-
-def test_cuda_without_a_gpu_is_a_user_error(monkeypatch):
-    import torch
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert resolve_device("auto").type == "cpu"
-    with pytest.raises(UserError, match="--device cuda"):
-        resolve_device("cuda")
 
 
 def test_train_images_keeps_the_first_k_train_ids_and_leaves_the_test_split_whole(tmp_path):
