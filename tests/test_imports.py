@@ -162,3 +162,24 @@ def test_every_unit_has_a_layer():
 def test_no_module_imports_from_a_layer_above_it():
     bad = upward_imports(import_graph())
     assert not bad, "\n".join(bad)
+
+
+def test_ohem_report_loads_neither_torchvision_nor_opencv(tmp_path):
+    """``ohem report`` turns run files into tables: the whole command, CLI included, runs without
+    torchvision or cv2 (each takes seconds to import)."""
+    import subprocess
+    import sys
+
+    from tests.report.fake_runs import fake_run
+
+    fake_run(tmp_path / "cmp" / "runs", "fixed", 1, 0.5)
+    fake_run(tmp_path / "cmp" / "runs", "ohem", 1, 0.6)
+    code = (
+        "import sys\n"
+        "from ohemcli.cli import app\n"
+        f"sys.argv = ['ohem', 'report', {str(tmp_path / 'cmp')!r}, '--format', 'json']\n"
+        "try:\n    app()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "print(sorted(m for m in ('torchvision', 'cv2') if m in sys.modules), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stderr.strip().splitlines()[-1] == "[]", done.stderr

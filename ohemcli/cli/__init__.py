@@ -1,27 +1,16 @@
 """The ``ohem`` command line: a thin typer layer over the library.
 
-Each command module registers its commands on ``app`` when imported.
+Each command module registers its commands on ``app`` when imported; ``ohem --help`` lists them
+in the order of these imports.
 """
 
 from __future__ import annotations
 
-import importlib
-
 from ohemcli.cli.app import app
 
-COMMAND_MODULES = ("data", "train", "eval", "compare", "bench")
-
-
-def _register() -> None:
-    for name in COMMAND_MODULES:
-        try:
-            importlib.import_module(f"ohemcli.cli.{name}")
-        except ModuleNotFoundError as exc:  # a command module not written yet
-            if exc.name != f"ohemcli.cli.{name}":
-                raise
-
-
-_register()
+# isort: off
+from ohemcli.cli import data, train, eval, compare, report, bench  # noqa: F401
+# isort: on
 
 
 def main() -> None:

@@ -9,13 +9,12 @@ import typer
 from rich.table import Table
 
 from ohemcli.cli.app import app
-from ohemcli.cli.options import (
+from ohemcli.cli.option_types import (
     OUTPUT,
     SAMPLER,
     TRAINING,
     AmpOpt,
     BackboneOpt,
-    ConfigFlags,
     ConfigOpt,
     DataOpt,
     DeviceOpt,
@@ -24,13 +23,14 @@ from ohemcli.cli.options import (
     PretrainedOpt,
     RoIOpOpt,
     WorkersOpt,
-    build_config,
-    parse_samplers,
 )
+from ohemcli.cli.overrides import build_config
+from ohemcli.cli.parsers import parse_samplers
 
 
 @app.command("bench")
 def bench_command(
+    ctx: typer.Context,
     data: DataOpt = None,
     config: ConfigOpt = None,
     workers: WorkersOpt = None,
@@ -48,7 +48,7 @@ def bench_command(
             show_default=False,
         ),
     ] = "fixed,hnm,ohem",
-    iters: Annotated[
+    timed_iters: Annotated[  # not train.iters: bench times its own iterations
         int,
         typer.Option("--iters", min=1, help="Timed iterations each.", rich_help_panel=TRAINING),
     ] = 20,
@@ -92,25 +92,14 @@ def bench_command(
 
     names = parse_samplers(samplers)
     check_sampler_names(names)
-    flags = ConfigFlags(
-        data=data,
-        workers=workers,
-        backbone=backbone,
-        pretrained=pretrained,
-        roi_op=roi_op,
-        ohem_nms_scope=ohem_nms_scope,
-        hnm_pool=hnm_pool,
-        device=device,
-        amp=amp,
-    )
     rows = bench_samplers(
-        build_config(config, flags), names, iters, warmup, mining_runs=mining_runs
+        build_config(config, ctx.params), names, timed_iters, warmup, mining_runs=mining_runs
     )
     if json_out:
         print(json.dumps(rows))
         return
     table = Table(
-        title=f"s/iter on {rows[0]['device']} (median of {iters}, after {warmup} warm-up)"
+        title=f"s/iter on {rows[0]['device']} (median of {timed_iters}, after {warmup} warm-up)"
     )
     for col in (
         "sampler",

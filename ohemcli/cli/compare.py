@@ -1,37 +1,45 @@
-"""``ohem compare`` (train every sampler and seed, then report) and ``ohem report`` (re-render)."""
+"""``ohem compare``: train every sampler and seed with one config, then report."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ohemcli.cli.app import app
-from ohemcli.cli.options import (
+from ohemcli.cli.launcher_options import (
+    GpusPerRunOpt,
+    JobsOpt,
+    Launcher,
+    LauncherOpt,
+    SlurmAccountOpt,
+    SlurmConstraintOpt,
+    SlurmMemOpt,
+    SlurmPartitionOpt,
+    SlurmTimeOpt,
+    WaitOpt,
+)
+from ohemcli.cli.option_types import (
     OUTPUT,
+    REPORT,
     SAMPLER,
     TRAINING,
     AmpOpt,
     BackboneOpt,
     BgLoOpt,
-    ConfigFlags,
+    BootstrapOpt,
     ConfigOpt,
     DataOpt,
     DeviceOpt,
     DifficultOpt,
     EvalPointsOpt,
     FpThreshOpt,
-    GpusPerRunOpt,
     HnmPoolOpt,
     ImagesPerBatchOpt,
     IterOpt,
-    JobsOpt,
-    Launcher,
-    LauncherOpt,
     LrOpt,
     MaxDetsOpt,
     MineEveryOpt,
@@ -43,93 +51,19 @@ from ohemcli.cli.options import (
     PretrainedOpt,
     RoIOpOpt,
     ScoreThreshOpt,
-    SlurmAccountOpt,
-    SlurmConstraintOpt,
-    SlurmMemOpt,
-    SlurmPartitionOpt,
-    SlurmTimeOpt,
-    WaitOpt,
+    TargetMapOpt,
     WeightsOpt,
     WorkersOpt,
-    build_config,
-    parse_samplers,
 )
-from ohemcli.errors import UserError
+from ohemcli.cli.overrides import build_config
+from ohemcli.cli.parsers import parse_samplers, parse_seeds
+from ohemcli.cli.printing import Format, print_results
 
 if TYPE_CHECKING:
     from ohemcli.config import ExperimentConfig
     from ohemcli.launch.compare import CompareOutcome, RunFailure
-    from ohemcli.report.analysis import Analysis
 
 COMPARE_EVAL_POINTS = 8  # default evaluations per compare run: enough for time to accuracy
-REPORT_PANEL = "Report"
-BootstrapOpt = Annotated[
-    int,
-    typer.Option(
-        "--bootstrap",
-        min=0,
-        metavar="N",
-        show_default=False,
-        help="Resamples for the 95% intervals (default 1000; 0: t over seeds).",
-        rich_help_panel=REPORT_PANEL,
-    ),
-]
-TargetMapOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--target-map",
-        min=0.0,
-        max=1.0,
-        metavar="MAP",
-        help="mAP for time to accuracy (default: 0.95 x lowest final).",
-        rich_help_panel=REPORT_PANEL,
-    ),
-]
-TABLE_WIDTH = 180  # rich table width when stdout is not a terminal (files, pipes, tests)
-
-
-class Format(str, Enum):
-    table = "table"
-    md = "md"
-    csv = "csv"
-    json = "json"
-
-
-def parse_seeds(text: str) -> list[int]:
-    """``"1,2,3"`` -> ``[1, 2, 3]``: a comma list of seeds (not a count)."""
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise UserError(
-            f"--seeds: expected a comma list of integers such as 1,2,3, got '{text}'"
-        ) from None
-    if not seeds:
-        raise UserError("--seeds: give at least one seed, e.g. --seeds 1")
-    return seeds
-
-
-def print_results(a: Analysis, fmt: Format = Format.table, runs: bool = False) -> None:
-    """The summary and pairs tables (or, with ``runs``, one row per run) and notes on stdout."""
-    from rich.console import Console
-
-    from ohemcli.progress import out_console
-    from ohemcli.report import analysis, tables
-
-    text = "\n".join([*a.notes, *a.time_sentences(), a.method])
-    if fmt == Format.json:
-        print(analysis.to_json(a))
-    elif fmt == Format.csv:
-        print(tables.to_csv(a.results if runs else a.summary), end="")
-    elif fmt == Format.md:
-        shown = a.results.drop(columns=["run_dir"]) if runs else tables.formatted(a.summary)
-        pairs = tables.markdown_table(tables.formatted_pairs(a.pairs)) if len(a.pairs) else ""
-        print(tables.markdown_table(shown) + "\n" + pairs + "\n" + text)
-    else:
-        console = out_console if out_console.is_terminal else Console(width=TABLE_WIDTH)
-        console.print(tables.rich_table(tables.formatted(a.summary), title="Sampler comparison"))
-        if len(a.pairs):
-            console.print(tables.rich_table(tables.formatted_pairs(a.pairs), title="Pairs"))
-        console.print(text, highlight=False, soft_wrap=True)
 
 
 def _eval_points(cfg: ExperimentConfig, given: int | None, out_dir: Path) -> ExperimentConfig:
@@ -151,6 +85,7 @@ def _eval_points(cfg: ExperimentConfig, given: int | None, out_dir: Path) -> Exp
 
 @app.command("compare")
 def compare_command(
+    ctx: typer.Context,
     data: DataOpt = None,
     config: ConfigOpt = None,
     workers: WorkersOpt = None,
@@ -203,9 +138,7 @@ def compare_command(
     target_map: TargetMapOpt = None,
     json_out: Annotated[
         bool,
-        typer.Option(
-            "--json", help="Print one JSON object on stdout.", rich_help_panel=REPORT_PANEL
-        ),
+        typer.Option("--json", help="Print one JSON object on stdout.", rich_help_panel=REPORT),
     ] = False,
     launcher: LauncherOpt = Launcher.local,
     jobs: JobsOpt = None,
@@ -245,38 +178,12 @@ def compare_command(
 
       ohem compare --data VOCdevkit/VOC2007 --seeds 1,2,3 --launcher slurm --slurm-partition gpu
     """
-    flags = ConfigFlags(
-        data=data,
-        workers=workers,
-        use_difficult=use_difficult,
-        backbone=backbone,
-        pretrained=pretrained,
-        weights=weights,
-        roi_op=roi_op,
-        ohem_nms=ohem_nms,
-        ohem_nms_iou=ohem_nms_iou,
-        ohem_nms_scope=ohem_nms_scope,
-        ohem_loss=ohem_loss,
-        mine_every=mine_every,
-        hnm_fp_thresh=hnm_fp_thresh,
-        hnm_pool_per_image=hnm_pool_per_image,
-        hnm_pool=hnm_pool,
-        bg_lo=bg_lo,
-        images_per_batch=images_per_batch,
-        max_dets=max_dets,
-        score_thresh=score_thresh,
-        iters=iters,
-        device=device,
-        amp=amp,
-        lr=lr,
-        eval_points=eval_points,
-    )
-    from ohemcli.data.splits import data_name
     from ohemcli.launch.compare import compare
     from ohemcli.launch.submit import Launch
+    from ohemcli.runs.paths import default_compare_dir
 
-    cfg = build_config(config, flags)
-    out_dir = out or Path("runs") / f"compare-{data_name(cfg.data.root)}"
+    cfg = build_config(config, ctx.params)
+    out_dir = out or default_compare_dir(cfg)
     cfg = _eval_points(cfg, eval_points, out_dir)
     launch = Launch(
         launcher.value, jobs, gpus_per_run, wait, slurm_partition, slurm_time, slurm_account,
@@ -335,66 +242,3 @@ def finish_compare(
     if outcome.failures:
         print_failures(outcome.failures)
         raise typer.Exit(1)
-
-
-def _is_compare_folder(path: Path) -> bool:
-    from ohemcli.runs.paths import ComparePaths
-
-    return ComparePaths(path).is_compare()
-
-
-@app.command("report")
-def report_command(
-    paths: Annotated[
-        list[Path], typer.Argument(help="Compare folders and/or run folders.", show_default=False)
-    ],
-    fmt: Annotated[
-        Format, typer.Option("--format", help="What to print on stdout.")
-    ] = Format.table,
-    runs: Annotated[bool, typer.Option("--runs", help="One row per run (md, csv).")] = False,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out",
-            help="Folder for report.md, CSVs, plots (default: a lone compare folder).",
-        ),
-    ] = None,
-    plots: Annotated[
-        bool, typer.Option("--plots/--no-plots", help="Draw plots with the files.")
-    ] = True,
-    bootstrap: BootstrapOpt = 1000,
-    target_map: TargetMapOpt = None,
-) -> None:
-    """Re-render the tables of finished runs, without training.
-
-    Given one compare folder, it also rewrites that folder's results.csv, summary.csv, report.md
-    and plots/. Given run folders or several compare folders, it prints only, unless --out names
-    a folder for the files.
-
-    Examples:
-
-      ohem report runs/compare-synth
-
-      ohem report runs/compare-synth --format md
-
-      ohem report runs/cmp-a runs/cmp-b --format csv --runs
-
-      ohem report runs/synth-fixed-s1 runs/synth-ohem-s1 --out runs/adhoc
-    """
-    from ohemcli.progress import err_console
-    from ohemcli.report.analysis import analyse
-    from ohemcli.report.render import write_analysis
-    from ohemcli.report.tables import read_runs
-
-    a = analyse(read_runs(paths), bootstrap, target_map)
-    target = out
-    if target is None and len(paths) == 1 and _is_compare_folder(paths[0]):
-        target = paths[0]
-    if target is not None:
-        write_analysis(target, a, plots=plots)
-    print_results(a, fmt, runs)
-    if target is not None:
-        err_console.print(
-            f"wrote {target}/report.md, summary.csv, pairs.csv, results.csv"
-            + (", plots/" if plots else "")
-        )

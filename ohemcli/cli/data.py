@@ -12,7 +12,7 @@ import numpy as np
 import typer
 
 from ohemcli.cli.app import data_app
-from ohemcli.cli.options import parse_classes
+from ohemcli.cli.parsers import parse_classes
 
 if TYPE_CHECKING:
     from ohemcli.data.voc import VOCDataset

@@ -12,7 +12,8 @@ import typer
 from rich.table import Table
 
 from ohemcli.cli.app import app
-from ohemcli.cli.options import MaxDetsOpt, ScoreThreshOpt, parse_classes
+from ohemcli.cli.option_types import MaxDetsOpt, ScoreThreshOpt
+from ohemcli.cli.parsers import parse_classes
 from ohemcli.errors import UserError
 
 

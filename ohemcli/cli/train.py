@@ -9,13 +9,12 @@ from typing import Annotated
 import typer
 
 from ohemcli.cli.app import app
-from ohemcli.cli.options import (
+from ohemcli.cli.option_types import (
     OUTPUT,
     AmpOpt,
     BackboneOpt,
     BgLoOpt,
     CheckpointEveryOpt,
-    ConfigFlags,
     ConfigOpt,
     DataOpt,
     DeviceOpt,
@@ -40,12 +39,13 @@ from ohemcli.cli.options import (
     SeedOpt,
     WeightsOpt,
     WorkersOpt,
-    build_config,
 )
+from ohemcli.cli.overrides import build_config
 
 
 @app.command("train")
 def train_command(
+    ctx: typer.Context,
     data: DataOpt = None,
     config: ConfigOpt = None,
     workers: WorkersOpt = None,
@@ -103,39 +103,10 @@ def train_command(
 
       ohem train --data VOCdevkit/VOC2007 --config voc07_vgg16 --sampler ohem --device cuda --amp
     """
-    flags = ConfigFlags(
-        data=data,
-        workers=workers,
-        use_difficult=use_difficult,
-        backbone=backbone,
-        pretrained=pretrained,
-        weights=weights,
-        roi_op=roi_op,
-        sampler=sampler,
-        ohem_nms=ohem_nms,
-        ohem_nms_iou=ohem_nms_iou,
-        ohem_nms_scope=ohem_nms_scope,
-        ohem_loss=ohem_loss,
-        mine_every=mine_every,
-        hnm_fp_thresh=hnm_fp_thresh,
-        hnm_pool_per_image=hnm_pool_per_image,
-        hnm_pool=hnm_pool,
-        bg_lo=bg_lo,
-        images_per_batch=images_per_batch,
-        max_dets=max_dets,
-        score_thresh=score_thresh,
-        iters=iters,
-        seed=seed,
-        device=device,
-        amp=amp,
-        lr=lr,
-        eval_points=eval_points,
-        checkpoint_every=checkpoint_every,
-    )
     from ohemcli.engine.train import train
     from ohemcli.progress import out_console
 
-    cfg = build_config(config, flags)
+    cfg = build_config(config, ctx.params)
     summary = train(cfg, out, resume=resume)
     if not summary:  # a non-zero torchrun rank
         return

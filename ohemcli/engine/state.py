@@ -104,9 +104,19 @@ class TrainState:
         return cls(**d)
 
     def summary(
-        self, cfg: ExperimentConfig, result: dict[str, Any], device: torch.device, peak_mb: float
+        self,
+        cfg: ExperimentConfig,
+        result: dict[str, Any],
+        device: torch.device,
+        peak_mb: float,
+        devices: list[str],
     ) -> dict[str, Any]:
-        """The content of ``summary.json``."""
+        """The content of ``summary.json``, from the final evaluation's ``result``.
+
+        ``devices`` names every device of the run's ranks (``engine.host_runs.device_names``);
+        with ``concurrent_runs`` it tells whether runs shared the host or a device, which slows
+        each of them down (fair timing).
+        """
         return {
             "sampler": cfg.sampler.name,
             "data": cfg.data.root,
@@ -130,4 +140,6 @@ class TrainState:
             f"{torch.get_num_threads()} threads",
             "eval_history": self.eval_history,
             "eval_protocol": result.get("eval_protocol"),  # max_dets, score_thresh, nms
+            "concurrent_runs": self.concurrent_runs,
+            "devices": devices,
         }

@@ -19,10 +19,10 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from ohemcli.config import ExperimentConfig, config_to_dict, config_to_yaml
+from ohemcli.config import ExperimentConfig, config_to_yaml
 from ohemcli.data.batching import Batch, ScheduleSampler, TrainImages, collate, iteration_epoch
 from ohemcli.data.box_stats import make_box_norm
-from ohemcli.data.splits import data_name, load_split
+from ohemcli.data.splits import load_split
 from ohemcli.device import (
     loader_workers,
     peak_memory_mb,
@@ -40,21 +40,16 @@ from ohemcli.errors import UserError
 from ohemcli.fileio import append_jsonl, atomic_write_json, atomic_write_text, truncate_jsonl
 from ohemcli.model.fast_rcnn import build_model
 from ohemcli.progress import err_console, make_progress, train_columns, train_fields
-from ohemcli.runs.checkpointer import rng_state, save_checkpoint, set_rng_state
+from ohemcli.runs.checkpointer import Checkpointer
 from ohemcli.runs.guard import check_out_dir, check_resume, clear_leftovers, run_lock
-from ohemcli.runs.paths import RunPaths
+from ohemcli.runs.paths import RunPaths, default_run_dir
 from ohemcli.samplers import MiningSampler, build_sampler
 
-__all__ = ["Callback", "Trainer", "default_run_dir", "train", "mine_false_positives"]
+__all__ = ["Callback", "Trainer", "train", "mine_false_positives"]
 
 # Called in-process with every record written to metrics.jsonl ("kind": "metrics") and
 # evals.jsonl ("kind": "eval"), on the rank that writes them.
 Callback = Callable[[dict[str, Any]], None]
-
-
-def default_run_dir(cfg: ExperimentConfig) -> Path:
-    """``runs/<data>-<sampler>-s<seed>``."""
-    return Path("runs") / f"{data_name(cfg.data.root)}-{cfg.sampler.name}-s{cfg.train.seed}"
 
 
 def _autocast(
@@ -113,6 +108,15 @@ class Trainer:
         self.gen = torch.Generator().manual_seed(cfg.train.seed)
         self.autocast, self.scaler = _autocast(cfg, self.device)
         self.updater = Updater(self.optimizer, self.scheduler, self.scaler, self.dist)
+        self.checkpointer = Checkpointer(
+            self.paths.checkpoint,
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            self.sampler,
+            self.gen,
+            self.scaler,
+        )
         self.state = TrainState()
         self.saved_at: int | None = None  # iteration of the checkpoint on disk
         self.test_data = None
@@ -121,22 +125,9 @@ class Trainer:
         broadcast_parameters(self.model, self.dist)
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
-        self.model.load_state_dict(ckpt["model"])
-        try:
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-        except ValueError:  # e.g. one parameter group: written before biases had their own
-            raise UserError(
-                f"{self.paths.checkpoint}: its optimizer state has other parameter groups than "
-                "train.bias_lr_factor / train.bias_weight_decay give; choose another --out"
-            ) from None
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.sampler.load_state_dict(ckpt["sampler"])
-        self.gen.set_state(ckpt["sampler_generator"])
-        set_rng_state(ckpt["rng"])
-        self.state = TrainState.from_dict(ckpt["state"])
+        """Continue from ``ckpt``; the logs lose the lines written after it was saved."""
+        self.state = TrainState.from_dict(self.checkpointer.restore(ckpt))
         self.saved_at = self.state.iteration
-        if self.scaler is not None and "scaler" in ckpt:
-            self.scaler.load_state_dict(ckpt["scaler"])
         if self.dist.is_main:
             for log in (self.paths.metrics, self.paths.evals):
                 truncate_jsonl(log, self.state.iteration)
@@ -145,20 +136,7 @@ class Trainer:
         """Write the checkpoint (rank 0 only)."""
         if not self.dist.is_main:
             return
-        state = {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "sampler": self.sampler.state_dict(),
-            "sampler_generator": self.gen.get_state(),
-            "rng": rng_state(),
-            "state": self.state.to_dict(),
-            "config": config_to_dict(self.cfg),
-            "classes": list(self.cfg.data.classes or ()),
-        }
-        if self.scaler is not None:
-            state["scaler"] = self.scaler.state_dict()
-        save_checkpoint(self.paths.checkpoint, state)
+        self.checkpointer.save(self.state.to_dict(), self.cfg)
         self.saved_at = self.state.iteration
 
     def _write(self, path: Path, record: dict[str, Any], kind: str) -> None:
@@ -290,15 +268,8 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         """Train to ``train.iters`` (resuming from a checkpoint), evaluate, write the summary."""
         c = self.cfg.train
-        reset_peak_memory(self.device)
-        if self.dist.is_main:
-            self.paths.root.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.paths.config, config_to_yaml(self.cfg))
+        self._begin()
         eval_points = eval_iterations(c.iters, c.eval_points)
-        self.model.train()
-        it = self.state.iteration
-        if 0 < it < c.iters and self._mining_due(it - 1) and self.state.mined_at != it:
-            self._mine()  # the run stopped where a mining pass was due (a shorter run ended there)
         with make_progress(*train_columns(), disable=not self.show) as progress:
             task = progress.add_task(
                 f"train {self.cfg.sampler.name}",
@@ -308,18 +279,13 @@ class Trainer:
             )
             tick = time.perf_counter()
             for batch in self.batches():
-                it = self.state.iteration
+                it = self.state.iteration  # 0-based index of this iteration
                 self.step(batch, data_time=time.perf_counter() - tick)
                 lr = self.scheduler.get_last_lr()[0]
-                if self.dist.is_main and (it + 1) % c.log_every == 0:
-                    self._write(self.paths.metrics, self.state.log_line(it + 1, lr), "metrics")
-                if self._mining_due(it) and it + 1 < c.iters:
-                    self._mine()  # never after the last iteration: nothing would use the pool
-                if self.dist.is_main and (it + 1) in eval_points and it + 1 < c.iters:
-                    self.evaluate(final=False)
-                    self.save()
-                elif (it + 1) % c.checkpoint_every == 0:
-                    self.save()
+                self._log_if_due(it, lr)
+                self._mine_if_due(it)
+                evaluated = self._evaluate_if_due(it, eval_points)
+                self._checkpoint_if_due(it, evaluated)
                 progress.update(
                     task,
                     advance=1,
@@ -330,17 +296,52 @@ class Trainer:
         barrier(self.dist)
         return self._finish()
 
+    def _begin(self) -> None:
+        """Write config.yaml, put the model in training mode, and run a mining pass that is due
+        at the iteration the run continues from (a shorter run with the same folder ended there)."""
+        reset_peak_memory(self.device)
+        if self.dist.is_main:
+            self.paths.root.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.paths.config, config_to_yaml(self.cfg))
+        self.model.train()
+        it = self.state.iteration
+        if 0 < it < self.cfg.train.iters and self._mining_due(it - 1) and self.state.mined_at != it:
+            self._mine()
+
+    def _log_if_due(self, it: int, lr: float) -> None:
+        """After iteration ``it``: a metrics.jsonl line every ``log_every`` iterations (rank 0)."""
+        if self.dist.is_main and (it + 1) % self.cfg.train.log_every == 0:
+            self._write(self.paths.metrics, self.state.log_line(it + 1, lr), "metrics")
+
+    def _mine_if_due(self, it: int) -> None:
+        """After iteration ``it``: a mining pass when one is due, except after the last
+        iteration (nothing would use the pool)."""
+        if self._mining_due(it) and it + 1 < self.cfg.train.iters:
+            self._mine()
+
+    def _evaluate_if_due(self, it: int, eval_points: set[int]) -> bool:
+        """After iteration ``it``: evaluate at an eval point before the last (rank 0); the last
+        is the final evaluation. True when it evaluated."""
+        due = self.dist.is_main and it + 1 in eval_points and it + 1 < self.cfg.train.iters
+        if due:
+            self.evaluate(final=False)
+        return due
+
+    def _checkpoint_if_due(self, it: int, evaluated: bool) -> None:
+        """After iteration ``it``: save after an evaluation (its point stays in the checkpoint's
+        history) and every ``checkpoint_every`` iterations."""
+        if evaluated or (it + 1) % self.cfg.train.checkpoint_every == 0:
+            self.save()
+
     def _finish(self) -> dict[str, Any]:
+        """The final evaluation, the last checkpoint and summary.json (rank 0; others get {})."""
         if not self.dist.is_main:
             return {}
         result = self.evaluate(final=True)
         self.save()
-        summary = self.state.summary(self.cfg, result, self.device, peak_memory_mb(self.device))
-        # Fair timing: runs that shared the host (or a device) slowed each other down.
-        summary.update(
-            concurrent_runs=self.state.concurrent_runs,
-            devices=device_names(self.device, self.dist),
-        )
+        devices = device_names(self.device, self.dist)
+        peak_mb = peak_memory_mb(self.device)
+        summary = self.state.summary(self.cfg, result, self.device, peak_mb, devices)
         atomic_write_json(self.paths.summary, summary)
         return summary
 

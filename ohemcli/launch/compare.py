@@ -190,11 +190,12 @@ def compare(
     plan = plan_runs(out_dir, samplers, seeds)
     if launch is None:
         return CompareOutcome(plan, train_in_process(base, plan, show_progress))
-    from ohemcli.launch.submit import SUBMITIT_DIR, alive_jobs, launch_runs, resolve_jobs
+    from ohemcli.launch.submit import alive_jobs, launch_runs, resolve_jobs
 
     launch = resolve_jobs(launch, base)
     # Jobs of an earlier --no-wait call may still train some runs: then watch them, do not race.
-    earlier = (out_dir / SUBMITIT_DIR).is_dir() and alive_jobs(out_dir / SUBMITIT_DIR, "local")
+    jobs_dir = ComparePaths(out_dir).submitit
+    earlier = jobs_dir.is_dir() and alive_jobs(jobs_dir, "local")
     if launch.in_process and not earlier:
         return CompareOutcome(plan, train_in_process(base, plan, show_progress))
     return launch_runs(base, plan, out_dir, launch, show_progress)

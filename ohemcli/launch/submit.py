@@ -17,7 +17,6 @@ import os
 import pickle
 import shutil
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +28,8 @@ from ohemcli.config import ExperimentConfig
 from ohemcli.device import threads_per_job
 from ohemcli.errors import UserError
 from ohemcli.launch.grid import CompareOutcome, RunFailure, RunSpec, is_finished, train_run
+from ohemcli.runs.paths import ComparePaths
 
-SUBMITIT_DIR = ".submitit"
 FAILED_TAG = "ohem-run-failed"  # a job's log line for a run that raised: "<tag> <run>: <error>"
 LOCAL_TIMEOUT_MIN = 60 * 24 * 30  # local jobs have no time limit of their own; submitit wants one
 
@@ -117,7 +116,7 @@ class RunsJob(submitit.helpers.Checkpointable):
 
 
 @dataclass
-class Handle:
+class SubmittedJob:
     """A submitted job (this call's or an earlier one's still alive) and the runs it trains."""
 
     job_id: str
@@ -151,7 +150,7 @@ def _local_alive(pid: str) -> bool:
     return b"submitit" in cmdline
 
 
-def alive_jobs(folder: Path, cluster: str) -> list[Handle]:
+def alive_jobs(folder: Path, cluster: str) -> list[SubmittedJob]:
     """Jobs of earlier calls (``folder/*_submitted.pkl``) that are still alive."""
     found = []
     for path in sorted(Path(folder).glob("*_submitted.pkl")):
@@ -161,7 +160,7 @@ def alive_jobs(folder: Path, cluster: str) -> list[Handle]:
                 delayed = pickle.load(f)  # noqa: S301 - submitit's own files, written by us
             fn = delayed.function
             if isinstance(fn, RunsJob):
-                handle = Handle(job_id, fn.runs, Path(folder), cluster=cluster)
+                handle = SubmittedJob(job_id, fn.runs, Path(folder), cluster=cluster)
                 if not handle.done():
                     found.append(handle)
     return found
@@ -209,9 +208,9 @@ def _package_path() -> dict[str, str]:
 
 def submit(
     base: ExperimentConfig, todo: Sequence[RunSpec], out_dir: Path, launch: Launch, cuda: bool
-) -> list[Handle]:
+) -> list[SubmittedJob]:
     """Submit the runs of ``todo``: local slot jobs, or one Slurm job per run in one array."""
-    folder = Path(out_dir) / SUBMITIT_DIR
+    folder = ComparePaths(Path(out_dir)).submitit
     if not todo:
         return []
     executor = _executor(launch, folder, cuda)
@@ -220,7 +219,8 @@ def submit(
             with executor.batch():
                 jobs = [executor.submit(RunsJob(base, [run], None)) for run in todo]
             return [
-                Handle(j.job_id, [r], folder, j, "slurm") for j, r in zip(jobs, todo, strict=True)
+                SubmittedJob(j.job_id, [r], folder, j, "slurm")
+                for j, r in zip(jobs, todo, strict=True)
             ]
         return _submit_local(executor, base, todo, launch, cuda)
 
@@ -231,7 +231,7 @@ def _submit_local(
     todo: Sequence[RunSpec],
     launch: Launch,
     cuda: bool,
-) -> list[Handle]:
+) -> list[SubmittedJob]:
     """One local job per slot, with its own GPUs, or on the CPU its share of the cores."""
     gpus = visible_gpus() if cuda else []
     slots = _slots(todo, launch.jobs or 1)
@@ -247,11 +247,11 @@ def _submit_local(
         if cuda:
             executor.update_parameters(local_visible_gpus=tuple(gpus[j * g : (j + 1) * g]))
         job = executor.submit(RunsJob(base, runs, threads))
-        handles.append(Handle(job.job_id, runs, executor.folder, job, "local"))
+        handles.append(SubmittedJob(job.job_id, runs, executor.folder, job, "local"))
     return handles
 
 
-def failure_of(run: RunSpec, handle: Handle | None) -> RunFailure:
+def failure_of(run: RunSpec, handle: SubmittedJob | None) -> RunFailure:
     """The failure row of an unfinished run whose job ended: its error line, else the log's end."""
     lines: list[str] = []
     if handle is not None and handle.log().is_file():
@@ -276,7 +276,7 @@ def launch_runs(
     iters = base.train.iters
     cuda = wants_cuda(base, launch.launcher)
     launch = resolve_jobs(launch, base)
-    folder = Path(out_dir) / SUBMITIT_DIR
+    folder = ComparePaths(Path(out_dir)).submitit
     alive = alive_jobs(folder, launch.launcher) if folder.is_dir() else []
     busy = {r.name for h in alive for r in h.runs}
     todo = [r for r in plan if not is_finished(r.path, iters) and r.name not in busy]
@@ -310,9 +310,3 @@ def wants_cuda(base: ExperimentConfig, launcher: str) -> bool:
     device = base.train.device
     auto_cuda = launcher == "slurm" or torch.cuda.is_available()
     return device == "cuda" or (device == "auto" and auto_cuda)
-
-
-def wait_for(handles: Sequence[Handle], poll_s: float = 1.0) -> None:
-    """Block until every job has ended (tests, scripts)."""
-    while not all(h.done() for h in handles):
-        time.sleep(poll_s)

@@ -14,9 +14,9 @@ from ohemcli.launch.grid import RunSpec, is_finished, logged_iter
 from ohemcli.progress import err_console, make_progress
 
 
-class Handle(Protocol):
-    """What the watcher needs of a submitted job (``launch.submit.Handle``); a protocol, so that
-    this module does not import the launcher that imports it."""
+class WatchedJob(Protocol):
+    """What the watcher needs of a submitted job (``launch.submit.SubmittedJob``); a protocol, so
+    that this module does not import the launcher that imports it."""
 
     job_id: str
     runs: list[RunSpec]
@@ -27,7 +27,7 @@ class Handle(Protocol):
 POLL_S = 1.0
 
 
-def run_state(run: RunSpec, handle: Handle | None, iters: int, job_done: bool) -> str:
+def run_state(run: RunSpec, handle: WatchedJob | None, iters: int, job_done: bool) -> str:
     """``finished``, ``running``, ``queued`` (its job trains other runs first) or ``ended``."""
     if is_finished(run.path, iters):
         return "finished"
@@ -40,7 +40,7 @@ def run_state(run: RunSpec, handle: Handle | None, iters: int, job_done: bool) -
 
 
 def watch(
-    plan: Sequence[RunSpec], handles: Sequence[Handle], iters: int, show_progress: bool
+    plan: Sequence[RunSpec], handles: Sequence[WatchedJob], iters: int, show_progress: bool
 ) -> bool:
     """Show a line per run (state, iteration, ETA) until every job has ended.
 

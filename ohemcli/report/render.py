@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from ohemcli.fileio import atomic_write_text
+from ohemcli.fileio import atomic_write_text, read_text
 from ohemcli.report import tables
 from ohemcli.report.analysis import Analysis, analyse_results, protocol_lines
 from ohemcli.report.plots import write_plots
@@ -34,38 +34,36 @@ MEMORY_NOTE = (
 )
 
 
+# Package versions come from the installed metadata, so that rendering a report never loads
+# torch, torchvision or OpenCV (each run's summary names the device it trained on).
+VERSIONED = {"torch": "torch", "torchvision": "torchvision", "numpy": "numpy",
+             "opencv": "opencv-contrib-python-headless", "pandas": "pandas"}  # fmt: skip
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
 def environment() -> dict[str, str]:
     """Software versions and the machine that renders the report."""
-    import cv2
-    import numpy as np
-    import torch
-    import torchvision
-
     import ohemcli
 
-    try:
-        version = importlib.metadata.version("ohemcli")
-    except importlib.metadata.PackageNotFoundError:
-        version = ohemcli.__version__
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "ohemcli": version,
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
-        "pandas": pd.__version__,
-        "platform": platform.platform(),
-        "CPUs": str(os.cpu_count()),
-        "GPU": gpu,
-    }
+    version = _version("ohemcli")
+    found = {"python": platform.python_version(), "ohemcli": ohemcli.__version__}
+    if version != "not installed":
+        found["ohemcli"] = version
+    found.update({name: _version(dist) for name, dist in VERSIONED.items()})
+    found.update(platform=platform.platform(), CPUs=str(os.cpu_count()))
+    return found
 
 
 def _config_yaml(out: ComparePaths, runs: Sequence[Run]) -> str:
     """The compare's base config, or the first run's config for loose run folders."""
     if out.settings.is_file():
-        raw = yaml.safe_load(out.settings.read_text(encoding="utf-8")) or {}
+        raw = yaml.safe_load(read_text(out.settings)) or {}
         return yaml.safe_dump(raw.get("config", {}), sort_keys=False)
     if runs and runs[0].config:
         return yaml.safe_dump(runs[0].config, sort_keys=False)

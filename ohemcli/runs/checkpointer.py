@@ -1,4 +1,8 @@
-"""Checkpoints: saved atomically, loaded with ``weights_only=True`` so a file can never run code."""
+"""A run's ``checkpoint.pt``: what it holds, how it is written, read back and recognised.
+
+Every key of the checkpoint is spelled in this module. Files are written atomically and loaded
+with ``weights_only=True``, so a checkpoint can never run code.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,13 @@ from typing import Any
 
 import torch
 
+from ohemcli.config import ExperimentConfig, config_to_dict
 from ohemcli.errors import UserError
 from ohemcli.fileio import atomic_write
+from ohemcli.samplers.base import RoISampler
+
+# Keys every checkpoint of ours has; a .pt without them is someone else's file.
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "sampler", "state", "config")
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -35,6 +44,27 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         ) from None
 
 
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """Load ``path`` and refuse, in one line, a file that is not a checkpoint of ohem."""
+    ckpt = load_checkpoint(path)
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise UserError(f"{path}: not a checkpoint of ohem (no '{missing[0]}' key)")
+    if not isinstance(ckpt["config"], dict):
+        raise UserError(f"{path}: not a checkpoint of ohem (bad 'config')")
+    return ckpt
+
+
+def saved_config(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The run's config as saved in a checkpoint read by :func:`read_checkpoint`."""
+    return ckpt["config"]
+
+
+def saved_weights(ckpt: dict[str, Any]) -> tuple[dict[str, torch.Tensor], tuple[str, ...]]:
+    """The model's weights and the class names they were trained on."""
+    return ckpt["model"], tuple(ckpt["classes"])
+
+
 def rng_state() -> dict[str, Any]:
     """The global torch RNG states (CPU and, when present, every CUDA device)."""
     state: dict[str, Any] = {"cpu": torch.get_rng_state()}
@@ -48,3 +78,69 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["cpu"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Checkpointer:
+    """Saves a run's objects to ``path`` and restores them from a checkpoint of the same run.
+
+    The checkpoint holds the model, optimizer, LR scheduler and sampler state, the sampler's
+    generator, the global RNG states, the training loop's running totals (``state``, a plain
+    dict), the config with its class list, and the AMP grad scaler when the run has one.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        sampler: RoISampler,
+        generator: torch.Generator,
+        scaler: torch.amp.GradScaler | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.model = model
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.sampler = sampler
+        self.generator = generator
+        self.scaler = scaler
+
+    def save(self, state: dict[str, Any], cfg: ExperimentConfig) -> None:
+        """Write the objects' states, the loop's ``state`` as given, ``cfg`` and its classes."""
+        ckpt = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "sampler_generator": self.generator.get_state(),
+            "rng": rng_state(),
+            "state": state,
+            "config": config_to_dict(cfg),
+            "classes": list(cfg.data.classes or ()),
+        }
+        if self.scaler is not None:
+            ckpt["scaler"] = self.scaler.state_dict()
+        save_checkpoint(self.path, ckpt)
+
+    def restore(self, ckpt: dict[str, Any]) -> dict[str, Any]:
+        """Load ``ckpt`` (from :func:`read_checkpoint`) into the objects; return its ``state``.
+
+        An optimizer state whose parameter groups differ from this run's (the groups follow
+        ``train.bias_lr_factor`` and ``train.bias_weight_decay``) is refused in one line.
+        """
+        self.model.load_state_dict(ckpt["model"])
+        try:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except ValueError:  # torch refuses a state with another number or size of groups
+            raise UserError(
+                f"{self.path}: its optimizer state has other parameter groups than "
+                "train.bias_lr_factor / train.bias_weight_decay give; choose another --out"
+            ) from None
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.sampler.load_state_dict(ckpt["sampler"])
+        self.generator.set_state(ckpt["sampler_generator"])
+        set_rng_state(ckpt["rng"])
+        if self.scaler is not None and "scaler" in ckpt:
+            self.scaler.load_state_dict(ckpt["scaler"])
+        return ckpt["state"]

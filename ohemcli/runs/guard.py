@@ -18,11 +18,9 @@ from typing import Any
 from ohemcli.config import ExperimentConfig, config_from_dict, config_to_dict, load_config
 from ohemcli.errors import UserError, quote
 from ohemcli.fileio import is_writable_dir
-from ohemcli.runs.checkpointer import load_checkpoint
+from ohemcli.runs.checkpointer import read_checkpoint, saved_config
 from ohemcli.runs.paths import RunPaths
 
-# Keys every checkpoint of ours has; a .pt without them is someone else's file.
-CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "sampler", "state", "config")
 # Checked first, so that the refusal names what matters most.
 KEY_ORDER = ("sampler.name", "model.backbone", "data.classes")
 
@@ -115,7 +113,8 @@ def check_resume(paths: RunPaths, cfg: ExperimentConfig, resume: bool) -> dict[s
 
     Checks, before anything is written: no other process holds the folder; a checkpoint is only
     continued with ``resume``; config.yaml and the checkpoint's own config match the run's config
-    (sampler, backbone, class list first); the checkpoint has the keys of ours.
+    (sampler, backbone, class list first); the checkpoint is one of ours
+    (:func:`~ohemcli.runs.checkpointer.read_checkpoint`).
     """
     holder = lock_holder(paths)
     if holder is not None:
@@ -128,11 +127,7 @@ def check_resume(paths: RunPaths, cfg: ExperimentConfig, resume: bool) -> dict[s
             "pass --resume to continue it or choose another --out"
         )
     _same_run(paths.config, load_config(paths.config), cfg)
-    ckpt = load_checkpoint(paths.checkpoint)
-    missing = [k for k in CHECKPOINT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
-    if missing:
-        raise UserError(f"{paths.checkpoint}: not a checkpoint of ohem (no '{missing[0]}' key)")
-    if not isinstance(ckpt["config"], dict):
-        raise UserError(f"{paths.checkpoint}: not a checkpoint of ohem (bad 'config')")
-    _same_run(paths.checkpoint, config_from_dict(ckpt["config"], str(paths.checkpoint)), cfg)
+    ckpt = read_checkpoint(paths.checkpoint)
+    saved = config_from_dict(saved_config(ckpt), str(paths.checkpoint))
+    _same_run(paths.checkpoint, saved, cfg)
     return ckpt

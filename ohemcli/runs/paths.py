@@ -1,4 +1,4 @@
-"""A run's folder layout and the running totals that its checkpoint and summary carry."""
+"""The names of a run folder's and a compare folder's files, and the default folders."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ohemcli.config import ExperimentConfig
 from ohemcli.fileio import read_json
 
 # Every file name of a run folder and of a compare folder is spelled here and nowhere else
-# (tests/engine/test_run_paths.py greps the package for them).
+# (tests/runs/test_paths.py greps the package for them).
+DEFAULT_ROOT = Path("runs")  # relative to the working folder: where --out defaults to
+SUBMITIT_DIR = ".submitit"  # submitit's job files and logs, inside a compare folder
 PLOT_NAMES = ("map_vs_time", "loss", "fg_fraction", "per_class_ap", "chosen_iou")
 
 
@@ -121,6 +124,11 @@ class ComparePaths:
         """True once any run of the folder has started training."""
         return any(self.root.glob(f"runs/*/{RunPaths(Path()).checkpoint.name}"))
 
+    @property
+    def submitit(self) -> Path:
+        """submitit's job files (``*_submitted.pkl``) and logs of a launched compare."""
+        return self.root / SUBMITIT_DIR
+
     def is_compare(self) -> bool:
         """A compare folder: it has compare.yaml or finished runs."""
         return self.settings.is_file() or bool(self.finished_runs())
@@ -148,6 +156,22 @@ class ComparePaths:
     def plot(self, name: str) -> Path:
         """``plots/<name>.png`` for a name in ``PLOT_NAMES``."""
         return self.plots_dir / f"{name}.png"
+
+
+def _data_name(cfg: ExperimentConfig) -> str:
+    from ohemcli.data.splits import data_name  # here only: report/ reads this module, not data/
+
+    return data_name(cfg.data.root)
+
+
+def default_run_dir(cfg: ExperimentConfig) -> Path:
+    """``runs/<data>-<sampler>-s<seed>``: the folder of ``ohem train`` without ``--out``."""
+    return DEFAULT_ROOT / f"{_data_name(cfg)}-{cfg.sampler.name}-s{cfg.train.seed}"
+
+
+def default_compare_dir(cfg: ExperimentConfig) -> Path:
+    """``runs/compare-<data>``: the folder of ``ohem compare`` without ``--out``."""
+    return DEFAULT_ROOT / f"compare-{_data_name(cfg)}"
 
 
 def run_dirs(path: Path) -> list[Path]:

@@ -129,7 +129,8 @@ class HNMSampler:
             self.pool = MinedNegatives(dict(mined.per_image))
             return
         merged = {}
-        for image_id in self.pool.per_image.keys() | mined.per_image.keys():
+        # Sorted: the saved pool (and so the checkpoint file) is the same in every process.
+        for image_id in sorted(self.pool.per_image.keys() | mined.per_image.keys()):
             pooled = self.pool.per_image.get(image_id)
             rescored = mined.rescored.get(image_id)
             if pooled is not None and rescored is None:

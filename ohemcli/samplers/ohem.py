@@ -16,7 +16,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torchvision.ops import batched_nms, nms
 
 from ohemcli.errors import UserError
 from ohemcli.model.losses import RoILosses
@@ -43,6 +42,9 @@ def hardest_rois(
     if nms_iou is None:
         order = torch.sort(losses, descending=True, stable=True).indices
         return order[:num]
+    # Imported here: the sampler names reach every command line, torchvision only training.
+    from torchvision.ops import batched_nms, nms
+
     # torchvision's nms and batched_nms return kept positions sorted by decreasing score.
     if labels is None:
         return nms(boxes.float(), losses, nms_iou)[:num]

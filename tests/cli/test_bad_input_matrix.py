@@ -37,7 +37,7 @@ class Case:
 
 def _config(ws: Path, data: Path, **changes) -> Path:
     raw = {
-        "data": {"data": str(data), "scale": 64, "max_size": 64, "max_proposals": 40},
+        "data": {"root": str(data), "scale": 64, "max_size": 64, "max_proposals": 40},
         "data_workers": 0,
         "model": {"backbone": "tiny", "head_dim": 16},
         "sampler": {"batch_rois": 8},

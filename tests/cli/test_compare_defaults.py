@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import yaml
+from typer.testing import CliRunner
 
 from ohemcli.cli.compare import COMPARE_EVAL_POINTS, _eval_points
 from ohemcli.config import ExperimentConfig, config_to_dict
@@ -25,3 +26,29 @@ def test_eval_points_default(tmp_path: Path) -> None:
     settings = {"samplers": ["fixed"], "seeds": [1], "config": config_to_dict(with_points(3))}
     ComparePaths(tmp_path).settings.write_text(yaml.safe_dump(settings))
     assert _eval_points(with_points(4), None, tmp_path).train.eval_points == 3  # resumed folder
+
+
+def test_compare_builds_its_config_from_its_options_and_names_the_default_folder(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import ohemcli.launch.compare
+    from ohemcli.cli import app
+    from ohemcli.launch.grid import CompareOutcome
+
+    seen = {}
+
+    def fake_compare(cfg, samplers, seeds, out_dir, progress, launch):
+        seen.update(cfg=cfg, samplers=samplers, seeds=seeds, out_dir=out_dir)
+        return CompareOutcome(runs=[])
+
+    monkeypatch.setattr(ohemcli.launch.compare, "compare", fake_compare)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "myvoc").mkdir()
+    args = ["compare", "--config", "cpu_tiny", "--data", "myvoc", "--seeds", "2,3"]
+    result = CliRunner().invoke(app, [*args, "--samplers", "fixed,ohem", "--iters", "9"])
+    assert result.exit_code == 0, result.output
+    assert seen["out_dir"] == Path("runs") / "compare-myvoc"
+    assert (seen["samplers"], seen["seeds"]) == (["fixed", "ohem"], [2, 3])
+    cfg = seen["cfg"]
+    assert cfg.data.root == str(tmp_path / "myvoc") and cfg.train.iters == 9
+    assert cfg.train.eval_points == COMPARE_EVAL_POINTS  # cpu_tiny asks for fewer

@@ -1,35 +1,72 @@
 """CLI options over presets: which config a command line resolves to."""
 
 import dataclasses
-import inspect
 import os
 
 import pytest
+import typer
 import yaml
 from typer.testing import CliRunner
 
 from ohemcli.cli import app
-from ohemcli.cli import options as opts
-from ohemcli.cli.options import Backbone, ConfigFlags, Device, build_config
-from ohemcli.config import config_to_dict
+from ohemcli.cli import overrides as ov
+from ohemcli.cli.option_types import (
+    Backbone,
+    Device,
+    NmsScope,
+    PoolRule,
+    RankingLoss,
+    RoIOp,
+    choice_enum,
+    one_of,
+)
+from ohemcli.cli.overrides import OPTION_KEYS, build_config, option_name
+from ohemcli.config import SECTIONS, config_to_dict
+from ohemcli.config_rules import RULES, Choice, Flag, Number, OrNone, Text
 from ohemcli.errors import UserError
 from ohemcli.samplers import SAMPLERS, SamplerName
 
 runner = CliRunner()
+COMMANDS = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+
+# The parameters of each command that are not config keys: the command's own business.
+NOT_CONFIG = {
+    "train": {"config", "out", "resume", "json_out"},
+    "compare": {
+        "config",
+        "samplers",
+        "seeds",
+        "out",
+        "progress",
+        "bootstrap",
+        "target_map",
+        "json_out",
+        "launcher",
+        "jobs",
+        "gpus_per_run",
+        "wait",
+        "slurm_partition",
+        "slurm_time",
+        "slurm_account",
+        "slurm_constraint",
+        "slurm_mem",
+    },
+    "bench": {"config", "samplers", "timed_iters", "warmup", "mining_runs", "json_out"},
+}
 
 
 @pytest.fixture(params=[True, False], ids=["cuda", "cpu"])
 def cuda(request, monkeypatch):
-    monkeypatch.setattr(opts, "cuda_available", lambda: request.param)
+    monkeypatch.setattr(ov, "cuda_available", lambda: request.param)
     return request.param
 
 
 def test_synth_defaults_to_its_cpu_preset(cuda):
-    assert build_config(None, ConfigFlags(data="synth")).model.backbone == "tiny"
+    assert build_config(None, {"data": "synth"}).model.backbone == "tiny"
 
 
 def test_real_data_gets_the_papers_preset_on_cuda_and_the_cpu_preset_otherwise(cuda, capsys):
-    cfg = build_config(None, ConfigFlags(data="/some/VOC2007"))
+    cfg = build_config(None, {"data": "/some/VOC2007"})
     assert cfg.data.root == "/some/VOC2007"
     said = capsys.readouterr().err
     if cuda:
@@ -43,91 +80,212 @@ def test_real_data_gets_the_papers_preset_on_cuda_and_the_cpu_preset_otherwise(c
 
 
 def test_device_option_chooses_the_preset_and_an_explicit_config_always_wins(cuda, capsys):
-    assert build_config(None, ConfigFlags(data="d", device=Device.cpu)).model.backbone == "tiny"
-    assert build_config(None, ConfigFlags(data="d", device=Device.cuda)).model.backbone == "vgg16"
+    assert build_config(None, {"data": "d", "device": Device.cpu}).model.backbone == "tiny"
+    assert build_config(None, {"data": "d", "device": Device.cuda}).model.backbone == "vgg16"
+    assert build_config(None, {"data": "d", "device": "cuda"}).train.device == "cuda"
     capsys.readouterr()
-    assert build_config("voc07_vgg16", ConfigFlags(data="d")).model.backbone == "vgg16"
-    assert build_config("cpu_tiny", ConfigFlags(data="d")).model.backbone == "tiny"
+    assert build_config("voc07_vgg16", {"data": "d"}).model.backbone == "vgg16"
+    assert build_config("cpu_tiny", {"data": "d"}).model.backbone == "tiny"
     assert capsys.readouterr().err == ""
 
 
 def test_options_override_the_preset_only_when_given():
-    cfg = build_config("synth_tiny", ConfigFlags(iters=7, lr=0.5, sampler=SamplerName("ohem")))
+    cfg = build_config("synth_tiny", {"iters": 7, "lr": 0.5, "sampler": SamplerName("ohem")})
     assert (cfg.train.iters, cfg.train.lr, cfg.sampler.name) == (7, 0.5, "ohem")
-    untouched = build_config("synth_tiny", ConfigFlags())
-    preset = build_config("synth_tiny", ConfigFlags(sampler=None, iters=None))
+    untouched = build_config("synth_tiny", {})
+    preset = build_config("synth_tiny", {"sampler": None, "iters": None, "out": "elsewhere"})
     assert config_to_dict(untouched) == config_to_dict(preset)
     assert untouched.train.iters == 800  # synth_tiny.yaml's
 
 
-def _changed_keys(flags: ConfigFlags, base) -> set[str]:
-    before, after = config_to_dict(base), config_to_dict(flags.apply(base))
-    return {f"{s}.{k}" for s in after for k in after[s] if after[s][k] != before[s][k]}
+def _values_for(key: str) -> list:
+    """Two or more values that the rule of ``key`` allows, at least one unlike any preset's."""
+    rule = RULES[key]
+    if isinstance(rule, OrNone):
+        rule = rule.inner
+    if isinstance(rule, Choice):
+        return list(rule.values)
+    if isinstance(rule, Flag):
+        return [True, False]
+    if isinstance(rule, Number):
+        return [3, 4] if rule.integer else [0.25, 0.3]
+    assert isinstance(rule, Text), key
+    return ["w.pt", "x"]
 
 
-def test_each_flag_lands_on_the_config_key_of_its_name():
-    """ConfigFlags.apply writes each field onto the key of the same name (a reader can grep it)."""
-    base = build_config("synth_tiny", ConfigFlags())
-    candidates = {"bool": [True, False], "int": [3, 4], "float": [0.25, 0.3], "str": ["x"]}
-    special = {"sampler": "sampler.name", "data": "data.root"}
-    for f in dataclasses.fields(ConfigFlags):
-        kind = f.type.split(" | ")[0]
-        if kind == "Path":
-            values = ["w.pt"]
-        else:
-            enum = SamplerName if kind == "SamplerName" else getattr(opts, kind, [])
-            values = candidates.get(kind) or list(enum)
-        changed = [_changed_keys(ConfigFlags(**{f.name: v}), base) for v in values]
+def _changed_keys(params: dict, base: dict) -> set[str]:
+    after = config_to_dict(build_config("synth_tiny", params))
+    return {f"{s}.{k}" for s in after for k in after[s] if after[s][k] != base[s][k]}
+
+
+def test_each_option_lands_on_its_config_key_and_no_other():
+    base = config_to_dict(build_config("synth_tiny", {}))
+    for param, key in OPTION_KEYS.items():
+        changed = [_changed_keys({param: v}, base) for v in _values_for(key)]
         changed = [c for c in changed if c]
-        assert changed, f.name
-        for keys in changed:
-            named = {k for k in keys if k.split(".")[1] == f.name or k == special.get(f.name)}
-            extra = keys - named - ({"model.pretrained"} if f.name == "backbone" else set())
-            assert len(named) == 1 and not extra, (f.name, keys)
+        assert changed, param
+        implied = {"model.pretrained"} if param == "backbone" else set()
+        assert all(key in c and c <= {key} | implied for c in changed), (param, changed)
 
 
-def test_every_flag_is_an_option_of_train():
-    params = inspect.signature(
-        next(c.callback for c in app.registered_commands if c.name == "train")
-    ).parameters
-    assert {f.name for f in dataclasses.fields(ConfigFlags)} <= set(params)
+def test_each_option_is_named_like_its_config_key():
+    """``--ohem-nms-iou`` sets sampler.ohem_nms_iou (a reader can grep one for the other)."""
+    renamed = {"data": "data.root", "sampler": "sampler.name"}
+    for param, key in OPTION_KEYS.items():
+        assert key == renamed.get(param, f"{key.split('.')[0]}.{param}"), param
+
+
+def test_every_table_key_is_a_dotted_config_key_with_a_rule():
+    for key in OPTION_KEYS.values():
+        section, name = key.split(".")
+        assert name in {f.name for f in dataclasses.fields(SECTIONS[section])}, key
+        assert key in RULES, key
+    assert len(set(OPTION_KEYS.values())) == len(OPTION_KEYS)
+
+
+@pytest.mark.parametrize("command", sorted(NOT_CONFIG))
+def test_every_parameter_is_in_the_table_or_named_as_not_config(command):
+    params = {p.name for p in COMMANDS[command].params}
+    assert params - set(OPTION_KEYS) == NOT_CONFIG[command]
+    assert not NOT_CONFIG[command] & set(OPTION_KEYS)
+
+
+def test_train_offers_every_option_of_the_table_spelled_from_its_parameter():
+    opts = {p.name: p.opts for p in COMMANDS["train"].params}
+    for param in OPTION_KEYS:
+        assert option_name(param) in opts[param], (param, opts.get(param))
+
+
+def test_option_name_spells_a_parameter_as_its_flag():
+    assert option_name("ohem_nms_iou") == "--ohem-nms-iou"
+    assert option_name("data") == "--data"
 
 
 def test_the_sampler_choice_follows_the_samplers_dict():
     assert [c.value for c in SamplerName] == list(SAMPLERS)
 
 
-def test_choosing_vgg16_means_imagenet_weights_unless_told_otherwise():
-    assert build_config("synth_tiny", ConfigFlags(backbone=Backbone.vgg16)).model.pretrained
-    off = build_config("synth_tiny", ConfigFlags(backbone=Backbone.vgg16, pretrained=False))
+@pytest.mark.parametrize(
+    ("enum", "key"),
+    [
+        (Backbone, "model.backbone"),
+        (RoIOp, "model.roi_op"),
+        (NmsScope, "sampler.ohem_nms_scope"),
+        (RankingLoss, "sampler.ohem_loss"),
+        (PoolRule, "sampler.hnm_pool"),
+        (Device, "train.device"),
+    ],
+)
+def test_the_choices_of_an_option_are_its_rules_values(enum, key):
+    assert [c.value for c in enum] == list(RULES[key].values)
+    assert all(isinstance(c, str) and c == c.value for c in enum)
+
+
+def test_a_new_value_in_a_rule_becomes_a_choice(monkeypatch):
+    monkeypatch.setitem(RULES, "model.roi_op", Choice(("pool", "align", "warp")))
+    assert [c.value for c in choice_enum("RoIOp", "model.roi_op")] == ["pool", "align", "warp"]
+    with pytest.raises(TypeError, match="train.iters"):
+        choice_enum("Iters", "train.iters")
+
+
+def test_one_of_joins_with_commas_and_a_last_or():
+    assert one_of(["a"]) == "a"
+    assert one_of(["a", "b"]) == "a or b"
+    assert one_of(iter(["a", "b", "c"])) == "a, b or c"
+
+
+def test_choosing_an_imagenet_backbone_means_imagenet_weights_unless_told_otherwise(tmp_path):
+    assert not build_config("cpu_tiny", {}).model.pretrained
+    assert build_config("cpu_tiny", {"backbone": Backbone.vgg16}).model.pretrained
+    assert build_config("cpu_tiny", {"backbone": "resnet18"}).model.pretrained
+    off = build_config("cpu_tiny", {"backbone": Backbone.vgg16, "pretrained": False})
     assert not off.model.pretrained
+    own = build_config("cpu_tiny", {"backbone": "vgg16", "weights": tmp_path / "w.pt"})
+    assert not own.model.pretrained and own.model.weights == str(tmp_path / "w.pt")
+    path = tmp_path / "c.yaml"
+    path.write_text("model: {weights: w.pt}\n")
+    assert not build_config(str(path), {"backbone": "vgg16"}).model.pretrained
+    assert not build_config("cpu_tiny", {"backbone": "tiny"}).model.pretrained
 
 
 def test_unknown_preset_names_the_option_and_lists_the_presets():
     with pytest.raises(UserError, match="--config.*cpu_tiny"):
-        build_config("nope", ConfigFlags())
+        build_config("nope", {})
 
 
 def test_an_option_out_of_range_is_named():
     with pytest.raises(UserError, match=r"^--ohem-nms-iou: sampler.ohem_nms_iou = 5.0 .*\(0, 1\]"):
-        build_config("synth_tiny", ConfigFlags(ohem_nms_iou=5.0))
+        build_config("synth_tiny", {"ohem_nms_iou": 5.0})
     with pytest.raises(UserError, match=r"^--iters: train.iters = 0"):
-        build_config("synth_tiny", ConfigFlags(iters=0))
+        build_config("synth_tiny", {"iters": 0, "lr": 0.5})
+    with pytest.raises(UserError, match=r"^--hnm-pool-per-image: sampler.hnm_pool_per_image"):
+        build_config("synth_tiny", {"hnm_pool_per_image": 0})
+
+
+def test_an_error_in_the_yaml_names_the_file_before_any_option(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train: {iters: 0}\n")
+    with pytest.raises(UserError, match=f"^{path}: train.iters = 0"):
+        build_config(str(path), {"iters": 0})
 
 
 def test_an_unknown_sampler_in_the_yaml_names_the_file(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("sampler: {name: random}\n")
     with pytest.raises(UserError, match=f"{path}: sampler.name = 'random'.*fixed, hnm, ohem"):
-        build_config(str(path), ConfigFlags())
+        build_config(str(path), {})
 
 
 def test_paths_in_the_config_become_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cfg = build_config("synth_tiny", ConfigFlags(data="voc", weights="w.pt"))
+    cfg = build_config("synth_tiny", {"data": "voc", "weights": "w.pt"})
     assert cfg.data.root == os.path.join(tmp_path, "voc")
     assert cfg.model.weights == os.path.join(tmp_path, "w.pt")
-    assert build_config("synth_tiny", ConfigFlags()).data.root == "synth"
+    assert build_config("synth_tiny", {}).data.root == "synth"
+
+
+def test_train_builds_its_config_from_its_own_options(monkeypatch, tmp_path):
+    import ohemcli.engine.train
+
+    seen = {}
+    monkeypatch.setattr(
+        ohemcli.engine.train, "train", lambda cfg, out, resume=False: seen.update(cfg=cfg)
+    )
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "--config", "cpu_tiny", "--backbone", "vgg16", "--device", "cpu"]
+    args += ["--weights", "w.pt", "--ohem-loss", "cls", "--no-ohem-nms", "--out", "run"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    cfg = seen["cfg"]
+    assert (cfg.model.backbone, cfg.train.device, cfg.sampler.ohem_loss) == ("vgg16", "cpu", "cls")
+    assert type(cfg.train.device) is str and cfg.model.weights == str(tmp_path / "w.pt")
+    assert cfg.sampler.ohem_nms is False and cfg.model.pretrained is False  # --weights given
+    assert cfg.train.iters == build_config("cpu_tiny", {}).train.iters
+
+
+def test_an_option_out_of_range_at_the_command_line_is_one_line(tmp_path):
+    result = runner.invoke(
+        app, ["train", "--config", "synth_tiny", "--bg-lo", "2", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.strip().startswith("error: --bg-lo: sampler.bg_lo = 2.0 is not allowed")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bench_iters_are_its_timed_iterations_not_the_configs(monkeypatch):
+    import ohemcli.engine.bench
+
+    seen = {}
+
+    def fake_bench(cfg, names, iters, warmup, mining_runs):
+        seen.update(cfg=cfg, names=names, iters=iters)
+        return []
+
+    monkeypatch.setattr(ohemcli.engine.bench, "bench_samplers", fake_bench)
+    result = runner.invoke(app, ["bench", "--config", "synth_tiny", "--iters", "5", "--json"])
+    assert result.exit_code == 0, result.output
+    assert seen["iters"] == 5 and seen["names"] == ["fixed", "hnm", "ohem"]
+    assert seen["cfg"].train.iters == 800  # synth_tiny.yaml's
 
 
 @pytest.mark.slow

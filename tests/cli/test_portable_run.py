@@ -46,7 +46,7 @@ def test_eval_of_a_run_works_from_another_folder(tmp_path, small_synth, small_co
     elsewhere.mkdir()
     shutil.copytree(small_synth, project / "voc")
     raw = config_to_dict(small_config(**{"train.iters": 2, "train.lr_steps": []}))
-    raw["data"]["data"] = "voc"  # relative to where `ohem train` runs
+    raw["data"]["root"] = "voc"  # relative to where `ohem train` runs
     (project / "cfg.yaml").write_text(yaml.safe_dump(raw))
 
     trained = _ohem(["train", "--config", "cfg.yaml", "--out", "run", "--json"], project)

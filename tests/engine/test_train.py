@@ -45,6 +45,9 @@ def test_short_run_lowers_the_loss_and_writes_the_run_folder(tmp_path, small_con
         assert (run / name).is_file(), name
     assert summary["iters"] == 30
     assert 0.0 <= summary["mAP"] <= 1.0
+    assert json.loads((run / "summary.json").read_text()) == summary
+    assert summary["devices"] == [f"cpu ({torch.get_num_threads()} threads)"]
+    assert summary["concurrent_runs"] == 1  # alone on the test session's private registry
     if sampler == "hnm":
         assert summary["mining_passes"] == 2  # after iterations 10 and 20, not after the last
         assert summary["mining_seconds"] > 0
@@ -178,7 +181,7 @@ def test_a_checkpoint_with_one_optimizer_group_is_refused_in_one_line(tmp_path, 
     train(small_config(**{"train.iters": 2}), run, show_progress=False)
     state = load_checkpoint(run / "checkpoint.pt")
     weights, biases = state["optimizer"]["param_groups"]
-    weights["params"] += biases["params"]  # as written before biases had their own group
+    weights["params"] += biases["params"]  # one group for all: biases without their own lr
     state["optimizer"]["param_groups"] = [weights]
     save_checkpoint(run / "checkpoint.pt", state)
     with pytest.raises(UserError, match="other parameter groups"):

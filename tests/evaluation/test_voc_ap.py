@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ohemcli.boxes import iou_np
 from ohemcli.data.voc import ImageRecord, VOCDataset
 from ohemcli.evaluation.coco import evaluate_coco
 from ohemcli.evaluation.metrics import evaluate_all
 from ohemcli.evaluation.results_files import ClassDetections, Detections
-from ohemcli.boxes import iou_np
 from ohemcli.evaluation.voc_ap import ClassGT, evaluate_class, evaluate_voc, voc_ap
 from tests.conftest import shared_root
 from tests.reference_voc import reference_class
@@ -117,7 +117,8 @@ def test_plus_one_convention_decides_a_match():
     # GT [0,0,10,10], det [0,0,10,5]. Without +1: 50 / 100 = 0.5, no match.
     # With +1: 11x6 = 66 inside 11x11 = 121, IoU 66/121 = 0.545 -> a TP.
     det_box, gt_box = [0.0, 0.0, 10.0, 5.0], [0.0, 0.0, 10.0, 10.0]
-    assert iou_np(np.array([det_box]), np.array([gt_box]), plus_one=True)[0] == pytest.approx(66 / 121)
+    iou = iou_np(np.array([det_box]), np.array([gt_box]), plus_one=True)[0]
+    assert iou == pytest.approx(66 / 121)
     assert evaluate_class(dets(("a", 0.9, det_box)), gt(a=[(gt_box, False)])).ap == 1.0
 
 

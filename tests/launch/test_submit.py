@@ -20,7 +20,8 @@ from ohemcli.config import ExperimentConfig, load_config
 from ohemcli.errors import UserError
 from ohemcli.launch.compare import compare
 from ohemcli.launch.grid import plan_runs
-from ohemcli.launch.submit import SUBMITIT_DIR, Launch, RunsJob, _executor, alive_jobs
+from ohemcli.launch.submit import Launch, RunsJob, _executor, alive_jobs
+from ohemcli.runs.paths import ComparePaths
 
 pytestmark = pytest.mark.slow
 TINY = {
@@ -74,7 +75,7 @@ def test_two_jobs_give_the_same_runs_as_one_process(
         # each job had half of the cores (2 // 2 jobs) and said so
         assert got["devices"] == ["cpu (1 threads)"] and got["concurrent_runs"] in (1, 2)
     assert want["concurrent_runs"] == 1  # in-process: alone on the (private) registry
-    assert len(list((out / SUBMITIT_DIR).glob("*_submitted.pkl"))) == 2  # one job per slot
+    assert len(list(ComparePaths(out).submitit.glob("*_submitted.pkl"))) == 2  # one job per slot
 
 
 def _break_run(out: Path, name: str) -> None:
@@ -102,7 +103,7 @@ def test_failed_run_is_named_the_others_finish_and_a_repeat_trains_only_it(
     again = compare(base, TWO, [1], out, show_progress=False, launch=Launch(jobs=2))
     assert again.failures == [] and len(again.finished(6)) == 2
     assert (out / "runs" / "fixed-s1" / "checkpoint.pt").stat().st_mtime_ns == fixed_ckpt
-    jobs = [p for p in (out / SUBMITIT_DIR).glob("*_submitted.pkl")]
+    jobs = [p for p in ComparePaths(out).submitit.glob("*_submitted.pkl")]
     assert len(jobs) == 3  # two the first time, one (ohem-s1 only) the second
     assert losses(out / "runs" / "ohem-s1") == losses(sequential / "runs" / "ohem-s1")
 
@@ -129,7 +130,7 @@ def test_killed_worker_is_reported_and_its_run_resumes(
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and not killed:
             if (victim / "checkpoint.pt").is_file():
-                for pid in _worker_pids(out / SUBMITIT_DIR, "ohem-s1"):
+                for pid in _worker_pids(ComparePaths(out).submitit, "ohem-s1"):
                     os.kill(pid, signal.SIGKILL)
                     killed.append(pid)
             time.sleep(0.05)
@@ -186,7 +187,7 @@ def test_slurm_options_reach_the_sbatch_file(fake_srun: None, tmp_path: Path) ->
         launcher="slurm", jobs=3, gpus_per_run=2, slurm_partition="gpu", slurm_time=90,
         slurm_account="lab", slurm_constraint="a100", slurm_mem="64G",
     )  # fmt: skip
-    executor = _executor(launch, tmp_path / SUBMITIT_DIR, cuda=True)
+    executor = _executor(launch, ComparePaths(tmp_path).submitit, cuda=True)
     text = executor._executor._make_submission_file_text("python -m x", "uid")
     for line in (
         "#SBATCH --partition=gpu", "#SBATCH --time=90", "#SBATCH --gpus-per-node=2",
@@ -232,7 +233,7 @@ def test_cli_submits_a_slurm_array_and_a_repeat_leaves_live_jobs_alone(
         "#SBATCH --ntasks-per-node=2", "#SBATCH --mem=64G", "#SBATCH --array=0-1%1",
     ):  # fmt: skip
         assert line in script, line
-    assert sorted(p.name for p in (out / SUBMITIT_DIR).glob("*_submitted.pkl")) == [
+    assert sorted(p.name for p in ComparePaths(out).submitit.glob("*_submitted.pkl")) == [
         "4242_0_submitted.pkl", "4242_1_submitted.pkl",
     ]  # fmt: skip
 

@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from ohemcli.runs.paths import PLOT_NAMES, ComparePaths, RunPaths, run_dirs
+from ohemcli.config import load_config
+from ohemcli.runs.paths import (
+    PLOT_NAMES,
+    ComparePaths,
+    RunPaths,
+    default_compare_dir,
+    default_run_dir,
+    run_dirs,
+)
 from ohemcli.runs.settings import comparable_config, setting_hash
 
 PACKAGE = Path(__file__).resolve().parents[2] / "ohemcli"
@@ -17,7 +25,7 @@ OWNER = PACKAGE / "runs" / "paths.py"
 NAMES = [
     "config.yaml", "metrics.jsonl", "evals.jsonl", "checkpoint.pt", "summary.json",
     "metrics.json", "matches.npz", "compare.yaml", "results.csv", "summary.csv", "pairs.csv",
-    "report.md", *(f"{name}.png" for name in PLOT_NAMES),
+    "report.md", ".submitit", *(f"{name}.png" for name in PLOT_NAMES),
 ]  # fmt: skip
 # A file name as a path or a path's tail ("eval/metrics.json", "runs/*/summary.json"); prose
 # that mentions a file (help text, messages) has spaces and is not a path.
@@ -90,6 +98,17 @@ def test_paths_and_folders(tmp_path: Path) -> None:
     )
     run.checkpoint.write_bytes(b"")
     assert out.any_checkpoint()
+
+
+def test_default_folders_name_the_data_sampler_and_seed(tmp_path: Path) -> None:
+    root = tmp_path / "my_voc"
+    cfg = load_config(None, {"data.root": str(root), "sampler.name": "hnm", "train.seed": 7})
+    assert default_run_dir(cfg) == Path("runs/my_voc-hnm-s7")
+    assert default_compare_dir(cfg) == Path("runs/compare-my_voc")
+    synth = load_config(None, {"sampler.name": "ohem", "train.seed": 0})
+    assert default_run_dir(synth) == Path("runs/synth-ohem-s0")
+    assert default_compare_dir(synth) == Path("runs/compare-synth")
+    assert ComparePaths(tmp_path).submitit == tmp_path / ".submitit"
 
 
 def test_last_logged_iter_skips_a_torn_line(tmp_path: Path) -> None:
