@@ -19,10 +19,13 @@ class Format(str, Enum):
 
 
 def print_results(a: Analysis, fmt: Format = Format.table, runs: bool = False) -> None:
-    """The summary and pairs tables (or, with ``runs``, one row per run) and notes on stdout."""
+    """The summary and pairs tables (or, with ``runs``, one row per run) and notes on stdout.
+
+    Runs that are not settled get one warning line per sampler on stderr, in every format.
+    """
     from rich.console import Console
 
-    from ohemcli.progress import out_console
+    from ohemcli.progress import err_console, out_console
     from ohemcli.report import analysis, tables
 
     text = "\n".join([*a.notes, *a.time_sentences(), a.method])
@@ -40,3 +43,5 @@ def print_results(a: Analysis, fmt: Format = Format.table, runs: bool = False) -
         if len(a.pairs):
             console.print(tables.rich_table(tables.formatted_pairs(a.pairs), title="Pairs"))
         console.print(text, highlight=False, soft_wrap=True)
+    for line in a.stability_warnings:
+        err_console.print(f"Warning: {line}", highlight=False, soft_wrap=True)

@@ -111,7 +111,7 @@ def train_command(
     if not summary:  # a non-zero torchrun rank
         return
     if json_out:
-        print(json.dumps({k: v for k, v in summary.items() if k != "eval_history"}))
+        print(json.dumps(summary))
     else:
         out_console.print(
             f"[bold]{summary['sampler']}[/bold]: {summary['metric']} "

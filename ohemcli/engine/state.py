@@ -110,8 +110,11 @@ class TrainState:
         device: torch.device,
         peak_mb: float,
         devices: list[str],
+        stability: dict[str, Any],
     ) -> dict[str, Any]:
         """The content of ``summary.json``, from the final evaluation's ``result``.
+
+        ``stability`` is ``runs.stability.assess_run(...).to_dict()``: how settled the run ended.
 
         ``devices`` names every device of the run's ranks (``engine.host_runs.device_names``);
         with ``concurrent_runs`` it tells whether runs shared the host or a device, which slows
@@ -138,8 +141,8 @@ class TrainState:
             "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
             "machine": f"{platform.machine()} {platform.system()}, "
             f"{torch.get_num_threads()} threads",
-            "eval_history": self.eval_history,
             "eval_protocol": result.get("eval_protocol"),  # max_dets, score_thresh, nms
             "concurrent_runs": self.concurrent_runs,
             "devices": devices,
+            "stability": stability,
         }

@@ -32,6 +32,7 @@ from ohemcli.runs.stability import (
 
 NOT_SETTLED = "runs not settled"  # the verdict of a pair with a run that is not settled
 ADVICE = "Try more iterations (--iters), a lower --lr, or pretrained weights (--pretrained)."
+RISING_ADVICE = "It is still rising: try more iterations (--iters)."
 RULES_NOTE = (
     f"A run is collapsed when its final mAP fell below half of its own best evaluation (by at "
     f"least {MIN_DROP}) or its training loss fell by less than {1 - LOSS_FALL:.0%}; unsettled "
@@ -146,6 +147,13 @@ def _figures(flag: Flag) -> str:
     return head + (f" ({'; '.join(extra)})" if extra else "")
 
 
+def _advice(s: RunStability) -> str:
+    """More iterations for a run that climbed by more than its spread limit over its last
+    quarter (it is converging, not swinging); otherwise every lever."""
+    rising = s.state == UNSETTLED and (s.last_quarter_change or 0.0) > SPREAD_LIMIT
+    return RISING_ADVICE if rising else ADVICE
+
+
 def warning_lines(runs: Sequence[Run], flags: Sequence[Flag], samplers: Sequence[str]) -> list[str]:
     """One line per sampler (in ``samplers`` order) with a flagged run: its worst run with its
     figures, how many of the sampler's runs are flagged, and what to try."""
@@ -159,6 +167,6 @@ def warning_lines(runs: Sequence[Run], flags: Sequence[Flag], samplers: Sequence
         total = sum(r.sampler == sampler for r in runs)
         lines.append(
             f"{sampler}: {worst.run.name} {_figures(worst)}; {flagged} of {total} {sampler} "
-            f"runs not settled. {ADVICE}"
+            f"runs not settled. {_advice(worst.stability)}"
         )
     return lines

@@ -56,7 +56,7 @@ class Run:
         return dict(found) if found else None
 
 
-def _read_jsonl(path: Path) -> pd.DataFrame:
+def read_log(path: Path) -> pd.DataFrame:
     """A JSONL log by ``iter``; after a resume the last line of a repeated iteration wins."""
     if not path.is_file():
         return pd.DataFrame(columns=["iter"])
@@ -93,9 +93,9 @@ def read_run(run_dir: str | Path) -> Run:
             config = yaml.safe_load(read_text(paths.config)) or {}
         except yaml.YAMLError:
             raise UserError(f"{paths.config}: not valid YAML") from None
-    evals = _read_jsonl(paths.evals)
+    evals = read_log(paths.evals)
     for col in EVAL_COLUMNS:
         if col not in evals:
             evals[col] = pd.Series(dtype=float)
     eval_metrics = _read_mapping(paths.eval_metrics) if paths.eval_metrics.is_file() else None
-    return Run(paths, summary, config, evals, _read_jsonl(paths.metrics), eval_metrics)
+    return Run(paths, summary, config, evals, read_log(paths.metrics), eval_metrics)

@@ -127,7 +127,10 @@ def test_compare_writes_every_file(first: Path) -> None:
         assert text in report
     for run in (first / "runs").iterdir():
         summary = json.loads((run / "summary.json").read_text())
-        assert [p["iter"] for p in summary["eval_history"]] == [3, 6]
+        assert [p["iter"] for p in map(json.loads, (run / "evals.jsonl").open())] == [3, 6]
+        assert "eval_history" not in summary  # evals.jsonl is the one record of them
+        assert summary["stability"]["evaluations"] == 2
+        assert summary["stability"]["final_map"] == summary["mAP"]
         # The saved matches reproduce the final mAP when every test image counts once.
         matches = run_matches(read_run(run))
         assert matches is not None and len(matches.image_ids) == 4

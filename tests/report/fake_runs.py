@@ -71,7 +71,7 @@ def fake_run(
         "mAP": mAP, "AP": {"disc": mAP, "ring": mAP / 2}, "train_seconds": 4.0,
         "mining_seconds": 0.0, "eval_seconds": 1.0, "total_seconds": 4.0, "readonly_seconds": 0.0,
         "s_per_iter": 1.0, "mining_passes": 0, "fg_fraction": 0.25, "peak_memory_mb": 50.0,
-        "device": "cpu", "machine": "x86_64 Linux, 2 threads", "eval_history": history,
+        "device": "cpu", "machine": "x86_64 Linux, 2 threads",
     }  # fmt: skip
     paths.summary.write_text(json.dumps(base | summary))
     paths.evals.write_text("".join(json.dumps(x) + "\n" for x in history))

@@ -11,7 +11,13 @@ import pytest
 
 from ohemcli.report import analysis, tables
 from ohemcli.report.render import write_analysis
-from ohemcli.report.settled import ADVICE, NOT_SETTLED, STABILITY_COLUMNS, run_stability
+from ohemcli.report.settled import (
+    ADVICE,
+    NOT_SETTLED,
+    RISING_ADVICE,
+    STABILITY_COLUMNS,
+    run_stability,
+)
 from ohemcli.runs.records import read_run
 from tests.report.fake_runs import fake_run
 
@@ -180,3 +186,26 @@ def test_the_final_map_counts_when_the_history_stops_early(tmp_path: Path) -> No
     s = run_stability(read_run(paths.root))
     assert (s.evaluations, s.final_map, s.best_map, s.state) == (3, 0.1, 0.52, "collapsed")
     assert s.last_quarter_change == pytest.approx(0.1 - 0.52)  # from iteration 4 (<= 4.5)
+
+
+def test_ohem_report_prints_the_warnings_on_stderr_in_every_format(collapsed_ohem: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ohemcli.cli import app
+
+    for fmt in ("table", "json"):
+        done = CliRunner().invoke(
+            app, ["report", str(collapsed_ohem), "--format", fmt, "--bootstrap", "0"]
+        )
+        assert done.exit_code == 0, done.output
+        warnings = [s for s in done.stderr.splitlines() if s.startswith("Warning: ohem: ohem-s")]
+        assert len(warnings) == 1 and "collapsed" in warnings[0], done.stderr
+        assert "Warning: fixed" not in done.stderr
+        if fmt == "json":
+            assert json.loads(done.stdout)["stability_warnings"][0] == warnings[0][9:]
+
+
+def test_a_run_still_rising_is_told_to_train_longer(tmp_path: Path) -> None:
+    history_run(tmp_path, "fixed", 1, [0.05, 0.10, 0.16, 0.24, 0.30, 0.35])
+    (line,) = analysed(tmp_path).stability_warnings
+    assert line.endswith(RISING_ADVICE) and "unsettled" in line

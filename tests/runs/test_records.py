@@ -21,7 +21,7 @@ def write_run(root: Path, with_evals: bool = True) -> RunPaths:
         {"iter": 4, "mAP": 0.2, "wall_seconds": 4.0},
         {"iter": 8, "mAP": 0.3, "wall_seconds": 8.0},
     ]
-    summary = {"sampler": "ohem", "seed": 3, "mAP": 0.3, "eval_history": history}
+    summary = {"sampler": "ohem", "seed": 3, "mAP": 0.3}
     paths.summary.write_text(json.dumps(summary))
     paths.config.write_text(yaml.safe_dump({"sampler": {"name": "ohem"}, "train": {"seed": 3}}))
     if with_evals:  # a resumed run repeats iteration 8: the last line wins
