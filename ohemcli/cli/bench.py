@@ -18,6 +18,7 @@ from ohemcli.cli.option_types import (
     ConfigOpt,
     DataOpt,
     DeviceOpt,
+    FrozenConvsOpt,
     HnmPoolOpt,
     OhemNmsScopeOpt,
     PretrainedOpt,
@@ -37,6 +38,7 @@ def bench_command(
     backbone: BackboneOpt = None,
     pretrained: PretrainedOpt = None,
     roi_op: RoIOpOpt = None,
+    frozen_convs: FrozenConvsOpt = None,
     ohem_nms_scope: OhemNmsScopeOpt = None,
     hnm_pool: HnmPoolOpt = None,
     samplers: Annotated[

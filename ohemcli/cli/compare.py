@@ -37,6 +37,7 @@ from ohemcli.cli.option_types import (
     DifficultOpt,
     EvalPointsOpt,
     FpThreshOpt,
+    FrozenConvsOpt,
     HnmPoolOpt,
     ImagesPerBatchOpt,
     IterOpt,
@@ -52,6 +53,7 @@ from ohemcli.cli.option_types import (
     RoIOpOpt,
     ScoreThreshOpt,
     TargetMapOpt,
+    TrainImagesOpt,
     WeightsOpt,
     WorkersOpt,
 )
@@ -89,11 +91,13 @@ def compare_command(
     data: DataOpt = None,
     config: ConfigOpt = None,
     workers: WorkersOpt = None,
+    train_images: TrainImagesOpt = None,
     use_difficult: DifficultOpt = None,
     backbone: BackboneOpt = None,
     pretrained: PretrainedOpt = None,
     weights: WeightsOpt = None,
     roi_op: RoIOpOpt = None,
+    frozen_convs: FrozenConvsOpt = None,
     samplers: Annotated[
         str,
         typer.Option(

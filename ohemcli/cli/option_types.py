@@ -79,6 +79,9 @@ ConfigOpt = Annotated[
 WorkersOpt = Annotated[
     int | None, _opt("--workers", panel=DATA, help="DataLoader worker processes.")
 ]
+TrainImagesOpt = Annotated[
+    int | None, _opt("--train-images", panel=DATA, help="Train on the first K images (0: all).")
+]
 DifficultOpt = Annotated[
     bool | None,
     _opt("--use-difficult/--no-use-difficult", panel=DATA, help="Train on difficult objects."),
@@ -92,11 +95,14 @@ PretrainedOpt = Annotated[
     _opt(
         "--pretrained/--no-pretrained",
         panel=MODEL,
-        help="ImageNet (vgg16, resnet18) or shipped (tiny) weights.",
+        help="ImageNet weights (tiny: the shipped ones).",
     ),
 ]
 WeightsOpt = Annotated[
     Path | None, _opt("--weights", panel=MODEL, help="Local backbone state dict (offline).")
+]
+FrozenConvsOpt = Annotated[
+    int | None, _opt("--frozen-convs", panel=MODEL, help="Leading conv layers kept frozen.")
 ]
 RoIOpOpt = Annotated[
     RoIOp | None,
