@@ -78,9 +78,10 @@ def bench_command(
     hnm's mining pass is timed beside the bare no-grad forward (features and RoI head over every
     proposal) of the same images, and spread over the iterations between passes.
 
-    --config takes a YAML file or a preset: synth_tiny, cpu_tiny, bccd_tiny, voc07_vgg16.
-    Without it, synth gets synth_tiny and other data voc07_vgg16 (the paper) on CUDA or cpu_tiny
-    on a CPU. Options override the YAML only when given.
+    --config takes a YAML file or a preset: synth_tiny, cpu_pretrained, cpu_tiny, bccd_tiny,
+    voc07_vgg16. Without it, synth gets synth_tiny and other data voc07_vgg16 (the paper) on CUDA
+    or cpu_pretrained (pretrained tiny backbone) on a CPU. Options override the YAML only when
+    given.
 
     Examples:
 

@@ -161,9 +161,10 @@ def compare_command(
     results.csv, summary.csv, report.md and plots/. Run it again to resume: finished runs are
     reused, an interrupted run continues from its checkpoint.
 
-    --config takes a YAML file or a preset: synth_tiny, cpu_tiny, bccd_tiny, voc07_vgg16.
-    Without it, synth gets synth_tiny and other data voc07_vgg16 (the paper) on CUDA or cpu_tiny
-    on a CPU. Options override the YAML only when given.
+    --config takes a YAML file or a preset: synth_tiny, cpu_pretrained, cpu_tiny, bccd_tiny,
+    voc07_vgg16. Without it, synth gets synth_tiny and other data voc07_vgg16 (the paper) on CUDA
+    or cpu_pretrained (pretrained tiny backbone) on a CPU. Options override the YAML only when
+    given.
 
     Every pair of samplers (ohem − hnm first) gets its paired mean Δ mAP and a 95% interval from
     a bootstrap over test images and seeds; "better" or "worse" only when it excludes 0. Time to

@@ -97,9 +97,10 @@ def train_command(
 
     Writes config.yaml, metrics.jsonl, checkpoint.pt, eval/ and summary.json into the run folder.
 
-    --config takes a YAML file or a preset: synth_tiny, cpu_tiny, bccd_tiny, voc07_vgg16.
-    Without it, synth gets synth_tiny and other data voc07_vgg16 (the paper) on CUDA or cpu_tiny
-    on a CPU. Options override the YAML only when given.
+    --config takes a YAML file or a preset: synth_tiny, cpu_pretrained, cpu_tiny, bccd_tiny,
+    voc07_vgg16. Without it, synth gets synth_tiny and other data voc07_vgg16 (the paper) on CUDA
+    or cpu_pretrained (pretrained tiny backbone) on a CPU. Options override the YAML only when
+    given.
 
     Examples:
 

@@ -10,7 +10,7 @@ from importlib import resources
 from ohemcli.config import ExperimentConfig, parse_config
 from ohemcli.errors import UserError, quote
 
-CPU_PRESET = "cpu_tiny"  # any VOC-format data on a CPU
+CPU_PRESET = "cpu_pretrained"  # your own VOC-format data on a CPU (README: "Your own data")
 GPU_PRESET = "voc07_vgg16"  # the paper's setting
 SYNTH_PRESET = "synth_tiny"  # the built-in synthetic set
 

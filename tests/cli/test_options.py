@@ -72,10 +72,11 @@ def test_real_data_gets_the_papers_preset_on_cuda_and_the_cpu_preset_otherwise(c
     if cuda:
         assert cfg.model.backbone == "vgg16" and cfg.model.pretrained
         assert (cfg.train.iters, cfg.train.lr_steps) == (40000, (30000,))
-        assert "voc07_vgg16" in said and "--config cpu_tiny" in said
-    else:
+        assert "voc07_vgg16" in said and "--config cpu_pretrained" in said
+    else:  # the tiny backbone from its shipped weights, early layers frozen, a low lr
         assert cfg.model.backbone == "tiny" and cfg.data.scale <= 400
-        assert "cpu_tiny" in said and "--config voc07_vgg16" in said
+        assert cfg.model.pretrained and cfg.model.frozen_convs == 4 and cfg.train.lr == 0.005
+        assert "cpu_pretrained" in said and "--config voc07_vgg16" in said
     assert len(said.strip().splitlines()) == 1
 
 
