@@ -54,8 +54,13 @@ class ModelConfig:
     head_dim: int = 256  # width of the tiny head's fc layers (vgg16 uses 4096 from fc6/fc7)
     box_norm: str = "fixed"  # box targets: "fixed" stds (0.1,0.1,0.2,0.2) or "data" (per class)
     # leading conv layers of the trunk that stay frozen; None = the backbone's own choice
-    # (vgg16: 4, conv1_1 to conv2_2 as in the paper; tiny: 0; resnet18: 5, conv1 and layer1)
+    # (DEFAULT_FROZEN_CONVS)
     frozen_convs: int | None = None
+
+
+# Each backbone's frozen conv layers when model.frozen_convs is None: vgg16 conv1_1 to conv2_2 as
+# in the paper; tiny none; resnet18 conv1 and layer1's four convs, as detectron2 and torchvision.
+DEFAULT_FROZEN_CONVS = {"vgg16": 4, "tiny": 0, "resnet18": 5}
 
 
 @dataclass(frozen=True)

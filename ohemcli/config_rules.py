@@ -158,7 +158,7 @@ RULES: dict[str, Rule] = {
     "model.head_dim": COUNT,
     "model.box_norm": Choice(("fixed", "data")),
     "model.frozen_convs": OrNone(Number(lo=0, hi=64, integer=True)),
-    # Sampler names live in samplers.SAMPLERS; cli.options checks them (config imports no torch).
+    # Sampler names live in samplers.SAMPLERS; cli.overrides checks them (config imports no torch).
     "sampler.name": Text(name=True),
     "sampler.batch_rois": COUNT,
     "sampler.fg_fraction": FRACTION,

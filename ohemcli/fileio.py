@@ -1,4 +1,4 @@
-"""Atomic file writes and the cache folder.
+"""Atomic file writes, the one reader of text and JSON files, and the cache folder.
 
 Every write that a crash could interrupt goes through here: write to a temporary file in the same
 folder, then rename over the target (rename is atomic on POSIX), so a reader never sees half a file.

@@ -1,5 +1,5 @@
-"""The package has no import circle: every ``import`` of an ``ohemcli`` module counts, whether at
-module level, under ``TYPE_CHECKING`` or inside a function."""
+"""The package keeps its layers (design.md) and has no import circle: every ``import`` of an
+``ohemcli`` module counts, whether at module level, under ``TYPE_CHECKING`` or inside a function."""
 
 from __future__ import annotations
 

@@ -73,12 +73,11 @@ def _eval_points(cfg: ExperimentConfig, given: int | None, out_dir: Path) -> Exp
     at least ``COMPARE_EVAL_POINTS`` times (time to accuracy interpolates between them)."""
     if given is not None:
         return cfg
-    import yaml
-
+    from ohemcli.launch.compare import read_settings
     from ohemcli.runs.paths import ComparePaths
 
     settings = ComparePaths(out_dir).settings
-    saved = yaml.safe_load(settings.read_text(encoding="utf-8")) if settings.is_file() else None
+    saved = read_settings(settings) if settings.is_file() else None
     points = ((saved or {}).get("config") or {}).get("train", {}).get("eval_points")
     if not isinstance(points, int):
         points = max(cfg.train.eval_points, COMPARE_EVAL_POINTS)
@@ -225,8 +224,10 @@ def finish_compare(
     from ohemcli.report import load_runs
     from ohemcli.report.analysis import analyse_results
     from ohemcli.report.render import write_analysis
+    from ohemcli.runs.paths import ComparePaths
 
-    finished = outcome.finished(iters)
+    # The whole folder: a compare that grew by samplers or seeds reports the earlier runs too.
+    finished = sorted(set(outcome.finished(iters)) | set(ComparePaths(out_dir).finished_runs()))
     if finished:
         a = analyse_results(load_runs(finished), bootstrap, target_map)
         write_analysis(out_dir, a)

@@ -17,7 +17,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from ohemcli.config import ExperimentConfig, parse_config
+from ohemcli.config import DEFAULT_FROZEN_CONVS, ExperimentConfig, parse_config
 from ohemcli.errors import UserError, quote
 from ohemcli.fileio import read_text
 from ohemcli.presets import CPU_PRESET, GPU_PRESET, SYNTH_PRESET, preset_text
@@ -93,6 +93,19 @@ def _imagenet_backbone_means_pretrained(
         backbone["model.pretrained"] = True
 
 
+def _another_backbone_freezes_its_own(
+    given: dict[str, dict[str, Any]], base: ExperimentConfig
+) -> None:
+    """``--backbone`` naming another backbone than the YAML's drops the YAML's
+    ``model.frozen_convs`` (a count of that backbone's conv layers), unless --frozen-convs is
+    given: the new backbone then freezes its own default (vgg16 conv1-conv2, resnet18 conv1 and
+    layer1, tiny none)."""
+    backbone = given.get("--backbone", {})
+    chosen = backbone.get("model.backbone")
+    if chosen is not None and chosen != base.model.backbone and "--frozen-convs" not in given:
+        backbone["model.frozen_convs"] = DEFAULT_FROZEN_CONVS[chosen]
+
+
 def cuda_available() -> bool:
     """Whether this machine has CUDA (a function so that tests can choose)."""
     import torch
@@ -166,6 +179,7 @@ def build_config(config: str | None, params: Mapping[str, Any]) -> ExperimentCon
         )
     given = given_overrides(params)
     _imagenet_backbone_means_pretrained(given, base)
+    _another_backbone_freezes_its_own(given, base)
     overrides: dict[str, Any] = {}
     for option, keys in given.items():
         parse_config(text, option, keys)  # each option alone, so that an error names it

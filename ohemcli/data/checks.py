@@ -1,4 +1,4 @@
-"""Checks on what a data set's files say: names, paths, text files, image sizes and boxes.
+"""Checks on what a data set's files say: names, paths, image sizes and boxes.
 
 Everything read from a data set is untrusted. Names (image ids, class names) become parts of file
 names, so they must not hold path separators, ``..`` or control characters; paths built from them

@@ -1,1 +1,1 @@
-"""Training, inference and evaluation: the engine room behind the CLI."""
+"""Training: the loop, one step, hnm's mining pass, the optimizer, DDP, bench, pretraining."""

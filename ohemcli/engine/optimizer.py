@@ -1,7 +1,4 @@
-"""Everything a run needs before its first step: device, data, proposals, model, optimizer.
-
-Shared by training, evaluation and mining so that each builds these the same way.
-"""
+"""The optimizer of a run: SGD over two parameter groups (weights, biases) and its LR schedule."""
 
 from __future__ import annotations
 

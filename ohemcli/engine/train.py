@@ -47,7 +47,7 @@ from ohemcli.runs.records import read_log
 from ohemcli.runs.stability import RunStability, assess_run
 from ohemcli.samplers import MiningSampler, build_sampler
 
-__all__ = ["Callback", "Trainer", "train", "mine_false_positives"]
+__all__ = ["Callback", "Trainer", "train"]
 
 # Called in-process with every record written to metrics.jsonl ("kind": "metrics") and
 # evals.jsonl ("kind": "eval"), on the rank that writes them.

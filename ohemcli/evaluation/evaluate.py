@@ -21,7 +21,7 @@ from ohemcli.evaluation.voc_ap import evaluate_voc
 from ohemcli.fileio import atomic_write_json
 from ohemcli.model.fast_rcnn import FastRCNN, build_model
 from ohemcli.progress import make_progress
-from ohemcli.runs.checkpointer import load_checkpoint, saved_weights
+from ohemcli.runs.checkpointer import read_checkpoint, saved_weights
 from ohemcli.runs.paths import EvalPaths, RunPaths
 
 
@@ -121,7 +121,7 @@ def load_run_model(
         raise UserError(f"{run_dir}: run folder does not exist")
     paths = RunPaths(run_dir)
     cfg = load_config(paths.config)
-    weights, classes = saved_weights(load_checkpoint(paths.checkpoint))
+    weights, classes = saved_weights(read_checkpoint(paths.checkpoint))
     model = build_model(cfg, len(classes), device)
     model.load_state_dict(weights)
     return model, cfg, classes

@@ -1,6 +1,6 @@
 """Average precision, exactly as the Pascal VOC devkit computes it (COCO AP: ``evaluation.coco``).
 
-Pure maths on numpy arrays; reading files and printing live elsewhere (``results_io``,
+Pure maths on numpy arrays; reading files and printing live elsewhere (``results_files``,
 ``cli.eval``). The VOC rules (``VOCevaldet.m``, and py-faster-rcnn's ``voc_eval``):
 
 * detections of a class are ranked by score across all images with a *stable* sort (ties keep

@@ -24,7 +24,7 @@ import yaml
 
 from ohemcli.config import ExperimentConfig, config_to_dict
 from ohemcli.errors import UserError, quote
-from ohemcli.fileio import atomic_write_text
+from ohemcli.fileio import atomic_write_text, read_text
 from ohemcli.launch.grid import (
     CompareOutcome,
     RunFailure,
@@ -70,9 +70,10 @@ def first_difference(saved: Any, new: Any, prefix: str = "") -> tuple[str, Any, 
     return None if saved == new else (prefix.rstrip("."), saved, new)
 
 
-def _read_settings(path: Path) -> dict[str, Any]:
+def read_settings(path: Path) -> dict[str, Any]:
+    """A compare folder's ``compare.yaml``; a broken file is one line naming it."""
     try:
-        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
+        saved = yaml.safe_load(read_text(path))
     except yaml.YAMLError:
         raise UserError(f"{path}: not valid YAML; remove it or choose another --out") from None
     if not isinstance(saved, dict):
@@ -101,7 +102,7 @@ def check_settings(
     folder = ComparePaths(Path(out_dir))
     settings = _settings(base, samplers, seeds)
     if folder.settings.is_file() and folder.any_checkpoint():
-        saved = _read_settings(folder.settings)
+        saved = read_settings(folder.settings)
         diff = first_difference(
             comparable_config(saved.get("config") or {}), comparable_config(settings["config"])
         )

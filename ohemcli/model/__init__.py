@@ -1,1 +1,1 @@
-"""Fast R-CNN: backbones, the RoI head, box coding and the one per-RoI loss."""
+"""Fast R-CNN: backbones, the RoI head and the one per-RoI loss (box coding: ``ohemcli.boxes``)."""

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ohemcli.config import ModelConfig
+from ohemcli.config import DEFAULT_FROZEN_CONVS, ModelConfig
 from ohemcli.errors import UserError
 
 
@@ -37,6 +37,11 @@ class Backbone:
 
 
 TINY_WEIGHTS = "weights/tiny_synth.pt"  # inside the package: tiny's pretrained trunk and head
+
+
+def frozen_convs(cfg: ModelConfig) -> int:
+    """Leading conv layers of the trunk to freeze: ``model.frozen_convs``, else the backbone's."""
+    return DEFAULT_FROZEN_CONVS[cfg.backbone] if cfg.frozen_convs is None else cfg.frozen_convs
 
 
 def shipped_tiny_weights() -> Path:
@@ -78,7 +83,7 @@ def build_vgg16(cfg: ModelConfig) -> Backbone:
             raise UserError(f"{cfg.weights}: no tensor matches torchvision's vgg16 (wrong file?)")
     trunk = net.features[:30]  # drop the last max-pool: conv5_3 + ReLU at stride 16
     # conv1_x and conv2_x (4 conv layers) stay frozen, as in the paper
-    freeze_leading_convs(trunk, 4 if cfg.frozen_convs is None else cfg.frozen_convs)
+    freeze_leading_convs(trunk, frozen_convs(cfg))
     head = nn.Sequential(
         nn.Flatten(), *list(net.classifier.children())[:6]
     )  # fc6, fc7 with dropout
@@ -147,11 +152,8 @@ def build_tiny(cfg: ModelConfig) -> Backbone:
                 f"{source}: does not fit the tiny backbone ({first}); check {option} "
                 "or use --no-pretrained"
             ) from None
-    freeze_leading_convs(trunk, cfg.frozen_convs or 0)
+    freeze_leading_convs(trunk, frozen_convs(cfg))
     return Backbone(trunk=trunk, head=head, stride=8, out_dim=cfg.head_dim)
-
-
-RESNET18_FROZEN_CONVS = 5  # conv1 and layer1's four convs, as detectron2 and torchvision freeze
 
 
 def _one_line(exc: BaseException) -> str:
@@ -222,8 +224,7 @@ def build_resnet18(cfg: ModelConfig) -> Backbone:
     head = nn.Sequential(
         OrderedDict(layer4=net.layer4, pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten())
     )
-    frozen = RESNET18_FROZEN_CONVS if cfg.frozen_convs is None else cfg.frozen_convs
-    freeze_leading_convs(trunk, frozen)
+    freeze_leading_convs(trunk, frozen_convs(cfg))
     return Backbone(trunk=trunk, head=head, stride=16, out_dim=512)
 
 

@@ -1,6 +1,6 @@
 """Fast R-CNN (Girshick 2015): shared conv features, RoI pooling, a class and a box layer.
 
-The one per-RoI loss, :func:`per_roi_loss`, both ranks RoIs (ohem's read-only pass) and trains.
+Its per-RoI loss (``model.losses.per_roi_loss``) both ranks RoIs (ohem's read-only pass) and trains.
 """
 
 from __future__ import annotations

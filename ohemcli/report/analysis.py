@@ -103,7 +103,7 @@ def analyse_results(
 
 def _protocol_text(p: dict[str, Any] | None) -> str:
     if not p:
-        return "not recorded (run from before eval_protocol was kept)"
+        return "not recorded in the run folder"
     return ", ".join(f"{k}={p[k]}" for k in ("max_dets", "score_thresh", "nms") if k in p)
 
 

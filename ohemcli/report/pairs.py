@@ -5,10 +5,10 @@ matches (``eval/matches.npz``): each resample draws the test images with replace
 draw for every run, so the two samplers are scored on the same resampled test set) and the
 paired seeds with replacement, and rescores both samplers' mAP from their saved matches
 (``evaluation.matches.weighted_map``: no re-matching). Its 2.5th and 97.5th percentiles are the
-interval. Without matches (older runs) or with ``--bootstrap 0`` the interval is the paired
-t-interval over seeds, which ignores the finite test set. The verdict is "better" or "worse"
-only when the interval excludes 0, and "runs not settled" whenever a run of the pair is noise
-(``report.settled``): then ``interval_verdict`` keeps what the interval alone says and
+interval. Without matches (a run scored by COCO AP only) or with ``--bootstrap 0`` the interval
+is the paired t-interval over seeds, which ignores the finite test set. The verdict is "better"
+or "worse" only when the interval excludes 0, and "runs not settled" whenever a run of the pair
+is noise (``report.settled``): then ``interval_verdict`` keeps what the interval alone says and
 ``unsettled_runs`` names the runs at fault.
 """
 

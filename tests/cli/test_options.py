@@ -125,7 +125,7 @@ def test_each_option_lands_on_its_config_key_and_no_other():
         changed = [_changed_keys({param: v}, base) for v in _values_for(key)]
         changed = [c for c in changed if c]
         assert changed, param
-        implied = {"model.pretrained"} if param == "backbone" else set()
+        implied = {"model.pretrained", "model.frozen_convs"} if param == "backbone" else set()
         assert all(key in c and c <= {key} | implied for c in changed), (param, changed)
 
 
@@ -301,3 +301,13 @@ def test_the_yamls_sampler_counts_when_no_sampler_option_is_given(tmp_path, smal
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["sampler"]["name"] == "ohem"
     assert '"sampler": "ohem"' in result.stdout
+
+
+def test_another_backbone_freezes_its_own_layers_unless_told():
+    # cpu_pretrained freezes 4 of tiny's convs; resnet18 then freezes its own stem and layer1
+    assert build_config("cpu_pretrained", {}).model.frozen_convs == 4
+    assert build_config("cpu_pretrained", {"backbone": "resnet18"}).model.frozen_convs == 5
+    assert build_config("cpu_tiny", {"backbone": "vgg16"}).model.frozen_convs == 4
+    told = {"backbone": "resnet18", "frozen_convs": 1}
+    assert build_config("cpu_pretrained", told).model.frozen_convs == 1
+    assert build_config("cpu_pretrained", {"backbone": "tiny"}).model.frozen_convs == 4
