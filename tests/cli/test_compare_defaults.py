@@ -52,3 +52,15 @@ def test_compare_builds_its_config_from_its_options_and_names_the_default_folder
     cfg = seen["cfg"]
     assert cfg.data.root == str(tmp_path / "myvoc") and cfg.train.iters == 9
     assert cfg.train.eval_points == COMPARE_EVAL_POINTS  # cpu_tiny asks for fewer
+
+
+def test_a_broken_compare_yaml_is_one_line_before_any_work(tmp_path: Path) -> None:
+    from ohemcli.cli import app
+
+    for text, said in (("[1, 2]\n", "not a compare settings file"), ("a: [\n", "not valid YAML")):
+        ComparePaths(tmp_path).settings.write_text(text)
+        done = CliRunner().invoke(app, ["compare", "--data", "synth", "--out", str(tmp_path)])
+        assert done.exit_code == 2, done.output
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and said in lines[0] and "compare.yaml" in lines[0], done.stderr
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["compare.yaml"]
