@@ -317,3 +317,16 @@ def test_a_crashed_run_lets_the_others_finish(
         "RuntimeError: CUDA error: an illegal memory access was encountered"
     )
     assert [p.name for p in outcome.finished(setup[1].train.iters)] == ["fixed-s1"]
+
+
+def test_ohem_compare_of_a_new_sampler_reports_the_whole_folder(
+    setup: tuple[Path, ExperimentConfig], tmp_path: Path
+) -> None:
+    config, out = setup[0], tmp_path / "cmp"
+    for sampler in ("fixed", "ohem"):
+        args = ["compare", "--config", str(config), "--samplers", sampler, "--seeds", "1"]
+        done = runner.invoke(app, [*args, "--out", str(out), "--bootstrap", "0"])
+        assert done.exit_code == 0, done.output
+    # The second command trained ohem alone; its report covers fixed-s1 too.
+    assert sorted(pd.read_csv(out / "results.csv")["run"]) == ["fixed-s1", "ohem-s1"]
+    assert pd.read_csv(out / "pairs.csv")[["a", "b"]].values.tolist() == [["ohem", "fixed"]]
