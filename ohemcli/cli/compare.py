@@ -73,8 +73,8 @@ def _eval_points(cfg: ExperimentConfig, given: int | None, out_dir: Path) -> Exp
     at least ``COMPARE_EVAL_POINTS`` times (time to accuracy interpolates between them)."""
     if given is not None:
         return cfg
-    from ohemcli.launch.compare import read_settings
     from ohemcli.runs.paths import ComparePaths
+    from ohemcli.runs.settings import read_settings
 
     settings = ComparePaths(out_dir).settings
     saved = read_settings(settings) if settings.is_file() else None

@@ -18,11 +18,6 @@ def data_root(data: str) -> Path:
     return resolve_data_root(data)
 
 
-def data_name(data: str) -> str:
-    """A short name for run folders: ``synth`` or the root folder's name."""
-    return "synth" if data == "synth" else Path(data).resolve().name
-
-
 @dataclass
 class SplitData:
     """One split of the data set with its proposals."""

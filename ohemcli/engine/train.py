@@ -43,8 +43,8 @@ from ohemcli.progress import err_console, make_progress, train_columns, train_fi
 from ohemcli.runs.checkpointer import Checkpointer
 from ohemcli.runs.guard import check_out_dir, check_resume, clear_leftovers, run_lock
 from ohemcli.runs.paths import RunPaths, default_run_dir
-from ohemcli.runs.records import read_log
-from ohemcli.runs.stability import RunStability, assess_run
+from ohemcli.runs.records import log_stability, read_log
+from ohemcli.runs.stability import RunStability
 from ohemcli.samplers import MiningSampler, build_sampler
 
 __all__ = ["Callback", "Trainer", "train"]
@@ -335,12 +335,10 @@ class Trainer:
         if evaluated or (it + 1) % self.cfg.train.checkpoint_every == 0:
             self.save()
 
-    def _stability(self) -> RunStability:
-        """How settled the run ended: its evaluations and its logged training loss."""
-        evals = [(p["iter"], p["mAP"]) for p in self.state.eval_history]
-        log = read_log(self.paths.metrics)
-        losses = list(zip(log["iter"], log["loss"], strict=True)) if "loss" in log else []
-        return assess_run(evals, losses, self.cfg.train.iters)
+    def _stability(self, final_map: float | None) -> RunStability:
+        """How settled the run ended: its evaluation log and its logged training loss."""
+        evals, metrics = read_log(self.paths.evals), read_log(self.paths.metrics)
+        return log_stability(evals, metrics, self.state.iteration, final_map)
 
     def _finish(self) -> dict[str, Any]:
         """The final evaluation, the last checkpoint and summary.json (rank 0; others get {})."""
@@ -351,7 +349,12 @@ class Trainer:
         devices = device_names(self.device, self.dist)
         peak_mb = peak_memory_mb(self.device)
         summary = self.state.summary(
-            self.cfg, result, self.device, peak_mb, devices, self._stability().to_dict()
+            self.cfg,
+            result,
+            self.device,
+            peak_mb,
+            devices,
+            self._stability(result["mAP"]).to_dict(),
         )
         atomic_write_json(self.paths.summary, summary)
         return summary

@@ -24,7 +24,7 @@ import yaml
 
 from ohemcli.config import ExperimentConfig, config_to_dict
 from ohemcli.errors import UserError, quote
-from ohemcli.fileio import atomic_write_text, read_text
+from ohemcli.fileio import atomic_write_text
 from ohemcli.launch.grid import (
     CompareOutcome,
     RunFailure,
@@ -36,7 +36,7 @@ from ohemcli.launch.grid import (
 )
 from ohemcli.progress import make_progress
 from ohemcli.runs.paths import ComparePaths
-from ohemcli.runs.settings import comparable_config
+from ohemcli.runs.settings import comparable_config, first_difference, read_settings
 
 if TYPE_CHECKING:
     from ohemcli.launch.submit import Launch
@@ -56,29 +56,6 @@ def _union(saved: Any, new: Sequence[Any]) -> list[Any]:
     """The saved list, then the new items it lacks, in order."""
     kept = list(saved) if isinstance(saved, list) else []
     return kept + [x for x in new if x not in kept]
-
-
-def first_difference(saved: Any, new: Any, prefix: str = "") -> tuple[str, Any, Any] | None:
-    """The first dotted key (in the saved order, then the new keys) whose values differ, with
-    both values (``None`` where a side lacks the key), or None when the two are equal."""
-    if isinstance(saved, dict) and isinstance(new, dict):
-        for key in [*saved, *(k for k in new if k not in saved)]:
-            found = first_difference(saved.get(key), new.get(key), f"{prefix}{key}.")
-            if found is not None:
-                return found
-        return None
-    return None if saved == new else (prefix.rstrip("."), saved, new)
-
-
-def read_settings(path: Path) -> dict[str, Any]:
-    """A compare folder's ``compare.yaml``; a broken file is one line naming it."""
-    try:
-        saved = yaml.safe_load(read_text(path))
-    except yaml.YAMLError:
-        raise UserError(f"{path}: not valid YAML; remove it or choose another --out") from None
-    if not isinstance(saved, dict):
-        raise UserError(f"{path}: not a compare settings file; remove it or choose another --out")
-    return saved
 
 
 def check_settings(

@@ -19,13 +19,14 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from ohemcli.fileio import atomic_write_text, read_text
+from ohemcli.fileio import atomic_write_text
 from ohemcli.report import tables
 from ohemcli.report.analysis import Analysis, analyse_results, protocol_lines
 from ohemcli.report.plots import write_plots
 from ohemcli.report.settled import RULES_NOTE
 from ohemcli.runs.paths import ComparePaths
 from ohemcli.runs.records import Run
+from ohemcli.runs.settings import read_settings
 
 MEMORY_NOTE = (
     "Times are means over seeds; total s = train + mining (evaluation excluded). peak MB is the "
@@ -63,7 +64,7 @@ def environment() -> dict[str, str]:
 def _config_yaml(out: ComparePaths, runs: Sequence[Run]) -> str:
     """The compare's base config, or the first run's config for loose run folders."""
     if out.settings.is_file():
-        raw = yaml.safe_load(read_text(out.settings)) or {}
+        raw = read_settings(out.settings)
         return yaml.safe_dump(raw.get("config", {}), sort_keys=False)
     if runs and runs[0].config:
         return yaml.safe_dump(runs[0].config, sort_keys=False)

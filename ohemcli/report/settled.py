@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ohemcli.runs.records import Run
+from ohemcli.runs.records import Run, log_stability
 from ohemcli.runs.stability import (
     COLLAPSED,
     FELL,
@@ -27,7 +27,6 @@ from ohemcli.runs.stability import (
     SPREAD_LIMIT,
     UNSETTLED,
     RunStability,
-    assess_run,
 )
 
 NOT_SETTLED = "runs not settled"  # the verdict of a pair with a run that is not settled
@@ -54,17 +53,11 @@ def run_key(run: Run) -> str:
 
 
 def run_stability(run: Run) -> RunStability:
-    """``assess_run`` of a run's ``evals`` and ``metrics`` frames; the summary's final mAP is
-    added as the last evaluation when the history stops before the run's last iteration."""
-    evals = [(i, m) for i, m in zip(run.evals["iter"], run.evals["mAP"], strict=True)]
-    last = max((float(i) for i, _ in evals), default=0.0)
+    """A finished run's stability from its logs, as training recorded it in its summary; the
+    summary's final mAP counts when the evaluation log stops before the run's last iteration."""
+    last = max((float(i) for i in run.evals["iter"]), default=0.0)
     iters = int(run.summary.get("iters") or last)
-    if run.summary.get("mAP") is not None and (not evals or last < iters):
-        evals.append((iters, float(run.summary["mAP"])))
-    losses = []
-    if "loss" in run.metrics:
-        losses = list(zip(run.metrics["iter"], run.metrics["loss"], strict=True))
-    return assess_run(evals, losses, iters)
+    return log_stability(run.evals, run.metrics, iters, run.summary.get("mAP"))
 
 
 def stability_of(runs: Sequence[Run]) -> dict[str, RunStability]:

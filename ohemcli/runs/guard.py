@@ -20,6 +20,7 @@ from ohemcli.errors import UserError, quote
 from ohemcli.fileio import is_writable_dir
 from ohemcli.runs.checkpointer import read_checkpoint, saved_config
 from ohemcli.runs.paths import RunPaths
+from ohemcli.runs.settings import first_difference
 
 # Checked first, so that the refusal names what matters most.
 KEY_ORDER = ("sampler.name", "model.backbone", "data.classes")
@@ -85,23 +86,14 @@ def clear_leftovers(paths: RunPaths) -> None:
         shutil.rmtree(paths.eval_dir)
 
 
-def _first_difference(saved: ExperimentConfig, run: ExperimentConfig) -> tuple[str, Any, Any]:
-    a, b = config_to_dict(saved), config_to_dict(run)
-    keys = [f"{s}.{k}" for s in a for k in a[s]]
-    for key in [*KEY_ORDER, *keys]:
-        section, name = key.split(".")
-        if a[section].get(name) != b[section].get(name):
-            return key, a[section].get(name), b[section].get(name)
-    return "", None, None
-
-
 def _same_run(where: Path, saved: ExperimentConfig, cfg: ExperimentConfig) -> None:
     """Refuse a resume whose saved config differs from the run's (the budget may grow)."""
     run = replace(cfg, train=replace(cfg.train, iters=saved.train.iters))
     if cfg.data.classes is None:  # the saved config holds the class list the data gave
         run = replace(run, data=replace(run.data, classes=saved.data.classes))
-    key, was, now = _first_difference(saved, run)
-    if key:
+    diff = first_difference(config_to_dict(saved), config_to_dict(run), KEY_ORDER)
+    if diff is not None:
+        key, was, now = diff
         raise UserError(
             f"{where}: the run was saved with {key} = {quote(was)}, this run has {quote(now)}; "
             "choose another --out"

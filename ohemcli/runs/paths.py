@@ -159,9 +159,9 @@ class ComparePaths:
 
 
 def _data_name(cfg: ExperimentConfig) -> str:
-    from ohemcli.data.splits import data_name  # here only: report/ reads this module, not data/
-
-    return data_name(cfg.data.root)
+    """A short name of the data for folder names: ``synth`` or the data root folder's name."""
+    root = cfg.data.root
+    return "synth" if root == "synth" else Path(root).resolve().name
 
 
 def default_run_dir(cfg: ExperimentConfig) -> Path:

@@ -17,6 +17,7 @@ from ohemcli.errors import UserError
 from ohemcli.fileio import read_json, read_text
 from ohemcli.runs.paths import RunPaths
 from ohemcli.runs.settings import setting_hash
+from ohemcli.runs.stability import RunStability, assess_run
 
 EVAL_COLUMNS = ["iter", "mAP", "train_seconds", "mining_seconds", "wall_seconds"]
 
@@ -79,6 +80,20 @@ def _read_mapping(path: Path) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise UserError(f"{path}: expected a JSON object, found {type(value).__name__}")
     return value
+
+
+def log_stability(
+    evals: pd.DataFrame, metrics: pd.DataFrame, iters: int, final_map: float | None
+) -> RunStability:
+    """``assess_run`` over a run's evaluation log and training log (frames as :func:`read_log`
+    gives them); ``final_map`` is added as the last evaluation when the log stops before
+    ``iters`` (or holds none)."""
+    history = list(zip(evals["iter"], evals["mAP"], strict=True)) if "mAP" in evals else []
+    last = max((float(i) for i, _ in history), default=0.0)
+    if final_map is not None and (not history or last < iters):
+        history.append((iters, float(final_map)))
+    losses = list(zip(metrics["iter"], metrics["loss"], strict=True)) if "loss" in metrics else []
+    return assess_run(history, losses, iters)
 
 
 def read_run(run_dir: str | Path) -> Run:

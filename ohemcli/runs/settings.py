@@ -1,10 +1,18 @@
-"""What makes two runs comparable: their config less the sampler name and the seed."""
+"""What makes two runs comparable (their config less the sampler name and the seed), and a
+compare folder's record of it, ``compare.yaml``."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+import yaml
+
+from ohemcli.errors import UserError
+from ohemcli.fileio import read_text
 
 
 def comparable_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -18,7 +26,46 @@ def comparable_config(config: dict[str, Any]) -> dict[str, Any]:
     return c
 
 
+def _at(tree: Any, dotted: str) -> Any:
+    """The value at a dotted key of nested dicts (None where a level is missing)."""
+    for part in dotted.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
+
+
+def first_difference(
+    saved: Any, new: Any, first: Sequence[str] = (), prefix: str = ""
+) -> tuple[str, Any, Any] | None:
+    """The first dotted key whose values differ between two configs (plain nested dicts), with
+    both values (None where a side lacks the key), or None when they are equal.
+
+    The keys of ``first`` are checked before the rest, so that a refusal names what matters
+    most; then the keys in the saved order, then the keys only ``new`` has.
+    """
+    for dotted in first:
+        if _at(saved, dotted) != _at(new, dotted):
+            return dotted, _at(saved, dotted), _at(new, dotted)
+    if isinstance(saved, dict) and isinstance(new, dict):
+        for key in [*saved, *(k for k in new if k not in saved)]:
+            found = first_difference(saved.get(key), new.get(key), prefix=f"{prefix}{key}.")
+            if found is not None:
+                return found
+        return None
+    return None if saved == new else (prefix.rstrip("."), saved, new)
+
+
 def setting_hash(config: dict[str, Any]) -> str:
     """Short hash of :func:`comparable_config` (equal for runs of one comparison)."""
     text = json.dumps(comparable_config(config), sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
+def read_settings(path: Path) -> dict[str, Any]:
+    """A compare folder's ``compare.yaml``; a broken file is one line naming it."""
+    try:
+        saved = yaml.safe_load(read_text(path))
+    except yaml.YAMLError:
+        raise UserError(f"{path}: not valid YAML; remove it or choose another --out") from None
+    if not isinstance(saved, dict):
+        raise UserError(f"{path}: not a compare settings file; remove it or choose another --out")
+    return saved

@@ -18,7 +18,7 @@ from ohemcli.cli import app
 from ohemcli.config import ExperimentConfig, load_config
 from ohemcli.errors import UserError
 from ohemcli.evaluation.matches import run_matches, weighted_map
-from ohemcli.launch.compare import check_settings, compare, first_difference
+from ohemcli.launch.compare import check_settings, compare
 from ohemcli.launch.grid import run_order
 from ohemcli.report import load_runs
 from ohemcli.report.analysis import analyse_results, to_json
@@ -272,18 +272,6 @@ def test_settings_can_change_until_a_run_starts(tmp_path: Path) -> None:
         check_settings(tmp_path, cfg, ["fixed", "bogus"], [1])
     with pytest.raises(UserError, match="--seeds: give each seed once"):
         check_settings(tmp_path, cfg, ["fixed"], [1, 1])
-
-
-def test_first_difference_names_the_dotted_key() -> None:
-    saved = {"train": {"lr": 0.005, "iters": 8}, "data": {"scale": 600}}
-    assert first_difference(saved, json.loads(json.dumps(saved))) is None
-    now = {"train": {"lr": 0.01, "iters": 9}, "data": {"scale": 600}}
-    assert first_difference(saved, now) == ("train.lr", 0.005, 0.01)
-    assert first_difference(saved, {**saved, "model": {"roi_op": "align"}}) == (
-        "model",
-        None,
-        {"roi_op": "align"},
-    )
 
 
 def test_run_order_rotates_samplers_per_seed() -> None:

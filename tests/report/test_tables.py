@@ -187,3 +187,16 @@ def test_json_is_one_object_with_every_part(tmp_path: Path) -> None:
     assert payload["pairs"][0]["ci_low"] is None  # NaN is null
     assert payload["target_map"] == pytest.approx(0.95 * 0.3)
     assert [t["sampler"] for t in payload["time_to_map"]] == ["fixed", "hnm", "ohem"]
+
+
+def test_a_broken_compare_yaml_is_one_line_in_ohem_report(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ohemcli.cli import app
+
+    fake_run(tmp_path / "runs", "fixed", 1, 0.5)
+    (tmp_path / "compare.yaml").write_text("[1, 2]\n")
+    done = CliRunner().invoke(app, ["report", str(tmp_path), "--bootstrap", "0", "--no-plots"])
+    assert done.exit_code == 2, done.output
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "compare.yaml: not a compare settings file" in lines[0]

@@ -18,7 +18,7 @@ from ohemcli.runs.paths import (
     default_run_dir,
     run_dirs,
 )
-from ohemcli.runs.settings import comparable_config, setting_hash
+from ohemcli.runs.settings import comparable_config, first_difference, setting_hash
 
 PACKAGE = Path(__file__).resolve().parents[2] / "ohemcli"
 OWNER = PACKAGE / "runs" / "paths.py"
@@ -131,3 +131,17 @@ def test_comparable_config_drops_only_sampler_name_and_seed() -> None:
 def test_every_name_matches_as_a_path(name: str) -> None:
     assert PATH_LIKE.match(name) and PATH_LIKE.match(f"runs/*/{name}")
     assert not PATH_LIKE.match(f"see {name} for details")
+
+
+def test_first_difference_names_the_dotted_key() -> None:
+    saved = {"train": {"lr": 0.005, "iters": 8}, "data": {"scale": 600}}
+    assert first_difference(saved, json.loads(json.dumps(saved))) is None
+    now = {"train": {"lr": 0.01, "iters": 9}, "data": {"scale": 600}}
+    assert first_difference(saved, now) == ("train.lr", 0.005, 0.01)
+    assert first_difference(saved, {**saved, "model": {"roi_op": "align"}}) == (
+        "model",
+        None,
+        {"roi_op": "align"},
+    )
+    # keys named first are checked first, whatever the dicts' order
+    assert first_difference(saved, now, first=("train.iters",)) == ("train.iters", 8, 9)
