@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -65,18 +66,30 @@ def _load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _torchvision_net(
+    build: Callable[..., nn.Module], weights: Any, name: str, ways_out: str, **kw: Any
+) -> nn.Module:
+    """``build(weights=weights, **kw)``; a failed download of the ImageNet weights (offline, say)
+    is one line that names the network and ``ways_out``."""
+    try:
+        return build(weights=weights, **kw)
+    except (urllib.error.URLError, OSError, RuntimeError) as exc:
+        raise UserError(
+            f"--pretrained: cannot download {name} ImageNet weights ({_one_line(exc)}); {ways_out}"
+        ) from None
+
+
 def build_vgg16(cfg: ModelConfig) -> Backbone:
     """VGG16 with conv5_3 at stride 16 and fc6/fc7 as the RoI head."""
     from torchvision.models import VGG16_Weights, vgg16
 
     weights = VGG16_Weights.IMAGENET1K_V1 if cfg.pretrained and not cfg.weights else None
-    try:
-        net = vgg16(weights=weights)
-    except (urllib.error.URLError, OSError, RuntimeError) as exc:
-        raise UserError(
-            f"--pretrained: cannot download VGG16 ImageNet weights ({exc}); "
-            "pass --weights FILE (a torchvision vgg16 state dict) or --no-pretrained"
-        ) from None
+    ways_out = "pass --weights FILE (a torchvision vgg16 state dict) or --no-pretrained"
+    net = _torchvision_net(vgg16, weights, "VGG16", ways_out)
     if cfg.weights:
         missing, unexpected = net.load_state_dict(_load_state_dict(cfg.weights), strict=False)
         if len(missing) == len(net.state_dict()):
@@ -156,25 +169,18 @@ def build_tiny(cfg: ModelConfig) -> Backbone:
     return Backbone(trunk=trunk, head=head, stride=8, out_dim=cfg.head_dim)
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
-
-
 def _imagenet_resnet18() -> nn.Module:
     """torchvision's ResNet-18 with ImageNet weights, downloaded once into torch's hub folder."""
     from torchvision.models import ResNet18_Weights, resnet18
     from torchvision.ops import FrozenBatchNorm2d
 
     weights = ResNet18_Weights.IMAGENET1K_V1
-    try:
-        return resnet18(weights=weights, norm_layer=FrozenBatchNorm2d)
-    except (urllib.error.URLError, OSError, RuntimeError) as exc:
-        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-        raise UserError(
-            f"--pretrained: cannot download ResNet18 ImageNet weights ({_one_line(exc)}); "
-            f"pass --weights FILE (a torchvision resnet18 state dict), save {weights.url} as "
-            f"{cached}, or use --backbone tiny"
-        ) from None
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    ways_out = (
+        f"pass --weights FILE (a torchvision resnet18 state dict), save {weights.url} as "
+        f"{cached}, or use --backbone tiny"
+    )
+    return _torchvision_net(resnet18, weights, "ResNet18", ways_out, norm_layer=FrozenBatchNorm2d)
 
 
 def _resnet18_from_file(path: str) -> nn.Module:
