@@ -75,7 +75,7 @@ def test_real_data_gets_the_papers_preset_on_cuda_and_the_cpu_preset_otherwise(c
         assert "voc07_vgg16" in said and "--config cpu_pretrained" in said
     else:  # the tiny backbone from its shipped weights, early layers frozen, a low lr
         assert cfg.model.backbone == "tiny" and cfg.data.scale <= 400
-        assert cfg.model.pretrained and cfg.model.frozen_convs == 4 and cfg.train.lr == 0.005
+        assert cfg.model.pretrained and cfg.model.frozen_convs == 2 and cfg.train.lr == 0.01
         assert "cpu_pretrained" in said and "--config voc07_vgg16" in said
     assert len(said.strip().splitlines()) == 1
 
@@ -304,10 +304,10 @@ def test_the_yamls_sampler_counts_when_no_sampler_option_is_given(tmp_path, smal
 
 
 def test_another_backbone_freezes_its_own_layers_unless_told():
-    # cpu_pretrained freezes 4 of tiny's convs; resnet18 then freezes its own stem and layer1
-    assert build_config("cpu_pretrained", {}).model.frozen_convs == 4
+    # cpu_pretrained freezes 2 of tiny's convs; resnet18 then freezes its own stem and layer1
+    assert build_config("cpu_pretrained", {}).model.frozen_convs == 2
     assert build_config("cpu_pretrained", {"backbone": "resnet18"}).model.frozen_convs == 5
     assert build_config("cpu_tiny", {"backbone": "vgg16"}).model.frozen_convs == 4
     told = {"backbone": "resnet18", "frozen_convs": 1}
     assert build_config("cpu_pretrained", told).model.frozen_convs == 1
-    assert build_config("cpu_pretrained", {"backbone": "tiny"}).model.frozen_convs == 4
+    assert build_config("cpu_pretrained", {"backbone": "tiny"}).model.frozen_convs == 2
