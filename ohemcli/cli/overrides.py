@@ -45,6 +45,7 @@ OPTION_KEYS: dict[str, str] = {
     "hnm_fp_thresh": "sampler.hnm_fp_thresh",
     "hnm_pool_per_image": "sampler.hnm_pool_per_image",
     "hnm_pool": "sampler.hnm_pool",
+    "libra_bins": "sampler.libra_bins",
     "bg_lo": "sampler.bg_lo",
     "iters": "train.iters",
     "seed": "train.seed",
