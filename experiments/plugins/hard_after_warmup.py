@@ -6,7 +6,8 @@ images, then takes the negatives of highest loss from the read-only pass, each w
 
 Run it with the directory on the import path:
 
-    PYTHONPATH=experiments/plugins ohem compare --samplers fixed,ohem,hard_after_warmup:HardAfterWarmup
+    PYTHONPATH=experiments/plugins \
+        ohem compare --samplers fixed,ohem,hard_after_warmup:HardAfterWarmup
 """
 
 from __future__ import annotations
