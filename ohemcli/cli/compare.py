@@ -206,11 +206,25 @@ def compare_command(
         launcher.value, jobs, gpus_per_run, wait, slurm_partition, slurm_time, slurm_account,
         slurm_constraint, slurm_mem,
     )  # fmt: skip
-    outcome = compare(cfg, parse_samplers(samplers), parse_seeds(seeds), out_dir, progress, launch)
+    names = parse_samplers(samplers)
+    check_baseline(baseline, pairs == PairMode.all, names, out_dir)
+    outcome = compare(cfg, names, parse_seeds(seeds), out_dir, progress, launch)
     finish_compare(
         outcome, out_dir, cfg.train.iters, bootstrap, target_map, json_out, baseline,
         pairs == PairMode.all,
     )  # fmt: skip
+
+
+def check_baseline(baseline: str, all_pairs: bool, samplers: Sequence[str], out_dir: Path) -> None:
+    """Refuse, before any training, a --baseline that the report could not pair with: more than
+    three samplers (with the folder's earlier ones) and the baseline not among them."""
+    from ohemcli.report.pairs import sampler_pairs
+    from ohemcli.runs.paths import ComparePaths
+    from ohemcli.runs.settings import read_settings
+
+    settings = ComparePaths(out_dir).settings
+    earlier = read_settings(settings).get("samplers") or [] if settings.is_file() else []
+    sampler_pairs([*earlier, *samplers], baseline, all_pairs)  # one line when it cannot
 
 
 def print_failures(failures: Sequence[RunFailure]) -> None:
