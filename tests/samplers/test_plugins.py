@@ -70,6 +70,13 @@ def test_a_compare_runs_the_example_and_survives_a_plugin_that_raises(
     assert not (runs["fixed-s1"] / "plugin.json").exists()
     # 4 iterations of 2 images: 8 select() calls, saved through the plugin's state_dict
     assert load_checkpoint(runs[f"{EXAMPLE}-s1"] / "checkpoint.pt")["sampler"] == {"seen": 8}
+    # the report pairs the plugin with fixed like any sampler
+    from ohemcli.report import load_runs
+    from ohemcli.report.render import write_report
+
+    write_report(tmp_path / "cmp", load_runs(list(runs.values())), plots=False, bootstrap=0)
+    pairs = (tmp_path / "cmp" / "pairs.csv").read_text().splitlines()
+    assert len(pairs) == 2 and pairs[1].startswith(f"{EXAMPLE},fixed,")
 
 
 def test_an_entry_point_names_the_plugin_and_its_package_version(
