@@ -114,7 +114,7 @@ def _lines(
     for ax, sampler in zip(axes, samplers, strict=True):
         for other, seed, xs, ys in runs:  # context: every other run, thin and grey
             if other != sampler:
-                ax.plot(xs, ys, _style(frame, seed), color="0.82", lw=0.8)
+                ax.plot(xs, ys, _style(frame, seed), color="0.82", lw=0.8, marker=marker, ms=2)
         for other, seed, xs, ys in runs:
             if other == sampler:
                 ax.plot(xs, ys, _style(frame, seed), marker=marker, ms=3,
