@@ -65,7 +65,7 @@ DEFAULT_FROZEN_CONVS = {"vgg16": 4, "tiny": 0, "resnet18": 5}
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    name: str = "fixed"  # "fixed", "hnm" or "ohem"
+    name: str = "fixed"  # a name of samplers.SAMPLERS, or a plugin (pkg.module:Class)
     batch_rois: int = 128  # B, RoIs per mini-batch (B / N per image)
     fg_fraction: float = 0.25  # fixed and hnm: share of foreground RoIs
     fg_thresh: float = 0.5  # RoIs with max IoU >= this are foreground
@@ -79,6 +79,17 @@ class SamplerConfig:
     hnm_pool_per_image: int = 64  # hnm: most false positives kept per image
     hnm_pool: str = "accumulate"  # hnm: "accumulate" (add to the pool) or "replace" it each pass
     hnm_evict_thresh: float = 0.3  # hnm accumulate: a pooled RoI scored below this leaves the pool
+    libra_bins: str = (
+        "reference"  # libra: top bin edge = max IoU of any RoI, or "paper" (fg_thresh)
+    )
+    libra_num_bins: int = 3  # libra: IoU bins of the negatives
+    focal_gamma: float = 2.0  # focal: the focusing parameter
+    pisa_k: float = 0.5  # pisa ISR-N: power of the weight mapping
+    pisa_bias: float = 0.0  # pisa ISR-N: shift of the weight mapping
+    pisa_score_thr: float = 0.05  # pisa ISR-N: a negative is valid above this foreground score
+    pisa_iou_thr: float = 0.5  # pisa ISR-N: IoU of the NMS-match grouping
+    pisa_isr_p: bool = True  # pisa: reweight positives by IoU-HLR (k 2, bias 0)
+    pisa_carl: bool = True  # pisa: classification-aware regression loss (k 1, bias 0.2)
 
 
 @dataclass(frozen=True)

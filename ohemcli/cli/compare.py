@@ -29,6 +29,7 @@ from ohemcli.cli.option_types import (
     TRAINING,
     AmpOpt,
     BackboneOpt,
+    BaselineOpt,
     BgLoOpt,
     BootstrapOpt,
     ConfigOpt,
@@ -41,6 +42,7 @@ from ohemcli.cli.option_types import (
     HnmPoolOpt,
     ImagesPerBatchOpt,
     IterOpt,
+    LibraBinsOpt,
     LrOpt,
     MaxDetsOpt,
     MineEveryOpt,
@@ -48,6 +50,8 @@ from ohemcli.cli.option_types import (
     OhemNmsIouOpt,
     OhemNmsOpt,
     OhemNmsScopeOpt,
+    PairMode,
+    PairsOpt,
     PoolOpt,
     PretrainedOpt,
     RoIOpOpt,
@@ -114,6 +118,7 @@ def compare_command(
     hnm_fp_thresh: FpThreshOpt = None,
     hnm_pool_per_image: PoolOpt = None,
     hnm_pool: HnmPoolOpt = None,
+    libra_bins: LibraBinsOpt = None,
     bg_lo: BgLoOpt = None,
     images_per_batch: ImagesPerBatchOpt = None,
     max_dets: MaxDetsOpt = None,
@@ -139,6 +144,8 @@ def compare_command(
     ] = True,
     bootstrap: BootstrapOpt = 1000,
     target_map: TargetMapOpt = None,
+    baseline: BaselineOpt = "fixed",
+    pairs: PairsOpt = PairMode.baseline,
     json_out: Annotated[
         bool,
         typer.Option("--json", help="Print one JSON object on stdout.", rich_help_panel=REPORT),
@@ -155,6 +162,10 @@ def compare_command(
 ) -> None:
     """Train one Fast R-CNN per sampler and seed with the same config, budget and seed, and compare.
 
+    --samplers: fixed, hnm, ohem (the paper's three), ohem-mmdet, libra, pisa, sampling-free,
+    focal, or your own sampler as pkg.module:Class or an entry point of the group
+    ohemcli.samplers (see the README).
+
     Only the sampler differs between runs of a seed: the same seed gives the same initial weights
     and image order. Runs go to OUT/runs/SAMPLER-sSEED/; OUT also gets compare.yaml,
     results.csv, summary.csv, report.md and plots/. Run it again to resume: finished runs are
@@ -166,7 +177,9 @@ def compare_command(
     given.
 
     Every pair of samplers (ohem − hnm first) gets its paired mean Δ mAP and a 95% interval from
-    a bootstrap over test images and seeds; "better" or "worse" only when it excludes 0. Time to
+    a bootstrap over test images and seeds; "better" or "worse" only when it excludes 0. With
+    more than three samplers, each is paired with --baseline (and ohem − hnm); --pairs all gives
+    every pair. Time to
     accuracy: the train + mining seconds to reach --target-map. Without --eval-points a new
     compare evaluates 8 times (or the config's count, if higher).
 
@@ -193,8 +206,25 @@ def compare_command(
         launcher.value, jobs, gpus_per_run, wait, slurm_partition, slurm_time, slurm_account,
         slurm_constraint, slurm_mem,
     )  # fmt: skip
-    outcome = compare(cfg, parse_samplers(samplers), parse_seeds(seeds), out_dir, progress, launch)
-    finish_compare(outcome, out_dir, cfg.train.iters, bootstrap, target_map, json_out)
+    names = parse_samplers(samplers)
+    check_baseline(baseline, pairs == PairMode.all, names, out_dir)
+    outcome = compare(cfg, names, parse_seeds(seeds), out_dir, progress, launch)
+    finish_compare(
+        outcome, out_dir, cfg.train.iters, bootstrap, target_map, json_out, baseline,
+        pairs == PairMode.all,
+    )  # fmt: skip
+
+
+def check_baseline(baseline: str, all_pairs: bool, samplers: Sequence[str], out_dir: Path) -> None:
+    """Refuse, before any training, a --baseline that the report could not pair with: more than
+    three samplers (with the folder's earlier ones) and the baseline not among them."""
+    from ohemcli.report.pairs import sampler_pairs
+    from ohemcli.runs.paths import ComparePaths
+    from ohemcli.runs.settings import read_settings
+
+    settings = ComparePaths(out_dir).settings
+    earlier = read_settings(settings).get("samplers") or [] if settings.is_file() else []
+    sampler_pairs([*earlier, *samplers], baseline, all_pairs)  # one line when it cannot
 
 
 def print_failures(failures: Sequence[RunFailure]) -> None:
@@ -218,6 +248,8 @@ def finish_compare(
     bootstrap: int = 1000,
     target_map: float | None = None,
     json_out: bool = False,
+    baseline: str = "fixed",
+    all_pairs: bool = False,
 ) -> None:
     """Report the finished runs, name the failed ones (exit 1) and the ones still under way."""
     from ohemcli.progress import err_console
@@ -229,7 +261,7 @@ def finish_compare(
     # The whole folder: a compare that grew by samplers or seeds reports the earlier runs too.
     finished = sorted(set(outcome.finished(iters)) | set(ComparePaths(out_dir).finished_runs()))
     if finished:
-        a = analyse_results(load_runs(finished), bootstrap, target_map)
+        a = analyse_results(load_runs(finished), bootstrap, target_map, baseline, all_pairs)
         write_analysis(out_dir, a)
         print_results(a, Format.json if json_out else Format.table)
         err_console.print(

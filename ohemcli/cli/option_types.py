@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from ohemcli.config_rules import RULES, Choice
-from ohemcli.samplers import SAMPLERS, SamplerName
+from ohemcli.samplers import SamplerName
 
 # Help panels: related options are shown together in --help.
 DATA = "Data"
@@ -43,6 +43,9 @@ NmsScope = choice_enum("NmsScope", "sampler.ohem_nms_scope")
 RankingLoss = choice_enum("RankingLoss", "sampler.ohem_loss")
 PoolRule = choice_enum("PoolRule", "sampler.hnm_pool")
 Device = choice_enum("Device", "train.device")
+LibraBins = choice_enum("LibraBins", "sampler.libra_bins")
+PairMode = Enum("PairMode", {"baseline": "baseline", "all": "all"}, type=str)  # type: ignore[misc]
+PairMode.__doc__ = "Which pairs the report shows (``report.pairs.sampler_pairs``)."
 
 
 def one_of(values: Iterable[str]) -> str:
@@ -114,7 +117,7 @@ SamplerOpt = Annotated[
         "--sampler",
         panel=SAMPLER,
         metavar="<name>",
-        help=f"{', '.join(SAMPLERS)} (default: the YAML's).",
+        help="One listed above (default: the YAML's).",
     ),
 ]
 OhemNmsOpt = Annotated[
@@ -150,6 +153,15 @@ HnmPoolOpt = Annotated[
     PoolRule | None,
     _opt(
         "--hnm-pool", panel=SAMPLER, metavar="<rule>", help="hnm: accumulate or replace the pool."
+    ),
+]
+LibraBinsOpt = Annotated[
+    LibraBins | None,
+    _opt(
+        "--libra-bins",
+        panel=SAMPLER,
+        metavar="<rule>",
+        help="libra: bins up to the max IoU of any RoI (reference) or of [0, 0.5) (paper).",
     ),
 ]
 BgLoOpt = Annotated[
@@ -207,4 +219,17 @@ TargetMapOpt = Annotated[
         help="mAP for time to accuracy (default: 0.95 x lowest final).",
         rich_help_panel=REPORT,
     ),
+]
+
+BaselineOpt = Annotated[
+    str,
+    _opt(
+        "--baseline",
+        panel=REPORT,
+        help="With more than 3 samplers, each is paired with this one (and ohem − hnm).",
+    ),
+]
+PairsOpt = Annotated[
+    PairMode,
+    _opt("--pairs", panel=REPORT, help="baseline: each against --baseline; all: every pair."),
 ]

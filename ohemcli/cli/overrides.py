@@ -22,6 +22,7 @@ from ohemcli.errors import UserError, quote
 from ohemcli.fileio import read_text
 from ohemcli.presets import CPU_PRESET, GPU_PRESET, SYNTH_PRESET, preset_text
 from ohemcli.samplers import SAMPLERS
+from ohemcli.samplers.plugins import is_plugin_name
 
 # A command's parameter name -> the config key that its option sets (``--ohem-nms-iou`` is the
 # parameter ``ohem_nms_iou``).
@@ -44,6 +45,7 @@ OPTION_KEYS: dict[str, str] = {
     "hnm_fp_thresh": "sampler.hnm_fp_thresh",
     "hnm_pool_per_image": "sampler.hnm_pool_per_image",
     "hnm_pool": "sampler.hnm_pool",
+    "libra_bins": "sampler.libra_bins",
     "bg_lo": "sampler.bg_lo",
     "iters": "train.iters",
     "seed": "train.seed",
@@ -172,10 +174,10 @@ def build_config(config: str | None, params: Mapping[str, Any]) -> ExperimentCon
     """
     text, source = config_text(config, params)
     base = parse_config(text, source)
-    if base.sampler.name not in SAMPLERS:
+    if base.sampler.name not in SAMPLERS and not is_plugin_name(base.sampler.name):
         raise UserError(
             f"{source}: sampler.name = {quote(base.sampler.name)} is not allowed; "
-            f"expected one of {', '.join(SAMPLERS)}"
+            f"expected one of {', '.join(SAMPLERS)} or a plugin (pkg.module:Class)"
         )
     given = given_overrides(params)
     _imagenet_backbone_means_pretrained(given, base)

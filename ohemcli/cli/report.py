@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ohemcli.cli.app import app
-from ohemcli.cli.option_types import BootstrapOpt, TargetMapOpt
+from ohemcli.cli.option_types import BaselineOpt, BootstrapOpt, PairMode, PairsOpt, TargetMapOpt
 from ohemcli.cli.printing import Format, print_results
 
 
@@ -39,6 +39,8 @@ def report_command(
     ] = True,
     bootstrap: BootstrapOpt = 1000,
     target_map: TargetMapOpt = None,
+    baseline: BaselineOpt = "fixed",
+    pairs: PairsOpt = PairMode.baseline,
 ) -> None:
     """Re-render the tables of finished runs, without training.
 
@@ -61,7 +63,7 @@ def report_command(
     from ohemcli.report.render import write_analysis
     from ohemcli.report.tables import read_runs
 
-    a = analyse(read_runs(paths), bootstrap, target_map)
+    a = analyse(read_runs(paths), bootstrap, target_map, baseline, pairs == PairMode.all)
     target = out
     if target is None and len(paths) == 1 and _is_compare_folder(paths[0]):
         target = paths[0]

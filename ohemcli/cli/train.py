@@ -25,6 +25,7 @@ from ohemcli.cli.option_types import (
     HnmPoolOpt,
     ImagesPerBatchOpt,
     IterOpt,
+    LibraBinsOpt,
     LrOpt,
     MaxDetsOpt,
     MineEveryOpt,
@@ -67,6 +68,7 @@ def train_command(
     hnm_fp_thresh: FpThreshOpt = None,
     hnm_pool_per_image: PoolOpt = None,
     hnm_pool: HnmPoolOpt = None,
+    libra_bins: LibraBinsOpt = None,
     bg_lo: BgLoOpt = None,
     images_per_batch: ImagesPerBatchOpt = None,
     max_dets: MaxDetsOpt = None,
@@ -96,6 +98,9 @@ def train_command(
     """Train Fast R-CNN with one RoI sampler, then evaluate it on the test split.
 
     Writes config.yaml, metrics.jsonl, checkpoint.pt, eval/ and summary.json into the run folder.
+
+    --sampler: fixed, hnm, ohem (the paper's three), ohem-mmdet, libra, pisa, sampling-free or
+    focal. Your own sampler (pkg.module:Class) goes in the YAML's sampler.name.
 
     --config takes a YAML file or a preset: synth_tiny, cpu_pretrained, cpu_tiny, bccd_tiny,
     voc07_vgg16. Without it, synth gets synth_tiny and other data voc07_vgg16 (the paper) on CUDA

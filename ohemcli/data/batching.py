@@ -69,6 +69,7 @@ class ImageSample:
     labels: Tensor | None = None
     max_iou: Tensor | None = None
     box_targets: Tensor | None = None
+    gt_index: Tensor | None = None  # per RoI, its ground-truth box of highest IoU (libra, pisa)
 
 
 class TrainImages(Dataset):
@@ -120,6 +121,7 @@ class TrainImages(Dataset):
             labels=targets.labels,
             max_iou=targets.max_iou,
             box_targets=targets.box_targets,
+            gt_index=targets.gt_index,
         )
 
 
@@ -206,7 +208,7 @@ class Batch:
 
         moved = [
             replace(s, rois=s.rois.to(device), labels=move(s.labels), max_iou=move(s.max_iou),
-                    box_targets=move(s.box_targets))
+                    box_targets=move(s.box_targets), gt_index=move(s.gt_index))
             for s in self.samples
         ]  # fmt: skip
         return Batch(self.images.to(device, non_blocking=True), moved)

@@ -18,6 +18,7 @@ class RoITargets:
     labels: Tensor  # (R,) int64
     max_iou: Tensor  # (R,) float32, 0 where the image has no ground truth
     box_targets: Tensor  # (R, 4) float32, normalised deltas; zero for background
+    gt_index: Tensor | None = None  # (R,) int64, ground-truth box of highest IoU; -1 when none
 
 
 def assign_targets(
@@ -43,6 +44,7 @@ def assign_targets(
             labels=torch.zeros(num, dtype=torch.int64),
             max_iou=torch.zeros(num),
             box_targets=torch.zeros(num, 4),
+            gt_index=torch.full((num,), -1, dtype=torch.int64),
         )
     iou = box_iou(rois, gt_boxes)
     max_iou, argmax = iou.max(dim=1)
@@ -55,4 +57,4 @@ def assign_targets(
             deltas[:, 0] = -deltas[:, 0]
         norm = norm or BoxNorm.fixed(int(gt_labels.max()))
         box_targets[fg] = norm.normalise(deltas, labels[fg])
-    return RoITargets(labels=labels, max_iou=max_iou, box_targets=box_targets)
+    return RoITargets(labels=labels, max_iou=max_iou, box_targets=box_targets, gt_index=argmax)

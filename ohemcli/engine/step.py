@@ -20,8 +20,14 @@ from ohemcli.data.batching import Batch
 from ohemcli.engine.distributed import DistInfo, average_gradients
 from ohemcli.errors import UserError
 from ohemcli.model.fast_rcnn import FastRCNN, rois_with_batch_index
-from ohemcli.model.losses import RoILosses
-from ohemcli.samplers.base import ImageRoIs, RoISampler
+from ohemcli.model.losses import (
+    LossTerms,
+    RoILosses,
+    carl_term,
+    isr_p_weights,
+    reduce_losses,
+)
+from ohemcli.samplers.base import ImageRoIs, ProtocolError, RoISampler, Selection, as_selection
 
 IOU_BINS = 10  # metrics.jsonl's iou_hist: [0, .1), [.1, .2), ..., [.9, 1.0]
 
@@ -59,6 +65,7 @@ class Chosen:
     """The RoIs a sampler picked, per image, and what the read-only pass measured."""
 
     indices: list[Tensor]  # positions into each image's RoIs
+    selections: list[Selection] = field(default_factory=list)  # with weights and loss, per image
     readonly: list[RoILosses] | None = None  # every RoI's loss, when the sampler asked for it
     readonly_time: float = 0.0  # seconds of the read-only pass
 
@@ -76,24 +83,32 @@ class Updater:
 def image_rois(batch: Batch) -> list[ImageRoIs]:
     """The candidate RoIs of each image of ``batch``, in the samplers' terms."""
     return [
-        ImageRoIs(s.rois, s.labels, s.max_iou, s.box_targets, s.image_id) for s in batch.samples
+        ImageRoIs(s.rois, s.labels, s.max_iou, s.box_targets, s.image_id, s.gt_index)
+        for s in batch.samples
     ]
 
 
-def readonly_losses(model: FastRCNN, features: Tensor, images: list[ImageRoIs]) -> list[RoILosses]:
-    """Every RoI's loss with no autograd graph, split per image."""
+def readonly_losses(
+    model: FastRCNN, features: Tensor, images: list[ImageRoIs], with_boxes: bool = False
+) -> list[RoILosses]:
+    """Every RoI's loss and logits (``with_boxes``: and decoded box) with no autograd graph,
+    split per image."""
     with torch.no_grad():
-        losses = model.roi_losses(
+        args = (
             features,
             rois_with_batch_index([r.boxes for r in images]),
             torch.cat([r.labels for r in images]),
             torch.cat([r.box_targets for r in images]),
         )
+        # Positional, and only when asked: the plain call stays the one the training forward makes.
+        losses = model.roi_losses(*args, True) if with_boxes else model.roi_losses(*args)
     sizes = [len(r.labels) for r in images]
-    return [
-        RoILosses(c, b)
-        for c, b in zip(losses.cls.split(sizes), losses.box.split(sizes), strict=True)
-    ]
+
+    def split(t: Tensor | None) -> list[Tensor | None]:
+        return [None] * len(sizes) if t is None else list(t.split(sizes))
+
+    parts = zip(*(split(t) for t in losses), strict=True)
+    return [RoILosses(*p) for p in parts]
 
 
 def choose_rois(
@@ -108,13 +123,17 @@ def choose_rois(
     readonly, readonly_time = None, 0.0
     if sampler.needs_roi_losses:
         start = time.perf_counter()
-        readonly = readonly_losses(model, features, images)
+        with_boxes = bool(getattr(sampler, "needs_pred_boxes", False))
+        readonly = readonly_losses(model, features, images, with_boxes)
         readonly_time = time.perf_counter() - start
-    indices = [
-        sampler.select(r, None if readonly is None else readonly[i], per_image, gen)
+    selections = [
+        as_selection(
+            sampler.select(r, None if readonly is None else readonly[i], per_image, gen),
+            len(r.labels),
+        )
         for i, r in enumerate(images)
     ]
-    return Chosen(indices, readonly, readonly_time)
+    return Chosen([s.indices for s in selections], selections, readonly, readonly_time)
 
 
 def iou_histogram(max_iou: Tensor) -> list[int]:
@@ -125,7 +144,7 @@ def iou_histogram(max_iou: Tensor) -> list[int]:
     return torch.bincount(bins, minlength=IOU_BINS).tolist()
 
 
-def check_finite(losses: RoILosses, count: int, iteration: int) -> None:
+def check_finite(losses: RoILosses | LossTerms, count: int, iteration: int) -> None:
     """Raise :class:`NonFiniteLoss` naming the term (cls, then box) whose sum is not finite."""
     for term, values in (("cls", losses.cls), ("box", losses.box)):
         value = values.sum().item() / count
@@ -147,6 +166,82 @@ def apply_loss(loss: Tensor, model: nn.Module, updater: Updater) -> None:
         average_gradients(model, updater.dist)
         optimizer.step()
     updater.scheduler.step()
+
+
+def _weights(chosen: Chosen, name: str) -> Tensor | None:
+    """One weight per chosen RoI over the batch (1 where an image gave none); None when no image
+    gave any."""
+    given = [getattr(sel, name) for sel in chosen.selections]
+    if all(w is None for w in given):
+        return None
+    return torch.cat(
+        [
+            sel.indices.new_ones(len(sel.indices), dtype=torch.float32) if w is None else w.float()
+            for sel, w in zip(chosen.selections, given, strict=True)
+        ]
+    )
+
+
+def loss_kind(chosen: Chosen) -> str:
+    """The one training loss that every image's selection names."""
+    kinds = {sel.loss for sel in chosen.selections} or {"ce"}
+    if len(kinds) > 1:
+        raise ProtocolError(f"select() named several losses in one batch: {', '.join(kinds)}")
+    return kinds.pop()
+
+
+def pisa_pos_weights(
+    model: FastRCNN, images: list[ImageRoIs], chosen: Chosen, losses: RoILosses, labels: Tensor
+) -> Tensor:
+    """The chosen RoIs' cls weights with PISA's ISR-P on the foreground (see
+    :func:`ohemcli.model.losses.isr_p_weights`): IoU of the (detached) predicted box with the
+    target box, both decoded from the RoI; each image's ground truths numbered apart."""
+    weights = _weights(chosen, "cls_weight")
+    weights = labels.new_ones(len(labels), dtype=torch.float32) if weights is None else weights
+    fg = labels > 0
+    if not bool(fg.any()) or losses.deltas is None:
+        return weights
+    pairs = list(zip(images, chosen.indices, strict=True))
+    boxes = torch.cat([r.boxes[c] for r, c in pairs])[fg]
+    targets = torch.cat([r.box_targets[c] for r, c in pairs])[fg]
+    gts, offset = [], 0
+    for r, c in pairs:  # one number per (image, ground truth)
+        gt = r.gt_index[c] if r.gt_index is not None else torch.zeros_like(c)
+        gts.append(gt + offset)
+        offset += int(gt.max().item()) + 1 if gt.numel() else 0
+    from torchvision.ops import box_iou  # training only
+
+    with torch.no_grad():
+        pred = model.decode_class(boxes, losses.deltas[fg].detach(), labels[fg])
+        target = model.decode_class(boxes, targets, labels[fg])
+        iou = box_iou(pred, target).diagonal()
+        weights = weights.clone()
+        # ISR-P keeps each positive's original weight as the normaliser's reference (1 here).
+        weights[fg] = isr_p_weights(iou, labels[fg], torch.cat(gts)[fg], losses.cls[fg].detach())
+    return weights
+
+
+def batch_loss(
+    model: FastRCNN,
+    images: list[ImageRoIs],
+    chosen: Chosen,
+    losses: RoILosses,
+    labels: Tensor,
+    options: dict[str, float] | None = None,
+) -> LossTerms:
+    """The training loss that the selections name, with their weights (see
+    :func:`ohemcli.model.losses.reduce_losses`); ``options`` are the sampler's loss numbers
+    (``focal_gamma``; pisa's ``isr_p``, ``carl_k``, ``carl_bias``)."""
+    options = options or {}
+    kind = loss_kind(chosen)
+    cls_w, box_w = _weights(chosen, "cls_weight"), _weights(chosen, "box_weight")
+    if kind == "pisa" and options.get("isr_p", 1.0):
+        cls_w = pisa_pos_weights(model, images, chosen, losses, labels)
+    terms = reduce_losses(kind, losses, labels, cls_w, box_w, options.get("focal_gamma", 2.0))
+    if kind == "pisa" and options.get("carl", 1.0):
+        carl = carl_term(losses, labels, options.get("carl_k", 1.0), options.get("carl_bias", 0.2))
+        terms = LossTerms(terms.cls, terms.box + carl)
+    return terms
 
 
 def train_step(
@@ -175,15 +270,17 @@ def train_step(
             labels,
             torch.cat([r.box_targets[c] for r, c in pairs]),
         )
-        # sum / count rather than mean: a batch where the sampler finds nothing gives 0, not NaN.
-        count = max(1, len(labels))
-        loss = losses.total.sum() / count
-    check_finite(losses, count, iteration)
+        terms = batch_loss(
+            model, images, chosen, losses, labels, getattr(sampler, "loss_options", None)
+        )
+        loss = terms.cls + terms.box
+    count = max(1, len(labels))
+    check_finite(terms, 1, iteration)
     apply_loss(loss, model, updater)
     result = StepResult(
         loss=loss.item(),
-        loss_cls=losses.cls.sum().item() / count,
-        loss_box=losses.box.sum().item() / count,
+        loss_cls=terms.cls.item(),
+        loss_box=terms.box.item(),
         fg_fraction=(labels > 0).sum().item() / count,
         num_chosen=len(labels),
         num_fg=int((labels > 0).sum().item()),

@@ -46,6 +46,7 @@ from ohemcli.runs.paths import RunPaths, default_run_dir
 from ohemcli.runs.records import log_stability, read_log
 from ohemcli.runs.stability import RunStability
 from ohemcli.samplers import MiningSampler, build_sampler
+from ohemcli.samplers.plugins import PluginSampler
 
 __all__ = ["Callback", "Trainer", "train"]
 
@@ -305,6 +306,8 @@ class Trainer:
         if self.dist.is_main:
             self.paths.root.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.paths.config, config_to_yaml(self.cfg))
+            if isinstance(self.sampler, PluginSampler):  # which code ran, for the record
+                atomic_write_json(self.paths.plugin, self.sampler.info.to_dict())
         self.model.train()
         it = self.state.iteration
         if 0 < it < self.cfg.train.iters and self._mining_due(it - 1) and self.state.mined_at != it:

@@ -86,11 +86,30 @@ class FastRCNN(nn.Module):
         return pooled.to(features.dtype)
 
     def roi_losses(
-        self, features: Tensor, rois: Tensor, labels: Tensor, box_targets: Tensor
+        self,
+        features: Tensor,
+        rois: Tensor,
+        labels: Tensor,
+        box_targets: Tensor,
+        with_boxes: bool = False,
     ) -> RoILosses:
-        """Per-RoI losses; wrap in ``torch.no_grad()`` for a read-only pass."""
+        """Per-RoI losses and logits; wrap in ``torch.no_grad()`` for a read-only pass.
+
+        ``with_boxes`` also decodes each RoI's box for its highest-scoring foreground class
+        (``pred_boxes``; pisa's ISR-N groups negatives by them).
+        """
         cls_logits, box_deltas = self.roi_forward(features, rois)
-        return per_roi_loss(cls_logits, box_deltas, labels, box_targets)
+        losses = per_roi_loss(cls_logits, box_deltas, labels, box_targets)
+        if not with_boxes or self.num_classes == 0:
+            return losses
+        top = cls_logits[:, 1:].argmax(dim=1) + 1
+        deltas = box_deltas.view(len(top), -1, 4)[torch.arange(len(top)), top]
+        return losses._replace(pred_boxes=self.decode_class(rois[:, 1:], deltas, top))
+
+    def decode_class(self, boxes: Tensor, deltas: Tensor, labels: Tensor) -> Tensor:
+        """Boxes (R, 4) moved by normalised ``deltas`` (R, 4) of class ``labels`` (R,), with the
+        box statistics of each class (the inverse of the training targets' encoding)."""
+        return decode(boxes.float(), deltas.float(), self.box_stds[labels], self.box_means[labels])
 
     @torch.no_grad()
     def detect(

@@ -75,15 +75,20 @@ class Analysis:
 
 
 def analyse(
-    runs: Sequence[Run], bootstrap: int = 1000, target_map: float | None = None
+    runs: Sequence[Run],
+    bootstrap: int = 1000,
+    target_map: float | None = None,
+    baseline: str = "fixed",
+    all_pairs: bool = False,
 ) -> Analysis:
-    """Every table of a comparison of ``runs`` (``bootstrap`` resamples; 0: t-interval only)."""
+    """Every table of a comparison of ``runs`` (``bootstrap`` resamples; 0: t-interval only;
+    ``baseline``/``all_pairs``: which pairs, see ``pairs.sampler_pairs``)."""
     runs = list(runs)
     stability = stability_of(runs)
     results = tables.runs_table(runs, stability)
     ttm = time_to_map_table(runs, target_map)
     summary = tables.summary_table(results, ttm)
-    pairs, pair_flags = pair_rows(runs, bootstrap, stability)
+    pairs, pair_flags = pair_rows(runs, bootstrap, stability, baseline, all_pairs)
     # Every run that is not settled, then those that wobble more than a called pair's Δ.
     flags = [Flag(r, stability[run_key(r)]) for r in runs]
     flags = [f for f in flags if not f.stability.settled] + [f for f in pair_flags if f.pair]
@@ -95,10 +100,15 @@ def analyse(
 
 
 def analyse_results(
-    results: pd.DataFrame, bootstrap: int = 1000, target_map: float | None = None
+    results: pd.DataFrame,
+    bootstrap: int = 1000,
+    target_map: float | None = None,
+    baseline: str = "fixed",
+    all_pairs: bool = False,
 ) -> Analysis:
     """:func:`analyse` of the runs of a ``tables.load_runs`` table (read again from run_dir)."""
-    return analyse([read_run(d) for d in results["run_dir"]], bootstrap, target_map)
+    runs = [read_run(d) for d in results["run_dir"]]
+    return analyse(runs, bootstrap, target_map, baseline, all_pairs)
 
 
 def _protocol_text(p: dict[str, Any] | None) -> str:

@@ -21,12 +21,17 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ohemcli.errors import UserError
 from ohemcli.evaluation.matches import Matches, run_matches, weighted_map
 from ohemcli.report.settled import NOT_SETTLED, Flag, pair_flags, stability_of
 from ohemcli.runs.records import Run
 from ohemcli.runs.stability import RunStability
 
-SAMPLER_ORDER = ("fixed", "hnm", "ohem")
+SAMPLER_ORDER = (
+    "fixed", "hnm", "ohem", "ohem-mmdet", "libra", "pisa", "sampling-free", "focal",
+)  # fmt: skip
+CLASSIC = ("fixed", "hnm", "ohem")  # the paper's three: every pair of them, ohem − hnm first
+PAIR_MODES = ("baseline", "all")
 PAIR_COLUMNS = [
     "a", "b", "delta", "ci_low", "ci_high", "seeds", "verdict", "method", "interval_verdict",
     "unsettled_runs",
@@ -36,15 +41,29 @@ CONFIDENCE = 0.95
 
 
 def sampler_rank(name: str) -> tuple[int, str]:
-    """fixed, hnm, ohem first (in that order), then other samplers by name."""
+    """The built-in samplers first (fixed, hnm, ohem, then the later ones), then others by name."""
     return (SAMPLER_ORDER.index(name) if name in SAMPLER_ORDER else len(SAMPLER_ORDER), name)
 
 
-def sampler_pairs(samplers: Sequence[str]) -> list[tuple[str, str]]:
-    """Every pair (a, b), read as a − b: ohem − hnm, ohem − fixed, hnm − fixed, then the others."""
+def sampler_pairs(
+    samplers: Sequence[str], baseline: str = "fixed", all_pairs: bool = False
+) -> list[tuple[str, str]]:
+    """The pairs (a, b) to report, read as a − b.
+
+    Up to three samplers, or with ``all_pairs``, every pair: ohem − hnm, ohem − fixed,
+    hnm − fixed, then the others. With more than three, each sampler against ``baseline``, plus
+    ohem − hnm first (the paper's question); a baseline that is not among them is one line.
+    """
     ranked = sorted(set(samplers), key=sampler_rank)
-    known = [s for s in ranked if s in SAMPLER_ORDER][::-1]
-    other = [s for s in ranked if s not in SAMPLER_ORDER]
+    if len(ranked) > 3 and not all_pairs:
+        if baseline not in ranked:
+            raise UserError(
+                f"--baseline: {baseline} is not among the samplers ({', '.join(ranked)})"
+            )
+        pairs = [("ohem", "hnm")] if {"ohem", "hnm"} <= set(ranked) else []
+        return pairs + [(s, baseline) for s in ranked if s != baseline]
+    known = [s for s in ranked if s in CLASSIC][::-1]
+    other = [s for s in ranked if s not in CLASSIC]
     pairs = [(a, b) for i, a in enumerate(known) for b in known[i + 1 :]]
     pairs += [(a, b) for i, a in enumerate(other) for b in other[i + 1 :] + known]
     return pairs
@@ -116,18 +135,23 @@ def pair_table(
     runs: Sequence[Run],
     bootstrap: int = 1000,
     stability: Mapping[str, RunStability] | None = None,
+    baseline: str = "fixed",
+    all_pairs: bool = False,
 ) -> pd.DataFrame:
     """One row per sampler pair (``PAIR_COLUMNS``), paired by seed; see the module docstring.
 
-    ``stability``: every run's, by ``settled.run_key`` (assessed here when not given).
+    ``stability``: every run's, by ``settled.run_key`` (assessed here when not given); which
+    pairs: :func:`sampler_pairs`.
     """
-    return pair_rows(runs, bootstrap, stability)[0]
+    return pair_rows(runs, bootstrap, stability, baseline, all_pairs)[0]
 
 
 def pair_rows(
     runs: Sequence[Run],
     bootstrap: int = 1000,
     stability: Mapping[str, RunStability] | None = None,
+    baseline: str = "fixed",
+    all_pairs: bool = False,
 ) -> tuple[pd.DataFrame, list[Flag]]:
     """:func:`pair_table` and every flag that kept a pair from its verdict."""
     stability = stability_of(runs) if stability is None else stability
@@ -136,7 +160,7 @@ def pair_rows(
     resampler = Resampler(bootstrap, rng)
     matches: dict[str, Matches | None] = {}
     rows, flags = [], []
-    for a, b in sampler_pairs([r.sampler for r in runs]):
+    for a, b in sampler_pairs([r.sampler for r in runs], baseline, all_pairs):
         seeds = sorted(s for (name, s) in by_key if name == a and (b, s) in by_key)
         pairs = [(by_key[(a, s)], by_key[(b, s)]) for s in seeds]
         deltas = np.array([float(x.summary["mAP"]) - float(y.summary["mAP"]) for x, y in pairs])

@@ -8,6 +8,10 @@ The plot functions take DataFrames (``report.tables``) and read no files:
   seeds, error bars = std when there are several seeds);
 - ``chosen_iou``: per sampler, the max-IoU mix of the RoIs it trained on over training (the
   ``iou_hist`` of the training log), skipped with a note for runs that did not log it.
+
+Every sampler keeps one colour in every plot (the built-in ones a fixed colour each). With more
+than ``CROWDED`` samplers a line plot becomes small multiples, one panel per sampler with the
+others in grey behind it, four panels to a row; chosen_iou wraps to four panels a row too.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+
+import zlib  # noqa: E402
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
@@ -32,12 +38,97 @@ CHOSEN_IOU_SKIPPED = (
     "chosen_iou: skipped, the runs' training logs have no iou_hist (runs from before it was "
     "logged)."
 )
-_COLOURS = {"fixed": "tab:blue", "hnm": "tab:orange", "ohem": "tab:green"}
+_COLOURS = {
+    "fixed": "tab:blue", "hnm": "tab:orange", "ohem": "tab:green", "ohem-mmdet": "tab:olive",
+    "libra": "tab:purple", "pisa": "tab:brown", "sampling-free": "tab:pink", "focal": "tab:cyan",
+}  # fmt: skip
+# A user's sampler: one of these, by a hash of its name (the same colour in every report).
+_OTHER_COLOURS = ("tab:red", "black", "tab:gray", "#393b79", "#637939", "gold", "#7b4173")
 _STYLES = ("-", "--", ":", "-.")
+CROWDED = 4  # more samplers than this: small multiples
+PANELS_PER_ROW = 4
 
 
 def _colour(sampler: str) -> str:
-    return _COLOURS.get(sampler, "tab:gray")
+    if sampler in _COLOURS:
+        return _COLOURS[sampler]
+    return _OTHER_COLOURS[zlib.crc32(sampler.encode()) % len(_OTHER_COLOURS)]
+
+
+def _panels(count: int, width: float = 3.4, height: float = 2.8) -> tuple[Figure, list]:
+    """A grid of ``count`` panels, ``PANELS_PER_ROW`` to a row, axes shared (flat list)."""
+    cols = min(PANELS_PER_ROW, count)
+    rows = -(-count // cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(width * cols + 1.6, height * rows + 0.6), sharex=True, sharey=True,
+        squeeze=False,
+    )  # fmt: skip
+    flat = list(axes.flat)
+    for ax in flat[count:]:
+        ax.set_visible(False)
+    fig.subplots_adjust(hspace=0.4)
+    for i, ax in enumerate(flat[:count]):
+        # The panel above an empty slot keeps its own tick labels (sharex hides them otherwise).
+        ax.tick_params(labelbottom=i + cols >= count)
+    return fig, flat[:count]
+
+
+def _bottom(axes: list, index: int) -> bool:
+    """True when no panel sits below panel ``index`` (it carries the x label)."""
+    return index + PANELS_PER_ROW >= len(axes)
+
+
+def _lines(
+    frame: pd.DataFrame,
+    x: str,
+    y: str,
+    path: Path,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    marker: str | None = None,
+    scale: float = 1.0,
+) -> Path:
+    """One line per run of ``frame`` (columns run, sampler, seed, x, y): a single panel, or one
+    panel per sampler (others in grey) when there are more than ``CROWDED`` samplers."""
+    runs = []
+    if y in frame:
+        for (_, sampler, seed), m in frame.groupby(["run", "sampler", "seed"], sort=False):
+            m = m.dropna(subset=[y]).sort_values(x)
+            if not m.empty:
+                runs.append((sampler, seed, m[x].to_numpy(), m[y].to_numpy() * scale))
+    samplers = sorted({r[0] for r in runs}, key=sampler_rank)
+    if len(samplers) <= CROWDED:
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        for sampler, seed, xs, ys in runs:
+            ax.plot(xs, ys, _style(frame, seed), marker=marker, color=_colour(sampler),
+                    label=_label(sampler, seed))  # fmt: skip
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize="small")
+        return save_figure(fig, path)
+    fig, axes = _panels(len(samplers))
+    for ax, sampler in zip(axes, samplers, strict=True):
+        for other, seed, xs, ys in runs:  # context: every other run, thin and grey
+            if other != sampler:
+                ax.plot(xs, ys, _style(frame, seed), color="0.82", lw=0.8, marker=marker, ms=2)
+        for other, seed, xs, ys in runs:
+            if other == sampler:
+                ax.plot(xs, ys, _style(frame, seed), marker=marker, ms=3,
+                        color=_colour(sampler), label=f"s{seed}")  # fmt: skip
+        ax.set_title(sampler, color=_colour(sampler))
+        ax.grid(alpha=0.3)
+    for i, ax in enumerate(axes):
+        if _bottom(axes, i):
+            ax.set_xlabel(xlabel)
+        if ax.get_subplotspec().is_first_col():
+            ax.set_ylabel(ylabel)
+    axes[0].legend(fontsize="x-small", title="seed", title_fontsize="x-small")
+    fig.suptitle(f"{title or ylabel} (each sampler in colour, the others in grey)")
+    return save_figure(fig, path)
 
 
 def _style(frame: pd.DataFrame, seed: int) -> str:
@@ -62,26 +153,11 @@ def plot_map_vs_time(evals: pd.DataFrame, path: Path) -> Path:
     """mAP against wall-clock train + mining seconds, one line per run.
 
     ``evals``: one row per evaluation, columns ``run, sampler, seed, iter, wall_seconds, mAP``
-    (``tables.evals_frame``).
+    (``tables.evals_frame``). Sorted by iteration, so the line follows training.
     """
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for (_, sampler, seed), hist in evals.groupby(["run", "sampler", "seed"], sort=False):
-        hist = hist.sort_values("iter")
-        ax.plot(
-            hist["wall_seconds"],
-            hist["mAP"],
-            _style(evals, seed),
-            marker="o",
-            color=_colour(sampler),
-            label=_label(sampler, seed),
-        )
-    ax.set_xlabel("train + mining seconds")
-    ax.set_ylabel("mAP")
-    ax.set_title("mAP against wall-clock")
-    ax.grid(alpha=0.3)
-    if ax.lines:
-        ax.legend(fontsize="small")
-    return save_figure(fig, path)
+    frame = evals.sort_values("iter") if "iter" in evals else evals
+    return _lines(frame, "wall_seconds", "mAP", path, "train + mining seconds", "mAP",
+                  "mAP against wall-clock", marker="o")  # fmt: skip
 
 
 def plot_metric(
@@ -92,25 +168,7 @@ def plot_metric(
     ``metrics``: one row per logged iteration, columns ``run, sampler, seed, iter`` and the logged
     values (``tables.metrics_frame``).
     """
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    if key in metrics:
-        for (_, sampler, seed), m in metrics.groupby(["run", "sampler", "seed"], sort=False):
-            m = m.dropna(subset=[key]).sort_values("iter")
-            if m.empty:
-                continue
-            ax.plot(
-                m["iter"],
-                m[key] * scale,
-                _style(metrics, seed),
-                color=_colour(sampler),
-                label=_label(sampler, seed),
-            )
-    ax.set_xlabel("iteration")
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    if ax.lines:
-        ax.legend(fontsize="small")
-    return save_figure(fig, path)
+    return _lines(metrics, "iter", key, path, "iteration", ylabel, "", scale=scale)
 
 
 def plot_per_class_ap(results: pd.DataFrame, path: Path) -> Path:
@@ -120,7 +178,8 @@ def plot_per_class_ap(results: pd.DataFrame, path: Path) -> Path:
     mean = per_class_ap(results)
     cols = [f"AP/{c}" for c in mean.index]
     std = results.groupby("sampler")[cols].std(ddof=1).T if results["seed"].nunique() > 1 else None
-    fig, ax = plt.subplots(figsize=(max(6.4, 0.9 * len(mean.index) + 2), 4.2))
+    per_class = 0.9 + 0.12 * max(0, len(mean.columns) - 3)  # wider groups for many samplers
+    fig, ax = plt.subplots(figsize=(max(6.4, per_class * len(mean.index) + 2), 4.2))
     x = np.arange(len(mean.index))
     width = 0.8 / max(1, len(mean.columns))
     for i, sampler in enumerate(mean.columns):
@@ -131,7 +190,10 @@ def plot_per_class_ap(results: pd.DataFrame, path: Path) -> Path:
     ax.set_ylabel("AP")
     ax.set_ylim(0, 1)
     ax.set_title("per-class AP (mean over seeds)")
-    ax.legend(fontsize="small")
+    if len(mean.columns) > CROWDED:  # outside, so that it hides no bar
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+    else:
+        ax.legend(fontsize="small")
     return save_figure(fig, path)
 
 
@@ -175,24 +237,24 @@ def plot_chosen_iou(metrics: pd.DataFrame, path: Path) -> Path | None:
     mixes = {s: m for s in samplers if (m := iou_mix(metrics, s)) is not None}
     if not mixes:
         return None
-    fig, axes = plt.subplots(
-        1, len(mixes), figsize=(3.6 * len(mixes) + 1.6, 3.8), sharey=True, squeeze=False
-    )
+    fig, flat = _panels(len(mixes), 3.6, 3.4)
     colours = plt.get_cmap("viridis")(np.linspace(0, 1, IOU_BINS))
     labels = [
         f"[{k / 10:.1f}, {(k + 1) / 10:.1f}{']' if k == IOU_BINS - 1 else ')'}"
         for k in range(IOU_BINS)
     ]
-    for ax, (sampler, (x, shares)) in zip(axes[0], mixes.items(), strict=True):
+    for i, (ax, (sampler, (x, shares))) in enumerate(zip(flat, mixes.items(), strict=True)):
         ax.stackplot(x, 100 * shares.T, colors=colours, labels=labels)
         # Below the line: background (max IoU < 0.5); above it: foreground.
         ax.plot(x, 100 * shares[:, : IOU_BINS // 2].sum(axis=1), "w--", lw=1.2, label="bg | fg")
         ax.set_title(sampler)
-        ax.set_xlabel("iteration")
+        if _bottom(flat, i):
+            ax.set_xlabel("iteration")
         ax.set_ylim(0, 100)
         ax.margins(x=0)
-    axes[0][0].set_ylabel("% of chosen RoIs")
-    handles, names = axes[0][0].get_legend_handles_labels()
+        if ax.get_subplotspec().is_first_col():
+            ax.set_ylabel("% of chosen RoIs")
+    handles, names = flat[0].get_legend_handles_labels()
     fig.legend(handles[::-1], names[::-1], title="max IoU", loc="center right", fontsize="small")
     fig.subplots_adjust(right=1 - 1.5 / fig.get_figwidth())
     return save_figure(fig, path)

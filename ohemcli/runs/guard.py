@@ -80,7 +80,7 @@ def run_lock(paths: RunPaths) -> Iterator[None]:
 
 def clear_leftovers(paths: RunPaths) -> None:
     """Remove the files of an earlier run that died before its first checkpoint."""
-    for path in (paths.config, paths.metrics, paths.evals, paths.summary):
+    for path in (paths.config, paths.metrics, paths.evals, paths.summary, paths.plugin):
         path.unlink(missing_ok=True)
     if paths.eval_dir.is_dir():
         shutil.rmtree(paths.eval_dir)

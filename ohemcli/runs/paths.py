@@ -75,6 +75,11 @@ class RunPaths:
         return self.root / "summary.json"
 
     @property
+    def plugin(self) -> Path:
+        """A plugin sampler's import path, package and version (plugin runs only)."""
+        return self.root / "plugin.json"
+
+    @property
     def lock(self) -> Path:
         """Held (fcntl.flock) by the one process that writes the run folder."""
         return self.root / "run.lock"

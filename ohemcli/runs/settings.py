@@ -11,16 +11,30 @@ from typing import Any
 
 import yaml
 
+from ohemcli.config import ExperimentConfig, config_to_dict
 from ohemcli.errors import UserError
 from ohemcli.fileio import read_text
+
+
+def _fill_defaults(config: dict[str, Any], defaults: dict[str, Any]) -> None:
+    """Add the keys of ``defaults`` that ``config`` lacks, level by level (in place)."""
+    for key, value in defaults.items():
+        if key not in config:
+            config[key] = value
+        elif isinstance(value, dict) and isinstance(config[key], dict):
+            _fill_defaults(config[key], value)
 
 
 def comparable_config(config: dict[str, Any]) -> dict[str, Any]:
     """A config (as a plain dict) without what a compare varies per run: sampler name and seed.
 
     Two runs, or a compare folder and a new request, have the same setting when these agree.
+    A key that the config lacks counts as its default: a folder written before the key existed
+    (a sampler's new option, say) still compares equal to a request that leaves it alone.
     """
     c = json.loads(json.dumps(config))
+    if c:
+        _fill_defaults(c, json.loads(json.dumps(config_to_dict(ExperimentConfig()))))
     c.get("sampler", {}).pop("name", None)
     c.get("train", {}).pop("seed", None)
     return c

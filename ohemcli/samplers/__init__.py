@@ -1,8 +1,10 @@
-"""RoI samplers: which RoIs of a mini-batch the network trains on.
+"""RoI samplers: which RoIs of a mini-batch the network trains on, and how they count.
 
-``SAMPLERS`` is the one list of sampler names: it maps each name to the function that builds that
-sampler from a :class:`~ohemcli.config.SamplerConfig`; ``SamplerName`` (the CLI choice) derives
-from it. Each sampler's constructor takes only the numbers it uses.
+``SAMPLERS`` is the one list of built-in sampler names: it maps each name to the function that
+builds that sampler from a :class:`~ohemcli.config.SamplerConfig`; ``SamplerName`` (the CLI
+choice) derives from it. Each sampler's constructor takes only the numbers it uses. A name that
+is an import path (``pkg.module:Class``) or an entry point of the group ``ohemcli.samplers`` is
+the user's own sampler (``samplers.plugins``).
 """
 
 from __future__ import annotations
@@ -18,10 +20,16 @@ from ohemcli.samplers.base import (
     MiningRequest,
     MiningSampler,
     RoISampler,
+    Selection,
 )
+from ohemcli.samplers.every_roi import EveryRoISampler
 from ohemcli.samplers.fixed import FixedSampler
 from ohemcli.samplers.hnm import HNMSampler
+from ohemcli.samplers.libra import LibraSampler
 from ohemcli.samplers.ohem import OHEMSampler
+from ohemcli.samplers.ohem_mmdet import MMDetOHEMSampler
+from ohemcli.samplers.pisa import PISASampler
+from ohemcli.samplers.plugins import build_plugin, is_plugin_name
 
 
 def _fixed(c: SamplerConfig) -> FixedSampler:
@@ -45,10 +53,29 @@ def _ohem(c: SamplerConfig) -> OHEMSampler:
     return OHEMSampler(c.ohem_nms_iou if c.ohem_nms else None, c.ohem_nms_scope, c.ohem_loss)
 
 
+def _pisa(c: SamplerConfig) -> PISASampler:
+    return PISASampler(
+        c.fg_fraction,
+        c.pisa_k,
+        c.pisa_bias,
+        c.pisa_score_thr,
+        c.pisa_iou_thr,
+        c.pisa_isr_p,
+        c.pisa_carl,
+    )
+
+
+# The mmdetection-derived samplers take every background RoI (IoU in [0, fg_thresh)), as
+# mmdetection's assigner does: bg_lo is fixed's and hnm's alone.
 SAMPLERS: dict[str, Callable[[SamplerConfig], RoISampler]] = {
     "fixed": _fixed,
     "hnm": _hnm,
     "ohem": _ohem,
+    "ohem-mmdet": lambda c: MMDetOHEMSampler(c.fg_fraction),
+    "libra": lambda c: LibraSampler(c.fg_fraction, c.fg_thresh, c.libra_num_bins, c.libra_bins),
+    "pisa": _pisa,
+    "sampling-free": lambda c: EveryRoISampler("guided"),
+    "focal": lambda c: EveryRoISampler("focal", c.focal_gamma),
 }
 
 SamplerName = Enum("SamplerName", {name: name for name in SAMPLERS}, type=str)  # type: ignore[misc]
@@ -56,27 +83,39 @@ SamplerName.__doc__ = "Sampler choice for the CLI (the names of ``SAMPLERS``)."
 
 
 def check_sampler_names(names: Sequence[str]) -> None:
-    """Refuse ``--samplers`` names that are not in ``SAMPLERS``, naming each one."""
-    unknown = [name for name in names if name not in SAMPLERS]
+    """Refuse ``--samplers`` names that are neither in ``SAMPLERS`` nor a plugin, naming each
+    one; import and construct every plugin now, so that a broken one stops before any work."""
+    unknown = [name for name in names if name not in SAMPLERS and not is_plugin_name(name)]
     if unknown:
         raise UserError(
-            f"--samplers: unknown {', '.join(unknown)} (choose from {', '.join(SAMPLERS)})"
+            f"--samplers: unknown {', '.join(unknown)} (choose from {', '.join(SAMPLERS)}, "
+            "or give your own as pkg.module:Class)"
         )
+    for name in names:
+        if name not in SAMPLERS:
+            build_plugin(SamplerConfig(name=name))
 
 
 def build_sampler(cfg: SamplerConfig) -> RoISampler:
     """The sampler named by ``cfg.name``, built from the config's numbers that it uses."""
-    if cfg.name not in SAMPLERS:
-        raise UserError(f"sampler.name: unknown '{cfg.name}' (choose from {', '.join(SAMPLERS)})")
-    return SAMPLERS[cfg.name](cfg)
+    if cfg.name in SAMPLERS:
+        return SAMPLERS[cfg.name](cfg)
+    if is_plugin_name(cfg.name):
+        return build_plugin(cfg)
+    raise UserError(f"sampler.name: unknown '{cfg.name}' (choose from {', '.join(SAMPLERS)})")
 
 
 __all__ = [
     "SAMPLERS",
+    "EveryRoISampler",
     "FixedSampler",
     "HNMSampler",
+    "LibraSampler",
+    "MMDetOHEMSampler",
     "OHEMSampler",
+    "PISASampler",
     "SamplerName",
+    "Selection",
     "build_sampler",
     "check_sampler_names",
     "ImageRoIs",

@@ -2,6 +2,9 @@
 
 Samplers never hold the model. The trainer runs the read-only loss pass when a sampler sets
 ``needs_roi_losses`` and the hnm mining pass (``engine.mining``), and hands the results over.
+``select`` returns either a tensor of positions (the plain case) or a :class:`Selection`, which
+also says, as data, how each chosen RoI counts (per-RoI weights) and which training loss the
+trainer reduces them with (``model.losses.LOSS_KINDS``).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from ohemcli.model.losses import RoILosses
+from ohemcli.model.losses import LOSS_KINDS, RoILosses
 
 
 @dataclass
@@ -24,6 +27,50 @@ class ImageRoIs:
     max_iou: Tensor  # (R,) max IoU with the training ground truth
     box_targets: Tensor  # (R, 4) normalised deltas
     image_id: str
+    gt_index: Tensor | None = None  # (R,) the ground-truth box of highest IoU (-1: none)
+
+
+@dataclass
+class Selection:
+    """What a sampler chose for one image, as data.
+
+    ``indices`` are positions into the image's RoIs. ``cls_weight`` and ``box_weight`` (None: 1
+    for every RoI) multiply the chosen RoIs' loss terms, in the order of ``indices``. ``loss`` is
+    the training loss (``ce``, ``focal``, ``guided`` or ``pisa``, see
+    :func:`ohemcli.model.losses.reduce_losses`); every image of a batch must name the same one.
+    """
+
+    indices: Tensor
+    cls_weight: Tensor | None = None
+    box_weight: Tensor | None = None
+    loss: str = "ce"
+
+
+class ProtocolError(ValueError):
+    """A sampler's answer does not follow the protocol (the message says how)."""
+
+
+def as_selection(answer: object, num_rois: int) -> Selection:
+    """``select``'s answer as a checked :class:`Selection` (a tensor is one with no weights).
+
+    Raises :class:`ProtocolError` when the positions are not a 1-D integer tensor within
+    ``[0, num_rois)``, a weight does not match them in length, or the loss is unknown.
+    """
+    selection = answer if isinstance(answer, Selection) else Selection(answer)  # type: ignore[arg-type]
+    idx = selection.indices
+    if not isinstance(idx, Tensor) or idx.dim() != 1 or idx.is_floating_point():
+        raise ProtocolError("select() must return a 1-D integer tensor of positions or a Selection")
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= num_rois):
+        raise ProtocolError(f"select() returned a position outside [0, {num_rois})")
+    for name in ("cls_weight", "box_weight"):
+        weight = getattr(selection, name)
+        if weight is not None and (not isinstance(weight, Tensor) or weight.shape != idx.shape):
+            raise ProtocolError(f"select(): {name} must be a tensor of shape {tuple(idx.shape)}")
+    if selection.loss not in LOSS_KINDS:
+        raise ProtocolError(
+            f"select(): unknown loss {selection.loss!r} (choose from {', '.join(LOSS_KINDS)})"
+        )
+    return selection
 
 
 @dataclass
@@ -61,8 +108,9 @@ class RoISampler(Protocol):
 
     def select(
         self, rois: ImageRoIs, roi_losses: RoILosses | None, num: int, gen: torch.Generator
-    ) -> Tensor:
-        """Positions (into ``rois``) of at most ``num`` RoIs to train on."""
+    ) -> Tensor | Selection:
+        """Positions (into ``rois``) of the RoIs to train on (at most ``num`` by convention;
+        sampling-free and focal take every RoI), or a :class:`Selection` with weights and loss."""
         ...
 
     def after_mining(self, mined: MinedNegatives | None) -> None:

@@ -35,3 +35,42 @@ def test_ohem_nms_scope_reaches_the_config(monkeypatch, tmp_path):
     assert seen["cfg"].sampler.hnm_pool == "accumulate"
     assert runner.invoke(app, [*args, "--hnm-pool", "replace"]).exit_code == 0
     assert seen["cfg"].sampler.hnm_pool == "replace"
+
+
+@pytest.mark.parametrize("command", ["train", "compare"])
+def test_help_names_every_built_in_sampler(command):
+    from ohemcli.samplers import SAMPLERS
+
+    text = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"}).output
+    assert [name for name in SAMPLERS if name not in text] == []
+
+
+def test_libra_bins_reaches_the_config(monkeypatch, tmp_path):
+    import ohemcli.engine.train
+
+    seen = {}
+    monkeypatch.setattr(
+        ohemcli.engine.train, "train", lambda cfg, out, resume=False: seen.update(cfg=cfg) or {}
+    )
+    args = ["train", "--sampler", "libra", "--libra-bins", "paper", "--out", str(tmp_path / "r")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert seen["cfg"].sampler.name == "libra" and seen["cfg"].sampler.libra_bins == "paper"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--samplers", "fixed,ohem,libra,pisa", "--baseline", "hnm"],
+         "--baseline: hnm is not among the samplers (fixed, ohem, libra, pisa)"),
+        (["--samplers", "fixed,nosuch_mod_xyz:Mine"],
+         "--samplers: plugin 'nosuch_mod_xyz:Mine': cannot import nosuch_mod_xyz:Mine"),
+        (["--samplers", "fixed,ohm"], "--samplers: unknown ohm (choose from fixed, hnm, ohem"),
+    ],
+)  # fmt: skip
+def test_compare_refuses_a_bad_baseline_or_sampler_before_any_work(tmp_path, extra, message):
+    out = tmp_path / "cmp"
+    result = runner.invoke(app, ["compare", "--out", str(out), "--no-progress", *extra])
+    assert result.exit_code == 2 and message in result.stderr
+    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
+    assert not (out / "runs").exists()

@@ -30,3 +30,13 @@ def test_image_without_ground_truth_is_all_background():
     t = assign_targets(torch.rand(4, 4) * 10, torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64))
     assert t.labels.tolist() == [0, 0, 0, 0]
     assert torch.all(t.max_iou == 0)
+
+
+def test_gt_index_names_the_box_of_highest_iou_and_minus_one_without_ground_truth():
+    gt = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]])
+    rois = torch.tensor([[21.0, 21.0, 30.0, 30.0], [0.0, 0.0, 9.0, 10.0], [50.0, 50.0, 60.0, 60.0]])
+    t = assign_targets(rois, gt, torch.tensor([1, 2]))
+    assert t.gt_index.tolist() == [1, 0, 0]  # the third overlaps nothing: argmax 0, label 0
+    assert t.labels.tolist() == [2, 1, 0]
+    none = assign_targets(rois, torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64))
+    assert none.gt_index.tolist() == [-1, -1, -1]

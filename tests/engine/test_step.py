@@ -131,3 +131,47 @@ def test_non_finite_loss_names_the_term_and_leaves_the_weights():
     after = [p.detach().nan_to_num() for p in model.parameters()]
     assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
     assert updater.scheduler.last_epoch == 0  # no optimizer or scheduler step
+
+
+class Weighted(TakeFirst):
+    """Every RoI, each loss term times ``scale`` (a Selection)."""
+
+    def __init__(self, scale: float) -> None:
+        self.scale = scale
+
+    def select(self, rois, roi_losses, num, gen):
+        from ohemcli.samplers.base import Selection
+
+        n = len(rois.labels)
+        weight = torch.full((n,), self.scale)
+        return Selection(torch.arange(n), cls_weight=weight, box_weight=weight)
+
+
+def test_selection_weights_scale_the_training_loss():
+    batch = Batch(torch.rand(1, 3, 48, 64), [_sample([0.7, 0.2, 0.6], [1, 0, 1])])
+    batch.samples[0].box_targets[0] = torch.tensor([1.0, -1.0, 0.5, 0.0])
+    results = []
+    for scale in (1.0, 2.0, 0.0):
+        model, updater = _setup()  # the same weights each time
+        results.append(train_step(model, Weighted(scale), batch, updater, 3, torch.Generator(), 1))
+    one, two, zero = results
+    assert one.loss > 0 and two.loss == pytest.approx(2 * one.loss, rel=1e-5)
+    assert two.loss_box == pytest.approx(2 * one.loss_box, rel=1e-5) and zero.loss == 0.0
+
+
+def test_every_built_in_sampler_trains_one_step():
+    from ohemcli.config import SamplerConfig
+    from ohemcli.samplers import SAMPLERS, build_sampler
+
+    iou = [0.7, 0.55, 0.3, 0.2, 0.05, 0.45, 0.0, 1.0]
+    labels = [1, 2, 0, 0, 0, 0, 0, 2]
+    sample = _sample(iou, labels)
+    sample.gt_index = torch.tensor([0, 1, 0, 0, 0, 1, 0, 1])
+    for name in SAMPLERS:
+        model, updater = _setup()
+        sampler = build_sampler(SamplerConfig(name=name))
+        batch = Batch(torch.rand(1, 3, 48, 64), [sample])
+        result = train_step(model, sampler, batch, updater, 4, torch.Generator(), 1)
+        assert result.loss == pytest.approx(result.loss_cls + result.loss_box, rel=1e-5), name
+        every = name in ("sampling-free", "focal")
+        assert result.num_chosen == (8 if every else 4), name

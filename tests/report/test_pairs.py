@@ -42,6 +42,36 @@ def test_pairs_come_ohem_minus_hnm_first() -> None:
     ]
 
 
+EIGHT = ["focal", "pisa", "fixed", "ohem", "libra", "hnm", "sampling-free", "ohem-mmdet"]
+
+
+def test_many_samplers_pair_with_the_baseline_plus_ohem_minus_hnm() -> None:
+    assert sampler_pairs(EIGHT) == [
+        ("ohem", "hnm"), ("hnm", "fixed"), ("ohem", "fixed"), ("ohem-mmdet", "fixed"),
+        ("libra", "fixed"), ("pisa", "fixed"), ("sampling-free", "fixed"), ("focal", "fixed"),
+    ]  # fmt: skip
+    by_ohem = sampler_pairs(EIGHT, baseline="ohem")
+    assert by_ohem[:3] == [("ohem", "hnm"), ("fixed", "ohem"), ("hnm", "ohem")]
+    assert len(by_ohem) == 8  # ohem − hnm, then the 7 others against ohem (hnm − ohem as well)
+    every = sampler_pairs(EIGHT, all_pairs=True)
+    assert len(every) == 8 * 7 // 2 and len(set(every)) == 28
+    assert every[:3] == [("ohem", "hnm"), ("ohem", "fixed"), ("hnm", "fixed")]
+    four = ["fixed", "libra", "mypkg.mod:Mine", "pisa"]  # no hnm: no ohem − hnm row
+    assert sampler_pairs(four) == [
+        ("libra", "fixed"),
+        ("pisa", "fixed"),
+        ("mypkg.mod:Mine", "fixed"),
+    ]
+
+
+def test_a_baseline_that_is_not_compared_is_one_line() -> None:
+    from ohemcli.errors import UserError
+
+    with pytest.raises(UserError, match=r"^--baseline: hnm is not among the samplers \(fixed, "):
+        sampler_pairs(["fixed", "ohem", "libra", "pisa"], baseline="hnm")
+    assert sampler_pairs(["fixed", "ohem"], baseline="hnm") == [("ohem", "fixed")]  # <= 3: all
+
+
 def test_verdict_needs_an_interval_that_excludes_zero() -> None:
     assert verdict(0.01, 0.03, 3) == "better"
     assert verdict(-0.03, -0.01, 3) == "worse"

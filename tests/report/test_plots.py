@@ -64,3 +64,38 @@ def test_chosen_iou_plot_is_drawn_or_skipped(tmp_path: Path) -> None:
         assert (out.plot("chosen_iou") in drawn) == expect and bool(skipped) != expect
         assert out.plot("chosen_iou").is_file() == expect
     assert plot_chosen_iou(pd.DataFrame(columns=["sampler", "iter"]), tmp_path / "x.png") is None
+
+
+def test_eight_samplers_and_a_plugin_get_small_multiples_and_their_own_colours(
+    tmp_path: Path,
+) -> None:
+    from ohemcli.report import plots
+
+    names = ["fixed", "hnm", "ohem", "ohem-mmdet", "libra", "pisa", "sampling-free", "focal",
+             "mypkg.mod:Mine"]  # fmt: skip
+    for k, sampler in enumerate(names):
+        logged = [{"iter": i, "loss": 1.0 / i + k, "fg_fraction": 0.25,
+                   "iou_hist": hist(b0=5, b7=i)} for i in (2, 4)]  # fmt: skip
+        history = [{"iter": i, "mAP": 0.1 * k, "train_seconds": i, "mining_seconds": 0,
+                    "wall_seconds": float(i)} for i in (2, 4)]  # fmt: skip
+        fake_run(tmp_path / "runs", sampler, 1, 0.4, history=history, metrics=logged)
+    runs = read_runs([tmp_path])
+    drawn = []
+    real_save = plots.save_figure
+
+    def keep(fig, path):  # the figure's visible panels, before it is saved and closed
+        drawn.append((path.name, [a.get_title() for a in fig.axes if a.get_visible()]))
+        return real_save(fig, path)
+
+    plots.save_figure = keep
+    try:
+        write_plots(
+            runs_table(runs), evals_frame(runs), metrics_frame(runs), ComparePaths(tmp_path)
+        )
+    finally:
+        plots.save_figure = real_save
+    panels = dict(drawn)
+    assert panels["map_vs_time.png"] == names  # one panel per sampler, in report order
+    assert panels["chosen_iou.png"] == names
+    colours = {plots._colour(n) for n in names}
+    assert len(colours) == len(names)  # no two samplers share a colour

@@ -127,6 +127,20 @@ def test_comparable_config_drops_only_sampler_name_and_seed() -> None:
     assert setting_hash(c) != setting_hash(a)
 
 
+def test_a_key_added_later_counts_as_its_default() -> None:
+    from ohemcli.config import ExperimentConfig, config_to_dict
+
+    new = config_to_dict(ExperimentConfig())
+    old = json.loads(json.dumps(new))
+    del old["sampler"]["libra_bins"], old["sampler"]["focal_gamma"]  # a folder from before them
+    assert comparable_config(old) == comparable_config(new)
+    assert first_difference(comparable_config(old), comparable_config(new)) is None
+    new["sampler"]["libra_bins"] = "paper"  # not the default: a different setting
+    assert first_difference(comparable_config(old), comparable_config(new)) == (
+        "sampler.libra_bins", "reference", "paper",
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_every_name_matches_as_a_path(name: str) -> None:
     assert PATH_LIKE.match(name) and PATH_LIKE.match(f"runs/*/{name}")

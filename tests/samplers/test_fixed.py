@@ -60,7 +60,9 @@ def test_same_generator_same_picks():
 def test_sampler_names_are_listed_once_and_the_cli_choice_derives_from_them():
     from ohemcli.samplers import SAMPLERS, SamplerName
 
-    assert [m.value for m in SamplerName] == list(SAMPLERS) == ["fixed", "hnm", "ohem"]
+    assert [m.value for m in SamplerName] == list(SAMPLERS) == [
+        "fixed", "hnm", "ohem", "ohem-mmdet", "libra", "pisa", "sampling-free", "focal",
+    ]  # fmt: skip
     for name in SAMPLERS:
         assert build_sampler(SamplerConfig(name=name)) is not None
 

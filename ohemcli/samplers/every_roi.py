@@ -1,0 +1,48 @@
+"""Samplers that keep every RoI and change the loss instead: ``sampling-free`` and ``focal``.
+
+- ``sampling-free`` (Chen et al. 2019, ChenJoya/sampling-free ``box_head/loss.py``): every RoI
+  (foreground IoU >= 0.5, background below it) trains; cross-entropy is averaged over all of them,
+  smooth L1 over the foreground, and the guided scaling ``L_cls <- 2 L_cls (L_reg / L_cls)``
+  (ratio detached) sets the classification term's size (loss ``guided``).
+- ``focal``: softmax focal loss (gamma 2) over every RoI, normalised by the number of
+  foreground RoIs, as RetinaNet normalises (loss ``focal``).
+
+Both ignore ``num`` (B/N): the batch is every candidate RoI of the image.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ohemcli.model.losses import RoILosses
+from ohemcli.samplers.base import ImageRoIs, MinedNegatives, Selection
+
+
+class EveryRoISampler:
+    """Every RoI of the image, trained with the loss ``loss`` (``guided`` or ``focal``)."""
+
+    needs_roi_losses = False
+    needs_mining = False
+
+    def __init__(self, loss: str, focal_gamma: float = 2.0) -> None:
+        """``loss``: the training loss; ``focal_gamma``: the focusing parameter of ``focal``."""
+        self.loss = loss
+        self.loss_options = {"focal_gamma": focal_gamma}
+
+    def select(
+        self, rois: ImageRoIs, roi_losses: RoILosses | None, num: int, gen: torch.Generator
+    ) -> Selection:
+        """Every RoI, with the sampler's loss."""
+        return Selection(torch.arange(len(rois.labels), device=rois.labels.device), loss=self.loss)
+
+    def after_mining(self, mined: MinedNegatives | None) -> None:
+        """Nothing to refresh."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """No state."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """No state."""

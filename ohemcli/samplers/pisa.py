@@ -1,0 +1,156 @@
+"""Prime Sample Attention (Cao et al., CVPR 2020), as mmdetection runs it.
+
+The sampler is mmdetection's ``ScoreHLRSampler`` (ISR-N); the loss (``pisa``, see
+``model.losses``) adds ISR-P and CARL on the training forward.
+
+- Positives: ``int(num * 0.25)`` at random (all when fewer).
+- Negatives (every label-0 RoI), from the read-only pass: a negative is *valid* when its highest
+  foreground score is above ``score_thr`` (0.05). Valid negatives are grouped by NMS-match
+  (IoU >= ``iou_thr`` 0.5) of their predicted boxes (the highest-scoring foreground class's),
+  ranked within each group by score, then across groups (the first of every group before any
+  second): that is the score hierarchical local rank (HLR). The ``need`` best-ranked valid
+  negatives are taken, the rest drawn at random from the invalid ones.
+- Weights of the chosen negatives: ``(U - rank) / U`` with ``U = max(need, valid)`` (random ones
+  get the smallest of those), mapped by ``(bias + (1 - bias) w)^k`` (k 0.5, bias 0) and rescaled
+  so that the chosen negatives' weighted read-only CE equals their unweighted CE.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ohemcli.model.losses import RoILosses
+from ohemcli.samplers.base import ImageRoIs, MinedNegatives, Selection, random_subset
+
+
+def nms_match(boxes: Tensor, scores: Tensor, iou_thr: float) -> list[Tensor]:
+    """Groups of positions as mmcv's ``nms_match``: in decreasing score, each box not yet taken
+    opens a group with every later untaken box overlapping it at IoU >= ``iou_thr`` (areas
+    without +1), the group in decreasing score."""
+    from torchvision.ops import box_iou  # training only
+
+    order = torch.sort(scores, descending=True, stable=True).indices
+    iou = box_iou(boxes[order].float(), boxes[order].float())
+    taken = torch.zeros(len(order), dtype=torch.bool)
+    groups = []
+    for i in range(len(order)):
+        if taken[i]:
+            continue
+        members = torch.nonzero((iou[i] >= iou_thr) & ~taken).flatten()
+        members = members[members > i]
+        taken[members] = True
+        groups.append(order[torch.cat([torch.tensor([i]), members])])
+    return groups
+
+
+def score_hlr(scores: Tensor, groups: list[Tensor]) -> Tensor:
+    """Rank (0 = first) of each valid negative by score-HLR: ``valid - rank_in_group + score``,
+    highest first."""
+    importance = torch.zeros_like(scores, dtype=torch.float32)
+    for group in groups:
+        importance[group] = len(scores) - torch.arange(len(group)).float() + scores[group].float()
+    order = torch.sort(importance, descending=True, stable=True).indices
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(order))
+    return rank
+
+
+def isr_n(
+    neg_cls_loss: Tensor,
+    max_score: Tensor,
+    pred_boxes: Tensor,
+    need: int,
+    gen: torch.Generator,
+    k: float = 0.5,
+    bias: float = 0.0,
+    score_thr: float = 0.05,
+    iou_thr: float = 0.5,
+) -> tuple[Tensor, Tensor]:
+    """Positions (into the negatives) of ``need`` negatives and their loss weights (ISR-N)."""
+    num_neg = len(neg_cls_loss)
+    need = min(num_neg, need)
+    valid = torch.nonzero(max_score > score_thr).flatten()
+    invalid = torch.nonzero(max_score <= score_thr).flatten()
+    if valid.numel() == 0:
+        chosen = random_subset(torch.arange(num_neg), need, gen)
+        return chosen, torch.ones(len(chosen))
+    num_hlr = min(len(valid), need)
+    groups = nms_match(pred_boxes[valid], max_score[valid], iou_thr)
+    rank = score_hlr(max_score[valid], groups)
+    best = torch.sort(rank).indices[:num_hlr]  # positions into valid, best HLR first
+    chosen = torch.cat([valid[best], random_subset(invalid, need - num_hlr, gen)])
+    upper = max(need, len(valid))
+    weights = torch.ones(need)
+    hlr_weights = (upper - rank[best].float()) / upper
+    weights[:num_hlr] = hlr_weights
+    weights[num_hlr:] = hlr_weights.min()
+    weights = (bias + (1.0 - bias) * weights).pow(k)
+    loss = neg_cls_loss[chosen].float()
+    new = (loss * weights).sum()
+    if new.item() > 0:
+        weights = weights * (loss.sum() / new)
+    return chosen, weights
+
+
+class PISASampler:
+    """Random positives, score-HLR negatives with ISR-N weights; trained with the pisa loss."""
+
+    needs_roi_losses = True
+    needs_pred_boxes = True  # the read-only pass also decodes each RoI's top-class box
+    needs_mining = False
+
+    def __init__(
+        self,
+        fg_fraction: float = 0.25,
+        k: float = 0.5,
+        bias: float = 0.0,
+        score_thr: float = 0.05,
+        iou_thr: float = 0.5,
+        isr_p: bool = True,
+        carl: bool = True,
+    ) -> None:
+        """ISR-N's numbers; ``isr_p``/``carl`` switch the loss's two parts (k 2/bias 0, k 1/bias
+        0.2, mmdetection's config)."""
+        self.fg_fraction, self.k, self.bias = fg_fraction, k, bias
+        self.score_thr, self.iou_thr = score_thr, iou_thr
+        self.loss_options = {"isr_p": float(isr_p), "carl": float(carl)}
+
+    def select(
+        self, rois: ImageRoIs, roi_losses: RoILosses | None, num: int, gen: torch.Generator
+    ) -> Selection:
+        """Positives at random, then ISR-N's negatives, with the negatives' cls weights."""
+        if roi_losses is None or roi_losses.logits is None or roi_losses.pred_boxes is None:
+            raise ValueError("pisa needs the scores and boxes of the read-only pass")
+        fg = torch.nonzero(rois.labels > 0).flatten()
+        bg = torch.nonzero(rois.labels == 0).flatten()
+        chosen_fg = random_subset(fg, int(num * self.fg_fraction), gen)
+        scores = roi_losses.logits[bg].float().softmax(-1)[:, 1:]
+        max_score = scores.max(dim=1).values if scores.shape[1] else torch.zeros(len(bg))
+        picked, neg_weights = isr_n(
+            roi_losses.cls[bg].cpu(),
+            max_score.cpu(),
+            roi_losses.pred_boxes[bg].cpu(),
+            num - chosen_fg.numel(),
+            gen,
+            self.k,
+            self.bias,
+            self.score_thr,
+            self.iou_thr,
+        )
+        device = rois.labels.device
+        indices = torch.cat([chosen_fg, bg[picked.to(bg.device)]])
+        weights = torch.cat([torch.ones(len(chosen_fg)), neg_weights]).to(device)
+        return Selection(indices, cls_weight=weights, loss="pisa")
+
+    def after_mining(self, mined: MinedNegatives | None) -> None:
+        """Nothing to refresh."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """No state."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """No state."""

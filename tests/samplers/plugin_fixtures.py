@@ -1,0 +1,39 @@
+"""Plugin samplers that misbehave, for tests/samplers/test_plugins.py (imported by path)."""
+
+import torch
+
+
+class NoSelect:
+    """Lacks select(): refused before any work."""
+
+    needs_roi_losses = False
+
+
+class RaisesAtThird:
+    """Raises on its third select() call, during training."""
+
+    needs_roi_losses = False
+    needs_mining = False
+
+    def __init__(self):
+        self.calls = 0
+
+    def select(self, rois, roi_losses, num, gen):
+        self.calls += 1
+        if self.calls == 3:
+            raise ValueError("boom")
+        return torch.arange(min(num, len(rois.labels)))
+
+
+class OutOfRange(RaisesAtThird):
+    """Answers a position past the image's RoIs."""
+
+    def select(self, rois, roi_losses, num, gen):
+        return torch.tensor([len(rois.labels)])
+
+
+class BadInit:
+    """Its constructor raises."""
+
+    def __init__(self):
+        raise OSError("no licence file")

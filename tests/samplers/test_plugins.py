@@ -1,0 +1,139 @@
+"""The user's own sampler: by import path and by entry point, its record in the run folder,
+resume through its state_dict, and one line for each way it can fail."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from ohemcli.config import SamplerConfig
+from ohemcli.errors import UserError
+from ohemcli.fileio import read_json
+from ohemcli.launch.compare import compare
+from ohemcli.runs.checkpointer import load_checkpoint
+from ohemcli.samplers import build_sampler, check_sampler_names
+from ohemcli.samplers.base import ImageRoIs
+from ohemcli.samplers.plugins import PluginError, PluginSampler
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "experiments" / "plugins"
+EXAMPLE = "hard_after_warmup:HardAfterWarmup"
+FIXTURES = "tests.samplers.plugin_fixtures"
+
+
+@pytest.fixture()
+def example_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+
+
+@pytest.fixture()
+def tiny(small_config):
+    return small_config(**{"train.iters": 4, "train.checkpoint_every": 2, "train.log_every": 2})
+
+
+def _rois(n: int) -> ImageRoIs:
+    labels = torch.tensor([1, 1] + [0] * (n - 2))
+    return ImageRoIs(torch.zeros(n, 4), labels, torch.zeros(n), torch.zeros(n, 4), "i")
+
+
+def test_the_example_follows_the_protocol(example_on_path):
+    from ohemcli.model.losses import RoILosses
+
+    sampler = build_sampler(SamplerConfig(name=EXAMPLE))
+    assert isinstance(sampler, PluginSampler) and sampler.needs_roi_losses
+    assert sampler.info.import_path == EXAMPLE and sampler.info.version is None  # a loose module
+    sampler.inner.warmup = 0  # hard from the first image: negatives by loss, highest first
+    cls = torch.tensor([0.0, 0.0, 0.1, 0.9, 0.5, 0.2])
+    sel = sampler.select(_rois(6), RoILosses(cls, torch.zeros(6)), 4, torch.Generator())
+    assert sel.indices[0].item() in (0, 1) and sel.indices[1:].tolist() == [3, 4, 5]
+    assert sampler.state_dict() == {"seen": 1}
+
+
+def test_a_compare_runs_the_example_and_survives_a_plugin_that_raises(
+    example_on_path, tiny, tmp_path
+):
+    bad = f"{FIXTURES}:RaisesAtThird"
+    outcome = compare(tiny, [bad, "fixed", EXAMPLE], [1], tmp_path / "cmp", show_progress=False)
+    # the plugin that raised fails its own run, in one line naming it and the call
+    assert [f.name for f in outcome.failures] == [f"{bad}-s1"]
+    assert outcome.failures[0].last_line.endswith(
+        f"PluginError: sampler plugin '{bad}': select() raised ValueError: boom"
+    )
+    runs = {p.name: p for p in outcome.finished(tiny.train.iters)}
+    assert set(runs) == {"fixed-s1", f"{EXAMPLE}-s1"}  # the other runs of the grid finished
+    record = read_json(runs[f"{EXAMPLE}-s1"] / "plugin.json")
+    assert record == {
+        "name": EXAMPLE, "import_path": EXAMPLE, "distribution": None, "version": None,
+    }  # fmt: skip
+    assert not (runs["fixed-s1"] / "plugin.json").exists()
+    # 4 iterations of 2 images: 8 select() calls, saved through the plugin's state_dict
+    assert load_checkpoint(runs[f"{EXAMPLE}-s1"] / "checkpoint.pt")["sampler"] == {"seen": 8}
+    # the report pairs the plugin with fixed like any sampler
+    from ohemcli.report import load_runs
+    from ohemcli.report.render import write_report
+
+    write_report(tmp_path / "cmp", load_runs(list(runs.values())), plots=False, bootstrap=0)
+    pairs = (tmp_path / "cmp" / "pairs.csv").read_text().splitlines()
+    assert len(pairs) == 2 and pairs[1].startswith(f"{EXAMPLE},fixed,")
+
+
+def test_an_entry_point_names_the_plugin_and_its_package_version(
+    example_on_path, tiny, tmp_path, monkeypatch
+):
+    site = tmp_path / "site"
+    info = site / "fakepkg-1.2.3.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fakepkg\nVersion: 1.2.3\n")
+    (info / "entry_points.txt").write_text(f"[ohemcli.samplers]\nwarmhard = {EXAMPLE}\n")
+    monkeypatch.syspath_prepend(str(site))
+    check_sampler_names(["fixed", "warmhard"])
+    sampler = build_sampler(SamplerConfig(name="warmhard"))
+    assert sampler.info.to_dict() == {
+        "name": "warmhard", "import_path": EXAMPLE, "distribution": "fakepkg", "version": "1.2.3",
+    }  # fmt: skip
+    from ohemcli.engine.train import train
+
+    run = tmp_path / "run"
+    cfg = replace(tiny, sampler=SamplerConfig(name="warmhard"), train=replace(tiny.train, iters=1))
+    train(cfg, run, show_progress=False)
+    assert read_json(run / "plugin.json")["version"] == "1.2.3"
+
+
+def test_resume_restores_the_plugin_state(example_on_path, small_config, tmp_path):
+    from ohemcli.engine.train import train
+
+    def cfg(iters):
+        return small_config(
+            **{"sampler.name": EXAMPLE, "train.iters": iters, "train.checkpoint_every": 2}
+        )
+
+    run = tmp_path / "run"
+    train(cfg(2), run, show_progress=False)
+    assert load_checkpoint(run / "checkpoint.pt")["sampler"] == {"seen": 4}
+    train(cfg(4), run, resume=True, show_progress=False)
+    assert load_checkpoint(run / "checkpoint.pt")["sampler"] == {"seen": 8}  # 4 + 4, not 4
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("nosuch_module_xyz:Sampler", r"plugin 'nosuch_module_xyz:Sampler': cannot import .*"
+         "ModuleNotFoundError"),
+        (f"{FIXTURES}:Missing", r"cannot import .*AttributeError"),
+        (f"{FIXTURES}:NoSelect", r"plugin '.*:NoSelect' has no select\(\) method"),
+        (f"{FIXTURES}:BadInit", r"plugin '.*:BadInit': constructing it raised OSError: no licence"),
+        ("nosuch", r"--samplers: unknown nosuch \(choose from fixed, hnm, ohem, ohem-mmdet"),
+    ],
+)  # fmt: skip
+def test_a_broken_plugin_is_one_line_before_any_work(name, message):
+    with pytest.raises(UserError, match=message) as info:
+        check_sampler_names(["fixed", name])
+    assert "\n" not in str(info.value)
+
+
+def test_a_plugin_that_answers_outside_the_protocol_names_the_call():
+    sampler = build_sampler(SamplerConfig(name=f"{FIXTURES}:OutOfRange"))
+    with pytest.raises(PluginError, match=r"OutOfRange': select\(\) returned a position outside"):
+        sampler.select(_rois(3), None, 2, torch.Generator())
