@@ -89,7 +89,10 @@ class TrainConfig:
     momentum: float = 0.9  # SGD momentum
     weight_decay: float = 0.0005  # L2 weight decay
     bias_lr_factor: float = 1.0  # lr multiplier of every bias (Caffe's lr_mult: 2 in the paper)
-    bias_weight_decay: float | None = None  # weight decay of biases (None = weight_decay; paper 0)
+    bias_weight_decay: float | None = None  # weight decay of the biases bias_decay_scope names
+    # (None = weight_decay): "all" biases, or only those of the "fc" layers (fc6, fc7, cls_score,
+    # bbox_pred), as the OHEM prototxt, whose conv biases keep weight_decay
+    bias_decay_scope: str = "all"
     lr_steps: tuple[int, ...] = (30000,)  # iterations at which the lr drops
     lr_gamma: float = 0.1  # factor of each drop
     warmup_iters: int = 0  # linear lr warm-up iterations (0 = none, as in the paper)

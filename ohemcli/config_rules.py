@@ -180,6 +180,7 @@ RULES: dict[str, Rule] = {
     "train.weight_decay": NONNEG,
     "train.bias_lr_factor": POSITIVE,
     "train.bias_weight_decay": OrNone(NONNEG),
+    "train.bias_decay_scope": Choice(("all", "fc")),
     "train.lr_steps": Items(COUNT, rising=True),
     "train.lr_gamma": POSITIVE,
     "train.warmup_iters": COUNT0,
