@@ -45,10 +45,17 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     backbone: str = "tiny"  # "vgg16" (paper), "tiny" (CPU) or "resnet18" (ImageNet, C4 split)
-    pretrained: bool = (
-        False  # vgg16, resnet18: ImageNet weights (torchvision); tiny: the shipped synth weights
-    )
+    # Where the backbone's initial weights come from (PRETRAINED_SOURCES): "caffe" (vgg16: Caffe's
+    # VGG16.v2.caffemodel as a state dict, `ohem data download vgg16-caffe`), "torchvision"
+    # (vgg16, resnet18: torchvision's ImageNet weights), "shipped" (tiny: the package's synth
+    # weights) or "none" (random). The old booleans still load: see LEGACY_PRETRAINED.
+    pretrained: str = "none"
     weights: str | None = None  # local state dict to load into the backbone (offline alternative)
+    # The input normalisation the weights expect (INPUT_NORMS): "caffe" (BGR, 0-255, minus the mean
+    # pixel) or "torchvision" (RGB, 0-1, ImageNet mean/std). None = the one of model.pretrained;
+    # a loaded config always has it filled in, so a run folder records what it trained with.
+    input_norm: str | None = None
+    pool_ceil: bool = False  # max-pooling output sizes round up, as Caffe's (vgg16: 600 px -> 38)
     roi_op: str = "pool"  # "pool" (RoI max pooling, the paper) or "align"
     roi_size: int = 7  # RoI pooling output size (roi_size x roi_size)
     head_dim: int = 256  # width of the tiny head's fc layers (vgg16 uses 4096 from fc6/fc7)
@@ -56,6 +63,47 @@ class ModelConfig:
     # leading conv layers of the trunk that stay frozen; None = the backbone's own choice
     # (DEFAULT_FROZEN_CONVS)
     frozen_convs: int | None = None
+
+
+# The weight sources each backbone accepts for model.pretrained.
+PRETRAINED_SOURCES = {
+    "vgg16": ("caffe", "torchvision", "none"),
+    "resnet18": ("torchvision", "none"),
+    "tiny": ("shipped", "none"),
+}
+# model.pretrained used to be a boolean. A config.yaml written then still loads, with the meaning
+# it had when it was written: true = torchvision's ImageNet weights (vgg16, resnet18) or the
+# shipped weights (tiny), false = "none". (The paper preset's default is now "caffe", a choice.)
+LEGACY_PRETRAINED = {"vgg16": "torchvision", "resnet18": "torchvision", "tiny": "shipped"}
+# Each weight source's input normalisation; "none" (random weights) keeps torchvision's, as before.
+SOURCE_INPUT_NORM = {"caffe": "caffe", "torchvision": "torchvision", "shipped": "torchvision"}
+INPUT_NORMS = ("caffe", "torchvision")
+
+
+def pretrained_source(cfg: ModelConfig) -> str:
+    """``model.pretrained`` as a source name; a boolean (Python callers, old configs) is mapped by
+    :data:`LEGACY_PRETRAINED`."""
+    if isinstance(cfg.pretrained, bool):
+        return LEGACY_PRETRAINED[cfg.backbone] if cfg.pretrained else "none"
+    return cfg.pretrained
+
+
+def input_norm(cfg: ModelConfig) -> str:
+    """The input normalisation of a model: ``model.input_norm``, else its weights' own."""
+    if cfg.input_norm is not None:
+        return cfg.input_norm
+    return SOURCE_INPUT_NORM.get(pretrained_source(cfg), "torchvision")
+
+
+def _legacy_model_values(values: dict[str, Any]) -> dict[str, Any]:
+    """The model section with an old boolean ``pretrained`` mapped to its source name."""
+    flag = values.get("pretrained")
+    if not isinstance(flag, bool):
+        return values
+    backbone = values.get("backbone", ModelConfig.backbone)
+    if backbone not in LEGACY_PRETRAINED:
+        return values  # validate_config names the unknown backbone
+    return {**values, "pretrained": LEGACY_PRETRAINED[backbone] if flag else "none"}
 
 
 # Each backbone's frozen conv layers when model.frozen_convs is None: vgg16 conv1_1 to conv2_2 as
@@ -179,14 +227,25 @@ def config_from_dict(raw: dict[str, Any], where: str = "config") -> ExperimentCo
             raise UserError(f"{where}: unknown section {quote(name)} (known: {known})")
         if not isinstance(values, dict):
             raise UserError(f"{where}: section '{name}' must be a mapping, got {quote(values)}")
+        if name == "model":
+            values = _legacy_model_values(values)
         sections[name] = _build_section(SECTIONS[name], values, f"{where}: {name}")
-    return ExperimentConfig(**sections)
+    cfg = ExperimentConfig(**sections)
+    if cfg.model.input_norm is None and cfg.model.backbone in PRETRAINED_SOURCES:
+        # recorded in the run's config.yaml, so that eval and resume normalise as training did
+        cfg = dataclasses.replace(
+            cfg, model=dataclasses.replace(cfg.model, input_norm=input_norm(cfg.model))
+        )
+    return cfg
 
 
-def validate_config(cfg: ExperimentConfig, where: str = "config") -> ExperimentConfig:
+def validate_config(
+    cfg: ExperimentConfig, where: str = "config", pairs: bool = True
+) -> ExperimentConfig:
     """Check every value against its rule in :mod:`ohemcli.config_rules`; return ``cfg``.
 
     The first value out of range is a one-line error naming ``where``, the key and what is allowed.
+    With ``pairs``, also the values that must fit each other (model.pretrained and model.backbone).
     """
     for section in SECTIONS:
         values = getattr(cfg, section)
@@ -198,13 +257,22 @@ def validate_config(cfg: ExperimentConfig, where: str = "config") -> ExperimentC
                 raise UserError(
                     f"{where}: {key} = {quote(value)} is not allowed; expected {allowed}"
                 )
+    sources = PRETRAINED_SOURCES[cfg.model.backbone]
+    if pairs and cfg.model.pretrained not in sources:
+        raise UserError(
+            f"{where}: model.pretrained = {quote(cfg.model.pretrained)} does not fit "
+            f"model.backbone {cfg.model.backbone}; expected one of {', '.join(sources)}"
+        )
     return cfg
 
 
 def parse_config(
-    text: str, where: str, overrides: dict[str, Any] | None = None
+    text: str, where: str, overrides: dict[str, Any] | None = None, pairs: bool = True
 ) -> ExperimentConfig:
-    """A config from YAML text with ``overrides`` laid over it, validated; errors name ``where``."""
+    """A config from YAML text with ``overrides`` laid over it, validated; errors name ``where``.
+
+    ``pairs=False`` leaves out the checks of values that must fit each other (for one option
+    tried alone: its partner may come from another option)."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -221,7 +289,7 @@ def parse_config(
         if not isinstance(merged.setdefault(section, {}), dict):
             continue  # config_from_dict names the scalar section
         merged[section][key] = value
-    return validate_config(config_from_dict(merged, where), where)
+    return validate_config(config_from_dict(merged, where), where, pairs)
 
 
 def load_config(

@@ -38,6 +38,7 @@ def choice_enum(name: str, key: str) -> type[Enum]:
 
 
 Backbone = choice_enum("Backbone", "model.backbone")
+Pretrained = choice_enum("Pretrained", "model.pretrained")
 RoIOp = choice_enum("RoIOp", "model.roi_op")
 NmsScope = choice_enum("NmsScope", "sampler.ohem_nms_scope")
 RankingLoss = choice_enum("RankingLoss", "sampler.ohem_loss")
@@ -91,11 +92,12 @@ BackboneOpt = Annotated[
     _opt("--backbone", panel=MODEL, metavar="<name>", help=_backbone_help()),
 ]
 PretrainedOpt = Annotated[
-    bool | None,
+    Pretrained | None,
     _opt(
-        "--pretrained/--no-pretrained",
+        "--pretrained",
         panel=MODEL,
-        help="ImageNet weights (tiny: the shipped ones).",
+        metavar="<source>",
+        help="Weights: caffe, torchvision (ImageNet), shipped (tiny), none.",
     ),
 ]
 WeightsOpt = Annotated[

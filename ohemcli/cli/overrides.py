@@ -79,18 +79,21 @@ def given_overrides(params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-IMAGENET_BACKBONES = ("vgg16", "resnet18")  # --backbone NAME means its ImageNet weights
+# --backbone NAME (another than the YAML's) means these weights unless --pretrained/--weights say
+# otherwise: the ImageNet weights that download on their own, and tiny's shipped ones.
+BACKBONE_WEIGHTS = {"vgg16": "torchvision", "resnet18": "torchvision", "tiny": "shipped"}
 
 
-def _imagenet_backbone_means_pretrained(
+def _another_backbone_means_its_weights(
     given: dict[str, dict[str, Any]], base: ExperimentConfig
 ) -> None:
-    """``--backbone vgg16`` or ``resnet18`` also sets model.pretrained (ImageNet weights) in
-    ``given``, unless --pretrained/--no-pretrained, --weights or the YAML's weights say so."""
-    backbone = given.get("--backbone", {})
+    """``--backbone NAME`` naming another backbone than the YAML's also sets model.pretrained to
+    that backbone's weights (:data:`BACKBONE_WEIGHTS`) in ``given``, unless --pretrained,
+    --weights or the YAML's weights say so: the YAML's source may not fit the new backbone."""
+    chosen = given.get("--backbone", {}).get("model.backbone")
     told = bool({"--pretrained", "--weights"} & set(given)) or bool(base.model.weights)
-    if backbone.get("model.backbone") in IMAGENET_BACKBONES and not told:
-        backbone["model.pretrained"] = True
+    if chosen in BACKBONE_WEIGHTS and chosen != base.model.backbone and not told:
+        given["--backbone"]["model.pretrained"] = BACKBONE_WEIGHTS[chosen]
 
 
 def _another_backbone_freezes_its_own(
@@ -178,10 +181,10 @@ def build_config(config: str | None, params: Mapping[str, Any]) -> ExperimentCon
             f"expected one of {', '.join(SAMPLERS)}"
         )
     given = given_overrides(params)
-    _imagenet_backbone_means_pretrained(given, base)
+    _another_backbone_means_its_weights(given, base)
     _another_backbone_freezes_its_own(given, base)
     overrides: dict[str, Any] = {}
     for option, keys in given.items():
-        parse_config(text, option, keys)  # each option alone, so that an error names it
+        parse_config(text, option, keys, pairs=False)  # each option alone, so an error names it
         overrides.update(keys)
     return absolute_paths(parse_config(text, "command line", overrides))

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ohemcli.config import EvalConfig, ExperimentConfig, load_config
+from ohemcli.config import EvalConfig, ExperimentConfig, input_norm, load_config
 from ohemcli.data.batching import TestImages, collate
 from ohemcli.data.splits import SplitData, load_split
 from ohemcli.device import loader_workers, resolve_device
@@ -19,7 +19,7 @@ from ohemcli.evaluation.metrics import evaluate_all, voc_metric
 from ohemcli.evaluation.results_files import ClassDetections, Detections, write_results_files
 from ohemcli.evaluation.voc_ap import evaluate_voc
 from ohemcli.fileio import atomic_write_json
-from ohemcli.model.fast_rcnn import FastRCNN, build_model
+from ohemcli.model.fast_rcnn import FastRCNN, build_model, without_pretrained
 from ohemcli.progress import make_progress
 from ohemcli.runs.checkpointer import read_checkpoint, saved_weights
 from ohemcli.runs.paths import EvalPaths, RunPaths
@@ -36,7 +36,9 @@ def detect_split(
     """Run the detector over every image of ``split``; boxes in original-image coordinates."""
     was_training = model.training
     model.eval()
-    images = TestImages(split.dataset, split.proposals, cfg.data.scale, cfg.data.max_size)
+    images = TestImages(
+        split.dataset, split.proposals, cfg.data.scale, cfg.data.max_size, input_norm(cfg.model)
+    )  # the normalisation the run trained with (recorded in its config.yaml)
     loader = DataLoader(
         images,
         batch_size=1,
@@ -122,7 +124,7 @@ def load_run_model(
     paths = RunPaths(run_dir)
     cfg = load_config(paths.config)
     weights, classes = saved_weights(read_checkpoint(paths.checkpoint))
-    model = build_model(cfg, len(classes), device)
+    model = build_model(without_pretrained(cfg), len(classes), device)  # weights: checkpoint's
     model.load_state_dict(weights)
     return model, cfg, classes
 

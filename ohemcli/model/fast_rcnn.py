@@ -5,12 +5,14 @@ Its per-RoI loss (``model.losses.per_roi_loss``) both ranks RoIs (ohem's read-on
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, roi_align, roi_pool
 
 from ohemcli.boxes import BoxNorm, decode
-from ohemcli.config import EvalConfig, ExperimentConfig, ModelConfig
+from ohemcli.config import EvalConfig, ExperimentConfig, ModelConfig, input_norm
 from ohemcli.errors import UserError
 from ohemcli.model.backbones import BACKBONES
 from ohemcli.model.losses import RoILosses, per_roi_loss
@@ -137,6 +139,13 @@ class FastRCNN(nn.Module):
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         keep = batched_nms(boxes, scores, labels, cfg.nms)[: cfg.max_dets]
         return boxes[keep], scores[keep], labels[keep]
+
+
+def without_pretrained(cfg: ExperimentConfig) -> ExperimentConfig:
+    """``cfg`` building random weights (``model.pretrained: none``, no ``--weights``) with the same
+    input normalisation: for a model whose weights a checkpoint will replace."""
+    model = replace(cfg.model, pretrained="none", weights=None, input_norm=input_norm(cfg.model))
+    return replace(cfg, model=model)
 
 
 def build_model(cfg: ExperimentConfig, num_classes: int, device: torch.device) -> FastRCNN:

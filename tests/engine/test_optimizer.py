@@ -1,4 +1,4 @@
-"""The optimizer's parameter groups: biases as in the OHEM prototxt (lr_mult 2; decay_mult 0 on fc)."""
+"""The optimizer's parameter groups: biases as the OHEM prototxt (lr_mult 2; decay_mult 0 on fc)."""
 
 import pytest
 import torch
@@ -76,7 +76,7 @@ def test_bias_groups_match_the_single_group_update_by_default():
 
 
 def _vgg_like() -> torch.nn.Module:
-    """VGG16's kinds of layers in small: a frozen conv, a trainable conv, fc6 and the two outputs."""
+    """VGG16's kinds of layer in small: a frozen conv, a trainable conv, fc6 and the outputs."""
     model = torch.nn.ModuleDict(
         {
             "trunk": torch.nn.Sequential(
@@ -104,7 +104,9 @@ def test_fc_scope_is_the_release_rule_conv_biases_keep_weight_decay():
         id(model["bbox_pred"].weight),
     }  # fmt: skip
     assert {id(p) for p in fc_biases["params"]} == {
-        id(head[1].bias), id(model["cls_score"].bias), id(model["bbox_pred"].bias)
+        id(head[1].bias),
+        id(model["cls_score"].bias),
+        id(model["bbox_pred"].bias),
     }
     assert [id(p) for p in conv_biases["params"]] == [id(trunk[2].bias)]
     # prototxt: weights lr_mult 1 decay_mult 1; fc biases lr_mult 2 decay_mult 0; conv biases
