@@ -98,6 +98,18 @@ def check_pretrained_available(cfg: ModelConfig) -> None:
         )
 
 
+def verify_caffe_vgg16(path: Path) -> None:
+    """Check that ``path`` loads (weights only) and holds every tensor of Caffe's VGG16 that we
+    use, with its shape; one line names the file otherwise. Nothing is allocated for the model
+    (torchvision's vgg16 on the meta device)."""
+    from torchvision.models import vgg16
+
+    state = _load_state_dict(path)
+    with torch.device("meta"):
+        net = vgg16(weights=None)
+    load_caffe_vgg16(net, state, str(path))
+
+
 def _vgg16_net(cfg: ModelConfig) -> nn.Module:
     """torchvision's ``vgg16`` with the weights ``cfg`` names (``--weights`` first)."""
     from torchvision.models import VGG16_Weights, vgg16
