@@ -160,6 +160,30 @@ class EvalConfig:
     score_thresh: float = 0.05  # detections below this score are dropped
     max_dets: int = 100  # most detections kept per image
     metric: str = "voc07"  # "voc07", "voc10", "coco" or "all"
+    # The test protocol by name (TEST_PROTOCOLS): "default" (100 over 0.05), "ohem-release" (2000
+    # over 1e-5), "fast-rcnn" (Fast R-CNN's adaptive per-class thresholds; max_dets and
+    # score_thresh unused) or "custom" (max_dets, score_thresh as given). None = named from
+    # max_dets and score_thresh; a loaded config always has it filled in (recorded in the run).
+    protocol: str | None = None
+
+
+# The test protocols with fixed limits: name -> (max_dets, score_thresh).
+TEST_PROTOCOLS = {"default": (100, 0.05), "ohem-release": (2000, 0.00001)}
+# Fast R-CNN's test.py (rbgirshick/fast-rcnn at its first release; the OHEM paper's baseline):
+# per-class thresholds that keep on average 40 detections per class per image over the test set,
+# from at most 100 per class per image, before NMS.
+FAST_RCNN_PER_CLASS = 40
+FAST_RCNN_MAX_PER_IMAGE = 100
+
+
+def protocol_name(cfg: EvalConfig) -> str:
+    """``eval.protocol``, or the name that ``max_dets`` and ``score_thresh`` match ("custom")."""
+    if cfg.protocol is not None:
+        return cfg.protocol
+    for name, limits in TEST_PROTOCOLS.items():
+        if (cfg.max_dets, cfg.score_thresh) == limits:
+            return name
+    return "custom"
 
 
 @dataclass(frozen=True)
@@ -236,6 +260,10 @@ def config_from_dict(raw: dict[str, Any], where: str = "config") -> ExperimentCo
         cfg = dataclasses.replace(
             cfg, model=dataclasses.replace(cfg.model, input_norm=input_norm(cfg.model))
         )
+    if cfg.eval.protocol is None:  # recorded by name in the run's config.yaml
+        cfg = dataclasses.replace(
+            cfg, eval=dataclasses.replace(cfg.eval, protocol=protocol_name(cfg.eval))
+        )
     return cfg
 
 
@@ -257,13 +285,26 @@ def validate_config(
                 raise UserError(
                     f"{where}: {key} = {quote(value)} is not allowed; expected {allowed}"
                 )
+    if pairs:
+        _check_pairs(cfg, where)
+    return cfg
+
+
+def _check_pairs(cfg: ExperimentConfig, where: str) -> None:
+    """Values that must fit each other: the weights and the backbone, a protocol and its limits."""
     sources = PRETRAINED_SOURCES[cfg.model.backbone]
-    if pairs and cfg.model.pretrained not in sources:
+    if cfg.model.pretrained not in sources:
         raise UserError(
             f"{where}: model.pretrained = {quote(cfg.model.pretrained)} does not fit "
             f"model.backbone {cfg.model.backbone}; expected one of {', '.join(sources)}"
         )
-    return cfg
+    e = cfg.eval
+    limits = TEST_PROTOCOLS.get(e.protocol or "")
+    if limits is not None and (e.max_dets, e.score_thresh) != limits:
+        raise UserError(
+            f"{where}: eval.protocol {e.protocol} means max_dets {limits[0]} and score_thresh "
+            f"{limits[1]:g}, not {e.max_dets} and {e.score_thresh:g} (protocol custom takes any)"
+        )
 
 
 def parse_config(

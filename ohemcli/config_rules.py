@@ -196,6 +196,7 @@ RULES: dict[str, Rule] = {
     "eval.score_thresh": FRACTION,
     "eval.max_dets": COUNT,
     "eval.metric": Choice(("voc07", "voc10", "coco", "all")),
+    "eval.protocol": OrNone(Choice(("default", "ohem-release", "fast-rcnn", "custom"))),
 }
 
 

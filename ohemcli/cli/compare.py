@@ -53,6 +53,7 @@ from ohemcli.cli.option_types import (
     RoIOpOpt,
     ScoreThreshOpt,
     TargetMapOpt,
+    TestProtocolOpt,
     TrainImagesOpt,
     WeightsOpt,
     WorkersOpt,
@@ -118,6 +119,7 @@ def compare_command(
     images_per_batch: ImagesPerBatchOpt = None,
     max_dets: MaxDetsOpt = None,
     score_thresh: ScoreThreshOpt = None,
+    test_protocol: TestProtocolOpt = None,
     seeds: Annotated[
         str,
         typer.Option("--seeds", help="Comma list, e.g. 1,2,3.", rich_help_panel=TRAINING),

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ohemcli.config_rules import RULES, Choice
+from ohemcli.config_rules import RULES, Choice, OrNone
 from ohemcli.samplers import SAMPLERS, SamplerName
 
 # Help panels: related options are shown together in --help.
@@ -30,6 +30,8 @@ REPORT = "Report"
 def choice_enum(name: str, key: str) -> type[Enum]:
     """A ``str`` Enum of the values that the rule of config key ``key`` allows, in its order."""
     rule = RULES[key]
+    if isinstance(rule, OrNone):  # null stays the YAML's business, not an option's
+        rule = rule.inner
     if not isinstance(rule, Choice):
         raise TypeError(f"{key}: its rule is {type(rule).__name__}, not a Choice")
     choice = Enum(name, {value: value for value in rule.values}, type=str)  # type: ignore[misc]
@@ -44,6 +46,7 @@ NmsScope = choice_enum("NmsScope", "sampler.ohem_nms_scope")
 RankingLoss = choice_enum("RankingLoss", "sampler.ohem_loss")
 PoolRule = choice_enum("PoolRule", "sampler.hnm_pool")
 Device = choice_enum("Device", "train.device")
+ProtocolName = choice_enum("ProtocolName", "eval.protocol")
 
 
 def one_of(values: Iterable[str]) -> str:
@@ -185,6 +188,15 @@ MaxDetsOpt = Annotated[
 ScoreThreshOpt = Annotated[
     float | None,
     _opt("--score-thresh", panel=OUTPUT, help="Test: score floor (release: 0.00001)."),
+]
+TestProtocolOpt = Annotated[
+    ProtocolName | None,
+    _opt(
+        "--test-protocol",
+        panel=OUTPUT,
+        metavar="<name>",
+        help="Test: default, ohem-release or fast-rcnn (README).",
+    ),
 ]
 
 # ohem compare and ohem report: how the finished runs are summed up (not config keys).

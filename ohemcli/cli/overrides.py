@@ -17,7 +17,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from ohemcli.config import DEFAULT_FROZEN_CONVS, ExperimentConfig, parse_config
+from ohemcli.config import DEFAULT_FROZEN_CONVS, TEST_PROTOCOLS, ExperimentConfig, parse_config
 from ohemcli.errors import UserError, quote
 from ohemcli.fileio import read_text
 from ohemcli.presets import CPU_PRESET, GPU_PRESET, SYNTH_PRESET, preset_text
@@ -55,6 +55,7 @@ OPTION_KEYS: dict[str, str] = {
     "images_per_batch": "train.images_per_batch",
     "max_dets": "eval.max_dets",
     "score_thresh": "eval.score_thresh",
+    "test_protocol": "eval.protocol",
 }
 
 
@@ -94,6 +95,24 @@ def _another_backbone_means_its_weights(
     told = bool({"--pretrained", "--weights"} & set(given)) or bool(base.model.weights)
     if chosen in BACKBONE_WEIGHTS and chosen != base.model.backbone and not told:
         given["--backbone"]["model.pretrained"] = BACKBONE_WEIGHTS[chosen]
+
+
+def _test_protocol_and_its_limits(given: dict[str, dict[str, Any]]) -> None:
+    """``--test-protocol NAME`` also sets the limits NAME fixes (eval.max_dets, score_thresh);
+    ``--max-dets``/``--score-thresh`` make the protocol "custom". Both at once is an error."""
+    limits = [o for o in ("--max-dets", "--score-thresh") if o in given]
+    if "--test-protocol" in given and limits:
+        raise UserError(
+            f"--test-protocol and {'/'.join(limits)}: give one (a named protocol fixes its limits)"
+        )
+    if limits:
+        given[limits[0]]["eval.protocol"] = "custom"
+    name = given.get("--test-protocol", {}).get("eval.protocol")
+    if name in TEST_PROTOCOLS:
+        max_dets, score_thresh = TEST_PROTOCOLS[name]
+        given["--test-protocol"].update(
+            {"eval.max_dets": max_dets, "eval.score_thresh": score_thresh}
+        )
 
 
 def _another_backbone_freezes_its_own(
@@ -182,6 +201,7 @@ def build_config(config: str | None, params: Mapping[str, Any]) -> ExperimentCon
         )
     given = given_overrides(params)
     _another_backbone_means_its_weights(given, base)
+    _test_protocol_and_its_limits(given)
     _another_backbone_freezes_its_own(given, base)
     overrides: dict[str, Any] = {}
     for option, keys in given.items():

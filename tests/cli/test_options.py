@@ -127,13 +127,18 @@ def test_each_option_lands_on_its_config_key_and_no_other():
         changed = [_changed_keys({param: v}, base) for v in values]
         changed = [c for c in changed if c]
         assert changed, param
-        implied = {"model.pretrained", "model.frozen_convs"} if param == "backbone" else set()
+        implied = {
+            "backbone": {"model.pretrained", "model.frozen_convs"},
+            "max_dets": {"eval.protocol"},  # "custom"
+            "score_thresh": {"eval.protocol"},
+            "test_protocol": {"eval.max_dets", "eval.score_thresh"},  # the limits it fixes
+        }.get(param, set())
         assert all(key in c and c <= {key} | implied for c in changed), (param, changed)
 
 
 def test_each_option_is_named_like_its_config_key():
     """``--ohem-nms-iou`` sets sampler.ohem_nms_iou (a reader can grep one for the other)."""
-    renamed = {"data": "data.root", "sampler": "sampler.name"}
+    renamed = {"data": "data.root", "sampler": "sampler.name", "test_protocol": "eval.protocol"}
     for param, key in OPTION_KEYS.items():
         assert key == renamed.get(param, f"{key.split('.')[0]}.{param}"), param
 
