@@ -108,7 +108,7 @@ def train_command(
 
       ohem train --data synth --sampler ohem --iters 600
 
-      ohem train --data VOCdevkit/VOC2007 --config voc07_vgg16 --sampler ohem --device cuda --amp
+      ohem train --data VOCdevkit/VOC2007 --config voc07_vgg16 --sampler ohem --device cuda
     """
     from ohemcli.engine.train import train
     from ohemcli.progress import out_console
