@@ -190,6 +190,10 @@ def compare_command(
 
     cfg = build_config(config, ctx.params)
     out_dir = out or default_compare_dir(cfg)
+    if not out_dir.exists():  # a new compare: refuse missing weights before any run starts
+        from ohemcli.model.backbones import check_pretrained_available
+
+        check_pretrained_available(cfg.model)
     cfg = _eval_points(cfg, eval_points, out_dir)
     launch = Launch(
         launcher.value, jobs, gpus_per_run, wait, slurm_partition, slurm_time, slurm_account,

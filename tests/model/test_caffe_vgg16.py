@@ -167,3 +167,17 @@ def test_roi_pooling_keeps_scale_one_sixteenth_and_reaches_the_ceil_row():
     # x 160..167 -> round(10.0), round(10.44): column 10 only
     roi = torch.tensor([[0.0, 160.0, 0.0, 167.0, 7.0]])
     assert model.pool(features, roi).item() == features[0, 0, 0, 10].item() == 10
+
+
+@pytest.mark.parametrize("command", ["train", "compare"])
+def test_the_paper_preset_without_its_weights_stops_before_any_work(tmp_path, monkeypatch, command):
+    from typer.testing import CliRunner
+
+    from ohemcli.cli import app
+
+    monkeypatch.setenv("OHEM_CACHE", str(tmp_path / "cache"))
+    args = [command, "--config", "voc07_vgg16", "--data", "synth", "--device", "cpu"]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "vgg16_caffe.pth not found; run `ohem data download vgg16-caffe`" in result.stderr
+    assert not list((tmp_path / "cache").glob("synth*"))  # no data was generated or read
