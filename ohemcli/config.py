@@ -45,10 +45,17 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     backbone: str = "tiny"  # "vgg16" (paper), "tiny" (CPU) or "resnet18" (ImageNet, C4 split)
-    pretrained: bool = (
-        False  # vgg16, resnet18: ImageNet weights (torchvision); tiny: the shipped synth weights
-    )
+    # Where the backbone's initial weights come from (PRETRAINED_SOURCES): "caffe" (vgg16: Caffe's
+    # VGG16.v2.caffemodel as a state dict, `ohem data download vgg16-caffe`), "torchvision"
+    # (vgg16, resnet18: torchvision's ImageNet weights), "shipped" (tiny: the package's synth
+    # weights) or "none" (random). The old booleans still load: see LEGACY_PRETRAINED.
+    pretrained: str = "none"
     weights: str | None = None  # local state dict to load into the backbone (offline alternative)
+    # The input normalisation the weights expect (INPUT_NORMS): "caffe" (BGR, 0-255, minus the mean
+    # pixel) or "torchvision" (RGB, 0-1, ImageNet mean/std). None = the one of model.pretrained;
+    # a loaded config always has it filled in, so a run folder records what it trained with.
+    input_norm: str | None = None
+    pool_ceil: bool = False  # max-pooling output sizes round up, as Caffe's (vgg16: 600 px -> 38)
     roi_op: str = "pool"  # "pool" (RoI max pooling, the paper) or "align"
     roi_size: int = 7  # RoI pooling output size (roi_size x roi_size)
     head_dim: int = 256  # width of the tiny head's fc layers (vgg16 uses 4096 from fc6/fc7)
@@ -56,6 +63,47 @@ class ModelConfig:
     # leading conv layers of the trunk that stay frozen; None = the backbone's own choice
     # (DEFAULT_FROZEN_CONVS)
     frozen_convs: int | None = None
+
+
+# The weight sources each backbone accepts for model.pretrained.
+PRETRAINED_SOURCES = {
+    "vgg16": ("caffe", "torchvision", "none"),
+    "resnet18": ("torchvision", "none"),
+    "tiny": ("shipped", "none"),
+}
+# model.pretrained used to be a boolean. A config.yaml written then still loads, with the meaning
+# it had when it was written: true = torchvision's ImageNet weights (vgg16, resnet18) or the
+# shipped weights (tiny), false = "none". (The paper preset's default is now "caffe", a choice.)
+LEGACY_PRETRAINED = {"vgg16": "torchvision", "resnet18": "torchvision", "tiny": "shipped"}
+# Each weight source's input normalisation; "none" (random weights) keeps torchvision's, as before.
+SOURCE_INPUT_NORM = {"caffe": "caffe", "torchvision": "torchvision", "shipped": "torchvision"}
+INPUT_NORMS = ("caffe", "torchvision")
+
+
+def pretrained_source(cfg: ModelConfig) -> str:
+    """``model.pretrained`` as a source name; a boolean (Python callers, old configs) is mapped by
+    :data:`LEGACY_PRETRAINED`."""
+    if isinstance(cfg.pretrained, bool):
+        return LEGACY_PRETRAINED[cfg.backbone] if cfg.pretrained else "none"
+    return cfg.pretrained
+
+
+def input_norm(cfg: ModelConfig) -> str:
+    """The input normalisation of a model: ``model.input_norm``, else its weights' own."""
+    if cfg.input_norm is not None:
+        return cfg.input_norm
+    return SOURCE_INPUT_NORM.get(pretrained_source(cfg), "torchvision")
+
+
+def _legacy_model_values(values: dict[str, Any]) -> dict[str, Any]:
+    """The model section with an old boolean ``pretrained`` mapped to its source name."""
+    flag = values.get("pretrained")
+    if not isinstance(flag, bool):
+        return values
+    backbone = values.get("backbone", ModelConfig.backbone)
+    if backbone not in LEGACY_PRETRAINED:
+        return values  # validate_config names the unknown backbone
+    return {**values, "pretrained": LEGACY_PRETRAINED[backbone] if flag else "none"}
 
 
 # Each backbone's frozen conv layers when model.frozen_convs is None: vgg16 conv1_1 to conv2_2 as
@@ -100,7 +148,10 @@ class TrainConfig:
     momentum: float = 0.9  # SGD momentum
     weight_decay: float = 0.0005  # L2 weight decay
     bias_lr_factor: float = 1.0  # lr multiplier of every bias (Caffe's lr_mult: 2 in the paper)
-    bias_weight_decay: float | None = None  # weight decay of biases (None = weight_decay; paper 0)
+    bias_weight_decay: float | None = None  # weight decay of the biases bias_decay_scope names
+    # (None = weight_decay): "all" biases, or only those of the "fc" layers (fc6, fc7, cls_score,
+    # bbox_pred), as the OHEM prototxt, whose conv biases keep weight_decay
+    bias_decay_scope: str = "all"
     lr_steps: tuple[int, ...] = (30000,)  # iterations at which the lr drops
     lr_gamma: float = 0.1  # factor of each drop
     warmup_iters: int = 0  # linear lr warm-up iterations (0 = none, as in the paper)
@@ -120,6 +171,30 @@ class EvalConfig:
     score_thresh: float = 0.05  # detections below this score are dropped
     max_dets: int = 100  # most detections kept per image
     metric: str = "voc07"  # "voc07", "voc10", "coco" or "all"
+    # The test protocol by name (TEST_PROTOCOLS): "default" (100 over 0.05), "ohem-release" (2000
+    # over 1e-5), "fast-rcnn" (Fast R-CNN's adaptive per-class thresholds; max_dets and
+    # score_thresh unused) or "custom" (max_dets, score_thresh as given). None = named from
+    # max_dets and score_thresh; a loaded config always has it filled in (recorded in the run).
+    protocol: str | None = None
+
+
+# The test protocols with fixed limits: name -> (max_dets, score_thresh).
+TEST_PROTOCOLS = {"default": (100, 0.05), "ohem-release": (2000, 0.00001)}
+# Fast R-CNN's test.py (rbgirshick/fast-rcnn at its first release; the OHEM paper's baseline):
+# per-class thresholds that keep on average 40 detections per class per image over the test set,
+# from at most 100 per class per image, before NMS.
+FAST_RCNN_PER_CLASS = 40
+FAST_RCNN_MAX_PER_IMAGE = 100
+
+
+def protocol_name(cfg: EvalConfig) -> str:
+    """``eval.protocol``, or the name that ``max_dets`` and ``score_thresh`` match ("custom")."""
+    if cfg.protocol is not None:
+        return cfg.protocol
+    for name, limits in TEST_PROTOCOLS.items():
+        if (cfg.max_dets, cfg.score_thresh) == limits:
+            return name
+    return "custom"
 
 
 @dataclass(frozen=True)
@@ -187,14 +262,29 @@ def config_from_dict(raw: dict[str, Any], where: str = "config") -> ExperimentCo
             raise UserError(f"{where}: unknown section {quote(name)} (known: {known})")
         if not isinstance(values, dict):
             raise UserError(f"{where}: section '{name}' must be a mapping, got {quote(values)}")
+        if name == "model":
+            values = _legacy_model_values(values)
         sections[name] = _build_section(SECTIONS[name], values, f"{where}: {name}")
-    return ExperimentConfig(**sections)
+    cfg = ExperimentConfig(**sections)
+    if cfg.model.input_norm is None and cfg.model.backbone in PRETRAINED_SOURCES:
+        # recorded in the run's config.yaml, so that eval and resume normalise as training did
+        cfg = dataclasses.replace(
+            cfg, model=dataclasses.replace(cfg.model, input_norm=input_norm(cfg.model))
+        )
+    if cfg.eval.protocol is None:  # recorded by name in the run's config.yaml
+        cfg = dataclasses.replace(
+            cfg, eval=dataclasses.replace(cfg.eval, protocol=protocol_name(cfg.eval))
+        )
+    return cfg
 
 
-def validate_config(cfg: ExperimentConfig, where: str = "config") -> ExperimentConfig:
+def validate_config(
+    cfg: ExperimentConfig, where: str = "config", pairs: bool = True
+) -> ExperimentConfig:
     """Check every value against its rule in :mod:`ohemcli.config_rules`; return ``cfg``.
 
     The first value out of range is a one-line error naming ``where``, the key and what is allowed.
+    With ``pairs``, also the values that must fit each other (model.pretrained and model.backbone).
     """
     for section in SECTIONS:
         values = getattr(cfg, section)
@@ -206,13 +296,35 @@ def validate_config(cfg: ExperimentConfig, where: str = "config") -> ExperimentC
                 raise UserError(
                     f"{where}: {key} = {quote(value)} is not allowed; expected {allowed}"
                 )
+    if pairs:
+        _check_pairs(cfg, where)
     return cfg
 
 
+def _check_pairs(cfg: ExperimentConfig, where: str) -> None:
+    """Values that must fit each other: the weights and the backbone, a protocol and its limits."""
+    sources = PRETRAINED_SOURCES[cfg.model.backbone]
+    if cfg.model.pretrained not in sources:
+        raise UserError(
+            f"{where}: model.pretrained = {quote(cfg.model.pretrained)} does not fit "
+            f"model.backbone {cfg.model.backbone}; expected one of {', '.join(sources)}"
+        )
+    e = cfg.eval
+    limits = TEST_PROTOCOLS.get(e.protocol or "")
+    if limits is not None and (e.max_dets, e.score_thresh) != limits:
+        raise UserError(
+            f"{where}: eval.protocol {e.protocol} means max_dets {limits[0]} and score_thresh "
+            f"{limits[1]:g}, not {e.max_dets} and {e.score_thresh:g} (protocol custom takes any)"
+        )
+
+
 def parse_config(
-    text: str, where: str, overrides: dict[str, Any] | None = None
+    text: str, where: str, overrides: dict[str, Any] | None = None, pairs: bool = True
 ) -> ExperimentConfig:
-    """A config from YAML text with ``overrides`` laid over it, validated; errors name ``where``."""
+    """A config from YAML text with ``overrides`` laid over it, validated; errors name ``where``.
+
+    ``pairs=False`` leaves out the checks of values that must fit each other (for one option
+    tried alone: its partner may come from another option)."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -229,7 +341,7 @@ def parse_config(
         if not isinstance(merged.setdefault(section, {}), dict):
             continue  # config_from_dict names the scalar section
         merged[section][key] = value
-    return validate_config(config_from_dict(merged, where), where)
+    return validate_config(config_from_dict(merged, where), where, pairs)
 
 
 def load_config(

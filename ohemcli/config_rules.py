@@ -151,7 +151,9 @@ RULES: dict[str, Rule] = {
     "data.use_difficult": Flag(),
     "data.workers": Number(lo=0, hi=256, integer=True),
     "model.backbone": Choice(("vgg16", "tiny", "resnet18")),
-    "model.pretrained": Flag(),
+    "model.pretrained": Choice(("caffe", "torchvision", "shipped", "none")),
+    "model.input_norm": OrNone(Choice(("caffe", "torchvision"))),
+    "model.pool_ceil": Flag(),
     "model.weights": OrNone(Text()),
     "model.roi_op": Choice(("pool", "align")),
     "model.roi_size": Number(lo=1, hi=64, integer=True),
@@ -189,6 +191,7 @@ RULES: dict[str, Rule] = {
     "train.weight_decay": NONNEG,
     "train.bias_lr_factor": POSITIVE,
     "train.bias_weight_decay": OrNone(NONNEG),
+    "train.bias_decay_scope": Choice(("all", "fc")),
     "train.lr_steps": Items(COUNT, rising=True),
     "train.lr_gamma": POSITIVE,
     "train.warmup_iters": COUNT0,
@@ -202,6 +205,7 @@ RULES: dict[str, Rule] = {
     "eval.score_thresh": FRACTION,
     "eval.max_dets": COUNT,
     "eval.metric": Choice(("voc07", "voc10", "coco", "all")),
+    "eval.protocol": OrNone(Choice(("default", "ohem-release", "fast-rcnn", "custom"))),
 }
 
 

@@ -57,6 +57,7 @@ from ohemcli.cli.option_types import (
     RoIOpOpt,
     ScoreThreshOpt,
     TargetMapOpt,
+    TestProtocolOpt,
     TrainImagesOpt,
     WeightsOpt,
     WorkersOpt,
@@ -123,6 +124,7 @@ def compare_command(
     images_per_batch: ImagesPerBatchOpt = None,
     max_dets: MaxDetsOpt = None,
     score_thresh: ScoreThreshOpt = None,
+    test_protocol: TestProtocolOpt = None,
     seeds: Annotated[
         str,
         typer.Option("--seeds", help="Comma list, e.g. 1,2,3.", rich_help_panel=TRAINING),
@@ -201,6 +203,10 @@ def compare_command(
 
     cfg = build_config(config, ctx.params)
     out_dir = out or default_compare_dir(cfg)
+    if not out_dir.exists():  # a new compare: refuse missing weights before any run starts
+        from ohemcli.model.backbones import check_pretrained_available
+
+        check_pretrained_available(cfg.model)
     cfg = _eval_points(cfg, eval_points, out_dir)
     launch = Launch(
         launcher.value, jobs, gpus_per_run, wait, slurm_partition, slurm_time, slurm_account,

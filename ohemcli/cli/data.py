@@ -13,6 +13,7 @@ import typer
 
 from ohemcli.cli.app import data_app
 from ohemcli.cli.parsers import parse_classes
+from ohemcli.errors import UserError
 
 if TYPE_CHECKING:
     from ohemcli.data.voc import VOCDataset
@@ -27,6 +28,7 @@ SplitOpt = Annotated[str, typer.Option("--split", help="ImageSets/Main/SPLIT.txt
 class DownloadSet(str, Enum):
     voc2007 = "voc2007"
     voc2007_proposals = "voc2007-proposals"
+    vgg16_caffe = "vgg16-caffe"
 
 
 def _per_class(dataset: VOCDataset, difficult_only: bool = False) -> np.ndarray:
@@ -164,18 +166,39 @@ def proposals(
 @data_app.command("download")
 def download(
     dataset: Annotated[DownloadSet, typer.Argument(help="What to download.")],
-    root: Annotated[Path, typer.Option("--root", help="Folder to download and unpack into.")],
+    root: Annotated[
+        Path | None,
+        typer.Option(
+            "--root", help="Folder to download into (vgg16-caffe: default the cache's weights/)."
+        ),
+    ] = None,
+    caffemodel: Annotated[
+        Path | None,
+        typer.Option(
+            "--caffemodel", help="vgg16-caffe: convert this VGG16 .caffemodel (no download)."
+        ),
+    ] = None,
 ) -> None:
-    """Download and unpack VOC2007 (trainval + test, about 900 MB) or the Fast R-CNN release's
-    selective search boxes for it (voc2007-proposals, about 0.5 GB, md5-checked).
+    """Download and unpack VOC2007 (trainval + test, about 900 MB), the Fast R-CNN release's
+    selective search boxes for it (voc2007-proposals, about 0.5 GB, md5-checked), or Caffe's VGG16
+    ImageNet weights as a PyTorch state dict (vgg16-caffe, about 530 MB, md5-checked; or
+    converted from the release's VGG16.v2.caffemodel with --caffemodel FILE, no Caffe needed).
 
-    Give both the same --root: the paper preset then finds ROOT/selective_search_data/ next to
-    ROOT/VOCdevkit/VOC2007 on its own.
+    Give voc2007 and voc2007-proposals the same --root: the paper preset then finds
+    ROOT/selective_search_data/ next to ROOT/VOCdevkit/VOC2007 on its own. vgg16-caffe goes where
+    the paper preset (model.pretrained: caffe) looks for it, unless --root says otherwise.
 
     Example:  ohem data download voc2007 --root data   (then voc2007-proposals, same --root)
     """
     from ohemcli.data.download import download_voc2007, download_voc2007_proposals
 
+    if dataset is DownloadSet.vgg16_caffe:
+        _download_vgg16_caffe(root, caffemodel)
+        return
+    if caffemodel is not None:
+        raise UserError(f"--caffemodel: only for vgg16-caffe, not {dataset.value}")
+    if root is None:
+        raise UserError(f"{dataset.value}: give --root, the folder to download into")
     if dataset is DownloadSet.voc2007:
         voc = download_voc2007(root)
         typer.echo(f"{dataset.value} is ready; use --data {voc}")
@@ -185,3 +208,26 @@ def download(
             f"{dataset.value} are ready in {folder}; the paper preset uses them for "
             f"{root / 'VOCdevkit' / 'VOC2007'}"
         )
+
+
+def _download_vgg16_caffe(root: Path | None, caffemodel: Path | None) -> None:
+    """Fetch (or check) the Caffe VGG16 file, or convert a caffemodel into it; then check that
+    its tensors fit VGG16."""
+    from ohemcli.data.download import download_vgg16_caffe
+    from ohemcli.model.backbones import verify_caffe_vgg16
+    from ohemcli.model.caffe_vgg16 import CAFFE_FILE, caffe_vgg16_path
+
+    dest = caffe_vgg16_path() if root is None else Path(root) / CAFFE_FILE
+    if caffemodel is None:
+        download_vgg16_caffe(dest)
+    else:
+        import torch
+
+        from ohemcli.fileio import atomic_write
+        from ohemcli.model.caffemodel import read_caffemodel
+
+        state = read_caffemodel(caffemodel)  # Caffe's layer names: conv1_1.weight, fc6.bias
+        atomic_write(dest, lambda tmp: torch.save(state, tmp))
+    verify_caffe_vgg16(dest)
+    use = "--pretrained caffe finds it" if root is None else f"use --weights {dest}"
+    typer.echo(f"vgg16-caffe is ready in {dest}; {use}")

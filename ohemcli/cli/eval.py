@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from ohemcli.cli.app import app
-from ohemcli.cli.option_types import MaxDetsOpt, ScoreThreshOpt
+from ohemcli.cli.option_types import MaxDetsOpt, ScoreThreshOpt, TestProtocolOpt
 from ohemcli.cli.parsers import parse_classes
 from ohemcli.errors import UserError
 
@@ -69,6 +69,7 @@ def eval_command(
     classes: ClassesOpt = None,
     max_dets: MaxDetsOpt = None,
     score_thresh: ScoreThreshOpt = None,
+    test_protocol: TestProtocolOpt = None,
 ) -> None:
     """Score detections by the VOC devkit's rules (stable ranking, IoU > 0.5, difficult ignored).
 
@@ -84,7 +85,7 @@ def eval_command(
 
       ohem eval runs/synth-ohem-s0 --metric all
 
-      ohem eval runs/voc07-ohem-s1 --max-dets 2000 --score-thresh 0.00001   (the OHEM release's)
+      ohem eval runs/voc07-ohem-s1 --test-protocol ohem-release   (2000 over 0.00001)
 
       ohem eval --detections results/ --data VOCdevkit/VOC2007 --split test --metric voc07 --json
     """
@@ -93,9 +94,12 @@ def eval_command(
             raise UserError("give either RUN or --detections/--data, not both")
         if classes is not None:
             raise UserError("--classes applies to --detections only (a run knows its classes)")
-        result = _evaluate_run(run, split, metric.value, max_dets, score_thresh)
-    elif max_dets is not None or score_thresh is not None:
-        raise UserError("--max-dets/--score-thresh apply to a RUN (results files are final)")
+        protocol = None if test_protocol is None else test_protocol.value
+        result = _evaluate_run(run, split, metric.value, max_dets, score_thresh, protocol)
+    elif max_dets is not None or score_thresh is not None or test_protocol is not None:
+        raise UserError(
+            "--max-dets/--score-thresh/--test-protocol apply to a RUN (results files are final)"
+        )
     elif detections is not None and data is not None:
         from ohemcli.evaluation.evaluate import evaluate_detections
 
@@ -111,14 +115,34 @@ def eval_command(
 
 
 def _evaluate_run(
-    run: Path, split: str, metric: str, max_dets: int | None, score_thresh: float | None
+    run: Path,
+    split: str,
+    metric: str,
+    max_dets: int | None,
+    score_thresh: float | None,
+    protocol: str | None = None,
 ) -> dict[str, Any]:
     if not run.is_dir():
         raise UserError(f"{run}: run folder not found")
     from ohemcli.evaluation.evaluate import evaluate_run
 
     return evaluate_run(
-        run, split=split, metric=metric, max_dets=max_dets, score_thresh=score_thresh
+        run, split=split, metric=metric, max_dets=max_dets, score_thresh=score_thresh,
+        protocol=protocol,
+    )  # fmt: skip
+
+
+def protocol_caption(protocol: dict[str, Any]) -> str:
+    """One line naming the test protocol of a result and its limits."""
+    name = f"Test protocol {protocol['name']}: " if "name" in protocol else "Test protocol: "
+    if "max_dets" not in protocol:  # fast-rcnn: adaptive per-class thresholds
+        return (
+            f"{name}per-class thresholds keeping about {protocol['per_class_per_image']} per "
+            f"class per image over the set, NMS {protocol['nms']:g}."
+        )
+    return (
+        f"{name}at most {protocol['max_dets']} detections per image, "
+        f"score > {protocol['score_thresh']:g}, NMS {protocol['nms']:g}."
     )
 
 
@@ -154,10 +178,7 @@ def render_eval_table(result: dict[str, Any]) -> Table:
     table.add_row("[bold]mAP[/bold]", *mean, str(totals[0]), str(totals[1]))
     protocol = result.get("eval_protocol")
     if protocol:
-        table.caption += (
-            f"\nTest protocol: at most {protocol['max_dets']} detections per image, "
-            f"score > {protocol['score_thresh']:g}, NMS {protocol['nms']:g}."
-        )
+        table.caption += "\n" + protocol_caption(protocol)
     coco = result.get("coco") or result.get("metrics", {}).get("coco", {}).get("coco")
     if coco:
         numbers = [f"{k} {_ap(v)}" for k, v in coco.items()]

@@ -15,8 +15,8 @@ from typing import Annotated, Any
 
 import typer
 
-from ohemcli.config_rules import RULES, Choice
-from ohemcli.samplers import SamplerName
+from ohemcli.config_rules import RULES, Choice, OrNone
+from ohemcli.samplers import SAMPLERS, SamplerName
 
 # Help panels: related options are shown together in --help.
 DATA = "Data"
@@ -30,6 +30,8 @@ REPORT = "Report"
 def choice_enum(name: str, key: str) -> type[Enum]:
     """A ``str`` Enum of the values that the rule of config key ``key`` allows, in its order."""
     rule = RULES[key]
+    if isinstance(rule, OrNone):  # null stays the YAML's business, not an option's
+        rule = rule.inner
     if not isinstance(rule, Choice):
         raise TypeError(f"{key}: its rule is {type(rule).__name__}, not a Choice")
     choice = Enum(name, {value: value for value in rule.values}, type=str)  # type: ignore[misc]
@@ -38,6 +40,7 @@ def choice_enum(name: str, key: str) -> type[Enum]:
 
 
 Backbone = choice_enum("Backbone", "model.backbone")
+Pretrained = choice_enum("Pretrained", "model.pretrained")
 RoIOp = choice_enum("RoIOp", "model.roi_op")
 NmsScope = choice_enum("NmsScope", "sampler.ohem_nms_scope")
 RankingLoss = choice_enum("RankingLoss", "sampler.ohem_loss")
@@ -46,6 +49,7 @@ Device = choice_enum("Device", "train.device")
 LibraBins = choice_enum("LibraBins", "sampler.libra_bins")
 PairMode = Enum("PairMode", {"baseline": "baseline", "all": "all"}, type=str)  # type: ignore[misc]
 PairMode.__doc__ = "Which pairs the report shows (``report.pairs.sampler_pairs``)."
+ProtocolName = choice_enum("ProtocolName", "eval.protocol")
 
 
 def one_of(values: Iterable[str]) -> str:
@@ -94,11 +98,12 @@ BackboneOpt = Annotated[
     _opt("--backbone", panel=MODEL, metavar="<name>", help=_backbone_help()),
 ]
 PretrainedOpt = Annotated[
-    bool | None,
+    Pretrained | None,
     _opt(
-        "--pretrained/--no-pretrained",
+        "--pretrained",
         panel=MODEL,
-        help="ImageNet weights (tiny: the shipped ones).",
+        metavar="<source>",
+        help="Weights: caffe, torchvision (ImageNet), shipped (tiny), none.",
     ),
 ]
 WeightsOpt = Annotated[
@@ -195,6 +200,15 @@ MaxDetsOpt = Annotated[
 ScoreThreshOpt = Annotated[
     float | None,
     _opt("--score-thresh", panel=OUTPUT, help="Test: score floor (release: 0.00001)."),
+]
+TestProtocolOpt = Annotated[
+    ProtocolName | None,
+    _opt(
+        "--test-protocol",
+        panel=OUTPUT,
+        metavar="<name>",
+        help="Test: default, ohem-release or fast-rcnn (README).",
+    ),
 ]
 
 # ohem compare and ohem report: how the finished runs are summed up (not config keys).

@@ -17,7 +17,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from ohemcli.config import DEFAULT_FROZEN_CONVS, ExperimentConfig, parse_config
+from ohemcli.config import DEFAULT_FROZEN_CONVS, TEST_PROTOCOLS, ExperimentConfig, parse_config
 from ohemcli.errors import UserError, quote
 from ohemcli.fileio import read_text
 from ohemcli.presets import CPU_PRESET, GPU_PRESET, SYNTH_PRESET, preset_text
@@ -57,6 +57,7 @@ OPTION_KEYS: dict[str, str] = {
     "images_per_batch": "train.images_per_batch",
     "max_dets": "eval.max_dets",
     "score_thresh": "eval.score_thresh",
+    "test_protocol": "eval.protocol",
 }
 
 
@@ -81,18 +82,39 @@ def given_overrides(params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-IMAGENET_BACKBONES = ("vgg16", "resnet18")  # --backbone NAME means its ImageNet weights
+# --backbone NAME (another than the YAML's) means these weights unless --pretrained/--weights say
+# otherwise: the ImageNet weights that download on their own, and tiny's shipped ones.
+BACKBONE_WEIGHTS = {"vgg16": "torchvision", "resnet18": "torchvision", "tiny": "shipped"}
 
 
-def _imagenet_backbone_means_pretrained(
+def _another_backbone_means_its_weights(
     given: dict[str, dict[str, Any]], base: ExperimentConfig
 ) -> None:
-    """``--backbone vgg16`` or ``resnet18`` also sets model.pretrained (ImageNet weights) in
-    ``given``, unless --pretrained/--no-pretrained, --weights or the YAML's weights say so."""
-    backbone = given.get("--backbone", {})
+    """``--backbone NAME`` naming another backbone than the YAML's also sets model.pretrained to
+    that backbone's weights (:data:`BACKBONE_WEIGHTS`) in ``given``, unless --pretrained,
+    --weights or the YAML's weights say so: the YAML's source may not fit the new backbone."""
+    chosen = given.get("--backbone", {}).get("model.backbone")
     told = bool({"--pretrained", "--weights"} & set(given)) or bool(base.model.weights)
-    if backbone.get("model.backbone") in IMAGENET_BACKBONES and not told:
-        backbone["model.pretrained"] = True
+    if chosen in BACKBONE_WEIGHTS and chosen != base.model.backbone and not told:
+        given["--backbone"]["model.pretrained"] = BACKBONE_WEIGHTS[chosen]
+
+
+def _test_protocol_and_its_limits(given: dict[str, dict[str, Any]]) -> None:
+    """``--test-protocol NAME`` also sets the limits NAME fixes (eval.max_dets, score_thresh);
+    ``--max-dets``/``--score-thresh`` make the protocol "custom". Both at once is an error."""
+    limits = [o for o in ("--max-dets", "--score-thresh") if o in given]
+    if "--test-protocol" in given and limits:
+        raise UserError(
+            f"--test-protocol and {'/'.join(limits)}: give one (a named protocol fixes its limits)"
+        )
+    if limits:
+        given[limits[0]]["eval.protocol"] = "custom"
+    name = given.get("--test-protocol", {}).get("eval.protocol")
+    if name in TEST_PROTOCOLS:
+        max_dets, score_thresh = TEST_PROTOCOLS[name]
+        given["--test-protocol"].update(
+            {"eval.max_dets": max_dets, "eval.score_thresh": score_thresh}
+        )
 
 
 def _another_backbone_freezes_its_own(
@@ -180,10 +202,11 @@ def build_config(config: str | None, params: Mapping[str, Any]) -> ExperimentCon
             f"expected one of {', '.join(SAMPLERS)} or a plugin (pkg.module:Class)"
         )
     given = given_overrides(params)
-    _imagenet_backbone_means_pretrained(given, base)
+    _another_backbone_means_its_weights(given, base)
+    _test_protocol_and_its_limits(given)
     _another_backbone_freezes_its_own(given, base)
     overrides: dict[str, Any] = {}
     for option, keys in given.items():
-        parse_config(text, option, keys)  # each option alone, so that an error names it
+        parse_config(text, option, keys, pairs=False)  # each option alone, so an error names it
         overrides.update(keys)
     return absolute_paths(parse_config(text, "command line", overrides))

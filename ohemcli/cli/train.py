@@ -39,6 +39,7 @@ from ohemcli.cli.option_types import (
     SamplerOpt,
     ScoreThreshOpt,
     SeedOpt,
+    TestProtocolOpt,
     TrainImagesOpt,
     WeightsOpt,
     WorkersOpt,
@@ -73,6 +74,7 @@ def train_command(
     images_per_batch: ImagesPerBatchOpt = None,
     max_dets: MaxDetsOpt = None,
     score_thresh: ScoreThreshOpt = None,
+    test_protocol: TestProtocolOpt = None,
     iters: IterOpt = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
@@ -111,7 +113,7 @@ def train_command(
 
       ohem train --data synth --sampler ohem --iters 600
 
-      ohem train --data VOCdevkit/VOC2007 --config voc07_vgg16 --sampler ohem --device cuda --amp
+      ohem train --data VOCdevkit/VOC2007 --config voc07_vgg16 --sampler ohem --device cuda
     """
     from ohemcli.engine.train import train
     from ohemcli.progress import out_console

@@ -20,8 +20,11 @@ from ohemcli.boxes import BoxNorm
 from ohemcli.data.targets import assign_targets
 from ohemcli.data.voc import ImageRecord, VOCDataset, load_image
 
-PIXEL_MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics, as torchvision's VGG16 weights expect
+PIXEL_MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics, as torchvision's weights expect (RGB)
 PIXEL_STD = (0.229, 0.224, 0.225)
+# Caffe's VGG16 (the OHEM release's fast_rcnn/config.py PIXEL_MEANS): the mean pixel in B, G, R
+# order on the 0-255 scale, no std.
+CAFFE_PIXEL_MEAN_BGR = (102.9801, 115.9465, 122.7717)
 
 
 def resize_factor(height: int, width: int, scale: int, max_size: int) -> float:
@@ -32,20 +35,41 @@ def resize_factor(height: int, width: int, scale: int, max_size: int) -> float:
     return factor
 
 
-def image_tensor(image: np.ndarray, factor: float, flip: bool) -> Tensor:
+def normalise(image: np.ndarray, norm: str) -> Tensor:
+    """RGB uint8 (H, W, 3) -> float (3, H, W) as the weights of ``model.input_norm`` expect.
+
+    ``torchvision``: RGB scaled to 0-1, minus the ImageNet mean, over its std. ``caffe``: the
+    channels reversed to BGR, 0-255, minus :data:`CAFFE_PIXEL_MEAN_BGR` (no std).
+    """
+    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+    if norm == "caffe":
+        return t.flip(0) - torch.tensor(CAFFE_PIXEL_MEAN_BGR).view(3, 1, 1)
+    if norm != "torchvision":
+        raise ValueError(f"unknown input normalisation {norm!r}")
+    mean = torch.tensor(PIXEL_MEAN).view(3, 1, 1)
+    std = torch.tensor(PIXEL_STD).view(3, 1, 1)
+    return (t.div_(255.0) - mean) / std
+
+
+def image_tensor(image: np.ndarray, factor: float, flip: bool, norm: str = "torchvision") -> Tensor:
     """RGB uint8 (H, W, 3) -> normalised float (3, H', W'), resized and optionally mirrored."""
     if factor != 1.0:
         image = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR)
     if flip:
         image = image[:, ::-1]
-    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
-    mean = torch.tensor(PIXEL_MEAN).view(3, 1, 1)
-    std = torch.tensor(PIXEL_STD).view(3, 1, 1)
-    return (t - mean) / std
+    return normalise(image, norm)
 
 
 def flip_boxes(boxes: Tensor, width: float) -> Tensor:
-    """Mirror 0-based continuous boxes in an image ``width`` pixels wide."""
+    """Mirror boxes in an image ``width`` pixels wide, as the image's columns are mirrored.
+
+    Computed as ``x1' = width - x2`` and ``x2' = width - x1``, the rule for continuous
+    coordinates, which ``boxes.py``'s box coding also uses (widths ``x2 - x1``). The boxes
+    themselves are stored as 0-based inclusive pixel indices (VOC's corners minus 1), under which
+    the release's ``W - x - 1`` is exact and this rule lands one pixel to the right. The two
+    conventions are to be made one, flip and box coding together, with every published figure
+    measured again (the README's tables were measured with this rule).
+    """
     flipped = boxes.clone()
     flipped[:, 0] = width - boxes[:, 2]
     flipped[:, 2] = width - boxes[:, 0]
@@ -88,8 +112,10 @@ class TrainImages(Dataset):
         use_difficult: bool = False,
         fg_thresh: float = 0.5,
         box_norm: BoxNorm | None = None,
+        input_norm: str = "torchvision",
     ) -> None:
         self.dataset, self.proposals = dataset, proposals
+        self.input_norm = input_norm  # model.input_norm: the normalisation the weights expect
         self.scale, self.max_size = scale, max_size
         self.use_difficult, self.fg_thresh = use_difficult, fg_thresh
         self.box_norm = box_norm or BoxNorm.fixed(dataset.num_classes)
@@ -114,7 +140,7 @@ class TrainImages(Dataset):
         if flip:  # labels and IoUs are flip-invariant; assign_targets mirrored dx
             rois = flip_boxes(rois, image.shape[1])
         return ImageSample(
-            image=image_tensor(image, factor, flip),
+            image=image_tensor(image, factor, flip, self.input_norm),
             rois=rois * factor,
             image_id=record.image_id,
             factor=factor,
@@ -129,10 +155,16 @@ class TestImages(Dataset):
     """Test images, one at a time, with their proposals scaled to the network's input."""
 
     def __init__(
-        self, dataset: VOCDataset, proposals: dict[str, np.ndarray], scale: int, max_size: int
+        self,
+        dataset: VOCDataset,
+        proposals: dict[str, np.ndarray],
+        scale: int,
+        max_size: int,
+        input_norm: str = "torchvision",
     ):
         self.dataset, self.proposals = dataset, proposals
         self.scale, self.max_size = scale, max_size
+        self.input_norm = input_norm  # model.input_norm of the run being evaluated
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -143,7 +175,10 @@ class TestImages(Dataset):
         props = torch.from_numpy(self.proposals[record.image_id]).float().reshape(-1, 4)
         image = load_image(record.image_path)
         return ImageSample(
-            image_tensor(image, factor, False), props * factor, record.image_id, factor
+            image_tensor(image, factor, False, self.input_norm),
+            props * factor,
+            record.image_id,
+            factor,
         )
 
 

@@ -1,4 +1,4 @@
-"""Download and unpack PASCAL VOC2007 and the Fast R-CNN release's proposals (stdlib only).
+"""Download PASCAL VOC2007, the Fast R-CNN release's proposals and Caffe's VGG16 (stdlib only).
 
 Each tar is streamed into a temporary file next to its target, its md5 checked on the way, and
 renamed into place only when complete and verified. Unpacking refuses members that would land
@@ -174,7 +174,7 @@ def _check_md5(path: Path, md5: str | None) -> None:
     if digest.hexdigest() != md5.lower():
         raise UserError(
             f"{path}: md5 mismatch (got {digest.hexdigest()}, expected {md5}); delete it"
-        )
+        )  # a partial download never lands there (atomic): the file came by hand
 
 
 def _copy(source: object, dest: Path) -> None:
@@ -220,3 +220,32 @@ def download_voc2007_proposals(
         raise UserError(f"{url}: the archive holds no {', '.join(missing)}")
     tgz.unlink()  # the .mat files are all we use; the archive also holds VOC2012's boxes
     return out_dir
+
+
+# Caffe's VGG16 ImageNet weights (VGG16.v2.caffemodel, the OHEM release's starting point) as the
+# PyTorch state dict that jwyang/faster-rcnn.pytorch ships, vgg16_caffe.pth (its README links
+# Dropbox and a VT server). Zenodo keeps a copy, record 4515252, which publishes this md5 for its
+# 553,433,685-byte file. That the Zenodo file is byte for byte jwyang's is not verified here; its
+# size is that of jwyang's (527.8 MiB), and the model checks any file's tensors when it loads it.
+VGG16_CAFFE_URL = "https://zenodo.org/records/4515252/files/vgg16_caffe.pth?download=1"
+VGG16_CAFFE_MD5 = "433ad40ddbd662d6448e13a6cef812f2"
+VGG16_CAFFE_ORIGIN = "https://www.dropbox.com/s/s3brpk0bdq60nyb/vgg16_caffe.pth?dl=0"
+
+
+def download_vgg16_caffe(
+    dest: Path, url: str | None = None, md5: str | None = None, show_progress: bool = True
+) -> Path:
+    """Fetch the Caffe VGG16 state dict to ``dest`` atomically, md5-checked; return ``dest``.
+
+    A file already at ``dest`` (downloaded before, or put there by hand) is checked against the
+    md5 and kept. Without ``url``: :data:`VGG16_CAFFE_URL` with :data:`VGG16_CAFFE_MD5`; with
+    it, ``md5`` (None: not checked). Offline, one line says where to put the file.
+    """
+    if url is None:
+        url, md5 = VGG16_CAFFE_URL, VGG16_CAFFE_MD5
+    dest = Path(dest).expanduser()
+    if dest.is_file():
+        _check_md5(dest, md5)
+        return dest
+    hint = f"download {VGG16_CAFFE_ORIGIN} elsewhere and put it at {dest}"
+    return fetch(url, dest, md5, show_progress, hint)

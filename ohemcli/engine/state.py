@@ -141,7 +141,7 @@ class TrainState:
             "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
             "machine": f"{platform.machine()} {platform.system()}, "
             f"{torch.get_num_threads()} threads",
-            "eval_protocol": result.get("eval_protocol"),  # max_dets, score_thresh, nms
+            "eval_protocol": result.get("eval_protocol"),  # its name and limits
             "concurrent_runs": self.concurrent_runs,
             "devices": devices,
             "stability": stability,

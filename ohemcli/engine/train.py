@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from ohemcli.config import ExperimentConfig, config_to_yaml
+from ohemcli.config import ExperimentConfig, config_to_yaml, input_norm
 from ohemcli.data.batching import Batch, ScheduleSampler, TrainImages, collate, iteration_epoch
 from ohemcli.data.box_stats import make_box_norm
 from ohemcli.data.splits import load_split
@@ -38,7 +38,8 @@ from ohemcli.engine.state import TrainState, eval_iterations
 from ohemcli.engine.step import NonFiniteLoss, StepResult, Updater, train_step
 from ohemcli.errors import UserError
 from ohemcli.fileio import append_jsonl, atomic_write_json, atomic_write_text, truncate_jsonl
-from ohemcli.model.fast_rcnn import build_model
+from ohemcli.model.backbones import check_pretrained_available
+from ohemcli.model.fast_rcnn import build_model, without_pretrained
 from ohemcli.progress import err_console, make_progress, train_columns, train_fields
 from ohemcli.runs.checkpointer import Checkpointer
 from ohemcli.runs.guard import check_out_dir, check_resume, clear_leftovers, run_lock
@@ -90,6 +91,8 @@ class Trainer:
         self.show = show_progress and self.dist.is_main
         self.paths = RunPaths(Path(out_dir))
         checkpoint = check_resume(self.paths, cfg, resume)
+        if checkpoint is None:  # a resumed run takes its weights from the checkpoint
+            check_pretrained_available(cfg.model)
         self.train_data = load_split(cfg, cfg.data.train_split, self.show)
         classes = self.train_data.dataset.classes
         self.cfg = replace(cfg, data=replace(cfg.data, classes=classes))
@@ -100,11 +103,14 @@ class Trainer:
             cfg.data.max_size,
             cfg.data.use_difficult,
             cfg.sampler.fg_thresh,
+            input_norm=input_norm(cfg.model),
         )
         self.images.box_norm = make_box_norm(
             cfg.model.box_norm, self.images, cfg.data.flip, self.show
         )
-        self.model = build_model(self.cfg, len(classes), self.device)
+        # A resumed run's weights come from its checkpoint: no pretrained file is read again.
+        built = self.cfg if checkpoint is None else without_pretrained(self.cfg)
+        self.model = build_model(built, len(classes), self.device)
         self.model.set_box_norm(self.images.box_norm)  # saved with the weights (buffers)
         self.sampler = build_sampler(cfg.sampler)
         self.optimizer, self.scheduler = build_optimizer(self.model, cfg.train)

@@ -9,17 +9,27 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ohemcli.config import EvalConfig, ExperimentConfig, load_config
+from ohemcli.config import (
+    FAST_RCNN_MAX_PER_IMAGE,
+    FAST_RCNN_PER_CLASS,
+    TEST_PROTOCOLS,
+    EvalConfig,
+    ExperimentConfig,
+    input_norm,
+    load_config,
+    protocol_name,
+)
 from ohemcli.data.batching import TestImages, collate
 from ohemcli.data.splits import SplitData, load_split
 from ohemcli.device import loader_workers, resolve_device
 from ohemcli.errors import UserError
 from ohemcli.evaluation.matches import matches_from_result, save_matches
 from ohemcli.evaluation.metrics import evaluate_all, voc_metric
+from ohemcli.evaluation.protocols import FastRCNNTest
 from ohemcli.evaluation.results_files import ClassDetections, Detections, write_results_files
 from ohemcli.evaluation.voc_ap import evaluate_voc
 from ohemcli.fileio import atomic_write_json
-from ohemcli.model.fast_rcnn import FastRCNN, build_model
+from ohemcli.model.fast_rcnn import FastRCNN, build_model, without_pretrained
 from ohemcli.progress import make_progress
 from ohemcli.runs.checkpointer import read_checkpoint, saved_weights
 from ohemcli.runs.paths import EvalPaths, RunPaths
@@ -36,7 +46,9 @@ def detect_split(
     """Run the detector over every image of ``split``; boxes in original-image coordinates."""
     was_training = model.training
     model.eval()
-    images = TestImages(split.dataset, split.proposals, cfg.data.scale, cfg.data.max_size)
+    images = TestImages(
+        split.dataset, split.proposals, cfg.data.scale, cfg.data.max_size, input_norm(cfg.model)
+    )  # the normalisation the run trained with (recorded in its config.yaml)
     loader = DataLoader(
         images,
         batch_size=1,
@@ -45,6 +57,8 @@ def detect_split(
         generator=torch.Generator(),
     )  # keeps the global RNG (dropout's) untouched
     per_class: dict[int, list[tuple[str, np.ndarray, np.ndarray]]] = {}
+    adaptive = FastRCNNTest(len(images)) if cfg.eval.protocol == "fast-rcnn" else None
+    ids: list[str] = []
     with make_progress(disable=not show_progress) as progress:
         task = progress.add_task(f"detect {split.dataset.split}", total=len(images))
         for batch in loader:
@@ -54,12 +68,19 @@ def detect_split(
             boxes, scores, labels = model.detect(batch.images, [sample.rois], cfg.eval, [size])[0]
             boxes = (boxes / sample.factor).cpu().numpy().astype(np.float64)
             scores, labels = scores.cpu().numpy().astype(np.float64), labels.cpu().numpy()
-            for label in np.unique(labels):
-                keep = labels == label
-                per_class.setdefault(int(label), []).append(
-                    (sample.image_id, scores[keep], boxes[keep])
-                )
+            if adaptive is not None:  # thresholds over the whole set: kept, decided at the end
+                adaptive.add(len(ids), boxes, scores, labels)
+            else:
+                for label in np.unique(labels):
+                    keep = labels == label
+                    per_class.setdefault(int(label), []).append(
+                        (sample.image_id, scores[keep], boxes[keep])
+                    )
+            ids.append(sample.image_id)
             progress.advance(task)
+    if adaptive is not None:
+        for image, label, kept_boxes, kept_scores in adaptive.finish(cfg.eval.nms):
+            per_class.setdefault(label, []).append((ids[image], kept_scores, kept_boxes))
     if was_training:
         model.train()
     return _to_detections(per_class, split.dataset.classes)
@@ -80,12 +101,29 @@ def _to_detections(
 
 
 def eval_protocol(cfg: EvalConfig) -> dict[str, Any]:
-    """The test protocol a number was measured with (``eval_protocol`` in metrics/summary JSON).
+    """The test protocol a number was measured with (``eval_protocol`` in metrics/summary JSON),
+    by name and with its limits.
 
-    Fast R-CNN's test keeps at most 100 detections per image scoring over 0.05; the OHEM
-    release's script keeps 2000 over 0.00001. Both use per-class NMS at 0.3.
+    ``default`` keeps at most 100 detections per image scoring over 0.05 (py-faster-rcnn's and
+    the later fast-rcnn's ``test_net``); ``ohem-release`` 2000 over 0.00001 (the OHEM release's
+    ``experiments/scripts/fast_rcnn_ohem.sh``); ``fast-rcnn`` adapts per-class thresholds to keep
+    about 40 detections per class per image over the test set (Fast R-CNN's first ``test.py``,
+    see ohemcli.evaluation.protocols). All use per-class NMS (0.3 in the presets).
     """
-    return {"max_dets": cfg.max_dets, "score_thresh": cfg.score_thresh, "nms": cfg.nms}
+    name = protocol_name(cfg)
+    if name == "fast-rcnn":
+        return {
+            "name": name,
+            "per_class_per_image": FAST_RCNN_PER_CLASS,
+            "max_per_class_per_image": FAST_RCNN_MAX_PER_IMAGE,
+            "nms": cfg.nms,
+        }
+    return {
+        "name": name,
+        "max_dets": cfg.max_dets,
+        "score_thresh": cfg.score_thresh,
+        "nms": cfg.nms,
+    }
 
 
 def evaluate_model(
@@ -122,7 +160,7 @@ def load_run_model(
     paths = RunPaths(run_dir)
     cfg = load_config(paths.config)
     weights, classes = saved_weights(read_checkpoint(paths.checkpoint))
-    model = build_model(cfg, len(classes), device)
+    model = build_model(without_pretrained(cfg), len(classes), device)  # weights: checkpoint's
     model.load_state_dict(weights)
     return model, cfg, classes
 
@@ -135,22 +173,27 @@ def evaluate_run(
     show_progress: bool = True,
     max_dets: int | None = None,
     score_thresh: float | None = None,
+    protocol: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run's checkpoint on ``split``; writes ``RUN/eval/``, returns the metrics.
 
-    ``max_dets`` and ``score_thresh`` override the run's ``eval`` config (the test protocol).
+    ``protocol`` (a test protocol's name), or ``max_dets`` and ``score_thresh`` (then the
+    protocol is "custom"), override the run's ``eval`` config.
     """
     dev = resolve_device(device)
     model, cfg, classes = load_run_model(Path(run_dir), dev)
     cfg = _with_classes(cfg, classes)
-    cfg = _with_protocol(cfg, max_dets, score_thresh)
+    cfg = _with_protocol(cfg, max_dets, score_thresh, protocol)
     data = load_split(cfg, split, show_progress)
     out = RunPaths(Path(run_dir)).eval_dir
     return evaluate_model(model, cfg, data, dev, out, metric, show_progress)
 
 
 def _with_protocol(
-    cfg: ExperimentConfig, max_dets: int | None, score_thresh: float | None
+    cfg: ExperimentConfig,
+    max_dets: int | None,
+    score_thresh: float | None,
+    protocol: str | None = None,
 ) -> ExperimentConfig:
     from dataclasses import replace
 
@@ -158,7 +201,17 @@ def _with_protocol(
         raise UserError(f"--max-dets {max_dets}: must be at least 1")
     if score_thresh is not None and not 0.0 <= score_thresh <= 1.0:
         raise UserError(f"--score-thresh {score_thresh}: must be in [0, 1]")
+    limits_given = max_dets is not None or score_thresh is not None
+    if protocol is not None and limits_given:
+        raise UserError("--test-protocol and --max-dets/--score-thresh: give one")
     e = cfg.eval
+    if protocol is not None:
+        e = replace(e, protocol=protocol)
+        if protocol in TEST_PROTOCOLS:
+            e = replace(e, max_dets=TEST_PROTOCOLS[protocol][0])
+            e = replace(e, score_thresh=TEST_PROTOCOLS[protocol][1])
+    elif limits_given:
+        e = replace(e, protocol="custom")
     e = replace(e, max_dets=e.max_dets if max_dets is None else max_dets)
     e = replace(e, score_thresh=e.score_thresh if score_thresh is None else score_thresh)
     return replace(cfg, eval=e)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from ohemcli.config import ExperimentConfig, config_to_dict
+from ohemcli.config import ExperimentConfig, config_from_dict, config_to_dict
 from ohemcli.errors import UserError, quote
 from ohemcli.fileio import atomic_write_text
 from ohemcli.launch.grid import (
@@ -81,7 +81,8 @@ def check_settings(
     if folder.settings.is_file() and folder.any_checkpoint():
         saved = read_settings(folder.settings)
         diff = first_difference(
-            comparable_config(saved.get("config") or {}), comparable_config(settings["config"])
+            comparable_config(_as_loaded(saved.get("config") or {})),
+            comparable_config(_as_loaded(settings["config"])),
         )
         if diff is not None:
             key, was, now = diff
@@ -94,6 +95,17 @@ def check_settings(
         if settings == saved:
             return
     atomic_write_text(folder.settings, yaml.safe_dump(settings, sort_keys=False))
+
+
+def _as_loaded(config: dict[str, Any]) -> dict[str, Any]:
+    """A saved config as loading it gives it today: keys added since it was written take their
+    defaults (or the values they are derived from, such as model.input_norm), and old values
+    their present spelling (``model.pretrained: true``). A config that no longer loads stays as
+    written, and the comparison names what differs."""
+    try:
+        return config_to_dict(config_from_dict(config, "compare.yaml"))
+    except UserError:
+        return config
 
 
 def _advancer(progress: Any, task: Any, done: int, first: int) -> Callable[[dict[str, Any]], None]:

@@ -1,13 +1,15 @@
 """Backbones: a conv trunk (images -> feature map) and an fc head (pooled RoIs -> vectors).
 
-``vgg16`` is the paper's network: torchvision's VGG16 up to conv5_3 (stride 16) with fc6/fc7 from
-its classifier as the RoI head, conv1 and conv2 frozen. ``tiny`` is a small network for the CPU
-(stride 8). ``resnet18`` is torchvision's ResNet-18 split as Faster R-CNN splits a ResNet ("C4"):
-conv1 to layer3 as the trunk (stride 16), layer4 and global average pooling as the RoI head.
-``model.pretrained`` starts vgg16 and resnet18 from ImageNet weights (torchvision's weights API,
-cached in torch's hub folder) and tiny from ``ohemcli/weights/tiny_synth.pt``, a crop classifier of
-the synthetic shapes trained on images that the demo never uses (``scripts/pretrain_tiny.py``
-reproduces it; see ohemcli.engine.pretrain).
+``vgg16`` is the paper's network: VGG16 up to conv5_3 (stride 16) with fc6/fc7 as the RoI head,
+conv1 and conv2 frozen, in torchvision's layout; its weights come from Caffe's ImageNet model
+(``model.pretrained: caffe``, see ohemcli.model.caffe_vgg16) or torchvision's. ``tiny`` is a
+small network for the CPU (stride 8). ``resnet18`` is torchvision's ResNet-18 split as Faster
+R-CNN splits a ResNet ("C4"): conv1 to layer3 as the trunk (stride 16), layer4 and global average
+pooling as the RoI head. ``model.pretrained: torchvision`` starts vgg16 and resnet18 from ImageNet
+weights (torchvision's weights API, cached in torch's hub folder); ``shipped`` starts tiny from
+``ohemcli/weights/tiny_synth.pt``, a crop classifier of the synthetic shapes trained on images
+that the demo never uses (``scripts/pretrain_tiny.py`` reproduces it; see
+ohemcli.engine.pretrain).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ohemcli.config import DEFAULT_FROZEN_CONVS, ModelConfig
+from ohemcli.config import DEFAULT_FROZEN_CONVS, ModelConfig, pretrained_source
 from ohemcli.errors import UserError
+from ohemcli.model.caffe_vgg16 import caffe_vgg16_path, load_caffe_vgg16, to_torchvision_vgg16
 
 
 @dataclass
@@ -83,24 +86,78 @@ def _torchvision_net(
         ) from None
 
 
-def build_vgg16(cfg: ModelConfig) -> Backbone:
-    """VGG16 with conv5_3 at stride 16 and fc6/fc7 as the RoI head."""
+def check_pretrained_available(cfg: ModelConfig) -> None:
+    """Refuse, in one line and before any work, ``model.pretrained: caffe`` without its file."""
+    if pretrained_source(cfg) != "caffe" or cfg.weights:
+        return
+    path = caffe_vgg16_path()
+    if not path.is_file():
+        raise UserError(
+            f"model.pretrained caffe: {path} not found; run `ohem data download vgg16-caffe` "
+            "(or pass --weights FILE, or --pretrained torchvision)"
+        )
+
+
+def verify_caffe_vgg16(path: Path) -> None:
+    """Check that ``path`` loads (weights only) and holds every tensor of Caffe's VGG16 that we
+    use, with its shape; one line names the file otherwise. Nothing is allocated for the model
+    (torchvision's vgg16 on the meta device)."""
+    from torchvision.models import vgg16
+
+    state = _load_state_dict(path)
+    with torch.device("meta"):
+        net = vgg16(weights=None)
+    load_caffe_vgg16(net, state, str(path))
+
+
+def _vgg16_net(cfg: ModelConfig) -> nn.Module:
+    """torchvision's ``vgg16`` with the weights ``cfg`` names (``--weights`` first)."""
     from torchvision.models import VGG16_Weights, vgg16
 
-    weights = VGG16_Weights.IMAGENET1K_V1 if cfg.pretrained and not cfg.weights else None
-    ways_out = "pass --weights FILE (a torchvision vgg16 state dict) or --no-pretrained"
-    net = _torchvision_net(vgg16, weights, "VGG16", ways_out)
-    if cfg.weights:
-        missing, unexpected = net.load_state_dict(_load_state_dict(cfg.weights), strict=False)
+    source = pretrained_source(cfg)
+    if source == "torchvision" and not cfg.weights:
+        ways_out = "pass --weights FILE (a torchvision vgg16 state dict) or --pretrained none"
+        return _torchvision_net(vgg16, VGG16_Weights.IMAGENET1K_V1, "VGG16", ways_out)
+    net = vgg16(weights=None)
+    if source == "caffe":
+        check_pretrained_available(cfg)
+        path = Path(cfg.weights) if cfg.weights else caffe_vgg16_path()
+        load_caffe_vgg16(net, _load_state_dict(path), str(path))
+    elif cfg.weights:  # torchvision's layout (or a caffe one): any part of it
+        state = {**_load_state_dict(cfg.weights)}
+        state.update(to_torchvision_vgg16(state))
+        try:
+            missing, _ = net.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # a tensor of the wrong shape
+            raise UserError(f"{cfg.weights}: does not fit vgg16 ({_one_line(exc)})") from None
         if len(missing) == len(net.state_dict()):
             raise UserError(f"{cfg.weights}: no tensor matches torchvision's vgg16 (wrong file?)")
+    return net
+
+
+def build_vgg16(cfg: ModelConfig) -> Backbone:
+    """VGG16 with conv5_3 at stride 16 and fc6/fc7 as the RoI head.
+
+    ``model.pool_ceil`` makes pool1 to pool4 round their output sizes up, as Caffe's pooling
+    does: a 600-px side becomes 300, 150, 75 and then 38 (ceil) instead of 37 rows at conv5_3.
+    The stride stays 16, so RoI pooling keeps its spatial scale 1/16, as the release's prototxt.
+    """
+    net = _vgg16_net(cfg)
     trunk = net.features[:30]  # drop the last max-pool: conv5_3 + ReLU at stride 16
+    set_pool_ceil(trunk, cfg.pool_ceil)
     # conv1_x and conv2_x (4 conv layers) stay frozen, as in the paper
     freeze_leading_convs(trunk, frozen_convs(cfg))
     head = nn.Sequential(
         nn.Flatten(), *list(net.classifier.children())[:6]
     )  # fc6, fc7 with dropout
     return Backbone(trunk=trunk, head=head, stride=16, out_dim=4096)
+
+
+def set_pool_ceil(trunk: nn.Module, ceil: bool) -> None:
+    """Every max-pooling layer of ``trunk`` rounds its output size up (``ceil``) or down."""
+    for layer in trunk.modules():
+        if isinstance(layer, nn.MaxPool2d):
+            layer.ceil_mode = ceil
 
 
 def freeze_leading_convs(trunk: nn.Module, count: int) -> None:
@@ -136,7 +193,7 @@ def build_tiny(cfg: ModelConfig) -> Backbone:
     """A five-layer CNN at stride 8 and a two-layer fc head: fast on a CPU.
 
     Weights: ``cfg.weights`` if given, else the shipped synthetic-shapes weights when
-    ``cfg.pretrained``, else random (from the caller's torch seed).
+    ``model.pretrained: shipped``, else random (from the caller's torch seed).
     """
     trunk = nn.Sequential(
         *_conv(3, 16, stride=2),
@@ -153,7 +210,8 @@ def build_tiny(cfg: ModelConfig) -> Backbone:
         nn.Linear(cfg.head_dim, cfg.head_dim),
         nn.ReLU(inplace=True),
     )
-    source = cfg.weights or (shipped_tiny_weights() if cfg.pretrained else None)
+    shipped = pretrained_source(cfg) == "shipped"
+    source = cfg.weights or (shipped_tiny_weights() if shipped else None)
     if source:
         state = _load_state_dict(source)
         try:  # a float16 file is cast to the parameters' float32 by load_state_dict
@@ -163,7 +221,7 @@ def build_tiny(cfg: ModelConfig) -> Backbone:
             first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
             raise UserError(
                 f"{source}: does not fit the tiny backbone ({first}); check {option} "
-                "or use --no-pretrained"
+                "or use --pretrained none"
             ) from None
     freeze_leading_convs(trunk, frozen_convs(cfg))
     return Backbone(trunk=trunk, head=head, stride=8, out_dim=cfg.head_dim)
@@ -209,15 +267,16 @@ def build_resnet18(cfg: ModelConfig) -> Backbone:
     Every BatchNorm is a FrozenBatchNorm2d: its statistics and affine stay as loaded, so train and
     eval mode compute the same thing (batches hold two images; the head sees RoIs of them). The
     stem and layer1 stay frozen unless ``model.frozen_convs`` says otherwise (15 trunk convs).
-    Weights: ``cfg.weights`` if given, else ImageNet when ``cfg.pretrained``, else random (from
-    the caller's torch seed; the frozen BatchNorms are then identities: for tests, not training).
+    Weights: ``cfg.weights`` if given, else ImageNet when ``model.pretrained: torchvision``, else
+    random (from the caller's torch seed; the frozen BatchNorms are then identities: for tests,
+    not training).
     """
     from torchvision.models import resnet18
     from torchvision.ops import FrozenBatchNorm2d
 
     if cfg.weights:
         net = _resnet18_from_file(cfg.weights)
-    elif cfg.pretrained:
+    elif pretrained_source(cfg) == "torchvision":
         net = _imagenet_resnet18()
     else:
         net = resnet18(weights=None, norm_layer=FrozenBatchNorm2d)

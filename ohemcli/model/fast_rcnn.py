@@ -5,12 +5,20 @@ Its per-RoI loss (``model.losses.per_roi_loss``) both ranks RoIs (ohem's read-on
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, roi_align, roi_pool
 
 from ohemcli.boxes import BoxNorm, decode
-from ohemcli.config import EvalConfig, ExperimentConfig, ModelConfig
+from ohemcli.config import (
+    FAST_RCNN_MAX_PER_IMAGE,
+    EvalConfig,
+    ExperimentConfig,
+    ModelConfig,
+    input_norm,
+)
 from ohemcli.errors import UserError
 from ohemcli.model.backbones import BACKBONES
 from ohemcli.model.losses import RoILosses, per_roi_loss
@@ -123,7 +131,8 @@ class FastRCNN(nn.Module):
 
         Boxes are in the input (resized) image's coordinates, clipped to ``image_sizes`` (h, w).
         Per class: drop scores under ``cfg.score_thresh``, NMS at ``cfg.nms``; then keep the
-        ``cfg.max_dets`` highest scores of the image.
+        ``cfg.max_dets`` highest scores of the image. Under ``eval.protocol: fast-rcnn``: each
+        class's 100 highest scores, before any threshold or NMS (see evaluation.protocols).
         """
         features = self.features(images)
         logits, deltas = self.roi_forward(features, rois_with_batch_index(rois))
@@ -152,10 +161,29 @@ class FastRCNN(nn.Module):
         boxes[..., 1::2] = boxes[..., 1::2].clamp(0, size[0])
         scores = probs[:, 1:]
         labels = torch.arange(1, k + 1, device=probs.device).expand_as(scores)
+        if cfg.protocol == "fast-rcnn":
+            return _top_per_class(boxes, scores, labels)
         keep = scores > cfg.score_thresh
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         keep = batched_nms(boxes, scores, labels, cfg.nms)[: cfg.max_dets]
         return boxes[keep], scores[keep], labels[keep]
+
+
+def _top_per_class(boxes: Tensor, scores: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The ``fast-rcnn`` protocol's per-image part: each class's 100 highest scores, no floor and
+    no NMS yet (the set-wide thresholds and NMS follow in ohemcli.evaluation.protocols)."""
+    top = min(FAST_RCNN_MAX_PER_IMAGE, len(scores))
+    index = scores.topk(top, dim=0).indices  # (top, K), best first in each class
+    column = torch.arange(scores.shape[1], device=scores.device).expand_as(index)
+    picked = (index, column)
+    return boxes[picked].reshape(-1, 4), scores[picked].reshape(-1), labels[picked].reshape(-1)
+
+
+def without_pretrained(cfg: ExperimentConfig) -> ExperimentConfig:
+    """``cfg`` building random weights (``model.pretrained: none``, no ``--weights``) with the same
+    input normalisation: for a model whose weights a checkpoint will replace."""
+    model = replace(cfg.model, pretrained="none", weights=None, input_norm=input_norm(cfg.model))
+    return replace(cfg, model=model)
 
 
 def build_model(cfg: ExperimentConfig, num_classes: int, device: torch.device) -> FastRCNN:

@@ -114,7 +114,8 @@ def analyse_results(
 def _protocol_text(p: dict[str, Any] | None) -> str:
     if not p:
         return "not recorded in the run folder"
-    return ", ".join(f"{k}={p[k]}" for k in ("max_dets", "score_thresh", "nms") if k in p)
+    keys = ("name", "max_dets", "score_thresh", "per_class_per_image", "nms")
+    return ", ".join(f"{k}={p[k]}" for k in keys if k in p)
 
 
 def protocol_lines(runs: Sequence[Run]) -> list[str]:

@@ -30,7 +30,7 @@ from ohemcli.runs.stability import (
 )
 
 NOT_SETTLED = "runs not settled"  # the verdict of a pair with a run that is not settled
-ADVICE = "Try more iterations (--iters), a lower --lr, or pretrained weights (--pretrained)."
+ADVICE = "Try more iterations (--iters), a lower --lr, or pretrained weights (--pretrained SOURCE)."
 RISING_ADVICE = "It is still rising: try more iterations (--iters)."
 RULES_NOTE = (
     f"A run is collapsed when its final mAP fell below half of its own best evaluation (by at "

@@ -127,7 +127,8 @@ class Checkpointer:
         """Load ``ckpt`` (from :func:`read_checkpoint`) into the objects; return its ``state``.
 
         An optimizer state whose parameter groups differ from this run's (the groups follow
-        ``train.bias_lr_factor`` and ``train.bias_weight_decay``) is refused in one line.
+        ``train.bias_lr_factor``, ``train.bias_weight_decay`` and ``train.bias_decay_scope``) is
+        refused in one line.
         """
         self.model.load_state_dict(ckpt["model"])
         try:
@@ -135,7 +136,7 @@ class Checkpointer:
         except ValueError:  # torch refuses a state with another number or size of groups
             raise UserError(
                 f"{self.path}: its optimizer state has other parameter groups than "
-                "train.bias_lr_factor / train.bias_weight_decay give; choose another --out"
+                "train.bias_weight_decay / train.bias_decay_scope give; choose another --out"
             ) from None
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.sampler.load_state_dict(ckpt["sampler"])

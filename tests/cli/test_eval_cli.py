@@ -106,9 +106,15 @@ def test_run_mode_calls_evaluate_run(monkeypatch, tmp_path):
     calls = []
     fake = types.ModuleType("ohemcli.evaluation.evaluate")
 
-    def evaluate_run(run_dir: Path, split: str, metric: str, max_dets, score_thresh) -> dict:
-        calls.append((run_dir, split, metric, max_dets, score_thresh))
-        protocol = {"max_dets": max_dets or 100, "score_thresh": score_thresh or 0.05, "nms": 0.3}
+    def evaluate_run(
+        run_dir: Path, split: str, metric: str, max_dets, score_thresh, protocol=None
+    ) -> dict:
+        calls.append((run_dir, split, metric, max_dets, score_thresh, protocol))
+        if protocol == "fast-rcnn":
+            protocol = {"name": protocol, "per_class_per_image": 40, "nms": 0.3}
+        else:
+            protocol = {"name": "custom" if max_dets else "default", "max_dets": max_dets or 100,
+                        "score_thresh": score_thresh or 0.05, "nms": 0.3}  # fmt: skip
         return {"metric": metric, "mAP": 0.5, "AP": {"cat": 0.5}, "num_images": 3,
                 "num_gt": {"cat": 2}, "num_det": {"cat": 4}, "eval_protocol": protocol}  # fmt: skip
 
@@ -116,14 +122,20 @@ def test_run_mode_calls_evaluate_run(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ohemcli.evaluation.evaluate", fake)
     result = runner.invoke(app, ["eval", str(tmp_path), "--split", "val", "--metric", "voc10"])
     assert result.exit_code == 0, result.output
-    assert calls == [(tmp_path, "val", "voc10", None, None)]
+    assert calls == [(tmp_path, "val", "voc10", None, None, None)]
     assert "0.5000" in result.stdout and "cat" in result.stdout
-    assert "at most 100 detections per image, score > 0.05" in result.stdout
+    flat = " ".join(result.stdout.split())  # the caption wraps at the table's width
+    assert "protocol default: at most 100 detections per image, score > 0.05" in flat
     args = ["eval", str(tmp_path), "--max-dets", "2000", "--score-thresh", "0.00001"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert calls[-1] == (tmp_path, "test", "voc07", 2000, 0.00001)
-    assert "at most 2000 detections per image, score > 1e-05" in result.stdout
+    assert calls[-1] == (tmp_path, "test", "voc07", 2000, 0.00001, None)
+    assert "at most 2000 detections per image, score > 1e-05" in " ".join(result.stdout.split())
+    result = runner.invoke(app, ["eval", str(tmp_path), "--test-protocol", "fast-rcnn"])
+    assert result.exit_code == 0, result.output
+    assert calls[-1] == (tmp_path, "test", "voc07", None, None, "fast-rcnn")
+    flat = " ".join(result.stdout.split())
+    assert "protocol fast-rcnn: per-class thresholds keeping about 40 per class" in flat
     missing = runner.invoke(app, ["eval", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "run folder not found" in missing.stderr
 

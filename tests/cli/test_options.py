@@ -122,16 +122,23 @@ def _changed_keys(params: dict, base: dict) -> set[str]:
 def test_each_option_lands_on_its_config_key_and_no_other():
     base = config_to_dict(build_config("synth_tiny", {}))
     for param, key in OPTION_KEYS.items():
-        changed = [_changed_keys({param: v}, base) for v in _values_for(key)]
+        # synth_tiny's backbone takes only these sources (caffe, torchvision: vgg16, resnet18)
+        values = ["none", "shipped"] if param == "pretrained" else _values_for(key)
+        changed = [_changed_keys({param: v}, base) for v in values]
         changed = [c for c in changed if c]
         assert changed, param
-        implied = {"model.pretrained", "model.frozen_convs"} if param == "backbone" else set()
+        implied = {
+            "backbone": {"model.pretrained", "model.frozen_convs"},
+            "max_dets": {"eval.protocol"},  # "custom"
+            "score_thresh": {"eval.protocol"},
+            "test_protocol": {"eval.max_dets", "eval.score_thresh"},  # the limits it fixes
+        }.get(param, set())
         assert all(key in c and c <= {key} | implied for c in changed), (param, changed)
 
 
 def test_each_option_is_named_like_its_config_key():
     """``--ohem-nms-iou`` sets sampler.ohem_nms_iou (a reader can grep one for the other)."""
-    renamed = {"data": "data.root", "sampler": "sampler.name"}
+    renamed = {"data": "data.root", "sampler": "sampler.name", "test_protocol": "eval.protocol"}
     for param, key in OPTION_KEYS.items():
         assert key == renamed.get(param, f"{key.split('.')[0]}.{param}"), param
 
@@ -195,18 +202,23 @@ def test_one_of_joins_with_commas_and_a_last_or():
     assert one_of(iter(["a", "b", "c"])) == "a, b or c"
 
 
-def test_choosing_an_imagenet_backbone_means_imagenet_weights_unless_told_otherwise(tmp_path):
-    assert not build_config("cpu_tiny", {}).model.pretrained
-    assert build_config("cpu_tiny", {"backbone": Backbone.vgg16}).model.pretrained
-    assert build_config("cpu_tiny", {"backbone": "resnet18"}).model.pretrained
-    off = build_config("cpu_tiny", {"backbone": Backbone.vgg16, "pretrained": False})
-    assert not off.model.pretrained
+def test_choosing_another_backbone_means_its_own_weights_unless_told_otherwise(tmp_path):
+    def source(config, **params):
+        return build_config(config, params).model.pretrained
+
+    assert source("cpu_tiny") == "none"
+    assert source("cpu_tiny", backbone=Backbone.vgg16) == "torchvision"  # downloads on its own
+    assert source("cpu_tiny", backbone="resnet18") == "torchvision"
+    assert source("cpu_tiny", backbone=Backbone.vgg16, pretrained="none") == "none"
+    assert source("cpu_tiny", backbone="vgg16", pretrained="caffe") == "caffe"
     own = build_config("cpu_tiny", {"backbone": "vgg16", "weights": tmp_path / "w.pt"})
-    assert not own.model.pretrained and own.model.weights == str(tmp_path / "w.pt")
+    assert own.model.pretrained == "none" and own.model.weights == str(tmp_path / "w.pt")
     path = tmp_path / "c.yaml"
     path.write_text("model: {weights: w.pt}\n")
-    assert not build_config(str(path), {"backbone": "vgg16"}).model.pretrained
-    assert not build_config("cpu_tiny", {"backbone": "tiny"}).model.pretrained
+    assert source(str(path), backbone="vgg16") == "none"
+    assert source("cpu_tiny", backbone="tiny") == "none"  # the YAML's backbone: its choice holds
+    assert source("voc07_vgg16", backbone="vgg16") == "caffe"
+    assert source("voc07_vgg16", backbone="tiny") == "shipped"
 
 
 def test_unknown_preset_names_the_option_and_lists_the_presets():
@@ -260,7 +272,7 @@ def test_train_builds_its_config_from_its_own_options(monkeypatch, tmp_path):
     cfg = seen["cfg"]
     assert (cfg.model.backbone, cfg.train.device, cfg.sampler.ohem_loss) == ("vgg16", "cpu", "cls")
     assert type(cfg.train.device) is str and cfg.model.weights == str(tmp_path / "w.pt")
-    assert cfg.sampler.ohem_nms is False and cfg.model.pretrained is False  # --weights given
+    assert cfg.sampler.ohem_nms is False and cfg.model.pretrained == "none"  # --weights given
     assert cfg.train.iters == build_config("cpu_tiny", {}).train.iters
 
 

@@ -1,4 +1,4 @@
-"""The optimizer's two parameter groups: biases as in Caffe's prototxt (lr_mult 2, decay_mult 0)."""
+"""The optimizer's parameter groups: biases as the OHEM prototxt (lr_mult 2; decay_mult 0 on fc)."""
 
 import pytest
 import torch
@@ -73,3 +73,64 @@ def test_bias_groups_match_the_single_group_update_by_default():
             optimizer.step()
     for (name, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
         assert torch.equal(p, q), name
+
+
+def _vgg_like() -> torch.nn.Module:
+    """VGG16's kinds of layer in small: a frozen conv, a trainable conv, fc6 and the outputs."""
+    model = torch.nn.ModuleDict(
+        {
+            "trunk": torch.nn.Sequential(
+                torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3)
+            ),
+            "head": torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 8)),
+            "cls_score": torch.nn.Linear(8, 3),
+            "bbox_pred": torch.nn.Linear(8, 12),
+        }
+    )
+    model["trunk"][0].requires_grad_(False)  # conv1-2 of the paper: lr_mult 0, in no group
+    return model
+
+
+def test_fc_scope_is_the_release_rule_conv_biases_keep_weight_decay():
+    model = _vgg_like()
+    cfg = TrainConfig(
+        lr=0.001, weight_decay=0.0005, bias_lr_factor=2.0, bias_weight_decay=0.0,
+        bias_decay_scope="fc",
+    )  # fmt: skip
+    weights, fc_biases, conv_biases = build_optimizer(model, cfg)[0].param_groups
+    trunk, head = model["trunk"], model["head"]
+    assert {id(p) for p in weights["params"]} == {
+        id(trunk[2].weight), id(head[1].weight), id(model["cls_score"].weight),
+        id(model["bbox_pred"].weight),
+    }  # fmt: skip
+    assert {id(p) for p in fc_biases["params"]} == {
+        id(head[1].bias),
+        id(model["cls_score"].bias),
+        id(model["bbox_pred"].bias),
+    }
+    assert [id(p) for p in conv_biases["params"]] == [id(trunk[2].bias)]
+    # prototxt: weights lr_mult 1 decay_mult 1; fc biases lr_mult 2 decay_mult 0; conv biases
+    # lr_mult 2 and Caffe's default decay_mult 1
+    assert (weights["lr"], weights["weight_decay"]) == (0.001, 0.0005)
+    assert (fc_biases["lr"], fc_biases["weight_decay"]) == (0.002, 0.0)
+    assert (conv_biases["lr"], conv_biases["weight_decay"]) == (0.002, 0.0005)
+
+
+def test_fc_scope_on_the_tiny_model_puts_its_norm_biases_with_the_conv_biases():
+    model = FastRCNN(ModelConfig(backbone="tiny"), num_classes=2)
+    cfg = TrainConfig(bias_weight_decay=0.0, bias_decay_scope="fc")
+    _, fc_biases, other = build_optimizer(model, cfg)[0].param_groups
+    linear = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert {id(p) for p in fc_biases["params"]} == {id(m.bias) for m in linear}
+    norms = [m for m in model.trunk if isinstance(m, torch.nn.GroupNorm)]
+    assert {id(p) for p in other["params"]} == {id(m.bias) for m in norms}
+    assert len(linear) == 4 and len(norms) == 5  # head fc x2, cls_score, bbox_pred; five convs
+
+
+def test_the_paper_preset_uses_the_release_bias_rule():
+    from ohemcli.config import parse_config
+    from ohemcli.presets import preset_text
+
+    train = parse_config(preset_text("voc07_vgg16"), "preset").train
+    assert (train.bias_lr_factor, train.bias_weight_decay) == (2.0, 0.0)
+    assert train.bias_decay_scope == "fc"

@@ -55,10 +55,17 @@ def test_checkpoint_carries_the_statistics_and_decodes_identically(data_norm_run
 
 def test_metrics_and_summary_name_the_protocol(data_norm_run) -> None:
     run, summary = data_norm_run
-    fast_rcnn = {"max_dets": 100, "score_thresh": 0.05, "nms": 0.3}
-    assert summary["eval_protocol"] == fast_rcnn
-    assert json.loads((run / "summary.json").read_text())["eval_protocol"] == fast_rcnn
+    default = {"name": "default", "max_dets": 100, "score_thresh": 0.05, "nms": 0.3}
+    assert summary["eval_protocol"] == default
+    assert json.loads((run / "summary.json").read_text())["eval_protocol"] == default
     result = evaluate_run(run, "test", "voc07", "cpu", False, max_dets=1, score_thresh=0.0)
     written = json.loads((run / "eval" / "metrics.json").read_text())
-    assert written["eval_protocol"] == {"max_dets": 1, "score_thresh": 0.0, "nms": 0.3}
+    custom = {"name": "custom", "max_dets": 1, "score_thresh": 0.0, "nms": 0.3}
+    assert written["eval_protocol"] == custom
     assert sum(result["num_det"].values()) <= result["num_images"]  # at most one per image
+    result = evaluate_run(run, "test", "voc07", "cpu", False, protocol="fast-rcnn")
+    written = json.loads((run / "eval" / "metrics.json").read_text())
+    assert written["eval_protocol"]["name"] == "fast-rcnn"
+    # the final thresholds leave fewer than 40 per class per image over the set (strictly above)
+    assert all(n < 40 * result["num_images"] for n in result["num_det"].values())
+    assert sum(result["num_det"].values()) > result["num_images"]  # no 0.05 floor, no cap of 1

@@ -250,6 +250,23 @@ def test_cli_report_matches_compare(first: Path, setup: tuple[Path, ExperimentCo
     assert refused.exit_code == 2 and "choose another --out" in refused.output
 
 
+def test_a_folder_from_before_new_keys_grows_under_the_same_setting(tmp_path: Path) -> None:
+    cfg = ExperimentConfig()
+    check_settings(tmp_path, cfg, ["fixed"], [1])
+    (tmp_path / "runs" / "fixed-s1").mkdir(parents=True)
+    (tmp_path / "runs" / "fixed-s1" / "checkpoint.pt").write_bytes(b"")
+    saved = yaml.safe_load((tmp_path / "compare.yaml").read_text())
+    for section, key in (("model", "input_norm"), ("model", "pool_ceil"), ("eval", "protocol")):
+        del saved["config"][section][key]  # written before these keys existed
+    saved["config"]["model"]["pretrained"] = False  # and with the old boolean
+    (tmp_path / "compare.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    check_settings(tmp_path, cfg, ["fixed", "ohem"], [1])  # the same setting: it grows
+    assert yaml.safe_load((tmp_path / "compare.yaml").read_text())["samplers"] == ["fixed", "ohem"]
+    other = replace(cfg, model=replace(cfg.model, pool_ceil=True))
+    with pytest.raises(UserError, match=r"has model.pool_ceil = False, this command True"):
+        check_settings(tmp_path, other, ["fixed"], [1])
+
+
 def test_settings_can_change_until_a_run_starts(tmp_path: Path) -> None:
     cfg = ExperimentConfig()
     check_settings(tmp_path, cfg, ["fixed"], [1])

@@ -20,7 +20,7 @@ def test_vgg16_offline_download_is_one_line_suggesting_alternatives(monkeypatch)
     with pytest.raises(UserError) as err:
         build_vgg16(ModelConfig(backbone="vgg16", pretrained=True))
     message = str(err.value)
-    assert "--weights" in message and "--no-pretrained" in message
+    assert "--weights" in message and "--pretrained none" in message
     assert "\n" not in message
 
 

@@ -137,5 +137,5 @@ def test_optimizer_groups_that_do_not_fit_are_refused_in_one_line(tmp_path: Path
         fresh.restore(load_checkpoint(path))
     assert str(err.value) == (
         f"{path}: its optimizer state has other parameter groups than "
-        "train.bias_lr_factor / train.bias_weight_decay give; choose another --out"
+        "train.bias_weight_decay / train.bias_decay_scope give; choose another --out"
     )
