@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from ohemcli.config_rules import RULES, Choice, OrNone
-from ohemcli.samplers import SAMPLERS, SamplerName
+from ohemcli.samplers import SamplerName
 
 # Help panels: related options are shown together in --help.
 DATA = "Data"

@@ -39,10 +39,11 @@ iterations, seeds 1-3, fixed and ohem) the six runs spread 0.003 to 0.021; with 
 conv1-conv4 frozen at lr 0.005 for 800 iterations, 0.005 to 0.022, each within 0.027 of its
 best. Short synthetic runs (120 iterations, fixed, hnm and ohem) spread 0.005 to 0.045. Runs
 that are still climbing spread more: voc100 (whose test images are its training images) with
-cpu_pretrained, 0.06 to 0.16 over its last three evaluations. Noisy CPU runs on small real photo sets (the tiny net from scratch
-at lr 0.04) spread 0.2 to 0.4 (one: 0.333, 0.055, 0.216, 0.428, ...). 0.05 sits above the
-settled runs with a margin and well under the noisy ones; it is also about the size of the Δs
-the report is asked to call, so a run that wobbles more than this cannot support a verdict.
+cpu_pretrained, 0.06 to 0.16 over its last three evaluations. Noisy CPU runs on small real
+photo sets (the tiny net from scratch at lr 0.04) spread 0.2 to 0.4 (one: 0.333, 0.055, 0.216,
+0.428, ...). 0.05 sits above the settled runs with a margin and well under the noisy ones; it
+is also about the size of the Δs the report is asked to call, so a run that wobbles more than
+this cannot support a verdict.
 """
 LAST_EVALS = 3  # evaluations the spread is taken over
 COLLAPSE_SHARE = 0.5  # collapsed: the final mAP is under this share of the run's best ...
