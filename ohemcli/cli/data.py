@@ -21,14 +21,14 @@ DataOpt = Annotated[
     str,
     typer.Option(
         "--data",
-        help="A VOC root, a COCO set (its folder, or json files a.json,b.json), or 'synth'.",
+        help="VOC root, COCO set or synth.",
     ),
 ]
 SplitOpt = Annotated[
-    str, typer.Option("--split", help="ImageSets/Main/SPLIT.txt, or the COCO set's split.")
+    str, typer.Option("--split", help="The split to read (see above).")
 ]
 ImagesOpt = Annotated[
-    str | None, typer.Option("--images", help="Image folder of COCO json files given as --data.")
+    str | None, typer.Option("--images", help="Image folder of COCO json files (--data).")
 ]
 
 
@@ -89,15 +89,17 @@ def stats(
     split: SplitOpt = "trainval",
     classes: Annotated[
         str | None,
-        typer.Option(
-            help="Comma list of class names (default: found in the data; COCO: every category, "
-            "by id). Picks a subset or fixes the label order."
-        ),
+        typer.Option(help="Class names, comma-separated (a subset, or the order)."),
     ] = None,
     images: ImagesOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Count the images, objects per class and difficult objects of one split.
+
+    --data is a VOC root, 'synth', or a COCO set: a folder in COCO's layout
+    (annotations/instances_SPLIT.json, SPLIT/) or Roboflow's (SPLIT/_annotations.coco.json), or
+    json files a.json,b.json with --images DIR. --split is ImageSets/Main/SPLIT.txt of a VOC root,
+    or a COCO split (trainval also finds train or train2017; test finds valid or val2017).
 
     For a COCO set it also states how category ids map to labels (background is label 0) and
     counts the crowd regions (ignored, as difficult boxes are). The split's images are all

@@ -32,14 +32,14 @@ DetectionsOpt = Annotated[
     Path | None,
     typer.Option(
         "--detections",
-        help="Folder of devkit results files, or a COCO results json (see above). Needs --data.",
+        help="Devkit results folder or COCO results json (see above). Needs --data.",
     ),
 ]
 DataOpt = Annotated[
     str | None,
     typer.Option(
         "--data",
-        help="Ground truth for --detections: a VOC root, a COCO set (folder or json), or 'synth'.",
+        help="Ground truth for --detections: VOC root, COCO set or synth.",
     ),
 ]
 ImagesOpt = Annotated[
