@@ -55,7 +55,7 @@ def write_split(json_path: Path, image_dir: Path, doc: dict[str, Any]) -> Path:
     ``image_dir``."""
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(doc))
-    for k, image in enumerate(doc["images"]):
+    for k, image in enumerate(doc.get("images", [])):
         if isinstance(image.get("file_name"), str) and ".." not in image["file_name"]:
             write_image(image_dir / image["file_name"], shade=40 + 15 * k)
     return json_path
