@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# ../shared/data beside the checkout; OHEM_SHARED_DATA names another place (a git worktree's
+# parent is not the project's).
+SHARED_DATA = Path(
+    os.environ.get("OHEM_SHARED_DATA")
+    or Path(__file__).resolve().parents[1].parent / "shared" / "data"
+)
 
 
 def shared_root(name: str) -> Path:
