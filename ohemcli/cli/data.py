@@ -24,9 +24,7 @@ DataOpt = Annotated[
         help="VOC root, COCO set or synth.",
     ),
 ]
-SplitOpt = Annotated[
-    str, typer.Option("--split", help="The split to read (see above).")
-]
+SplitOpt = Annotated[str, typer.Option("--split", help="The split to read (see above).")]
 ImagesOpt = Annotated[
     str | None, typer.Option("--images", help="Image folder of COCO json files (--data).")
 ]

@@ -20,7 +20,7 @@ from ohemcli.errors import UserError
 from ohemcli.evaluation.coco import evaluate_coco_json
 from ohemcli.evaluation.coco_results import read_coco_results, write_coco_results
 from ohemcli.evaluation.matches import matches_from_result, save_matches
-from ohemcli.evaluation.metrics import evaluate_all, voc_metric
+from ohemcli.evaluation.metrics import coco_numbers, evaluate_all, voc_metric
 from ohemcli.evaluation.results_files import ClassDetections, Detections, write_results_files
 from ohemcli.evaluation.voc_ap import evaluate_voc
 from ohemcli.fileio import atomic_write_json
@@ -110,6 +110,14 @@ def evaluate_model(
     coco = coco_source(dets, split.dataset)
     result = evaluate_all(dets, records, classes, metric, voc=voc, coco=coco)  # type: ignore[arg-type]
     result["eval_protocol"] = eval_protocol(cfg.eval)
+    if (
+        out_dir is not None
+        and coco is not None
+        and "coco" not in result
+        and "metrics" not in result
+    ):
+        # A COCO set's final evaluation always carries COCO AP as well (report's "COCO AP").
+        result["coco"] = coco_numbers(coco())
     if out_dir is not None:
         files = EvalPaths(out_dir)
         write_results_files(dets, out_dir, split.dataset.split)

@@ -24,10 +24,15 @@ def _voc_summary(r: VOCResult) -> dict[str, Any]:
             "num_gt": r.num_gt, "num_det": r.num_det}  # fmt: skip
 
 
+def coco_numbers(coco: dict[str, Any]) -> dict[str, float | None]:
+    """The six COCO numbers of an ``evaluate_coco`` result, JSON-ready."""
+    return {k: _json_float(coco[k]) for k in COCO_KEYS}
+
+
 def _coco_summary(coco: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     return {**base, "metric": "coco", "mAP": _json_float(coco["AP"]),
             "AP": {k: _json_float(v) for k, v in coco["per_class"].items()},
-            "coco": {k: _json_float(coco[k]) for k in COCO_KEYS}}  # fmt: skip
+            "coco": coco_numbers(coco)}  # fmt: skip
 
 
 def voc_metric(metric: str) -> APMetric:
