@@ -50,15 +50,13 @@ def split_stats(dataset: Dataset) -> dict[str, Any]:
 
     ``objects`` counts every annotated object, degenerate ones and those of unlisted classes
     included; ``classes`` and ``difficult`` count the kept ones (crowd regions are difficult).
-    A COCO set adds ``format``, ``json``, ``crowd``, ``skipped_empty`` and ``labels``: label ->
-    ``{"name", "category_id"}``, the mapping from its category ids to labels (background is 0).
+    A COCO set adds ``format``, ``split``, ``json``, ``crowd``, ``skipped_empty`` and ``labels``:
+    label -> ``{"name", "category_id"}``, its category ids' labels (background is 0).
     """
     from ohemcli.data.coco import COCODataset
 
     per_class = _per_class(dataset)
     result: dict[str, Any] = {
-        "format": "voc",
-        "split": dataset.split,
         "images": len(dataset),
         "objects": int(dataset.num_objects),
         "difficult": int(sum(int(r.difficult.sum()) for r in dataset.records)),
@@ -68,6 +66,7 @@ def split_stats(dataset: Dataset) -> dict[str, Any]:
     if isinstance(dataset, COCODataset):
         result.update(
             format="coco",
+            split=dataset.split,  # the split that the name given found (test -> val2017)
             json=str(dataset.json_path),
             crowd=dataset.num_crowd,
             skipped_empty=dataset.skipped_empty,
@@ -103,11 +102,8 @@ def stats(
     counts the crowd regions (ignored, as difficult boxes are). The split's images are all
     counted, as a test split reads them; a training run skips those with no usable box.
 
-    Examples:
-
-      ohem data stats --data ../shared/data/voc100 --split trainval --json
-
-      ohem data stats --data coco/ --split val2017
+    Example:  ohem data stats --data ../shared/data/voc100 --split trainval --json
+    (a COCO set: ohem data stats --data coco/ --split val2017)
     """
     from ohemcli.data.splits import open_dataset
 
@@ -120,7 +116,7 @@ def stats(
 
     from ohemcli.progress import out_console
 
-    where = result.get("json", dataset.root)
+    where = result.get("json", dataset.root)  # a COCO split's json, a VOC root
     table = Table(title=f"{where} / {dataset.split}: {result['images']} images")
     columns = ["class", "objects", "difficult", "label"]
     columns += ["category id"] if "labels" in result else []  # a COCO set: its own ids
@@ -265,11 +261,8 @@ def convert_command(
     set; --data OUT reads the result with the same split names. Written into a temporary folder
     and renamed at the end: an interrupted conversion leaves nothing behind.
 
-    Examples:
-
-      ohem data convert --data ../shared/data/bccd --to coco --out data/bccd-coco
-
-      ohem data convert --data roboflow-export/ --to voc --out data/cells-voc
+    Example:  ohem data convert --data ../shared/data/bccd --to coco --out data/bccd-coco
+    (and back: ohem data convert --data data/bccd-coco --to voc --out data/bccd-voc)
     """
     from ohemcli.data.convert import convert
 
