@@ -23,7 +23,10 @@ from ohemcli.fileio import read_text
 
 @dataclass(frozen=True)
 class DataConfig:
-    root: str = "synth"  # "synth" (built-in synthetic set) or the path of a VOC-format root
+    # "synth" (built-in synthetic set), a VOC-format root, a COCO set's folder (COCO's or
+    # Roboflow's layout) or COCO json files "train.json,test.json" (see data.coco_layout)
+    root: str = "synth"
+    images: str | None = None  # image folder of explicit COCO json files (None: each json's)
     train_split: str = "trainval"  # split to train on
     train_images: int = 0  # train on the first K images of train_split only (0 = all of them)
     test_split: str = "test"  # split to evaluate on
@@ -39,6 +42,7 @@ class DataConfig:
     max_size: int = 1000  # cap on the longer side after resizing
     flip: bool = True  # random horizontal flip in training
     use_difficult: bool = False  # keep difficult objects as training targets
+    keep_empty: bool = False  # COCO: keep training images with no usable box (default: skip)
     workers: int = 2  # DataLoader worker processes (0 = load in the main process)
 
 

@@ -138,6 +138,7 @@ PIXELS = Number(lo=1, hi=10000, integer=True)  # an image side in pixels
 
 RULES: dict[str, Rule] = {
     "data.root": Text(),
+    "data.images": OrNone(Text()),
     "data.train_split": Text(name=True),
     "data.test_split": Text(name=True),
     "data.train_images": COUNT0,
@@ -149,6 +150,7 @@ RULES: dict[str, Rule] = {
     "data.max_size": PIXELS,
     "data.flip": Flag(),
     "data.use_difficult": Flag(),
+    "data.keep_empty": Flag(),
     "data.workers": Number(lo=0, hi=256, integer=True),
     "model.backbone": Choice(("vgg16", "tiny", "resnet18")),
     "model.pretrained": Choice(("caffe", "torchvision", "shipped", "none")),

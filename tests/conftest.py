@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# ../shared/data beside the checkout; OHEM_SHARED_DATA names another place (a git worktree's
+# parent is not the project's).
+SHARED_DATA = Path(
+    os.environ.get("OHEM_SHARED_DATA")
+    or Path(__file__).resolve().parents[1].parent / "shared" / "data"
+)
 
 
 def shared_root(name: str) -> Path:
@@ -63,3 +70,13 @@ def small_config(small_synth: Path):
         return load_config(None, base)
 
     return make
+
+
+@pytest.fixture()
+def warnings_seen(caplog):
+    """The ohemcli logger's records, at WARNING and above: the CLI sets propagate=False on that
+    logger, so caplog alone misses them once any CLI test has run in the same process."""
+    logger = logging.getLogger("ohemcli")
+    logger.addHandler(caplog.handler)
+    yield caplog
+    logger.removeHandler(caplog.handler)

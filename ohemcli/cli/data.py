@@ -1,4 +1,4 @@
-"""``ohem data ...``: inspect, generate, download and propose boxes for VOC-format data."""
+"""``ohem data ...``: inspect, convert, generate, download and propose boxes for a data set."""
 
 from __future__ import annotations
 
@@ -16,13 +16,24 @@ from ohemcli.cli.parsers import parse_classes
 from ohemcli.errors import UserError
 
 if TYPE_CHECKING:
-    from ohemcli.data.voc import VOCDataset
+    from ohemcli.data.splits import Dataset
 
 DataOpt = Annotated[
     str,
-    typer.Option("--data", help="A VOC root folder, or 'synth' for the built-in synthetic set."),
+    typer.Option(
+        "--data",
+        help="VOC root, COCO set or synth.",
+    ),
 ]
-SplitOpt = Annotated[str, typer.Option("--split", help="ImageSets/Main/SPLIT.txt.")]
+SplitOpt = Annotated[str, typer.Option("--split", help="The split to read (see above).")]
+ImagesOpt = Annotated[
+    str | None, typer.Option("--images", help="Image folder of COCO json files (--data).")
+]
+
+
+class Format(str, Enum):
+    coco = "coco"
+    voc = "voc"
 
 
 class DownloadSet(str, Enum):
@@ -31,25 +42,44 @@ class DownloadSet(str, Enum):
     vgg16_caffe = "vgg16-caffe"
 
 
-def _per_class(dataset: VOCDataset, difficult_only: bool = False) -> np.ndarray:
+def _per_class(dataset: Dataset, difficult_only: bool = False) -> np.ndarray:
     labels = [r.labels[r.difficult] if difficult_only else r.labels for r in dataset.records]
     return np.bincount(np.concatenate(labels), minlength=dataset.num_classes + 1)[1:]
 
 
-def split_stats(dataset: VOCDataset) -> dict[str, Any]:
+def split_stats(dataset: Dataset) -> dict[str, Any]:
     """Images, objects (every annotated one), difficult, objects per class, degenerate drops.
 
     ``objects`` counts every annotated object, degenerate ones and those of unlisted classes
-    included; ``classes`` and ``difficult`` count the kept ones.
+    included; ``classes`` and ``difficult`` count the kept ones (crowd regions are difficult).
+    A COCO set adds ``format``, ``split``, ``json``, ``crowd``, ``skipped_empty`` and ``labels``:
+    label -> ``{"name", "category_id"}``, its category ids' labels (background is 0).
     """
+    from ohemcli.data.coco import COCODataset
+
     per_class = _per_class(dataset)
-    return {
+    result: dict[str, Any] = {
         "images": len(dataset),
         "objects": int(dataset.num_objects),
         "difficult": int(sum(int(r.difficult.sum()) for r in dataset.records)),
         "classes": {name: int(n) for name, n in zip(dataset.classes, per_class, strict=True)},
         "dropped": len(dataset.dropped),
     }
+    if isinstance(dataset, COCODataset):
+        result.update(
+            format="coco",
+            split=dataset.split,  # the split that the name given found (test -> val2017)
+            json=str(dataset.json_path),
+            crowd=dataset.num_crowd,
+            skipped_empty=dataset.skipped_empty,
+            labels={
+                str(k + 1): {"name": name, "category_id": cid}
+                for k, (name, cid) in enumerate(
+                    zip(dataset.classes, dataset.category_ids, strict=True)
+                )
+            },
+        )
+    return result
 
 
 @data_app.command("stats")
@@ -58,18 +88,28 @@ def stats(
     split: SplitOpt = "trainval",
     classes: Annotated[
         str | None,
-        typer.Option(help="Comma list of class names (default: found in the data)."),
+        typer.Option(help="Class names, comma-separated (a subset, or the order)."),
     ] = None,
+    images: ImagesOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Count the images, objects per class and difficult objects of one split.
 
-    Example:  ohem data stats --data ../shared/data/voc100 --split trainval --json
-    """
-    from ohemcli.data.synthetic import resolve_data_root
-    from ohemcli.data.voc import VOCDataset
+    --data is a VOC root, 'synth', or a COCO set: a folder in COCO's layout
+    (annotations/instances_SPLIT.json, SPLIT/) or Roboflow's (SPLIT/_annotations.coco.json), or
+    json files a.json,b.json with --images DIR. --split is ImageSets/Main/SPLIT.txt of a VOC root,
+    or a COCO split (trainval also finds train or train2017; test finds valid or val2017).
 
-    dataset = VOCDataset(resolve_data_root(data), split, parse_classes(classes))
+    For a COCO set it also states how category ids map to labels (background is label 0) and
+    counts the crowd regions (ignored, as difficult boxes are). The split's images are all
+    counted, as a test split reads them; a training run skips those with no usable box.
+
+    Example:  ohem data stats --data ../shared/data/voc100 --split trainval --json
+    (a COCO set: ohem data stats --data coco/ --split val2017)
+    """
+    from ohemcli.data.splits import open_dataset
+
+    dataset = open_dataset(data, split, parse_classes(classes), images=images)
     result = split_stats(dataset)
     if as_json:
         typer.echo(json.dumps(result))
@@ -78,12 +118,19 @@ def stats(
 
     from ohemcli.progress import out_console
 
-    table = Table(title=f"{dataset.root} / {split}: {result['images']} images")
-    for column in ("class", "objects", "difficult"):
+    where = result.get("json", dataset.root)  # a COCO split's json, a VOC root
+    table = Table(title=f"{where} / {dataset.split}: {result['images']} images")
+    columns = ["class", "objects", "difficult", "label"]
+    columns += ["category id"] if "labels" in result else []  # a COCO set: its own ids
+    for column in columns:
         table.add_column(column, justify="left" if column == "class" else "right")
     difficult = _per_class(dataset, difficult_only=True)
-    for (name, n), n_difficult in zip(result["classes"].items(), difficult, strict=True):
-        table.add_row(name, str(n), str(n_difficult))
+    cids = [v["category_id"] for v in result.get("labels", {}).values()]
+    for k, ((name, n), n_difficult) in enumerate(
+        zip(result["classes"].items(), difficult, strict=True)
+    ):
+        cid = [str(c) for c in cids[k : k + 1]]  # the category id column of a COCO set
+        table.add_row(name, str(n), str(n_difficult), str(k + 1), *cid)
     table.add_section()
     table.add_row("all (kept)", str(sum(result["classes"].values())), str(result["difficult"]))
     out_console.print(table)
@@ -91,6 +138,15 @@ def stats(
         f"{result['objects']} annotated objects, {result['dropped']} degenerate dropped, "
         f"{dataset.unknown_objects} of classes not listed"
     )
+    if "labels" in result:
+        mapping = ", ".join(
+            f"{v['category_id']} -> {k} ({v['name']})" for k, v in result["labels"].items()
+        )
+        out_console.print(
+            f"COCO category id -> label (background is 0; by id unless --classes): {mapping}. "
+            f"{result['crowd']} crowd regions, ignored in training and evaluation (counted as "
+            "difficult)."
+        )
 
 
 @data_app.command("synth")
@@ -124,6 +180,7 @@ def proposals(
         Path | None,
         typer.Option("--from-mat", help="Fast R-CNN .mat file instead of selective search."),
     ] = None,
+    images: ImagesOpt = None,
     ss_max_side: Annotated[
         int,
         typer.Option(
@@ -146,14 +203,17 @@ def proposals(
         mean_boxes_per_image,
         proposal_recall,
     )
-    from ohemcli.data.synthetic import resolve_data_root
-    from ohemcli.data.voc import VOCDataset
+    from ohemcli.data.splits import open_dataset
 
-    dataset = VOCDataset(resolve_data_root(data), split)
+    dataset = open_dataset(data, split, images=images)
     source = str(from_mat) if from_mat is not None else SELECTIVE_SEARCH
     start = time.perf_counter()
     boxes = load_proposals(
-        dataset, source=source, max_boxes=max_boxes, workers=workers, max_side=ss_max_side
+        dataset,  # type: ignore[arg-type]
+        source=source,
+        max_boxes=max_boxes,
+        workers=workers,
+        max_side=ss_max_side,
     )
     seconds = time.perf_counter() - start
     typer.echo(f"images:          {len(dataset)}")
@@ -231,3 +291,26 @@ def _download_vgg16_caffe(root: Path | None, caffemodel: Path | None) -> None:
     verify_caffe_vgg16(dest)
     use = "--pretrained caffe finds it" if root is None else f"use --weights {dest}"
     typer.echo(f"vgg16-caffe is ready in {dest}; {use}")
+
+
+@data_app.command("convert")
+def convert_command(
+    data: DataOpt,
+    to: Annotated[Format, typer.Option("--to", help="The format to write: coco or voc.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder to create (must not exist).")],
+    images: ImagesOpt = None,
+) -> None:
+    """Write a data set in the other format, one split of the source after another.
+
+    --to coco writes COCO's layout (OUT/annotations/instances_SPLIT.json, OUT/SPLIT/ images);
+    --to voc a VOC root. The splits are trainval and test of a VOC root, every split of a COCO
+    set; --data OUT reads the result with the same split names. Written into a temporary folder
+    and renamed at the end: an interrupted conversion leaves nothing behind.
+
+    Example:  ohem data convert --data ../shared/data/bccd --to coco --out data/bccd-coco
+    (and back: ohem data convert --data data/bccd-coco --to voc --out data/bccd-voc)
+    """
+    from ohemcli.data.convert import convert
+
+    splits = convert(data, to.value, out, images)
+    typer.echo(f"wrote {', '.join(splits)} as {to.value} to {out}")

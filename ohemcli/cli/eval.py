@@ -32,12 +32,19 @@ DetectionsOpt = Annotated[
     Path | None,
     typer.Option(
         "--detections",
-        help="Folder of devkit results files (see above). Needs --data.",
+        help="Devkit results folder or COCO results json (see above). Needs --data.",
     ),
 ]
 DataOpt = Annotated[
     str | None,
-    typer.Option("--data", help="Ground truth for --detections: a VOC root folder, or 'synth'."),
+    typer.Option(
+        "--data",
+        help="Ground truth for --detections: VOC root, COCO set or synth.",
+    ),
+]
+ImagesOpt = Annotated[
+    str | None,
+    typer.Option("--images", help="Image folder of a COCO json given as --data."),
 ]
 SplitOpt = Annotated[str, typer.Option("--split", help="ImageSets/Main/SPLIT.txt.")]
 MetricOpt = Annotated[
@@ -67,6 +74,7 @@ def eval_command(
     metric: MetricOpt = EvalMetric.voc07,
     json_out: JsonOpt = False,
     classes: ClassesOpt = None,
+    images: ImagesOpt = None,
     max_dets: MaxDetsOpt = None,
     score_thresh: ScoreThreshOpt = None,
     test_protocol: TestProtocolOpt = None,
@@ -77,6 +85,8 @@ def eval_command(
 
     Or existing devkit results files: --detections DIR with --data ROOT. DIR holds
     PREFIX_det_SPLIT_CLASS.txt files of lines 'image_id score x1 y1 x2 y2' (1-based pixels).
+    Or --detections FILE.json, a COCO results json [{image_id, category_id, bbox, score}] with
+    the data set's ids (every run writes one: RUN/eval/detections_coco.json).
 
     Metrics: voc07 is the 11-point AP of the paper, voc10 the area under the curve, coco the
     mean AP over IoU 0.5:0.95.
@@ -88,12 +98,16 @@ def eval_command(
       ohem eval runs/voc07-ohem-s1 --test-protocol ohem-release   (2000 over 0.00001)
 
       ohem eval --detections results/ --data VOCdevkit/VOC2007 --split test --metric voc07 --json
+
+      ohem eval --detections dets.json --data coco/ --split val2017 --metric all
     """
     if run is not None:
         if detections is not None or data is not None:
             raise UserError("give either RUN or --detections/--data, not both")
-        if classes is not None:
-            raise UserError("--classes applies to --detections only (a run knows its classes)")
+        if classes is not None or images is not None:
+            raise UserError(
+                "--classes and --images apply to --detections only (a run knows its data)"
+            )
         protocol = None if test_protocol is None else test_protocol.value
         result = _evaluate_run(run, split, metric.value, max_dets, score_thresh, protocol)
     elif max_dets is not None or score_thresh is not None or test_protocol is not None:
@@ -103,7 +117,9 @@ def eval_command(
     elif detections is not None and data is not None:
         from ohemcli.evaluation.evaluate import evaluate_detections
 
-        result = evaluate_detections(detections, data, split, metric.value, parse_classes(classes))
+        result = evaluate_detections(
+            detections, data, split, metric.value, parse_classes(classes), images
+        )
     else:
         raise UserError("give a RUN folder, or --detections DIR together with --data ROOT")
     if json_out:

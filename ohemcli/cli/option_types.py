@@ -73,7 +73,23 @@ def _opt(*decls: str, panel: str, help: str, **kw: Any) -> Any:  # noqa: A002 - 
 
 
 DataOpt = Annotated[
-    str | None, _opt("--data", panel=DATA, help="'synth' (built-in) or a VOC root folder.")
+    str | None,
+    _opt(
+        "--data",
+        panel=DATA,
+        help="'synth' (built-in), a VOC root, a COCO set's folder, or json files a.json,b.json.",
+    ),
+]
+ImagesOpt = Annotated[
+    str | None, _opt("--images", panel=DATA, help="Image folder of COCO json files (--data).")
+]
+KeepEmptyOpt = Annotated[
+    bool | None,
+    _opt(
+        "--keep-empty/--no-keep-empty",
+        panel=DATA,
+        help="COCO: train on images with no usable box too (default: skipped).",
+    ),
 ]
 ConfigOpt = Annotated[
     str | None,

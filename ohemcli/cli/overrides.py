@@ -28,6 +28,8 @@ from ohemcli.samplers.plugins import is_plugin_name
 # parameter ``ohem_nms_iou``).
 OPTION_KEYS: dict[str, str] = {
     "data": "data.root",
+    "images": "data.images",
+    "keep_empty": "data.keep_empty",
     "workers": "data.workers",
     "use_difficult": "data.use_difficult",
     "train_images": "data.train_images",
@@ -176,13 +178,15 @@ def absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
         return os.path.abspath(os.path.expanduser(p))
 
     d, m = cfg.data, cfg.model
-    root = d.root if d.root == "synth" else absolute(d.root)
+    # COCO json files come as "a.json,b.json": each one made absolute
+    root = d.root if d.root == "synth" else ",".join(absolute(p) for p in d.root.split(","))
     named = ("selective_search", "release")  # sources, not paths
     proposals = d.proposals if d.proposals in named else absolute(d.proposals)
     weights = None if m.weights is None else absolute(m.weights)
+    images = None if d.images is None else absolute(d.images)
     return replace(
         cfg,
-        data=replace(d, root=root, proposals=proposals),
+        data=replace(d, root=root, proposals=proposals, images=images),
         model=replace(m, weights=weights),
     )
 

@@ -17,7 +17,8 @@ from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
 from ohemcli.boxes import BoxNorm
-from ohemcli.data.targets import assign_targets
+from ohemcli.data.coco import crowd_mask
+from ohemcli.data.targets import assign_targets, outside_crowd
 from ohemcli.data.voc import ImageRecord, VOCDataset, load_image
 
 PIXEL_MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics, as torchvision's weights expect (RGB)
@@ -77,8 +78,10 @@ def flip_boxes(boxes: Tensor, width: float) -> Tensor:
 
 
 def training_gt(record: ImageRecord, use_difficult: bool) -> tuple[Tensor, Tensor]:
-    """Ground truth used as training targets (difficult objects left out by default)."""
+    """Ground truth used as training targets (difficult objects left out by default, crowd
+    regions always)."""
     keep = np.ones(len(record.labels), bool) if use_difficult else ~record.difficult
+    keep &= ~crowd_mask(record)
     return torch.from_numpy(record.boxes[keep]), torch.from_numpy(record.labels[keep])
 
 
@@ -124,10 +127,18 @@ class TrainImages(Dataset):
         return len(self.dataset)
 
     def image_rois(self, index: int) -> tuple[Tensor, Tensor, Tensor]:
-        """Original-image RoIs (proposals, then ground truth) and the ground truth to score them."""
+        """Original-image RoIs (proposals, then ground truth) and the ground truth to score them.
+
+        Proposals inside a crowd region (``outside_crowd``) are left out: no sampler can choose
+        them, as foreground or background. Which are left out depends on the image only, so a
+        RoI's position stays its identity across epochs and flips.
+        """
         record = self.dataset[index]
         gt_boxes, gt_labels = training_gt(record, self.use_difficult)
         props = torch.from_numpy(self.proposals[record.image_id]).float().reshape(-1, 4)
+        crowd = crowd_mask(record)
+        if crowd.any():
+            props = props[outside_crowd(props, torch.from_numpy(record.boxes[crowd]))]
         return torch.cat([props, gt_boxes]), gt_boxes, gt_labels
 
     def __getitem__(self, key: tuple[int, bool]) -> ImageSample:

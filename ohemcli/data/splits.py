@@ -1,14 +1,23 @@
-"""A split of a data set with its proposals, loaded as every run loads it."""
+"""A split of a data set with its proposals, loaded as every run loads it.
+
+``--data`` names the built-in synthetic set, a VOC root or a COCO set (three layouts, see
+:mod:`ohemcli.data.coco_layout`); :func:`open_dataset` picks the reader by what it finds there.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ohemcli.config import ExperimentConfig
+from ohemcli.data.coco import COCODataset
+from ohemcli.data.coco_layout import find_layout
 from ohemcli.data.voc import VOCDataset
+
+Dataset = VOCDataset | COCODataset  # one split of a data set, whatever its format
 
 
 def data_root(data: str) -> Path:
@@ -18,11 +27,32 @@ def data_root(data: str) -> Path:
     return resolve_data_root(data)
 
 
+def open_dataset(
+    data: str,
+    split: str,
+    classes: Sequence[str] | None = None,
+    *,
+    images: str | None = None,
+    limit: int = 0,
+    limit_option: str = "limit",
+    skip_empty: bool = False,
+) -> Dataset:
+    """One split of the data set at ``data``: a COCO set when one is found there, else a VOC root.
+
+    ``skip_empty`` (COCO only) leaves out images with no usable box: training splits do, unless
+    ``data.keep_empty``; test splits never do.
+    """
+    layout = None if data == "synth" else find_layout(data, images)
+    if layout is not None:
+        return COCODataset(layout, split, classes, limit, limit_option, skip_empty)
+    return VOCDataset(data_root(data), split, classes, limit=limit, limit_option=limit_option)
+
+
 @dataclass
 class SplitData:
     """One split of the data set with its proposals."""
 
-    dataset: VOCDataset
+    dataset: Dataset
     proposals: dict[str, np.ndarray]
 
 
@@ -31,12 +61,20 @@ def load_split(cfg: ExperimentConfig, split: str, show_progress: bool = True) ->
     from ohemcli.data.proposals import load_proposals, resolve_source
 
     d = cfg.data
-    root = data_root(d.root)
-    limit = d.train_images if split == d.train_split else 0
-    dataset = VOCDataset(root, split, d.classes, limit=limit, limit_option="data.train_images")
+    training = split == d.train_split
+    dataset = open_dataset(
+        d.root,
+        split,
+        d.classes,
+        images=d.images,
+        limit=d.train_images if training else 0,
+        limit_option="data.train_images",
+        skip_empty=training and not d.keep_empty,
+    )
     proposals = load_proposals(
-        dataset,
-        source=resolve_source(d.proposals, root, split),  # "release", {split} placeholders
+        dataset,  # type: ignore[arg-type]
+        # "release", {split} placeholders
+        source=resolve_source(d.proposals, dataset.root, dataset.split),
         max_boxes=d.max_proposals,
         workers=None,
         show_progress=show_progress,

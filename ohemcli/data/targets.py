@@ -6,9 +6,31 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torchvision.ops import box_iou
+from torchvision.ops import box_area, box_iou
 
 from ohemcli.boxes import BoxNorm, encode_deltas
+
+# A proposal whose intersection with a crowd region covers more than this share of the proposal's
+# own area (IoF, intersection over foreground) is ignored in training. mmdetection's
+# MaxIoUAssigner ignores candidates the same way (``ignore_iof_thr``, IoF with respect to the
+# candidate), and COCOeval matches detections to crowd regions by the same measure (its "IoU"
+# with a crowd box is intersection over the detection's area), so 0.5 ignores in training what
+# COCO's AP50 ignores in evaluation.
+CROWD_IOF = 0.5
+
+
+def outside_crowd(rois: Tensor, crowd: Tensor, thresh: float = CROWD_IOF) -> Tensor:
+    """(R,) bool: RoIs whose IoF with every crowd box is at most ``thresh``.
+
+    IoF = area(RoI ∩ crowd) / area(RoI), in continuous coordinates as ``box_iou``.
+    """
+    if crowd.numel() == 0 or rois.numel() == 0:
+        return torch.ones(rois.shape[0], dtype=torch.bool)
+    lt = torch.max(rois[:, None, :2], crowd[None, :, :2])
+    rb = torch.min(rois[:, None, 2:], crowd[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(dim=2)  # (R, C)
+    iof = inter / box_area(rois).clamp(min=1e-6)[:, None]
+    return iof.max(dim=1).values <= thresh
 
 
 @dataclass

@@ -62,16 +62,56 @@ def evaluate_coco(
     over the detection's area, and prefers a regular box when both match).
     """
     from pycocotools.coco import COCO
+
+    gt = COCO()
+    gt.dataset = _coco_dataset(records, classes)
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints on stdout
+        gt.createIndex()
+    dt_anns = _coco_detections(dets, records, classes)
+    return _cocoeval(gt, dt_anns, list(range(1, len(records) + 1)), range(1, len(classes) + 1),
+                     classes)  # fmt: skip
+
+
+def evaluate_coco_json(dets: Detections, dataset: Any) -> dict[str, Any]:
+    """COCO box AP of a COCO set's split against its original json, as :func:`evaluate_coco`
+    returns it.
+
+    No conversion: pycocotools reads the json itself, with its areas, crowd regions and the boxes
+    that our reader drops as unusable (they stay ground truth here, as for any COCO tool). The
+    evaluation covers the split's images (all of them: test splits skip none) and the categories
+    of ``dataset.classes``.
+    """
+    from pycocotools.coco import COCO
+
+    from ohemcli.evaluation.coco_results import coco_results
+
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints on stdout
+        gt = COCO(str(dataset.json_path))
+    dt_anns = [{**d, "id": i + 1, "area": d["bbox"][2] * d["bbox"][3]}
+               for i, d in enumerate(coco_results(dets, dataset))]  # fmt: skip
+    image_ids = [dataset.coco_image_ids[r.image_id] for r in dataset.records]
+    return _cocoeval(gt, dt_anns, image_ids, dataset.category_ids, dataset.classes)
+
+
+def _cocoeval(
+    gt: Any,
+    dt_anns: list[dict[str, Any]],
+    image_ids: Sequence[int],
+    category_ids: Sequence[int],
+    classes: Sequence[str],
+) -> dict[str, Any]:
+    """Run COCOeval on detections ``dt_anns`` over the given images and categories."""
+    from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
     # pycocotools prints progress on stdout; keep stdout clean for --json.
     with contextlib.redirect_stdout(io.StringIO()):
-        gt, dt = COCO(), COCO()
-        gt.dataset = _coco_dataset(records, classes)
-        gt.createIndex()
-        dt.dataset = {**gt.dataset, "annotations": _coco_detections(dets, records, classes)}
+        dt = COCO()
+        dt.dataset = {**gt.dataset, "annotations": dt_anns}
         dt.createIndex()
         ev = COCOeval(gt, dt, iouType="bbox")
+        ev.params.imgIds = list(image_ids)
+        ev.params.catIds = sorted(category_ids)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
@@ -79,8 +119,9 @@ def evaluate_coco(
         zip(COCO_KEYS, [float(v) if v >= 0 else np.nan for v in ev.stats[:6]], strict=True)
     )
     precision = ev.eval["precision"]  # (iou thresholds, recall points, classes, areas, max dets)
+    column = {cid: k for k, cid in enumerate(sorted(category_ids))}  # COCOeval sorts catIds
     per_class = {}
-    for k, name in enumerate(classes):
-        p = precision[:, :, k, 0, -1]  # area "all", 100 detections per image
+    for cid, name in zip(category_ids, classes, strict=True):
+        p = precision[:, :, column[cid], 0, -1]  # area "all", 100 detections per image
         per_class[name] = float(p[p > -1].mean()) if (p > -1).any() else float("nan")
     return {**stats, "per_class": per_class}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +22,14 @@ from ohemcli.config import (
     protocol_name,
 )
 from ohemcli.data.batching import TestImages, collate
+from ohemcli.data.coco import COCODataset
 from ohemcli.data.splits import SplitData, load_split
 from ohemcli.device import loader_workers, resolve_device
 from ohemcli.errors import UserError
+from ohemcli.evaluation.coco import evaluate_coco_json
+from ohemcli.evaluation.coco_results import read_coco_results, write_coco_results
 from ohemcli.evaluation.matches import matches_from_result, save_matches
-from ohemcli.evaluation.metrics import evaluate_all, voc_metric
+from ohemcli.evaluation.metrics import coco_numbers, evaluate_all, voc_metric
 from ohemcli.evaluation.protocols import FastRCNNTest
 from ohemcli.evaluation.results_files import ClassDetections, Detections, write_results_files
 from ohemcli.evaluation.voc_ap import evaluate_voc
@@ -140,15 +145,33 @@ def evaluate_model(
     metric = metric or cfg.eval.metric
     records, classes = split.dataset.records, split.dataset.classes
     voc = evaluate_voc(dets, records, classes, voc_metric(metric))
-    result = evaluate_all(dets, records, classes, metric, voc=voc)  # type: ignore[arg-type]
+    coco = coco_source(dets, split.dataset)
+    result = evaluate_all(dets, records, classes, metric, voc=voc, coco=coco)  # type: ignore[arg-type]
     result["eval_protocol"] = eval_protocol(cfg.eval)
+    if (
+        out_dir is not None
+        and coco is not None
+        and "coco" not in result
+        and "metrics" not in result
+    ):
+        # A COCO set's final evaluation always carries COCO AP as well (report's "COCO AP").
+        result["coco"] = coco_numbers(coco())
     if out_dir is not None:
         files = EvalPaths(out_dir)
         write_results_files(dets, out_dir, split.dataset.split)
+        write_coco_results(dets, split.dataset, files.coco_results)  # for other tools
         atomic_write_json(files.metrics, result)
         # Per-detection matches, for the bootstrap over test images in `ohem report`.
         save_matches(files.matches, matches_from_result(voc, [r.image_id for r in records]))
     return result
+
+
+def coco_source(dets: Detections, dataset: Any) -> Callable[[], dict[str, Any]] | None:
+    """How COCO AP is computed for ``dataset``: on a COCO set, pycocotools on its original json;
+    elsewhere None (``evaluate_all`` converts the records)."""
+    if isinstance(dataset, COCODataset):
+        return partial(evaluate_coco_json, dets, dataset)
+    return None
 
 
 def load_run_model(
@@ -225,17 +248,31 @@ def _with_classes(cfg: ExperimentConfig, classes: tuple[str, ...]) -> Experiment
 
 
 def evaluate_detections(
-    detections: Path, data: str, split: str, metric: str, classes: list[str] | None = None
+    detections: Path,
+    data: str,
+    split: str,
+    metric: str,
+    classes: list[str] | None = None,
+    images: str | None = None,
 ) -> dict[str, Any]:
-    """Score devkit results files in ``detections`` against a VOC root (or ``synth``)."""
-    from ohemcli.data.splits import data_root
-    from ohemcli.data.voc import VOCDataset
+    """Score detections against a split of a VOC root, ``synth`` or a COCO set.
+
+    ``detections`` is a folder of devkit results files, or a COCO results json
+    (``[{image_id, category_id, bbox, score}]``, the data set's ids).
+    """
+    from ohemcli.data.splits import open_dataset
     from ohemcli.evaluation.results_files import read_results_files
 
-    dataset = VOCDataset(data_root(data), split, classes)
-    ids = {r.image_id for r in dataset.records}
-    dets = read_results_files(Path(detections), split, dataset.classes, ids)
-    return evaluate_all(dets, dataset.records, dataset.classes, metric)  # type: ignore[arg-type]
+    dataset = open_dataset(data, split, classes, images=images)
+    path = Path(detections)
+    if path.is_file() and path.suffix == ".json":
+        dets = read_coco_results(path, dataset)
+    else:
+        ids = {r.image_id for r in dataset.records}
+        dets = read_results_files(path, dataset.split, dataset.classes, ids)
+    records, names = dataset.records, dataset.classes
+    coco = coco_source(dets, dataset)
+    return evaluate_all(dets, records, names, metric, coco=coco)  # type: ignore[arg-type]
 
 
 __all__ = [

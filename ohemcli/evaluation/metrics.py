@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -24,10 +24,15 @@ def _voc_summary(r: VOCResult) -> dict[str, Any]:
             "num_gt": r.num_gt, "num_det": r.num_det}  # fmt: skip
 
 
+def coco_numbers(coco: dict[str, Any]) -> dict[str, float | None]:
+    """The six COCO numbers of an ``evaluate_coco`` result, JSON-ready."""
+    return {k: _json_float(coco[k]) for k in COCO_KEYS}
+
+
 def _coco_summary(coco: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     return {**base, "metric": "coco", "mAP": _json_float(coco["AP"]),
             "AP": {k: _json_float(v) for k, v in coco["per_class"].items()},
-            "coco": {k: _json_float(coco[k]) for k in COCO_KEYS}}  # fmt: skip
+            "coco": coco_numbers(coco)}  # fmt: skip
 
 
 def voc_metric(metric: str) -> APMetric:
@@ -41,6 +46,7 @@ def evaluate_all(
     classes: Sequence[str],
     metric: Literal["voc07", "voc10", "coco", "all"] = "voc07",
     voc: VOCResult | None = None,
+    coco: Callable[[], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The JSON-ready summary that ``ohem eval`` prints and runs save as ``eval/metrics.json``.
 
@@ -48,6 +54,8 @@ def evaluate_all(
     ``coco`` adds ``coco`` (the six COCO numbers); ``all`` gives voc07 at the top level and every
     metric under ``metrics``. Undefined values are ``None``. ``voc``: the ``evaluate_voc`` result
     of these detections when the caller already has it (:func:`voc_metric` names its metric).
+    ``coco``: what computes the COCO numbers (default: :func:`evaluate_coco` on ``records``; a COCO
+    set's evaluation passes :func:`~ohemcli.evaluation.coco.evaluate_coco_json` on its own json).
     """
     if metric not in ("voc07", "voc10", "coco", "all"):
         raise ValueError(f"unknown metric {metric!r}")
@@ -56,8 +64,9 @@ def evaluate_all(
     base = _voc_summary(voc)
     if metric in ("voc07", "voc10"):
         return base
-    coco = _coco_summary(evaluate_coco(dets, records, classes), base)
+    numbers = coco() if coco is not None else evaluate_coco(dets, records, classes)
+    summary = _coco_summary(numbers, base)
     if metric == "coco":
-        return coco
-    metrics = {"voc07": base, "voc10": _voc_summary(with_metric(voc, "voc10")), "coco": coco}
+        return summary
+    metrics = {"voc07": base, "voc10": _voc_summary(with_metric(voc, "voc10")), "coco": summary}
     return {**base, "metric": "all", "metrics": metrics}

@@ -37,14 +37,15 @@ SUMMARY_COLUMNS = [
     "s_per_iter_ratio", "peak_memory_mb", "fg_pct", "time_to_target", "runs",
 ]  # fmt: skip
 LABELS = {
-    "sampler": "sampler", "mAP": "mAP", "mAP_std": "mAP std", "train_s": "train s",
+    "sampler": "sampler", "mAP": "mAP", "mAP_std": "mAP std", "coco_AP": "COCO AP",
+    "train_s": "train s",
     "mining_s": "mining s", "total_s": "total s", "s_per_iter": "s/iter",
     "s_per_iter_ratio": "s/iter ×fixed", "peak_memory_mb": "peak MB", "fg_pct": "fg %",
     "time_to_target": "s to target", "runs": "runs",
 }  # fmt: skip
 _FORMATS = {
-    "mAP": "{:.4f}", "mAP_std": "{:.4f}", "train_s": "{:.1f}", "mining_s": "{:.1f}",
-    "total_s": "{:.1f}", "s_per_iter": "{:.3f}", "s_per_iter_ratio": "{:.2f}",
+    "mAP": "{:.4f}", "mAP_std": "{:.4f}", "coco_AP": "{:.4f}", "train_s": "{:.1f}",
+    "mining_s": "{:.1f}", "total_s": "{:.1f}", "s_per_iter": "{:.3f}", "s_per_iter_ratio": "{:.2f}",
     "peak_memory_mb": "{:.0f}", "fg_pct": "{:.1f}", "time_to_target": "{:.0f}",
 }  # fmt: skip
 
@@ -84,9 +85,22 @@ def run_row(run: Run, stability: RunStability | None = None) -> dict[str, Any]:
         backbone=run.config.get("model", {}).get("backbone"),
         setting=run.setting,
     )
+    row["coco_AP"] = coco_ap(run.eval_metrics)
     row.update(stability_columns(stability or run_stability(run)))
     row.update({f"AP/{name}": ap for name, ap in (run.summary.get("AP") or {}).items()})
     return row
+
+
+def coco_ap(eval_metrics: dict[str, Any] | None) -> float:
+    """COCO AP@[.5:.95] of a final evaluation (``eval/metrics.json``), NaN when not measured.
+
+    It sits under ``coco`` (metric coco, or any metric on a COCO set) or under
+    ``metrics.coco.coco`` (metric all).
+    """
+    m = eval_metrics or {}
+    numbers = m.get("coco") or m.get("metrics", {}).get("coco", {}).get("coco") or {}
+    value = numbers.get("AP")
+    return math.nan if value is None else float(value)
 
 
 def runs_table(
@@ -136,6 +150,7 @@ def _sampler_row(runs: pd.DataFrame, base_s_per_iter: float) -> dict[str, Any]:
         "sampler": runs["sampler"].iloc[0],
         "mAP": runs["mAP"].mean(),
         "mAP_std": runs["mAP"].std(ddof=1) if len(runs) > 1 else math.nan,
+        "coco_AP": runs["coco_AP"].mean() if "coco_AP" in runs else math.nan,
         "train_s": runs["train_seconds"].mean(),
         "mining_s": runs["mining_seconds"].mean(),
         "total_s": runs["total_seconds"].mean(),
@@ -158,7 +173,10 @@ def summary_table(results: pd.DataFrame, time_to_map: pd.DataFrame | None = None
     table = pd.DataFrame(rows)
     times = {} if time_to_map is None else time_to_map.set_index("sampler")["seconds"].to_dict()
     table["time_to_target"] = [times.get(s, math.nan) for s in table["sampler"]]
-    return sort_samplers(table[SUMMARY_COLUMNS], ["sampler"]).reset_index(drop=True)
+    columns = list(SUMMARY_COLUMNS)
+    if table["coco_AP"].notna().any():  # only runs that measured it (a COCO set, metric coco)
+        columns.insert(columns.index("mAP_std") + 1, "coco_AP")
+    return sort_samplers(table[columns], ["sampler"]).reset_index(drop=True)
 
 
 def per_class_ap(results: pd.DataFrame) -> pd.DataFrame:

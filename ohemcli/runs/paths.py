@@ -33,6 +33,11 @@ class EvalPaths:
         """Per class, the ranked detections' image, TP and FP flags (evaluation.matches)."""
         return self.root / "matches.npz"
 
+    @property
+    def coco_results(self) -> Path:
+        """The detections as a COCO results json (evaluation.coco_results), for other tools."""
+        return self.root / "detections_coco.json"
+
 
 @dataclass(frozen=True)
 class RunPaths:
@@ -164,9 +169,13 @@ class ComparePaths:
 
 
 def _data_name(cfg: ExperimentConfig) -> str:
-    """A short name of the data for folder names: ``synth`` or the data root folder's name."""
-    root = cfg.data.root
-    return "synth" if root == "synth" else Path(root).resolve().name
+    """A short name of the data for folder names: ``synth``, the data root folder's name, or the
+    stem of the first of COCO json files (``a.json,b.json``)."""
+    root = cfg.data.root.split(",")[0]
+    if root == "synth":
+        return "synth"
+    path = Path(root).resolve()
+    return path.stem if path.suffix == ".json" else path.name
 
 
 def default_run_dir(cfg: ExperimentConfig) -> Path:

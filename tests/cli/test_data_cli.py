@@ -15,7 +15,7 @@ from ohemcli.data.voc import VOCDataset
 from tests.conftest import shared_root
 
 runner = CliRunner()
-COMMANDS = ["stats", "synth", "proposals", "download"]
+COMMANDS = ["stats", "synth", "proposals", "download", "convert"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

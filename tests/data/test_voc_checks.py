@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -14,15 +13,6 @@ from ohemcli.errors import UserError
 from ohemcli.evaluation.metrics import evaluate_all
 from ohemcli.evaluation.results_files import ClassDetections, write_results_files
 from tests.data.bad_voc import DROPPED, REFUSED, annotation, make_root, png_header
-
-
-@pytest.fixture()
-def warnings_seen(caplog):
-    """The ohemcli logger's records (it does not propagate to the root logger)."""
-    logger = logging.getLogger("ohemcli")
-    logger.addHandler(caplog.handler)
-    yield caplog
-    logger.removeHandler(caplog.handler)
 
 
 @pytest.mark.parametrize("case", sorted(REFUSED))
