@@ -18,7 +18,7 @@ import yaml
 
 from ohemcli.config_rules import check_value
 from ohemcli.errors import UserError, quote
-from ohemcli.fileio import read_text
+from ohemcli.fileio import load_yaml, read_text
 
 
 @dataclass(frozen=True)
@@ -202,10 +202,7 @@ def parse_config(
     text: str, where: str, overrides: dict[str, Any] | None = None
 ) -> ExperimentConfig:
     """A config from YAML text with ``overrides`` laid over it, validated; errors name ``where``."""
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UserError(f"{where}: invalid YAML ({quote(str(exc).splitlines()[0])})") from None
+    raw = load_yaml(text, where)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

@@ -9,6 +9,7 @@ import numpy as np
 
 from ohemcli.config import ExperimentConfig
 from ohemcli.data.voc import VOCDataset
+from ohemcli.errors import UserError, quote
 
 
 def data_root(data: str) -> Path:
@@ -26,17 +27,63 @@ class SplitData:
     proposals: dict[str, np.ndarray]
 
 
-def load_split(cfg: ExperimentConfig, split: str, show_progress: bool = True) -> SplitData:
-    """The split's images, annotations and (cached) proposals."""
+def open_split(
+    cfg: ExperimentConfig, split: str, classes: tuple[str, ...] | None = None
+) -> VOCDataset:
+    """The split's images and annotations, without proposals (cheap: XML and image headers).
+
+    ``classes`` defaults to ``data.classes`` (None: found in the data).
+    """
+    d = cfg.data
+    limit = d.train_images if split == d.train_split else 0
+    return VOCDataset(
+        data_root(d.root),
+        split,
+        classes if classes is not None else d.classes,
+        limit=limit,
+        limit_option="data.train_images",
+    )
+
+
+def check_scorable(dataset: VOCDataset) -> None:
+    """Refuse a test split with no object to score: every AP, and so the mAP, would be undefined.
+
+    Difficult objects do not count (VOC scores neither hits nor misses on them), nor objects of
+    classes the model is not trained on.
+    """
+    if not any((~r.difficult).any() for r in dataset.records):
+        path = dataset.root / "ImageSets" / "Main" / f"{dataset.split}.txt"
+        raise UserError(
+            f"{path}: split '{dataset.split}' ({len(dataset)} images) has no object of the "
+            f"classes {quote(', '.join(dataset.classes))} that is not difficult, so its mAP is "
+            "undefined; choose another data.test_split"
+        )
+
+
+def open_splits(cfg: ExperimentConfig) -> tuple[VOCDataset, VOCDataset]:
+    """The train and test splits without proposals; a test split with nothing to score is
+    refused (:func:`check_scorable`). Cheap enough to run before any other data work."""
+    train = open_split(cfg, cfg.data.train_split)
+    test = open_split(cfg, cfg.data.test_split, train.classes)
+    check_scorable(test)
+    return train, test
+
+
+def load_split(
+    cfg: ExperimentConfig,
+    split: str,
+    show_progress: bool = True,
+    dataset: VOCDataset | None = None,
+) -> SplitData:
+    """The split's images, annotations and (cached) proposals; ``dataset``, when given, is the
+    split as :func:`open_split` read it."""
     from ohemcli.data.proposals import load_proposals, resolve_source
 
     d = cfg.data
-    root = data_root(d.root)
-    limit = d.train_images if split == d.train_split else 0
-    dataset = VOCDataset(root, split, d.classes, limit=limit, limit_option="data.train_images")
+    dataset = dataset if dataset is not None else open_split(cfg, split)
     proposals = load_proposals(
         dataset,
-        source=resolve_source(d.proposals, root, split),  # "release", {split} placeholders
+        source=resolve_source(d.proposals, dataset.root, split),  # "release", {split} placeholders
         max_boxes=d.max_proposals,
         workers=None,
         show_progress=show_progress,
