@@ -18,7 +18,7 @@ import yaml
 
 from ohemcli.config_rules import check_value
 from ohemcli.errors import UserError, quote
-from ohemcli.fileio import read_text
+from ohemcli.fileio import load_yaml, read_text
 
 
 @dataclass(frozen=True)
@@ -329,10 +329,7 @@ def parse_config(
 
     ``pairs=False`` leaves out the checks of values that must fit each other (for one option
     tried alone: its partner may come from another option)."""
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UserError(f"{where}: invalid YAML ({quote(str(exc).splitlines()[0])})") from None
+    raw = load_yaml(text, where)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

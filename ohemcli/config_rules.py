@@ -29,8 +29,8 @@ class Number:
             return False
         if self.integer and not isinstance(value, int):
             return False
-        if not math.isfinite(value):
-            return False
+        if isinstance(value, float) and not math.isfinite(value):  # an int is finite (and may
+            return False  # be too large for a float: math.isfinite would overflow)
         if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
             return False
         return self.hi is None or value <= self.hi

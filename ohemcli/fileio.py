@@ -13,7 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ohemcli.errors import UserError, quote
+
+# Most nodes a YAML file may expand to, aliases followed. A config has about 70; a few hundred
+# bytes of nested aliases (an "alias bomb") would otherwise expand to billions.
+MAX_YAML_NODES = 100_000
 
 
 def is_writable_dir(folder: Path) -> bool:
@@ -27,13 +33,27 @@ def is_writable_dir(folder: Path) -> bool:
 
 
 def cache_dir() -> Path:
-    """The cache folder: ``$OHEM_CACHE``, default ``~/.cache/ohemcli``; a file there is an error."""
+    """The cache folder: ``$OHEM_CACHE``, default ``~/.cache/ohemcli``.
+
+    A file there, a folder that cannot be written, or a missing folder that cannot be made (its
+    nearest existing parent is a file or not writable) is one line naming ``OHEM_CACHE``.
+    """
     path = Path(os.environ.get("OHEM_CACHE", Path.home() / ".cache" / "ohemcli")).expanduser()
-    name = f"OHEM_CACHE={quote(str(path))}" if "OHEM_CACHE" in os.environ else str(path)
+    name = f"OHEM_CACHE={quote(str(path))}"
+    if "OHEM_CACHE" not in os.environ:
+        name = f"{path} (the default of OHEM_CACHE)"
     if (path.exists() or path.is_symlink()) and not path.is_dir():
         raise UserError(f"{name}: the cache folder is not a folder")
     if path.is_dir() and not is_writable_dir(path):
         raise UserError(f"{name}: the cache folder is not writable")
+    if not path.exists():  # made on first use: its nearest existing folder must take it
+        above = next(p for p in path.absolute().parents if p.exists() or p.is_symlink())
+        if not above.is_dir():
+            raise UserError(f"{name}: cannot make the cache folder, {quote(str(above))} is a file")
+        if not is_writable_dir(above):
+            raise UserError(
+                f"{name}: cannot make the cache folder, {quote(str(above))} is not writable"
+            )
     return path
 
 
@@ -61,6 +81,44 @@ def read_json(path: str | Path) -> Any:
         return json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """Nodes in ``node`` with every alias expanded; each distinct node is counted once
+    (``sizes``), so this costs the file's size, not its expansion's."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(child, sizes) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+    sizes[id(node)] = size
+    return size
+
+
+def load_yaml(text: str, where: str | Path) -> Any:
+    """``yaml.safe_load(text)``, refusing a document that expands beyond ``MAX_YAML_NODES``.
+
+    Invalid YAML, an alias bomb or absurd nesting is one line naming ``where``.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > MAX_YAML_NODES:
+            raise UserError(
+                f"{where}: refused, its aliases expand to more than {MAX_YAML_NODES} YAML nodes"
+            )
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise UserError(f"{where}: invalid YAML ({quote(str(exc).splitlines()[0])})") from None
+    except RecursionError:
+        raise UserError(f"{where}: refused, YAML nested too deeply") from None
+    finally:
+        loader.dispose()
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:

@@ -29,3 +29,35 @@ def test_truncate_jsonl_drops_lines_past_the_checkpoint_and_torn_lines(tmp_path)
         f.write('{"iter": 40, "lo')  # torn by a crash
     truncate_jsonl(log, 20)
     assert [json.loads(line)["iter"] for line in log.read_text().splitlines()] == [10, 20]
+
+
+def test_yaml_aliases_within_the_bound_load(tmp_path):
+    from ohemcli.fileio import load_yaml
+
+    assert load_yaml("a: &x [1, 2]\nb: *x\n", "f.yaml") == {"a": [1, 2], "b": [1, 2]}
+    assert load_yaml("", "f.yaml") is None
+
+
+def test_a_yaml_alias_bomb_is_refused_in_one_line_without_expanding_it():
+    from ohemcli.errors import UserError
+    from ohemcli.fileio import MAX_YAML_NODES, load_yaml
+
+    # Each level holds 9 aliases of the one before: 9**12 nodes when followed, 120 in the file.
+    lines = ["l0: &l0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 12)]
+    with pytest.raises(UserError) as info:
+        load_yaml("\n".join(lines), "bomb.yaml")
+    assert str(info.value).startswith("bomb.yaml: ") and str(MAX_YAML_NODES) in str(info.value)
+
+
+def test_cache_folder_that_cannot_be_made_names_ohem_cache(tmp_path, monkeypatch):
+    from ohemcli.errors import UserError
+    from ohemcli.fileio import cache_dir
+
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("OHEM_CACHE", str(tmp_path / "file" / "sub" / "cache"))
+    with pytest.raises(UserError, match=r"^OHEM_CACHE=.*is a file"):
+        cache_dir()
+    monkeypatch.setenv("OHEM_CACHE", str(tmp_path / "new" / "cache"))
+    assert cache_dir() == tmp_path / "new" / "cache"  # creatable: fine, and not made yet
+    assert not (tmp_path / "new").exists()

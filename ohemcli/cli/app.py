@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer 0.29 vendors click
 from typer.core import TyperGroup
 
 from ohemcli.errors import UserError, quote
@@ -12,7 +13,11 @@ USER_ERROR_EXIT = 2
 
 
 class _UserErrorGroup(TyperGroup):
-    """Turns a UserError raised anywhere below into one line on stderr and exit code 2."""
+    """Turns a UserError raised anywhere below into one line on stderr and exit code 2.
+
+    So does a usage error of a command's options (a value out of its range, an unknown option):
+    they are parsed inside this group's ``invoke``.
+    """
 
     def invoke(self, ctx):  # type: ignore[no-untyped-def]
         setup_logging()
@@ -20,9 +25,26 @@ class _UserErrorGroup(TyperGroup):
             return super().invoke(ctx)
         except UserError as exc:
             _one_line(str(exc))
+        except NoArgsIsHelpError:
+            raise
+        except UsageError as exc:  # a bad option value: one line, not click's usage box
+            _usage_line(exc)
+
+    def make_context(self, info_name, args, parent=None, **extra):  # type: ignore[no-untyped-def]
+        """The top level's own options (``ohem --bogus``) get the same one line."""
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except NoArgsIsHelpError:
+            raise
+        except UsageError as exc:
+            _usage_line(exc)
         except OSError as exc:  # a path that cannot be read or written: the user's to fix
             where = exc.filename if exc.filename is not None else "file system"
             _one_line(f"{quote(str(where))[1:-1]}: {exc.strerror or type(exc).__name__}")
+
+
+def _usage_line(exc: UsageError) -> None:
+    _one_line(" ".join(exc.format_message().split()))
 
 
 def _one_line(message: str) -> None:

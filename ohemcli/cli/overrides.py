@@ -213,4 +213,11 @@ def build_config(config: str | None, params: Mapping[str, Any]) -> ExperimentCon
     for option, keys in given.items():
         parse_config(text, option, keys, pairs=False)  # each option alone, so an error names it
         overrides.update(keys)
-    return absolute_paths(parse_config(text, "command line", overrides))
+    cfg = parse_config(text, "command line", overrides)
+    points = params.get("eval_points")
+    if points is not None and points > cfg.train.iters:
+        raise UserError(
+            f"--eval-points: {quote(points)} is more than the {cfg.train.iters} iterations "
+            "(train.iters); give at most that many"
+        )
+    return absolute_paths(cfg)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ohemcli.config_rules import check_value
 from ohemcli.errors import UserError, quote
 
 
@@ -16,10 +17,16 @@ def parse_seeds(text: str) -> list[int]:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise UserError(
-            f"--seeds: expected a comma list of integers such as 1,2,3, got '{text}'"
+            f"--seeds: expected a comma list of integers such as 1,2,3, got {quote(text)}"
         ) from None
     if not seeds:
         raise UserError("--seeds: give at least one seed, e.g. --seeds 1")
+    for seed in seeds:  # the rule of train.seed, as for train --seed
+        allowed = check_value("train.seed", seed)
+        if allowed is not None:
+            raise UserError(
+                f"--seeds: train.seed = {quote(seed)} is not allowed; expected {allowed}"
+            )
     return seeds
 
 

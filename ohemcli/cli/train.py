@@ -129,9 +129,11 @@ def train_command(
     if json_out:
         print(json.dumps(summary))
     else:
+        m_ap = summary.get("mAP")  # null in a summary of an older run with nothing to score
+        shown = f"{m_ap:.4f}" if isinstance(m_ap, (int, float)) else "n/a"
         out_console.print(
             f"[bold]{summary['sampler']}[/bold]: {summary['metric']} "
-            f"mAP {summary['mAP']:.4f} after "
+            f"mAP {shown} after "
             f"{summary['iters']} iterations, train {summary['train_seconds']:.1f}s, mining "
             f"{summary['mining_seconds']:.1f}s, {summary['s_per_iter']:.3f} s/iter",
             soft_wrap=True,  # one line in a log file too, whatever the width

@@ -147,7 +147,7 @@ class TrainImages(Dataset):
         rois, gt_boxes, gt_labels = self.image_rois(index)
         targets = assign_targets(rois, gt_boxes, gt_labels, self.fg_thresh, self.box_norm, flip)
         factor = resize_factor(record.height, record.width, self.scale, self.max_size)
-        image = load_image(record.image_path)
+        image = load_image(record.image_path, (record.width, record.height))
         if flip:  # labels and IoUs are flip-invariant; assign_targets mirrored dx
             rois = flip_boxes(rois, image.shape[1])
         return ImageSample(
@@ -184,7 +184,7 @@ class TestImages(Dataset):
         record = self.dataset[index]
         factor = resize_factor(record.height, record.width, self.scale, self.max_size)
         props = torch.from_numpy(self.proposals[record.image_id]).float().reshape(-1, 4)
-        image = load_image(record.image_path)
+        image = load_image(record.image_path, (record.width, record.height))
         return ImageSample(
             image_tensor(image, factor, False, self.input_norm),
             props * factor,

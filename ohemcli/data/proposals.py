@@ -1,10 +1,13 @@
 """Object proposals: selective search (OpenCV contrib, fast mode) or Fast R-CNN's .mat files.
 
 Selective search runs in ``workers`` processes (one OpenCV thread each) and its boxes are cached
-in ``cache_dir()/proposals/`` under a key made of the data set's fingerprint, the split, the method,
-``max_boxes`` and ``PROPOSALS_VERSION``: a changed data set (or a changed recipe here) is never
-served stale boxes, and training and evaluation share one computation. A smaller ``max_boxes``
-is served from the cache of a larger one (the cap is a prefix), so trying caps costs no new search.
+in ``cache_dir()/proposals/`` under a key made of the data set's fingerprint (ids, annotations,
+each image's size and mtime), the split, the method, ``max_boxes`` and ``PROPOSALS_VERSION``: a
+changed data set (or a changed recipe here) is never served stale boxes, and training and
+evaluation share one computation. The file holds its fingerprint too, so a cache file of other
+images under this name is recomputed (one warning), as is one that does not load. A smaller
+``max_boxes`` is served from the cache of a larger one (the cap is a prefix), so trying caps costs
+no new search.
 
 Choices, and why:
 
@@ -75,7 +78,8 @@ def selective_search(path: str, max_boxes: int, max_side: int = 0) -> np.ndarray
 
     ``max_side`` > 0 shrinks the image so its longer side is at most that many pixels first.
     """
-    image = cv2.imread(path, cv2.IMREAD_COLOR)  # BGR, which OpenCV's selective search expects
+    # BGR, which OpenCV's selective search expects; pixels as stored, as voc.load_image reads them
+    image = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         raise UserError(f"{path}: cannot read image")
     height, width = image.shape[:2]
@@ -219,7 +223,7 @@ def _cached_with_larger_cap(
         return None
     for cap in sorted(_cached_caps(dataset, max_side), key=lambda c: c or 10**9):
         if cap == 0 or cap > max_boxes:
-            cached = _load(_cache_path(dataset, cap, max_side), ids)
+            cached = _load(_cache_path(dataset, cap, max_side), ids, dataset.fingerprint())
             if cached is not None:
                 return cached
     return None
@@ -238,29 +242,42 @@ def _cached_caps(dataset: VOCDataset, max_side: int) -> list[int]:
     return caps
 
 
-def _save(path: Path, proposals: dict[str, np.ndarray]) -> None:
+def _save(path: Path, proposals: dict[str, np.ndarray], fingerprint: str) -> None:
+    """Write the cache file; one that cannot be written costs a warning, not the boxes."""
     ids = list(proposals)
     boxes = np.concatenate([proposals[i] for i in ids]) if ids else np.zeros((0, 4), np.float32)
     counts = np.array([len(proposals[i]) for i in ids], dtype=np.int64)
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
-            np.savez(f, ids=np.array(ids), boxes=boxes, counts=counts)
+            np.savez(f, ids=np.array(ids), boxes=boxes, counts=counts, fingerprint=fingerprint)
 
-    atomic_write(path, write)
+    try:
+        atomic_write(path, write)
+    except OSError as exc:  # a full disk, say: the boxes are still good for this run
+        log.warning(
+            "%s: cannot write the proposal cache under OHEM_CACHE (%s); the boxes will be "
+            "computed again next time", path, exc.strerror or type(exc).__name__,
+        )  # fmt: skip
 
 
-def _load(path: Path, image_ids: Sequence[str]) -> dict[str, np.ndarray] | None:
-    """The cached proposals, or None when the file is unreadable or lists other images."""
+def _load(path: Path, image_ids: Sequence[str], fingerprint: str) -> dict[str, np.ndarray] | None:
+    """The cached proposals, or None (and one warning) when the file does not load, or was
+    written for other images (another fingerprint, other ids)."""
     try:
         with np.load(path, allow_pickle=False) as z:
             ids, boxes, counts = [str(i) for i in z["ids"]], z["boxes"], z["counts"]
-    except (OSError, ValueError, KeyError) as exc:
-        log.warning("%s: ignoring unreadable proposal cache (%s)", path, exc)
+            saved = str(z["fingerprint"]) if "fingerprint" in z.files else None
+        parts = np.split(boxes, np.cumsum(counts)[:-1]) if len(ids) else []
+        if len(parts) != len(ids) or int(counts.sum()) != len(boxes) or boxes.shape[1:] != (4,):
+            raise ValueError("ids, counts and boxes disagree")
+    except Exception as exc:  # noqa: BLE001 - truncated, not a zip, wrong arrays: recompute
+        log.warning("%s: proposal cache does not load (%s); computing it again", path, exc)
         return None
-    if ids != list(image_ids):
+    if saved != fingerprint or ids != list(image_ids):
+        log.warning("%s: proposal cache of other images; computing it again", path)
         return None
-    return dict(zip(ids, np.split(boxes, np.cumsum(counts)[:-1]), strict=True))
+    return dict(zip(ids, (p.astype(np.float32, copy=False) for p in parts), strict=True))
 
 
 def load_proposals(
@@ -288,14 +305,14 @@ def load_proposals(
         }
     path = _cache_path(dataset, max_boxes, max_side)
     if path.is_file():
-        cached = _load(path, ids)
+        cached = _load(path, ids, dataset.fingerprint())
         if cached is not None:
             return cached
     wider = _cached_with_larger_cap(dataset, ids, max_boxes, max_side)
     if wider is not None:
         return {i: boxes[:max_boxes] for i, boxes in wider.items()}
     proposals = compute_selective_search(dataset, max_boxes, workers, show_progress, max_side)
-    _save(path, proposals)
+    _save(path, proposals, dataset.fingerprint())
     return proposals
 
 

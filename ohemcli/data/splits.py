@@ -16,6 +16,7 @@ from ohemcli.config import ExperimentConfig
 from ohemcli.data.coco import COCODataset
 from ohemcli.data.coco_layout import find_layout
 from ohemcli.data.voc import VOCDataset
+from ohemcli.errors import UserError, quote
 
 Dataset = VOCDataset | COCODataset  # one split of a data set, whatever its format
 
@@ -56,21 +57,60 @@ class SplitData:
     proposals: dict[str, np.ndarray]
 
 
-def load_split(cfg: ExperimentConfig, split: str, show_progress: bool = True) -> SplitData:
-    """The split's images, annotations and (cached) proposals."""
-    from ohemcli.data.proposals import load_proposals, resolve_source
-
+def open_split(cfg: ExperimentConfig, split: str, classes: Sequence[str] | None = None) -> Dataset:
+    """The split's images and annotations, without proposals (cheap: annotations and image
+    headers). ``classes`` defaults to ``data.classes`` (None: found in the data)."""
     d = cfg.data
     training = split == d.train_split
-    dataset = open_dataset(
+    return open_dataset(
         d.root,
         split,
-        d.classes,
+        classes if classes is not None else d.classes,
         images=d.images,
         limit=d.train_images if training else 0,
         limit_option="data.train_images",
         skip_empty=training and not d.keep_empty,
     )
+
+
+def check_scorable(dataset: Dataset) -> None:
+    """Refuse a test split with no object to score: every AP, and so the mAP, would be undefined.
+
+    Difficult objects do not count (VOC scores neither hits nor misses on them), nor objects of
+    classes the model is not trained on.
+    """
+    if not any((~r.difficult).any() for r in dataset.records):
+        path = getattr(
+            dataset, "json_path", dataset.root / "ImageSets" / "Main" / f"{dataset.split}.txt"
+        )
+        raise UserError(
+            f"{path}: split '{dataset.split}' ({len(dataset)} images) has no object of the "
+            f"classes {quote(', '.join(dataset.classes))} that is not difficult, so its mAP is "
+            "undefined; choose another data.test_split"
+        )
+
+
+def open_splits(cfg: ExperimentConfig) -> tuple[Dataset, Dataset]:
+    """The train and test splits without proposals; a test split with nothing to score is
+    refused (:func:`check_scorable`). Cheap enough to run before any other data work."""
+    train = open_split(cfg, cfg.data.train_split)
+    test = open_split(cfg, cfg.data.test_split, train.classes)
+    check_scorable(test)
+    return train, test
+
+
+def load_split(
+    cfg: ExperimentConfig,
+    split: str,
+    show_progress: bool = True,
+    dataset: Dataset | None = None,
+) -> SplitData:
+    """The split's images, annotations and (cached) proposals; ``dataset``, when given, is the
+    split as :func:`open_split` read it."""
+    from ohemcli.data.proposals import load_proposals, resolve_source
+
+    d = cfg.data
+    dataset = dataset if dataset is not None else open_split(cfg, split)
     proposals = load_proposals(
         dataset,  # type: ignore[arg-type]
         # "release", {split} placeholders

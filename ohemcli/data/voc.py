@@ -39,6 +39,7 @@ VOC_CLASSES: tuple[str, ...] = (
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 MIN_BOX_SIDE = 2.0  # boxes narrower or shorter than this (in pixels) are degenerate and dropped
+_size_warned: set[Path] = set()  # annotation files whose <size> disagreement was already said
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,19 @@ class _RawObject:
     difficult: bool
 
 
+def _split_line_id(line: str) -> str:
+    """The image id of one line of a split file.
+
+    A line is an id, or in VOC's per-class lists (``<class>_<split>.txt``) an id and a label of
+    -1, 0 or 1. Anything else means an id with whitespace in it, which would otherwise be cut
+    to its first word and reported as a missing file: refused by name.
+    """
+    fields = line.split()
+    if len(fields) == 1 or (len(fields) == 2 and fields[1] in ("-1", "0", "1")):
+        return fields[0]
+    raise UserError(f"image id {quote(line.strip())} holds whitespace; refused")
+
+
 def read_split_ids(root: Path, split: str) -> list[str]:
     """The image ids listed in ``ImageSets/Main/<split>.txt`` (first column), in file order.
 
@@ -78,7 +92,11 @@ def read_split_ids(root: Path, split: str) -> list[str]:
     for number, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
-        image_id = check_name(line.split()[0], "image id", f"{path}:{number}")
+        try:
+            raw = _split_line_id(line)
+        except UserError as exc:
+            raise UserError(f"{path}:{number}: {exc}") from None
+        image_id = check_name(raw, "image id", f"{path}:{number}")
         if image_id in ids:
             log.warning(
                 "%s:%d: image id %s already listed on line %d; kept once",
@@ -205,6 +223,10 @@ class VOCDataset:
         for image_id in ids:
             xml_path = child_path(self.root, "Annotations", f"{image_id}.xml")
             width, height, objects = parse_annotation(xml_path)
+            image_path = _find_image(self.root, image_id)
+            # The image is the truth: the XML's <size> may be stale or wrong, and boxes are
+            # clipped and images scaled by what the file decodes to.
+            width, height = self._true_size(image_path, xml_path, width, height)
             self.num_objects += len(objects)
             keep = []
             for o in objects:
@@ -217,8 +239,6 @@ class VOCDataset:
                     self.unknown_objects += 1
                 else:
                     keep.append(replace(o, box=box))
-            image_path = _find_image(self.root, image_id)
-            image_header_size(image_path)  # refuses an oversized image before anything decodes it
             self.records.append(
                 ImageRecord(
                     image_id=image_id,
@@ -233,6 +253,19 @@ class VOCDataset:
         for message in self.dropped:
             log.warning(message)
 
+    @staticmethod
+    def _true_size(image: Path, xml: Path, width: int, height: int) -> tuple[int, int]:
+        """The image's size from its header (checked against the limits, no pixel decoded);
+        a warning names the XML whose <size> says otherwise."""
+        true_w, true_h = image_header_size(image)  # refuses an oversized image before decoding
+        if (true_w, true_h) != (width, height) and xml not in _size_warned:
+            _size_warned.add(xml)  # once per file: each split is read more than once
+            log.warning(
+                "%s: <size> says %d x %d but %s is %d x %d; using the image's size",
+                xml, width, height, image.name, true_w, true_h,
+            )  # fmt: skip
+        return true_w, true_h
+
     def __len__(self) -> int:
         return len(self.records)
 
@@ -245,7 +278,8 @@ class VOCDataset:
         return len(self.classes)
 
     def fingerprint(self) -> str:
-        """A content hash of the split: ids, annotation bytes and image sizes on disk.
+        """A content hash of the split: ids, annotation bytes, and each image file's size and
+        modification time (a replaced image changes them without a full read of every pixel).
 
         Caches keyed by it (proposals) are never served for a changed data set.
         """
@@ -253,16 +287,27 @@ class VOCDataset:
         for r in self.records:
             h.update(r.image_id.encode())
             h.update((self.root / "Annotations" / f"{r.image_id}.xml").read_bytes())
-            h.update(str(r.image_path.stat().st_size).encode())
+            stat = r.image_path.stat()
+            h.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
         return h.hexdigest()[:16]
 
 
-def load_image(path: Path) -> np.ndarray:
-    """Read an image as an RGB uint8 array (H, W, 3); oversized ones are refused from the header."""
+def load_image(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Read an image as an RGB uint8 array (H, W, 3); oversized ones are refused from the header.
+
+    Pixels as stored, EXIF orientation ignored: the header size that :class:`VOCDataset` records
+    (PIL's) is the stored one, and boxes are scaled by it. ``size`` (width, height), when given,
+    is that recorded size: an image that decodes to another (replaced since) is refused.
+    """
     import cv2
 
     image_header_size(path)
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         raise UserError(f"{path}: cannot read image")
+    if size is not None and (image.shape[1], image.shape[0]) != tuple(size):
+        raise UserError(
+            f"{path}: decodes to {image.shape[1]} x {image.shape[0]}, but was {size[0]} x "
+            f"{size[1]} when the data set was read; was it replaced?"
+        )
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -15,7 +15,9 @@ WARMUP_ITERS = 10  # s/iter leaves out the first iterations (worker start-up, al
 
 
 def eval_iterations(iters: int, points: int) -> set[int]:
-    """``points`` evenly spaced iterations ending at ``iters`` (empty for 0 points)."""
+    """``points`` evenly spaced iterations ending at ``iters`` (empty for 0 points); at most one
+    per iteration, however many points a config asks for."""
+    points = min(points, iters)
     return (
         {max(1, round(iters * k / points)) for k in range(1, points + 1)} if points > 0 else set()
     )

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from ohemcli.config import ExperimentConfig, config_to_yaml, input_norm
 from ohemcli.data.batching import Batch, ScheduleSampler, TrainImages, collate, iteration_epoch
 from ohemcli.data.box_stats import make_box_norm
-from ohemcli.data.splits import load_split
+from ohemcli.data.splits import load_split, open_splits
 from ohemcli.device import (
     loader_workers,
     peak_memory_mb,
@@ -34,6 +34,7 @@ from ohemcli.engine.distributed import DistInfo, barrier, broadcast_parameters, 
 from ohemcli.engine.host_runs import HostRuns, device_names
 from ohemcli.engine.mining import mine_false_positives
 from ohemcli.engine.optimizer import build_optimizer
+from ohemcli.engine.preflight import check_setup
 from ohemcli.engine.state import TrainState, eval_iterations
 from ohemcli.engine.step import NonFiniteLoss, StepResult, Updater, train_step
 from ohemcli.errors import UserError
@@ -84,6 +85,7 @@ class Trainer:
     ) -> None:
         self.callback = callback
         self.host: HostRuns | None = None  # rank 0 marks itself as training on this host
+        check_setup(cfg)  # cache, device, model: before the data and the folder
         self.device = resolve_device(cfg.train.device)
         self.dist: DistInfo = init_distributed(self.device.type)
         if self.device.type == "cuda":
@@ -93,7 +95,9 @@ class Trainer:
         checkpoint = check_resume(self.paths, cfg, resume)
         if checkpoint is None:  # a resumed run takes its weights from the checkpoint
             check_pretrained_available(cfg.model)
-        self.train_data = load_split(cfg, cfg.data.train_split, self.show)
+        # Both splits before any proposal: a test split with nothing to score fails now.
+        train_set, self.test_set = open_splits(cfg)
+        self.train_data = load_split(cfg, cfg.data.train_split, self.show, train_set)
         classes = self.train_data.dataset.classes
         self.cfg = replace(cfg, data=replace(cfg.data, classes=classes))
         self.images = TrainImages(
@@ -256,7 +260,9 @@ class Trainer:
 
         start = time.perf_counter()
         if self.test_data is None:
-            self.test_data = load_split(self.cfg, self.cfg.data.test_split, self.show)
+            self.test_data = load_split(
+                self.cfg, self.cfg.data.test_split, self.show, self.test_set
+            )
         out = self.paths.eval_dir if final else None
         result = evaluate_model(
             self.model, self.cfg, self.test_data, self.device, out, None, self.show

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ohemcli.data.checks import check_name, child_path
-from ohemcli.errors import UserError
+from ohemcli.errors import UserError, quote
 from ohemcli.fileio import atomic_write_text, read_text
 
 log = logging.getLogger("ohemcli")
@@ -99,18 +99,18 @@ def _parse_line(line: str, where: str, image_ids: Collection[str]) -> tuple[str,
         )
     image_id = fields[0]
     if image_id not in image_ids:
-        raise UserError(f"{where}: image id '{image_id}' is not in the split")
+        raise UserError(f"{where}: image id {quote(image_id)} is not in the split")
     try:
         values = [float(v) for v in fields[1:]]
     except ValueError:
         raise UserError(
-            f"{where}: score and coordinates must be numbers: {line.strip()!r}"
+            f"{where}: score and coordinates must be numbers: {quote(line.strip())}"
         ) from None
     if not all(math.isfinite(v) for v in values):
-        raise UserError(f"{where}: score and coordinates must be finite: {line.strip()!r}")
+        raise UserError(f"{where}: score and coordinates must be finite: {quote(line.strip())}")
     _, x1, y1, x2, y2 = values
     if x2 < x1 or y2 < y1:
-        raise UserError(f"{where}: inverted box (x2 < x1 or y2 < y1): {line.strip()!r}")
+        raise UserError(f"{where}: inverted box (x2 < x1 or y2 < y1): {quote(line.strip())}")
     return image_id, values
 
 

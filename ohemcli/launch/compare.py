@@ -35,6 +35,7 @@ from ohemcli.launch.grid import (
     train_run,
 )
 from ohemcli.progress import make_progress
+from ohemcli.runs.guard import check_out_dir
 from ohemcli.runs.paths import ComparePaths
 from ohemcli.runs.settings import comparable_config, first_difference, read_settings
 
@@ -58,6 +59,24 @@ def _union(saved: Any, new: Sequence[Any]) -> list[Any]:
     return kept + [x for x in new if x not in kept]
 
 
+def check_request(samplers: Sequence[str], seeds: Sequence[int]) -> None:
+    """Each sampler known and given once; each seed given once and allowed as ``train.seed``."""
+    from ohemcli.config_rules import check_value
+    from ohemcli.samplers import check_sampler_names
+
+    check_sampler_names(samplers)
+    if not samplers or len(set(samplers)) != len(samplers):
+        raise UserError(f"--samplers: give each sampler once, got {','.join(samplers) or 'none'}")
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds: give each seed once, got {','.join(map(str, seeds)) or 'none'}")
+    for seed in seeds:
+        allowed = check_value("train.seed", seed)
+        if allowed is not None:
+            raise UserError(
+                f"--seeds: train.seed = {quote(seed)} is not allowed; expected {allowed}"
+            )
+
+
 def check_settings(
     out_dir: Path, base: ExperimentConfig, samplers: Sequence[str], seeds: Sequence[int]
 ) -> None:
@@ -69,13 +88,7 @@ def check_settings(
     Another config is refused, naming the first key that differs. Before any run has started
     the request simply replaces the settings.
     """
-    from ohemcli.samplers import check_sampler_names
-
-    check_sampler_names(samplers)
-    if not samplers or len(set(samplers)) != len(samplers):
-        raise UserError(f"--samplers: give each sampler once, got {','.join(samplers) or 'none'}")
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise UserError(f"--seeds: give each seed once, got {','.join(map(str, seeds)) or 'none'}")
+    check_request(samplers, seeds)
     folder = ComparePaths(Path(out_dir))
     settings = _settings(base, samplers, seeds)
     if folder.settings.is_file() and folder.any_checkpoint():
@@ -175,14 +188,22 @@ def compare(
     process, one after another; otherwise they go to submitit (see ``launch.submit``). Render the
     finished runs with ``ohemcli.report``.
     """
+    from ohemcli.engine.preflight import preflight
+    from ohemcli.launch.submit import alive_jobs, check_launcher, launch_runs, resolve_jobs
+
     out_dir = Path(out_dir)
+    # Every check before the first write: a refused compare leaves no folder and no compare.yaml.
+    check_request(samplers, seeds)
+    check_out_dir(out_dir)
+    if launch is not None:
+        launch = resolve_jobs(launch, base)
+        check_launcher(launch)
+    # A Slurm login node need not have the GPUs its jobs get: the jobs check the device.
+    preflight(base, device=launch is None or launch.launcher != "slurm")
     check_settings(out_dir, base, samplers, seeds)
     plan = plan_runs(out_dir, samplers, seeds)
     if launch is None:
         return CompareOutcome(plan, train_in_process(base, plan, show_progress))
-    from ohemcli.launch.submit import alive_jobs, launch_runs, resolve_jobs
-
-    launch = resolve_jobs(launch, base)
     # Jobs of an earlier --no-wait call may still train some runs: then watch them, do not race.
     jobs_dir = ComparePaths(out_dir).submitit
     earlier = jobs_dir.is_dir() and alive_jobs(jobs_dir, "local")

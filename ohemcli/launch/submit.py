@@ -166,10 +166,15 @@ def alive_jobs(folder: Path, cluster: str) -> list[SubmittedJob]:
     return found
 
 
-def _executor(launch: Launch, folder: Path, cuda: bool) -> submitit.AutoExecutor:
-    """submitit's executor with the launch's parameters (Slurm ones reach sbatch)."""
+def check_launcher(launch: Launch) -> None:
+    """Refuse a launcher that this machine cannot use (Slurm without its commands)."""
     if launch.launcher == "slurm" and shutil.which("srun") is None:
         raise UserError("--launcher slurm: srun not found; run ohem compare on a Slurm login node")
+
+
+def _executor(launch: Launch, folder: Path, cuda: bool) -> submitit.AutoExecutor:
+    """submitit's executor with the launch's parameters (Slurm ones reach sbatch)."""
+    check_launcher(launch)
     executor = submitit.AutoExecutor(folder=folder, cluster=launch.launcher)
     gpus = launch.gpus_per_run if cuda else 0
     params: dict[str, Any] = {

@@ -15,9 +15,10 @@ ohemcli.engine.pretrain).
 from __future__ import annotations
 
 import urllib.error
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from torch import nn
 from ohemcli.config import DEFAULT_FROZEN_CONVS, ModelConfig, pretrained_source
 from ohemcli.errors import UserError
 from ohemcli.model.caffe_vgg16 import caffe_vgg16_path, load_caffe_vgg16, to_torchvision_vgg16
+from ohemcli.model.safe_load import load_safely
 
 
 @dataclass
@@ -57,11 +59,7 @@ def _load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{p}: --weights file not found")
-    try:
-        # weights_only: a user's file must never run code.
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise UserError(f"{p}: cannot load weights ({type(exc).__name__}: {exc})") from None
+    state = load_safely(p, "--weights file")  # weights_only: a user's file never runs code
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, dict):
@@ -129,7 +127,7 @@ def _vgg16_net(cfg: ModelConfig) -> nn.Module:
         try:
             missing, _ = net.load_state_dict(state, strict=False)
         except RuntimeError as exc:  # a tensor of the wrong shape
-            raise UserError(f"{cfg.weights}: does not fit vgg16 ({_one_line(exc)})") from None
+            raise UserError(f"{cfg.weights}: does not fit vgg16 ({_one_line(exc)[:300]})") from None
         if len(missing) == len(net.state_dict()):
             raise UserError(f"{cfg.weights}: no tensor matches torchvision's vgg16 (wrong file?)")
     return net
@@ -169,7 +167,9 @@ def freeze_leading_convs(trunk: nn.Module, count: int) -> None:
     """
     convs = sum(isinstance(m, nn.Conv2d) for m in trunk.modules())
     if count > convs:
-        raise UserError(f"model.frozen_convs: {count}, but this trunk has {convs} conv layers")
+        raise UserError(
+            f"model.frozen_convs: {count}, but this trunk has {convs} conv layers (--frozen-convs)"
+        )
     seen = 0
     for layer in trunk.modules():
         if isinstance(layer, nn.Conv2d):
@@ -219,6 +219,7 @@ def build_tiny(cfg: ModelConfig) -> Backbone:
         except RuntimeError as exc:
             option = "--weights" if cfg.weights else "--pretrained (model.head_dim, model.roi_size)"
             first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+            first = first if len(first) <= 200 else first[:199] + "…"
             raise UserError(
                 f"{source}: does not fit the tiny backbone ({first}); check {option} "
                 "or use --pretrained none"
@@ -298,3 +299,15 @@ BACKBONES: dict[str, Callable[[ModelConfig], Backbone]] = {
     "tiny": build_tiny,
     "resnet18": build_resnet18,
 }
+
+
+def check_backbone(cfg: ModelConfig) -> None:
+    """Build the backbone on PyTorch's meta device (shapes only: no memory, no arithmetic) to
+    check the model config before any data work: a ``--weights`` file loads and fits, and
+    ``model.frozen_convs`` is within the trunk. ImageNet weights are not downloaded here (their
+    download fails in one line when the model is built)."""
+    if not cfg.weights and cfg.backbone in ("vgg16", "resnet18"):
+        cfg = replace(cfg, pretrained="none")
+    with warnings.catch_warnings(), torch.device("meta"):
+        warnings.simplefilter("ignore")  # "copying into a meta parameter is a no-op": meant
+        BACKBONES[cfg.backbone](cfg)

@@ -6,7 +6,6 @@ with ``weights_only=True``, so a checkpoint can never run code.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import torch
 from ohemcli.config import ExperimentConfig, config_to_dict
 from ohemcli.errors import UserError
 from ohemcli.fileio import atomic_write
+from ohemcli.model.safe_load import load_safely
 from ohemcli.samplers.base import RoISampler
 
 # Keys every checkpoint of ours has; a .pt without them is someone else's file.
@@ -30,18 +30,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` onto the CPU."""
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
-    try:
-        # The safe unpickler warns about foreign globals before it refuses them; the refusal
-        # below is the one line the user sees.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file is the user's to fix
-        # PyTorch's text suggests weights_only=False, i.e. running the file's code: never relay it.
-        raise UserError(
-            f"{path}: not a checkpoint that loads safely (only tensors and plain containers "
-            f"are allowed; {type(exc).__name__})"
-        ) from None
+    return load_safely(path, "checkpoint")
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:

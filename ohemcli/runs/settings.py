@@ -9,11 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ohemcli.config import ExperimentConfig, config_to_dict
 from ohemcli.errors import UserError
-from ohemcli.fileio import read_text
+from ohemcli.fileio import load_yaml, read_text
 
 
 def _fill_defaults(config: dict[str, Any], defaults: dict[str, Any]) -> None:
@@ -76,10 +74,11 @@ def setting_hash(config: dict[str, Any]) -> str:
 
 def read_settings(path: Path) -> dict[str, Any]:
     """A compare folder's ``compare.yaml``; a broken file is one line naming it."""
+    text = read_text(path)
     try:
-        saved = yaml.safe_load(read_text(path))
-    except yaml.YAMLError:
-        raise UserError(f"{path}: not valid YAML; remove it or choose another --out") from None
+        saved = load_yaml(text, path)
+    except UserError as exc:  # invalid YAML, or an alias bomb
+        raise UserError(f"{exc}; remove it or choose another --out") from None
     if not isinstance(saved, dict):
         raise UserError(f"{path}: not a compare settings file; remove it or choose another --out")
     return saved

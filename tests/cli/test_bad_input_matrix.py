@@ -177,6 +177,119 @@ def results_path_dangling_link(ws, base):
     return Case(args, "comp4_det_test_thing.txt")
 
 
+def _alias_bomb() -> bytes:
+    """382 bytes of YAML that expand to 9**7 items when followed."""
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    for i in range(1, 7):
+        name, prev = "abcdefg"[i], "abcdefg"[i - 1]
+        lines.append(f"{name}: &{name} [{','.join([f'*{prev}'] * 9)}]")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _root_with_test_split(ws: Path, base: dict, objects: bool) -> Path:
+    """A copy of the base root whose test split lists images without objects (or none)."""
+    root = ws / "voc"
+    shutil.copytree(base["data"], root)
+    if objects:
+        (root / "ImageSets" / "Main" / "test.txt").write_text("")
+        return root
+    for name in ("bare0", "bare1"):
+        shutil.copy(root / "JPEGImages" / "im000.jpg", root / "JPEGImages" / f"{name}.jpg")
+        (root / "Annotations" / f"{name}.xml").write_text(
+            "<annotation><size><width>64</width><height>64</height></size></annotation>"
+        )
+    (root / "ImageSets" / "Main" / "test.txt").write_text("bare0\nbare1\n")
+    return root
+
+
+def split_without_objects(ws, base):
+    cfg = _config(ws, _root_with_test_split(ws, base, objects=False))
+    return Case(["train", "--config", str(cfg), "--out", str(ws / "run")], "split 'test'")
+
+
+def empty_test_split(ws, base):
+    cfg = _config(ws, _root_with_test_split(ws, base, objects=True))
+    return Case(["train", "--config", str(cfg), "--out", str(ws / "run")], "lists no images")
+
+
+def cache_under_a_file(ws, base):
+    (ws / "f").write_text("x")
+    return Case(_train(ws, base), "OHEM_CACHE", env={"OHEM_CACHE": str(ws / "f" / "cache")})
+
+
+def id_with_whitespace(ws, base):
+    root = ws / "voc"
+    shutil.copytree(base["data"], root)
+    (root / "ImageSets" / "Main" / "trainval.txt").write_text("im000 extra\nim001\n")
+    cfg = _config(ws, root)
+    return Case(["train", "--config", str(cfg), "--out", str(ws / "run")], "'im000 extra'")
+
+
+def _before_any_data(ws: Path, expect: str, **changes) -> Case:
+    # The data root does not exist: an error about the model proves it came first.
+    cfg = _config(ws, ws / "no-data-here", **changes)
+    return Case(["train", "--config", str(cfg), "--out", str(ws / "run")], expect)
+
+
+def frozen_convs_beyond_the_trunk(ws, base):
+    return _before_any_data(ws, "model.frozen_convs", **{"model.frozen_convs": 6})
+
+
+def truncated_weights(ws, base):
+    import torch
+
+    torch.save({"trunk.0.weight": torch.zeros(16, 3, 3, 3)}, ws / "w.pt")
+    data = (ws / "w.pt").read_bytes()
+    (ws / "w.pt").write_bytes(data[: len(data) // 2])
+    return _before_any_data(ws, "truncated or corrupt", **{"model.weights": str(ws / "w.pt")})
+
+
+def resume_truncated_checkpoint(ws, base):
+    run = _finished_run(ws, base)
+    data = (run / "checkpoint.pt").read_bytes()
+    (run / "checkpoint.pt").write_bytes(data[: len(data) // 2])
+    args = _train(ws, base, "--resume", "--iters", "3", "--sampler", "hnm", out=run)
+    return Case(args, "truncated or corrupt")
+
+
+def _compare(ws: Path, base: dict, *extra: str) -> list[str]:
+    return ["compare", "--config", str(_config(ws, base["data"])), "--no-progress", *extra]
+
+
+def compare_seed_negative(ws, base):
+    return Case(_compare(ws, base, "--seeds=-1", "--out", str(ws / "cmp")), "--seeds")
+
+
+def compare_seed_huge(ws, base):
+    return Case(_compare(ws, base, "--seeds", str(10**20), "--out", str(ws / "cmp")), "--seeds")
+
+
+def compare_missing_data_default_out(ws, base):
+    # No --out: the default runs/compare-nope under the working folder must not appear either.
+    return Case(_compare(ws, base, "--data", str(ws / "nope")), "nope")
+
+
+def compare_cuda_without_cuda(ws, base):
+    args = _compare(ws, base, "--device", "cuda", "--out", str(ws / "cmp"))
+    return Case(args, "--device cuda", env={"CUDA_VISIBLE_DEVICES": ""})
+
+
+def compare_option_out_of_range(ws, base):
+    return Case(_compare(ws, base, "--jobs", "0", "--out", str(ws / "cmp")), "--jobs")
+
+
+def eval_points_above_iters(ws, base):
+    return Case(_train(ws, base, "--eval-points", str(10**10)), "--eval-points")
+
+
+def huge_id_in_results_file(ws, base):
+    dets = ws / "dets"
+    dets.mkdir()
+    (dets / "comp4_det_test_thing.txt").write_text("x" * 100_000 + " 0.9 1 1 9 9\n")
+    args = ["eval", "--detections", str(dets), "--data", str(base["data"]), "--split", "test"]
+    return Case(args, "is not in the split")
+
+
 ROWS = {
     "yaml top level is a list": _yaml_text(b"- 1\n- 2\n", "got a list"),
     "yaml section is a scalar": _yaml_text(b"sampler: fixed\n", "section 'sampler'"),
@@ -207,6 +320,22 @@ ROWS = {
     "a second writer": second_writer,
     "results path is a folder": results_path_is_a_folder,
     "results path is a dangling link": results_path_dangling_link,
+    # issue 22
+    "yaml alias bomb": _yaml_text(_alias_bomb(), "aliases expand"),
+    "test split without objects": split_without_objects,
+    "empty test split": empty_test_split,
+    "OHEM_CACHE under a file": cache_under_a_file,
+    "image id with whitespace": id_with_whitespace,
+    "frozen_convs beyond the trunk, before data": frozen_convs_beyond_the_trunk,
+    "truncated --weights, before data": truncated_weights,
+    "resume a truncated checkpoint": resume_truncated_checkpoint,
+    "compare --seeds=-1": compare_seed_negative,
+    "compare --seeds 10**20": compare_seed_huge,
+    "compare, missing data, default out": compare_missing_data_default_out,
+    "compare --device cuda without CUDA": compare_cuda_without_cuda,
+    "compare --jobs 0 (click range)": compare_option_out_of_range,
+    "--eval-points above the iterations": eval_points_above_iters,
+    "a huge image id in a results file": huge_id_in_results_file,
 }
 
 

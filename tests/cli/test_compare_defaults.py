@@ -57,7 +57,7 @@ def test_compare_builds_its_config_from_its_options_and_names_the_default_folder
 def test_a_broken_compare_yaml_is_one_line_before_any_work(tmp_path: Path) -> None:
     from ohemcli.cli import app
 
-    for text, said in (("[1, 2]\n", "not a compare settings file"), ("a: [\n", "not valid YAML")):
+    for text, said in (("[1, 2]\n", "not a compare settings file"), ("a: [\n", "invalid YAML")):
         ComparePaths(tmp_path).settings.write_text(text)
         done = CliRunner().invoke(app, ["compare", "--data", "synth", "--out", str(tmp_path)])
         assert done.exit_code == 2, done.output

@@ -323,3 +323,39 @@ def test_another_backbone_freezes_its_own_layers_unless_told():
     told = {"backbone": "resnet18", "frozen_convs": 1}
     assert build_config("cpu_pretrained", told).model.frozen_convs == 1
     assert build_config("cpu_pretrained", {"backbone": "tiny"}).model.frozen_convs == 2
+
+
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (["compare", "--seeds=-1"], "--seeds: train.seed = -1 is not allowed"),
+        (["compare", "--seeds", str(10**20)], f"--seeds: train.seed = {10**20} is not allowed"),
+        (["train", "--seed=-1"], "--seed: train.seed = -1 is not allowed"),
+        (["train", "--seed", str(10**20)], f"--seed: train.seed = {10**20} is not allowed"),
+        (["train", "--iters", "20", "--eval-points", str(10**10)], "--eval-points: 10000000000"),
+        (["compare", "--jobs", "0"], "'--jobs'"),
+        (["compare", "--bootstrap", "-1"], "'--bootstrap'"),
+        (["train", "--workers", "abc"], "'--workers'"),
+        (["train", "--no-such-option"], "--no-such-option"),
+        (["--no-such-option"], "--no-such-option"),
+    ],
+)
+def test_bad_option_values_are_one_line_before_any_work(tmp_path, args, said):
+    # Every one of these is refused before data or folders: nothing appears in the work folder.
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and said in lines[0], result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_no_arguments_still_show_the_help():
+    result = CliRunner().invoke(app, [])
+    assert "Usage" in result.output and "compare" in result.output
+
+
+def test_eval_iterations_are_at_most_one_per_iteration():
+    from ohemcli.engine.state import eval_iterations
+
+    assert eval_iterations(20, 10**10) == set(range(1, 21))  # no loop over 10**10 points
+    assert eval_iterations(20, 4) == {5, 10, 15, 20}

@@ -26,3 +26,14 @@ def test_unknown_sampler_is_rejected_by_the_option_parser():
     result = runner.invoke(app, ["train", "--sampler", "random"])
     assert result.exit_code == 2
     assert "--sampler" in result.stderr
+
+
+def test_a_summary_without_a_map_prints_n_a_not_a_traceback(monkeypatch, tmp_path):
+    import ohemcli.engine.train as engine_train
+
+    summary = {"sampler": "fixed", "metric": "voc07", "mAP": None, "iters": 2}
+    summary.update(train_seconds=1.0, mining_seconds=0.0, s_per_iter=0.5)
+    monkeypatch.setattr(engine_train, "train", lambda cfg, out, resume=False: summary)
+    result = runner.invoke(app, ["train", "--data", "synth", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert "voc07 mAP n/a after 2 iterations" in result.stdout

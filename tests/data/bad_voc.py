@@ -134,6 +134,8 @@ REFUSED: dict[str, Builder] = {
     "image id escapes": _escaping_id,
     "split file not UTF-8": _split(b"a\n\xff\xfe\x00b\n"),
     "split file with a backslash id": _split(b"..\\..\\evil\n"),
+    "split file with an id holding a space": _split(b"my image\n"),
+    "split file with three columns": _split(b"a 1 extra\n"),
 }
 
 DROPPED: dict[str, Builder] = {

@@ -144,3 +144,65 @@ def test_changed_annotation_invalidates_the_cache(synth12: VOCDataset, tmp_path,
     P.load_proposals(VOCDataset(root, "test"), show_progress=False)
     assert len(calls) == 3 and calls[0] != calls[2]
     assert not list((Path(P.cache_dir()) / "proposals").glob(".*.tmp"))  # no half-written files
+
+
+def _fake_search(calls: list):
+    def fake(dataset: VOCDataset, max_boxes: int, workers=None, show_progress=True, max_side=0):
+        calls.append(dataset.fingerprint())
+        return {r.image_id: np.array([[0, 0, 9, 9]], np.float32) for r in dataset.records}
+
+    return fake
+
+
+def test_an_unreadable_or_foreign_cache_file_is_recomputed(synth12, tmp_path, monkeypatch, caplog):
+    import logging
+
+    logging.getLogger("ohemcli").addHandler(caplog.handler)
+    root = tmp_path / "copy"
+    shutil.copytree(synth12.root, root)
+    calls: list = []
+    monkeypatch.setattr(P, "compute_selective_search", _fake_search(calls))
+    ds = VOCDataset(root, "test")
+    first = P.load_proposals(ds, max_boxes=7, show_progress=False)
+    path = P._cache_path(ds, 7, 0)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # truncated (BadZipFile)
+    assert P.load_proposals(ds, max_boxes=7, show_progress=False).keys() == first.keys()
+    assert len(calls) == 2 and any("does not load" in r.getMessage() for r in caplog.records)
+    # Another data set's cache file with the same ids under this name: not served.
+    P._save(path, {i: np.array([[1, 1, 5, 5]], np.float32) for i in first}, "0123456789abcdef")
+    np.testing.assert_array_equal(
+        P.load_proposals(ds, max_boxes=7, show_progress=False)[next(iter(first))], [[0, 0, 9, 9]]
+    )
+    assert len(calls) == 3 and any("other images" in r.getMessage() for r in caplog.records)
+    logging.getLogger("ohemcli").removeHandler(caplog.handler)
+
+
+def test_a_replaced_image_of_the_same_size_changes_the_key(synth12, tmp_path):
+    import os
+
+    root = tmp_path / "copy"
+    shutil.copytree(synth12.root, root)
+    before = VOCDataset(root, "test").fingerprint()
+    image = VOCDataset(root, "test")[0].image_path
+    stat = image.stat()
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # same bytes count
+    assert VOCDataset(root, "test").fingerprint() != before
+
+
+def test_a_cache_that_cannot_be_written_costs_a_warning_not_the_boxes(
+    synth12, tmp_path, monkeypatch, caplog
+):
+    import logging
+
+    logging.getLogger("ohemcli").addHandler(caplog.handler)
+
+    def full_disk(path, write):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(P, "atomic_write", full_disk)
+    monkeypatch.setattr(P, "compute_selective_search", _fake_search([]))
+    got = P.load_proposals(VOCDataset(synth12.root, "test"), max_boxes=3, show_progress=False)
+    assert len(got) == 3
+    assert any("OHEM_CACHE" in r.getMessage() for r in caplog.records)
+    logging.getLogger("ohemcli").removeHandler(caplog.handler)

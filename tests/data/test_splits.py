@@ -41,3 +41,32 @@ def test_train_images_beyond_the_split_names_the_option(tmp_path):
     cfg = load_config(None, {"data.root": str(root), "data.train_images": 5})
     with pytest.raises(UserError, match=r"^data.train_images: 5, but split 'trainval' .* has 3"):
         load_split(cfg, "trainval", False)
+
+
+def _bare(root, ids, difficult=False):
+    for image_id in ids:
+        (root / "JPEGImages" / f"{image_id}.jpg").write_bytes(
+            (root / "JPEGImages" / "im000.jpg").read_bytes()
+        )
+        obj = (
+            "<object><name>thing</name><difficult>1</difficult><bndbox><xmin>11</xmin>"
+            "<ymin>11</ymin><xmax>30</xmax><ymax>30</ymax></bndbox></object>"
+        )
+        (root / "Annotations" / f"{image_id}.xml").write_text(
+            "<annotation><size><width>64</width><height>64</height></size>"
+            f"{obj if difficult else ''}</annotation>"
+        )
+    (root / "ImageSets" / "Main" / "test.txt").write_text("\n".join(ids) + "\n")
+
+
+@pytest.mark.parametrize("difficult", [False, True])
+def test_a_test_split_with_nothing_to_score_is_refused_naming_it(tmp_path, difficult):
+    from ohemcli.data.splits import open_splits
+
+    root = tiny_voc_root(tmp_path, num_images=2)
+    cfg = load_config(None, {"data.root": str(root)})
+    train, test = open_splits(cfg)  # one object per image: fine
+    assert (len(train), len(test)) == (2, 2)
+    _bare(root, ["b0", "b1"], difficult)  # no objects, or only difficult ones: no AP anywhere
+    with pytest.raises(UserError, match=r"test\.txt: split 'test' \(2 images\) has no object"):
+        open_splits(cfg)

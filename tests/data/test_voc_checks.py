@@ -105,3 +105,38 @@ def test_clip_box_rules() -> None:
     # 5% of a 1000 px side may overhang: 1049 is kept and clipped, 1051 dropped.
     assert clip_box((0.0, 0.0, 1049.0, 10.0), 1000, 48)[0] == (0.0, 0.0, 999.0, 10.0)
     assert clip_box((0.0, 0.0, 1051.0, 10.0), 1000, 48)[0] is None
+
+
+def test_a_per_class_split_list_reads_its_ids(tmp_path: Path) -> None:
+    # VOC's <class>_<split>.txt: an id and a label of -1, 0 or 1 per line.
+    root, _ = make_root(tmp_path, split_bytes=b"a -1\n")
+    assert [r.image_id for r in VOCDataset(root, "trainval").records] == ["a"]
+
+
+@pytest.mark.parametrize("w, h", [(640, 480), (2, 2)])
+def test_the_decoded_size_wins_over_the_xml_once_warned(
+    tmp_path: Path, w: int, h: int, warnings_seen
+) -> None:
+    # The image is 64 x 48 (make_root); the XML claims otherwise. The box (1-based 1..30 x
+    # 2..40) fits the real image, so it must be kept unclipped, not dropped or cut to 2 x 2.
+    root, xml = make_root(tmp_path, xml=annotation(w=w, h=h))
+    ds = VOCDataset(root, "trainval")
+    assert (ds[0].width, ds[0].height) == (64, 48)
+    np.testing.assert_array_equal(ds[0].boxes, [[0, 1, 29, 39]])
+    # caplog may hold a record twice (this handler and the root's): count distinct records
+    said = {id(r): r.getMessage() for r in warnings_seen.records if str(xml) in r.getMessage()}
+    assert len(said) == 1
+    message = next(iter(said.values()))
+    assert f"says {w} x {h}" in message and "a.jpg is 64 x 48" in message
+    VOCDataset(root, "trainval")  # read again (train and test, say): no second warning
+    assert len({id(r) for r in warnings_seen.records if str(xml) in r.getMessage()}) == 1
+
+
+def test_an_image_replaced_after_reading_is_refused_by_name(tmp_path: Path) -> None:
+    import cv2
+
+    root, _ = make_root(tmp_path)
+    ds = VOCDataset(root, "trainval")
+    cv2.imwrite(str(ds[0].image_path), np.zeros((20, 30, 3), np.uint8))
+    with pytest.raises(UserError, match=r"a\.jpg: decodes to 30 x 20, but was 64 x 48"):
+        load_image(ds[0].image_path, (ds[0].width, ds[0].height))

@@ -87,3 +87,26 @@ def test_a_frozen_prefix_keeps_its_weights_through_an_update():
     changed = [not torch.equal(a, b) for a, b in zip(before, after, strict=True)]
     # conv weight + GroupNorm weight and bias per layer: 4 frozen layers, then 1 trained
     assert changed == [False] * 12 + [True] * 3
+
+
+@pytest.mark.parametrize("backbone, convs", [("tiny", 5), ("vgg16", 13), ("resnet18", 15)])
+def test_check_backbone_refuses_frozen_convs_beyond_the_trunk(backbone, convs):
+    from ohemcli.model.backbones import check_backbone
+
+    check_backbone(ModelConfig(backbone=backbone, frozen_convs=convs))  # all of them: fine
+    with pytest.raises(UserError, match=f"model.frozen_convs: {convs + 1}, but this trunk has"):
+        check_backbone(ModelConfig(backbone=backbone, frozen_convs=convs + 1))
+
+
+def test_check_backbone_refuses_a_weights_file_that_does_not_fit(tmp_path):
+    from ohemcli.model.backbones import check_backbone
+
+    path = tmp_path / "w.pt"
+    torch.save({"features.0.weight": torch.zeros(8, 3, 3, 3)}, path)  # vgg16's is 64 x 3 x 3 x 3
+    with pytest.raises(UserError, match=r"w\.pt: does not fit torchvision's vgg16") as info:
+        check_backbone(ModelConfig(backbone="vgg16", weights=str(path)))
+    assert "\n" not in str(info.value)
+    torch.save({"trunk.0.weight": torch.zeros(8, 3, 3, 3)}, path)  # tiny's is 16 x 3 x 3 x 3
+    with pytest.raises(UserError, match=r"w\.pt: does not fit the tiny backbone"):
+        check_backbone(ModelConfig(backbone="tiny", weights=str(path)))
+    check_backbone(ModelConfig(backbone="tiny", pretrained=True))  # the shipped weights fit

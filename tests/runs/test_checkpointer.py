@@ -139,3 +139,24 @@ def test_optimizer_groups_that_do_not_fit_are_refused_in_one_line(tmp_path: Path
         f"{path}: its optimizer state has other parameter groups than "
         "train.bias_weight_decay / train.bias_decay_scope give; choose another --out"
     )
+
+
+def test_a_truncated_checkpoint_is_called_truncated_and_an_unsafe_one_refused(
+    tmp_path: Path,
+) -> None:
+    import collections
+    import pickle
+
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"model": {"w": torch.zeros(1000)}}, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError, match=r"checkpoint\.pt: this checkpoint is truncated or corrupt"):
+        load_checkpoint(path)
+    path.write_bytes(b"")
+    with pytest.raises(UserError, match="truncated or corrupt"):
+        load_checkpoint(path)
+    path.write_bytes(pickle.dumps(collections.OrderedDict))  # a global: could run code
+    with pytest.raises(UserError, match="refused, this checkpoint holds objects") as info:
+        load_checkpoint(path)
+    assert "weights_only" not in str(info.value)
