@@ -39,6 +39,8 @@ NOT_CONFIG = {
         "out",
         "progress",
         "bootstrap",
+        "baseline",
+        "pairs",
         "target_map",
         "json_out",
         "launcher",

@@ -158,6 +158,8 @@ def test_an_unreadable_or_foreign_cache_file_is_recomputed(synth12, tmp_path, mo
     import logging
 
     logging.getLogger("ohemcli").addHandler(caplog.handler)
+    # A cache of its own: another test's copy of the same images may have cached a larger cap.
+    monkeypatch.setenv("OHEM_CACHE", str(tmp_path / "cache"))
     root = tmp_path / "copy"
     shutil.copytree(synth12.root, root)
     calls: list = []
@@ -200,6 +202,7 @@ def test_a_cache_that_cannot_be_written_costs_a_warning_not_the_boxes(
     def full_disk(path, write):
         raise OSError(28, "No space left on device")
 
+    monkeypatch.setenv("OHEM_CACHE", str(tmp_path / "cache"))  # nothing cached for these images
     monkeypatch.setattr(P, "atomic_write", full_disk)
     monkeypatch.setattr(P, "compute_selective_search", _fake_search([]))
     got = P.load_proposals(VOCDataset(synth12.root, "test"), max_boxes=3, show_progress=False)

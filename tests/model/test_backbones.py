@@ -103,7 +103,7 @@ def test_check_backbone_refuses_a_weights_file_that_does_not_fit(tmp_path):
 
     path = tmp_path / "w.pt"
     torch.save({"features.0.weight": torch.zeros(8, 3, 3, 3)}, path)  # vgg16's is 64 x 3 x 3 x 3
-    with pytest.raises(UserError, match=r"w\.pt: does not fit torchvision's vgg16") as info:
+    with pytest.raises(UserError, match=r"w\.pt: does not fit vgg16") as info:
         check_backbone(ModelConfig(backbone="vgg16", weights=str(path)))
     assert "\n" not in str(info.value)
     torch.save({"trunk.0.weight": torch.zeros(8, 3, 3, 3)}, path)  # tiny's is 16 x 3 x 3 x 3
