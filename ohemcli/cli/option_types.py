@@ -185,6 +185,7 @@ ScoreThreshOpt = Annotated[
     _opt("--score-thresh", panel=OUTPUT, help="Test: score floor (release: 0.00001)."),
 ]
 
+
 # ohem compare and ohem report: how the finished runs are summed up (not config keys).
 def _bootstrap(value: int) -> int:
     """Refuse a resample count out of range before any work (one line, exit 2)."""
