@@ -133,6 +133,11 @@ class ComparePaths:
         return any(self.root.glob(f"runs/*/{RunPaths(Path()).checkpoint.name}"))
 
     @property
+    def lock(self) -> Path:
+        """Held (fcntl.lockf) by the one ``ohem compare`` that is submitting this folder's runs."""
+        return self.root / "compare.lock"
+
+    @property
     def submitit(self) -> Path:
         """submitit's job files (``*_submitted.pkl``) and logs of a launched compare."""
         return self.root / SUBMITIT_DIR
