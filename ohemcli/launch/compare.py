@@ -15,7 +15,7 @@ its checkpoint. ``report/`` turns the finished folders into tables and plots.
 
 from __future__ import annotations
 
-import traceback
+import contextlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,11 +30,13 @@ from ohemcli.launch.grid import (
     RunFailure,
     RunSpec,
     done_iters,
+    failure_line,
     is_finished,
     plan_runs,
     train_run,
 )
 from ohemcli.progress import make_progress
+from ohemcli.runs.guard import compare_lock
 from ohemcli.runs.paths import ComparePaths
 from ohemcli.runs.settings import comparable_config, first_difference, read_settings
 
@@ -58,6 +60,17 @@ def _union(saved: Any, new: Sequence[Any]) -> list[Any]:
     return kept + [x for x in new if x not in kept]
 
 
+def _check_request(samplers: Sequence[str], seeds: Sequence[int]) -> None:
+    """The samplers and seeds of a request, checked before anything is written."""
+    from ohemcli.samplers import check_sampler_names
+
+    check_sampler_names(samplers)
+    if not samplers or len(set(samplers)) != len(samplers):
+        raise UserError(f"--samplers: give each sampler once, got {','.join(samplers) or 'none'}")
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds: give each seed once, got {','.join(map(str, seeds)) or 'none'}")
+
+
 def check_settings(
     out_dir: Path, base: ExperimentConfig, samplers: Sequence[str], seeds: Sequence[int]
 ) -> None:
@@ -69,13 +82,7 @@ def check_settings(
     Another config is refused, naming the first key that differs. Before any run has started
     the request simply replaces the settings.
     """
-    from ohemcli.samplers import check_sampler_names
-
-    check_sampler_names(samplers)
-    if not samplers or len(set(samplers)) != len(samplers):
-        raise UserError(f"--samplers: give each sampler once, got {','.join(samplers) or 'none'}")
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise UserError(f"--seeds: give each seed once, got {','.join(map(str, seeds)) or 'none'}")
+    _check_request(samplers, seeds)
     folder = ComparePaths(Path(out_dir))
     settings = _settings(base, samplers, seeds)
     if folder.settings.is_file() and folder.any_checkpoint():
@@ -107,8 +114,7 @@ def _advancer(progress: Any, task: Any, done: int, first: int) -> Callable[[dict
 
 
 def _failure(run: RunSpec, exc: BaseException) -> RunFailure:
-    line = traceback.format_exception_only(type(exc), exc)[-1].strip()
-    return RunFailure(run.name, run.path, "failed", line)
+    return RunFailure(run.name, run.path, "failed", failure_line(exc))
 
 
 def train_in_process(
@@ -116,8 +122,11 @@ def train_in_process(
 ) -> list[RunFailure]:
     """Train the unfinished runs of ``plan`` one after another; a failed run lets the next go on.
 
-    A ``UserError`` (bad data, bad config) would fail every run alike, so it stops the compare.
-    The overall bar counts the iterations still to train, fed by ``train``'s callback.
+    Any error of one run, a ``UserError`` included (its corrupt checkpoint, its unwritable
+    folder), is that run's failure, as in a launched job (``launch.submit.RunsJob``): the others
+    still train and the caller names the failed runs. Errors that every run would share (data,
+    config) are checked before the first run starts. The overall bar counts the iterations still
+    to train, fed by ``train``'s callback.
     """
     iters = base.train.iters
     start = {r: done_iters(r.path, iters) for r in plan}
@@ -138,8 +147,6 @@ def train_in_process(
             advance = _advancer(progress, task, done, start[run])
             try:
                 train_run(base, run, show_progress, advance)
-            except UserError:
-                raise
             except Exception as exc:  # noqa: BLE001 - one run's crash must not stop the others
                 failures.append(_failure(run, exc))
                 progress.console.print(f"[red]{run.name} failed:[/red] {failures[-1].last_line}")
@@ -164,16 +171,26 @@ def compare(
     finished runs with ``ohemcli.report``.
     """
     out_dir = Path(out_dir)
-    check_settings(out_dir, base, samplers, seeds)
-    plan = plan_runs(out_dir, samplers, seeds)
-    if launch is None:
-        return CompareOutcome(plan, train_in_process(base, plan, show_progress))
-    from ohemcli.launch.submit import alive_jobs, launch_runs, resolve_jobs
+    _check_request(samplers, seeds)
+    if launch is not None:
+        from ohemcli.launch.submit import check_launch
 
-    launch = resolve_jobs(launch, base)
-    # Jobs of an earlier --no-wait call may still train some runs: then watch them, do not race.
-    jobs_dir = ComparePaths(out_dir).submitit
-    earlier = jobs_dir.is_dir() and alive_jobs(jobs_dir, "local")
-    if launch.in_process and not earlier:
-        return CompareOutcome(plan, train_in_process(base, plan, show_progress))
-    return launch_runs(base, plan, out_dir, launch, show_progress)
+        check_launch(launch)
+    with contextlib.ExitStack() as held:
+        # One compare at a time decides what to train and submits it: the check for live jobs
+        # and the submission are one step, so two compares never both submit every run.
+        held.enter_context(compare_lock(ComparePaths(out_dir)))
+        check_settings(out_dir, base, samplers, seeds)
+        plan = plan_runs(out_dir, samplers, seeds)
+        if launch is None:
+            return CompareOutcome(plan, train_in_process(base, plan, show_progress))
+        from ohemcli.launch.submit import alive_jobs, launch_runs, resolve_jobs
+
+        launch = resolve_jobs(launch, base)
+        # Jobs of an earlier --no-wait call may still train some runs: watch them, do not race.
+        jobs_dir = ComparePaths(out_dir).submitit
+        earlier = jobs_dir.is_dir() and alive_jobs(jobs_dir, "local")
+        if launch.in_process and not earlier:
+            return CompareOutcome(plan, train_in_process(base, plan, show_progress))
+        return launch_runs(base, plan, out_dir, launch, show_progress, submitted=held.close)
+    raise AssertionError("unreachable")  # for type checkers: every branch above returns
