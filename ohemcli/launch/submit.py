@@ -296,12 +296,39 @@ def _submit_local(
         )
     threads = None if cuda else threads_per_job(len(slots))
     handles = []
-    for j, runs in enumerate(slots):
-        if cuda:
-            executor.update_parameters(local_visible_gpus=tuple(gpus[j * g : (j + 1) * g]))
-        job = executor.submit(RunsJob(base, runs, threads))
-        handles.append(SubmittedJob(job.job_id, runs, executor.folder, job, "local"))
+    with detached_jobs():
+        for j, runs in enumerate(slots):
+            if cuda:
+                executor.update_parameters(local_visible_gpus=tuple(gpus[j * g : (j + 1) * g]))
+            job = executor.submit(RunsJob(base, runs, threads))
+            handles.append(SubmittedJob(job.job_id, runs, executor.folder, job, "local"))
     return handles
+
+
+@contextlib.contextmanager
+def detached_jobs() -> Iterator[None]:
+    """Local jobs started in the block get a session of their own.
+
+    submitit starts each local job's controller as a child in the terminal's process group, so
+    Ctrl-C in the terminal reached the jobs too: they died printing tracebacks while ``compare``
+    said they were still under way. In their own session they keep training after Ctrl-C (and
+    after the terminal closes), which is what the message says; ``kill`` of their pid stops them.
+    submitit has no option for it, so its module's ``subprocess.Popen`` is wrapped here, only
+    while the block runs (submission happens in this one thread).
+    """
+    import functools
+    import types
+
+    import submitit.local.local as local
+
+    real = local.subprocess
+    wrapped = types.SimpleNamespace(**vars(real))
+    wrapped.Popen = functools.partial(real.Popen, start_new_session=True)
+    local.subprocess = wrapped  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        local.subprocess = real
 
 
 def failure_of(run: RunSpec, handle: SubmittedJob | None) -> RunFailure:

@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import stat
+import subprocess
 import threading
 import time
 from dataclasses import replace
@@ -368,3 +369,21 @@ def test_sane_slurm_values_pass() -> None:
             slurm_constraint="a100|h100&ib", slurm_mem="64G", slurm_time=2880,
         )
     )  # fmt: skip
+
+
+def test_local_jobs_run_in_their_own_session_so_ctrl_c_does_not_reach_them(tmp_path: Path) -> None:
+    """Ctrl-C signals the terminal's foreground process group; a job in its own session is not
+    in it, so it keeps training, as compare's message says."""
+    from ohemcli.launch.submit import detached_jobs
+
+    executor = submitit.AutoExecutor(folder=tmp_path, cluster="local")
+    executor.update_parameters(timeout_min=1)
+    with detached_jobs():
+        job = executor.submit(os.getsid, 0)
+    import submitit.local.local as local
+
+    assert local.subprocess.Popen is subprocess.Popen  # unwrapped after the block
+    controller = int(job.job_id)
+    assert os.getsid(controller) == controller != os.getsid(0)  # a session of its own
+    assert os.getpgid(controller) != os.getpgid(0)
+    assert job.result() == controller  # the task inherits the controller's session
