@@ -19,7 +19,7 @@ import yaml
 from tests.helpers import tiny_voc_root
 
 REPO = Path(__file__).resolve().parents[2]
-ITERS = 40
+ITERS = 20
 
 
 def _config(tmp: Path) -> Path:
@@ -38,7 +38,7 @@ def _config(tmp: Path) -> Path:
 
 def _train(cfg: Path, out: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    env["OHEM_CACHE"] = str(out.parent / "cache")
+    env["OHEM_CACHE"] = str(out.parent / "cache")  # where the test computed the proposals
     args = [sys.executable, "-m", "ohemcli", "train", "--config", str(cfg), "--out", str(out)]
     return subprocess.Popen(
         [*args, *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -50,8 +50,16 @@ def _lines(path: Path) -> int:
 
 
 @pytest.mark.slow
-def test_kill_9_then_resume_within_a_second_continues_bit_identically(tmp_path: Path) -> None:
+def test_kill_9_then_resume_within_a_second_continues_bit_identically(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ohemcli.config import load_config
+    from ohemcli.data.splits import prepare_data
+
     cfg = _config(tmp_path)
+    # Proposals computed once here, so that the three processes only load them.
+    monkeypatch.setenv("OHEM_CACHE", str(tmp_path / "cache"))
+    prepare_data(load_config(cfg), False)
     straight = _train(cfg, tmp_path / "straight")
     killed = _train(cfg, tmp_path / "killed")
     try:
