@@ -1,10 +1,18 @@
 """Atomic writes and the JSONL logs a resumed run rewinds."""
 
 import json
+import os
+import stat
 
 import pytest
 
-from ohemcli.fileio import append_jsonl, atomic_write, atomic_write_text, truncate_jsonl
+from ohemcli.fileio import (
+    append_jsonl,
+    atomic_write,
+    atomic_write_text,
+    current_umask,
+    truncate_jsonl,
+)
 
 
 def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
@@ -61,3 +69,19 @@ def test_cache_folder_that_cannot_be_made_names_ohem_cache(tmp_path, monkeypatch
     monkeypatch.setenv("OHEM_CACHE", str(tmp_path / "new" / "cache"))
     assert cache_dir() == tmp_path / "new" / "cache"  # creatable: fine, and not made yet
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_atomic_writes_follow_the_umask_as_open_does(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        with open(tmp_path / "plain", "w") as f:  # the reference: what open() gives
+            f.write("x")
+        written = atomic_write_text(tmp_path / "atomic", "x")
+        atomic_write_text(tmp_path / "plain", "y")  # rewriting an existing file too
+    finally:
+        os.umask(old)
+    expected = 0o666 & ~umask
+    assert stat.S_IMODE((tmp_path / "plain").stat().st_mode) == expected
+    assert stat.S_IMODE(written.stat().st_mode) == expected
+    assert current_umask() == old

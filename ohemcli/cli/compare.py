@@ -263,15 +263,14 @@ def finish_compare(
 ) -> None:
     """Report the finished runs, name the failed ones (exit 1) and the ones still under way."""
     from ohemcli.progress import err_console
-    from ohemcli.report import load_runs
-    from ohemcli.report.analysis import analyse_results
+    from ohemcli.report.analysis import analyse_folders
     from ohemcli.report.render import write_analysis
     from ohemcli.runs.paths import ComparePaths
 
     # The whole folder: a compare that grew by samplers or seeds reports the earlier runs too.
     finished = sorted(set(outcome.finished(iters)) | set(ComparePaths(out_dir).finished_runs()))
     if finished:
-        a = analyse_results(load_runs(finished), bootstrap, target_map, baseline, all_pairs)
+        a = analyse_folders(finished, bootstrap, target_map, baseline, all_pairs)
         write_analysis(out_dir, a)
         print_results(a, Format.json if json_out else Format.table)
         err_console.print(

@@ -227,12 +227,20 @@ TestProtocolOpt = Annotated[
     ),
 ]
 
+
 # ohem compare and ohem report: how the finished runs are summed up (not config keys).
+def _bootstrap(value: int) -> int:
+    """Refuse a resample count out of range before any work (one line, exit 2)."""
+    from ohemcli.report.pairs import check_bootstrap
+
+    return check_bootstrap(value)
+
+
 BootstrapOpt = Annotated[
     int,
     typer.Option(
         "--bootstrap",
-        min=0,
+        callback=_bootstrap,
         metavar="N",
         show_default=False,
         help="Resamples for the 95% intervals (default 1000; 0: t over seeds).",

@@ -21,7 +21,8 @@ class Format(str, Enum):
 def print_results(a: Analysis, fmt: Format = Format.table, runs: bool = False) -> None:
     """The summary and pairs tables (or, with ``runs``, one row per run) and notes on stdout.
 
-    Runs that are not settled get one warning line per sampler on stderr, in every format.
+    Each run left out of the numbers (``report.validate``) gets one warning line on stderr, and
+    runs that are not settled one per sampler, in every format.
     """
     from rich.console import Console
 
@@ -43,5 +44,7 @@ def print_results(a: Analysis, fmt: Format = Format.table, runs: bool = False) -
         if len(a.pairs):
             console.print(tables.rich_table(tables.formatted_pairs(a.pairs), title="Pairs"))
         console.print(text, highlight=False, soft_wrap=True)
+    for line in a.left_out:
+        err_console.print(f"Warning: {line}", highlight=False, soft_wrap=True)
     for line in a.stability_warnings:
         err_console.print(f"Warning: {line}", highlight=False, soft_wrap=True)

@@ -59,11 +59,16 @@ def report_command(
       ohem report runs/synth-fixed-s1 runs/synth-ohem-s1 --out runs/adhoc
     """
     from ohemcli.progress import err_console
-    from ohemcli.report.analysis import analyse
+    from ohemcli.report.analysis import analyse_folders
     from ohemcli.report.render import write_analysis
-    from ohemcli.report.tables import read_runs
+    from ohemcli.runs.paths import ComparePaths
+    from ohemcli.runs.settings import read_settings
 
-    a = analyse(read_runs(paths), bootstrap, target_map, baseline, pairs == PairMode.all)
+    for path in paths:  # report.md shows the config: a broken compare.yaml is refused first
+        settings = ComparePaths(path).settings
+        if settings.is_file():
+            read_settings(settings)
+    a = analyse_folders(paths, bootstrap, target_map, baseline, pairs == PairMode.all)
     target = out
     if target is None and len(paths) == 1 and _is_compare_folder(paths[0]):
         target = paths[0]

@@ -35,11 +35,13 @@ IOU_BINS = 10  # metrics.jsonl's iou_hist: [0, .1), [.1, .2), ..., [.9, 1.0]
 class NonFiniteLoss(UserError):
     """The loss became NaN or infinite; the weights were not updated with it."""
 
-    def __init__(self, iteration: int, term: str, value: float, kept: str = "") -> None:
+    def __init__(
+        self, iteration: int, term: str, value: float, kept: str = "", advice: str = ""
+    ) -> None:
         self.iteration, self.term, self.value = iteration, term, value
         super().__init__(
             f"train.lr: the {term} loss became {value} at iteration {iteration}; the run stopped "
-            f"before updating the weights{kept} (try a lower train.lr)"
+            f"before updating the weights{kept} ({advice or 'try a lower train.lr'})"
         )
 
 

@@ -191,11 +191,23 @@ class Trainer:
                 if self.saved_at is not None
                 else "; no checkpoint was written yet"
             )
-            raise NonFiniteLoss(exc.iteration, exc.term, exc.value, kept) from None
+            raise NonFiniteLoss(
+                exc.iteration, exc.term, exc.value, kept, self._lower_lr_advice()
+            ) from None
         synchronize(self.device)
         result.step_time = time.perf_counter() - start
         self.state.record(result, result.step_time, data_time)
         return result
+
+    def _lower_lr_advice(self) -> str:
+        """How to follow "try a lower train.lr": --resume keeps the run's lr (the guard refuses
+        another, so that one run never mixes two), so a lower lr is a fresh run."""
+        lower = f"{self.cfg.train.lr / 10:g}"
+        return (
+            f"--resume would keep train.lr = {self.cfg.train.lr:g}; to try a lower one, start "
+            f"over: the same command with --lr {lower} and another --out, or after removing "
+            f"{self.paths.root}"
+        )
 
     def _loader(self) -> DataLoader:
         c = self.cfg

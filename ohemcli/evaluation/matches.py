@@ -80,24 +80,79 @@ def save_matches(path: Path, m: Matches) -> Path:
 
 
 def load_matches(path: Path) -> Matches:
-    """Read what :func:`save_matches` wrote; a broken file is a one-line UserError."""
+    """Read what :func:`save_matches` wrote; a broken or edited file is a one-line UserError."""
+    import zipfile
+
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in _KEYS if k not in z.files]
             if missing:
                 raise UserError(f"{path}: not a matches file (missing {', '.join(missing)})")
             a = {k: z[k] for k in _KEYS}
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: cannot read ({exc})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise UserError(f"{path}: cannot read ({str(exc).splitlines()[0][:200]})") from None
+    problem = _array_problem(a)
+    if problem:
+        raise UserError(f"{path}: not a matches file ({problem})")
     return Matches(
         classes=tuple(str(c) for c in a["classes"]),
         image_ids=tuple(str(i) for i in a["image_ids"]),
         positives=a["positives"].reshape(len(a["image_ids"]), len(a["classes"])),
-        det_class=a["det_class"],
-        det_image=a["det_image"],
+        det_class=a["det_class"].astype(np.int64),
+        det_image=a["det_image"].astype(np.int64),
         tp=a["tp"].astype(bool),
         fp=a["fp"].astype(bool),
     )
+
+
+def _is_int(a: np.ndarray) -> bool:
+    return a.dtype.kind in "iu"
+
+
+def _is_flag(a: np.ndarray) -> bool:
+    return a.dtype == bool or (_is_int(a) and bool(np.isin(a, (0, 1)).all()))
+
+
+def _array_problem(a: dict[str, np.ndarray]) -> str | None:
+    """What makes the arrays of a matches file inconsistent (dtypes, shapes, ranges), or None.
+
+    These are the arrays' own rules: a file that passes may still be edited consistently, which
+    only rescoring it against the run's recorded mAP finds (``report.validate``).
+    """
+    classes, images = a["classes"], a["image_ids"]
+    if any(x.ndim != 1 or x.dtype.kind != "U" for x in (classes, images)):
+        return "classes and image_ids must be lists of names"
+    if len(set(images.tolist())) != len(images):
+        return "image_ids must be distinct names"
+    n_det = a["det_class"].shape
+    for key in ("det_class", "det_image", "tp", "fp"):
+        if a[key].ndim != 1 or a[key].shape != n_det:
+            return f"{key} must be one value per detection ({n_det[0] if n_det else '?'})"
+    for key in ("det_class", "det_image", "positives"):
+        if not _is_int(a[key]):
+            return f"{key} must hold whole numbers, found {a[key].dtype}"
+    if not (_is_flag(a["tp"]) and _is_flag(a["fp"])):
+        return "tp and fp must be flags (true/false)"
+    if a["positives"].size != len(images) * len(classes) or (a["positives"] < 0).any():
+        return f"positives must be {len(images)} x {len(classes)} counts, none negative"
+    for key, n in (("det_class", len(classes)), ("det_image", len(images))):
+        if len(a[key]) and not (a[key].min() >= 0 and a[key].max() < n):
+            return f"{key} must lie in [0, {n})"
+    tp, fp = a["tp"].astype(bool), a["fp"].astype(bool)
+    if (tp & fp).any():
+        return "a detection is both tp and fp"
+    # A ground-truth box is claimed once: no (image, class) has more TPs than positives.
+    flat = a["det_image"][tp].astype(np.int64) * len(classes) + a["det_class"][tp]
+    claimed = np.bincount(flat, minlength=len(images) * len(classes))
+    if (claimed > a["positives"].reshape(-1)).any():
+        return "more true positives than ground-truth boxes in some image"
+    return None
+
+
+def rescored_map(m: Matches, metric: APMetric = "voc07") -> float:
+    """The mAP of ``m`` as saved (every test image once): what the run recorded, if the file
+    is the run's own."""
+    return float(weighted_map(m, np.ones((1, len(m.image_ids))), metric)[0])
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ its checkpoint. ``report/`` turns the finished folders into tables and plots.
 
 from __future__ import annotations
 
-import traceback
+import contextlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,12 +30,13 @@ from ohemcli.launch.grid import (
     RunFailure,
     RunSpec,
     done_iters,
+    failure_line,
     is_finished,
     plan_runs,
     train_run,
 )
 from ohemcli.progress import make_progress
-from ohemcli.runs.guard import check_out_dir
+from ohemcli.runs.guard import check_out_dir, compare_lock
 from ohemcli.runs.paths import ComparePaths
 from ohemcli.runs.settings import comparable_config, first_difference, read_settings
 
@@ -132,8 +133,7 @@ def _advancer(progress: Any, task: Any, done: int, first: int) -> Callable[[dict
 
 
 def _failure(run: RunSpec, exc: BaseException) -> RunFailure:
-    line = traceback.format_exception_only(type(exc), exc)[-1].strip()
-    return RunFailure(run.name, run.path, "failed", line)
+    return RunFailure(run.name, run.path, "failed", failure_line(exc))
 
 
 def train_in_process(
@@ -141,8 +141,11 @@ def train_in_process(
 ) -> list[RunFailure]:
     """Train the unfinished runs of ``plan`` one after another; a failed run lets the next go on.
 
-    A ``UserError`` (bad data, bad config) would fail every run alike, so it stops the compare.
-    The overall bar counts the iterations still to train, fed by ``train``'s callback.
+    Any error of one run, a ``UserError`` included (its corrupt checkpoint, its unwritable
+    folder), is that run's failure, as in a launched job (``launch.submit.RunsJob``): the others
+    still train and the caller names the failed runs. Errors that every run would share (data,
+    config) are checked before the first run starts. The overall bar counts the iterations still
+    to train, fed by ``train``'s callback.
     """
     iters = base.train.iters
     start = {r: done_iters(r.path, iters) for r in plan}
@@ -163,8 +166,6 @@ def train_in_process(
             advance = _advancer(progress, task, done, start[run])
             try:
                 train_run(base, run, show_progress, advance)
-            except UserError:
-                raise
             except Exception as exc:  # noqa: BLE001 - one run's crash must not stop the others
                 failures.append(_failure(run, exc))
                 progress.console.print(f"[red]{run.name} failed:[/red] {failures[-1].last_line}")
@@ -196,17 +197,22 @@ def compare(
     check_request(samplers, seeds)
     check_out_dir(out_dir)
     if launch is not None:
-        launch = resolve_jobs(launch, base)
+        launch = resolve_jobs(launch, base)  # checks the launcher's values (check_launch)
         check_launcher(launch)
     # A Slurm login node need not have the GPUs its jobs get: the jobs check the device.
     preflight(base, device=launch is None or launch.launcher != "slurm")
-    check_settings(out_dir, base, samplers, seeds)
-    plan = plan_runs(out_dir, samplers, seeds)
-    if launch is None:
-        return CompareOutcome(plan, train_in_process(base, plan, show_progress))
-    # Jobs of an earlier --no-wait call may still train some runs: then watch them, do not race.
-    jobs_dir = ComparePaths(out_dir).submitit
-    earlier = jobs_dir.is_dir() and alive_jobs(jobs_dir, "local")
-    if launch.in_process and not earlier:
-        return CompareOutcome(plan, train_in_process(base, plan, show_progress))
-    return launch_runs(base, plan, out_dir, launch, show_progress)
+    with contextlib.ExitStack() as held:
+        # One compare at a time decides what to train and submits it: the check for live jobs
+        # and the submission are one step, so two compares never both submit every run.
+        held.enter_context(compare_lock(ComparePaths(out_dir)))
+        check_settings(out_dir, base, samplers, seeds)
+        plan = plan_runs(out_dir, samplers, seeds)
+        if launch is None:
+            return CompareOutcome(plan, train_in_process(base, plan, show_progress))
+        # Jobs of an earlier --no-wait call may still train some runs: watch them, do not race.
+        jobs_dir = ComparePaths(out_dir).submitit
+        earlier = jobs_dir.is_dir() and alive_jobs(jobs_dir, "local")
+        if launch.in_process and not earlier:
+            return CompareOutcome(plan, train_in_process(base, plan, show_progress))
+        return launch_runs(base, plan, out_dir, launch, show_progress, submitted=held.close)
+    raise AssertionError("unreachable")  # for type checkers: every branch above returns

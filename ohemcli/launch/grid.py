@@ -52,6 +52,12 @@ class CompareOutcome:
         return [r.path for r in self.runs if is_finished(r.path, iters)]
 
 
+def failure_line(exc: BaseException) -> str:
+    """The one line a failed run's row shows: the exception's type and the first line of it."""
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def run_config(base: ExperimentConfig, sampler: str, seed: int) -> ExperimentConfig:
     """``base`` with only the sampler name and the seed changed."""
     return replace(

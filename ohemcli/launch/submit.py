@@ -13,11 +13,13 @@ are still alive, and submits the rest of the unfinished runs.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import pickle
+import re
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +28,15 @@ import submitit
 
 from ohemcli.config import ExperimentConfig
 from ohemcli.device import threads_per_job
-from ohemcli.errors import UserError
-from ohemcli.launch.grid import CompareOutcome, RunFailure, RunSpec, is_finished, train_run
+from ohemcli.errors import UserError, quote
+from ohemcli.launch.grid import (
+    CompareOutcome,
+    RunFailure,
+    RunSpec,
+    failure_line,
+    is_finished,
+    train_run,
+)
 from ohemcli.runs.paths import ComparePaths
 
 FAILED_TAG = "ohem-run-failed"  # a job's log line for a run that raised: "<tag> <run>: <error>"
@@ -54,13 +63,39 @@ class Launch:
         return self.launcher == "local" and self.jobs == 1 and self.wait
 
 
-def resolve_jobs(launch: Launch, base: ExperimentConfig) -> Launch:
-    """``jobs`` filled in: 1 on the CPU, visible GPUs // G on CUDA (Slurm: no limit, None)."""
-    cuda = wants_cuda(base, launch.launcher)
+MAX_SLURM_MINUTES = 365 * 24 * 60  # --slurm-time: beyond a year is a typo, not a time limit
+# What Slurm accepts for each option (names, comma lists; constraints add their operators).
+# Anything else, a space or a newline above all, would be written into the #SBATCH lines.
+_SLURM_VALUES = {
+    "slurm_partition": ("--slurm-partition", r"[A-Za-z0-9_.\-]+(,[A-Za-z0-9_.\-]+)*"),
+    "slurm_account": ("--slurm-account", r"[A-Za-z0-9_.\-]+"),
+    "slurm_constraint": ("--slurm-constraint", r"[A-Za-z0-9_.\-:&|*!\[\]()]+"),
+    "slurm_mem": ("--slurm-mem", r"[1-9][0-9]*[KMGT]?"),
+}
+
+
+def check_launch(launch: Launch) -> None:
+    """Refuse launcher options that cannot be right, before anything is written or submitted."""
+    if launch.launcher not in ("local", "slurm"):
+        raise UserError(f"--launcher {quote(launch.launcher)}: expected local or slurm")
     if launch.jobs is not None and launch.jobs < 1:
         raise UserError(f"--jobs: must be at least 1, got {launch.jobs}")
     if launch.gpus_per_run < 1:
         raise UserError(f"--gpus-per-run: must be at least 1, got {launch.gpus_per_run}")
+    if not 1 <= launch.slurm_time <= MAX_SLURM_MINUTES:
+        raise UserError(
+            f"--slurm-time {launch.slurm_time}: minutes per job, from 1 to {MAX_SLURM_MINUTES}"
+        )
+    for field, (option, pattern) in _SLURM_VALUES.items():
+        value = getattr(launch, field)
+        if value is not None and not re.fullmatch(pattern, value):
+            raise UserError(f"{option} {quote(value)}: not a value Slurm accepts")
+
+
+def resolve_jobs(launch: Launch, base: ExperimentConfig) -> Launch:
+    """``jobs`` filled in: 1 on the CPU, visible GPUs // G on CUDA (Slurm: no limit, None)."""
+    check_launch(launch)
+    cuda = wants_cuda(base, launch.launcher)
     if launch.jobs is not None or launch.launcher == "slurm":
         return launch
     jobs = max(1, len(visible_gpus()) // launch.gpus_per_run) if cuda else 1
@@ -103,7 +138,7 @@ class RunsJob(submitit.helpers.Checkpointable):
             try:
                 train_run(self.base, run, show_progress=False)
             except Exception as exc:  # noqa: BLE001 - one run's failure must not stop the others
-                line = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                line = failure_line(exc)
                 print(f"{FAILED_TAG} {run.name}: {line}", file=sys.stderr, flush=True)
                 failed.append(run.name)
         if failed:
@@ -221,13 +256,31 @@ def submit(
     executor = _executor(launch, folder, cuda)
     with submitit.helpers.environment_variables(**_package_path()):
         if launch.launcher == "slurm":
-            with executor.batch():
+            with _sbatch_refusal(), executor.batch():
                 jobs = [executor.submit(RunsJob(base, [run], None)) for run in todo]
             return [
                 SubmittedJob(j.job_id, [r], folder, j, "slurm")
                 for j, r in zip(jobs, todo, strict=True)
             ]
         return _submit_local(executor, base, todo, launch, cuda)
+
+
+@contextlib.contextmanager
+def _sbatch_refusal() -> Iterator[None]:
+    """sbatch's refusal of the job (a bad partition, account, time) as one line naming it.
+
+    submitit prints sbatch's stderr and raises ``FailedJobError`` with a traceback of 70 lines;
+    what the user needs is sbatch's own first error line.
+    """
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr):
+            yield
+    except submitit.core.utils.FailedJobError as exc:
+        lines = [s.strip() for s in f"{exc}\n{stderr.getvalue()}".splitlines() if s.strip()]
+        said = next((s for s in lines if "error" in s.lower()), lines[0] if lines else "no reason")
+        raise UserError(f"--launcher slurm: sbatch refused the jobs: {quote(said)[1:-1]}") from None
+    sys.stderr.write(stderr.getvalue())  # a submission that went through hides nothing
 
 
 def _submit_local(
@@ -248,12 +301,39 @@ def _submit_local(
         )
     threads = None if cuda else threads_per_job(len(slots))
     handles = []
-    for j, runs in enumerate(slots):
-        if cuda:
-            executor.update_parameters(local_visible_gpus=tuple(gpus[j * g : (j + 1) * g]))
-        job = executor.submit(RunsJob(base, runs, threads))
-        handles.append(SubmittedJob(job.job_id, runs, executor.folder, job, "local"))
+    with detached_jobs():
+        for j, runs in enumerate(slots):
+            if cuda:
+                executor.update_parameters(local_visible_gpus=tuple(gpus[j * g : (j + 1) * g]))
+            job = executor.submit(RunsJob(base, runs, threads))
+            handles.append(SubmittedJob(job.job_id, runs, executor.folder, job, "local"))
     return handles
+
+
+@contextlib.contextmanager
+def detached_jobs() -> Iterator[None]:
+    """Local jobs started in the block get a session of their own.
+
+    submitit starts each local job's controller as a child in the terminal's process group, so
+    Ctrl-C in the terminal reached the jobs too: they died printing tracebacks while ``compare``
+    said they were still under way. In their own session they keep training after Ctrl-C (and
+    after the terminal closes), which is what the message says; ``kill`` of their pid stops them.
+    submitit has no option for it, so its module's ``subprocess.Popen`` is wrapped here, only
+    while the block runs (submission happens in this one thread).
+    """
+    import functools
+    import types
+
+    import submitit.local.local as local
+
+    real = local.subprocess
+    wrapped = types.SimpleNamespace(**vars(real))
+    wrapped.Popen = functools.partial(real.Popen, start_new_session=True)
+    local.subprocess = wrapped  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        local.subprocess = real
 
 
 def failure_of(run: RunSpec, handle: SubmittedJob | None) -> RunFailure:
@@ -274,8 +354,13 @@ def launch_runs(
     out_dir: Path,
     launch: Launch,
     show_progress: bool = True,
+    submitted: Callable[[], None] | None = None,
 ) -> CompareOutcome:
-    """Submit the unfinished runs that no live job trains; watch them unless ``--no-wait``."""
+    """Submit the unfinished runs that no live job trains; watch them unless ``--no-wait``.
+
+    ``submitted`` is called once the jobs are submitted, before watching (``compare`` releases
+    the compare folder's lock there).
+    """
     from ohemcli.launch.watch import watch
 
     iters = base.train.iters
@@ -290,6 +375,8 @@ def launch_runs(
 
         prepare_data(base, show_progress)
     handles = alive + submit(base, todo, out_dir, launch, cuda)
+    if submitted is not None:
+        submitted()
     if not launch.wait:
         return CompareOutcome(list(plan), pending=[r for h in handles for r in h.runs])
     interrupted = watch(plan, handles, iters, show_progress)

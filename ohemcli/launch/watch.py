@@ -68,5 +68,8 @@ def watch(
                     return False
                 time.sleep(POLL_S)
         except KeyboardInterrupt:
-            err_console.print("stopped watching; the jobs keep their run folders")
+            err_console.print(
+                "stopped watching; the jobs keep training in the background (their own "
+                "session: Ctrl-C does not reach them) and keep their run folders"
+            )
             return True

@@ -11,14 +11,17 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from ohemcli.errors import UserError
 from ohemcli.report import tables
 from ohemcli.report.pairs import pair_rows, sampler_rank
 from ohemcli.report.settled import Flag, run_key, stability_of, warning_lines
 from ohemcli.report.time_to_map import time_to_map_sentences, time_to_map_table
+from ohemcli.report.validate import checked_runs
 from ohemcli.runs.records import Run, read_run
 from ohemcli.runs.stability import RunStability
 
@@ -50,6 +53,8 @@ class Analysis:
     # the figures and what to try (report.settled.warning_lines).
     stability_warnings: list[str] = field(default_factory=list)
     stability: dict[str, RunStability] = field(default_factory=dict)  # by settled.run_key
+    # One line per run folder left out because a file of it failed its checks (report.validate).
+    left_out: list[str] = field(default_factory=list)
 
     @property
     def method(self) -> str:
@@ -80,10 +85,20 @@ def analyse(
     target_map: float | None = None,
     baseline: str = "fixed",
     all_pairs: bool = False,
+    left_out: Sequence[str] = (),
 ) -> Analysis:
     """Every table of a comparison of ``runs`` (``bootstrap`` resamples; 0: t-interval only;
-    ``baseline``/``all_pairs``: which pairs, see ``pairs.sampler_pairs``)."""
-    runs = list(runs)
+    ``baseline``/``all_pairs``: which pairs, see ``pairs.sampler_pairs``).
+
+    Only runs whose files pass ``report.validate`` count; each other run gets one line in
+    ``left_out`` (after the given ``left_out`` lines, those of folders that did not even read).
+    """
+    runs, dropped = checked_runs(runs)
+    left = [*left_out, *dropped]
+    if not runs:
+        if len(left) == 1:
+            raise UserError(f"{left[0]}; no other run to report")
+        raise UserError(f"no run to report: all {len(left)} were left out ({left[0]}; ...)")
     stability = stability_of(runs)
     results = tables.runs_table(runs, stability)
     ttm = time_to_map_table(runs, target_map)
@@ -95,8 +110,9 @@ def analyse(
     samplers = sorted({r.sampler for r in runs}, key=sampler_rank)
     warnings = warning_lines(runs, flags, samplers)
     return Analysis(
-        runs, results, summary, pairs, ttm, bootstrap, notes(runs, results), warnings, stability
-    )
+        runs, results, summary, pairs, ttm, bootstrap, notes(runs, results), warnings, stability,
+        left,
+    )  # fmt: skip
 
 
 def analyse_results(
@@ -109,6 +125,20 @@ def analyse_results(
     """:func:`analyse` of the runs of a ``tables.load_runs`` table (read again from run_dir)."""
     runs = [read_run(d) for d in results["run_dir"]]
     return analyse(runs, bootstrap, target_map, baseline, all_pairs)
+
+
+def analyse_folders(
+    paths: Sequence[str | Path],
+    bootstrap: int = 1000,
+    target_map: float | None = None,
+    baseline: str = "fixed",
+    all_pairs: bool = False,
+) -> Analysis:
+    """:func:`analyse` of every finished run under ``paths`` (run and/or compare folders); a
+    run folder whose files do not read is left out with one line, like one that fails checks."""
+    left: list[str] = []
+    runs = tables.read_runs(paths, left)
+    return analyse(runs, bootstrap, target_map, baseline, all_pairs, left)
 
 
 def _protocol_text(p: dict[str, Any] | None) -> str:
@@ -159,8 +189,8 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def to_json(a: Analysis) -> str:
-    """One JSON object: runs, samplers, pairs, time_to_map, target_map, method, notes and
-    stability_warnings (each run's stability is in its ``runs`` record)."""
+    """One JSON object: runs, samplers, pairs, time_to_map, target_map, method, notes,
+    stability_warnings, left_out (each run's stability is in its ``runs`` record)."""
     return json.dumps(
         {
             "runs": _records(a.results),
@@ -173,6 +203,7 @@ def to_json(a: Analysis) -> str:
             "eval_protocol": protocol_lines(a.runs),
             "notes": a.notes,
             "stability_warnings": a.stability_warnings,
+            "left_out": a.left_out,
         },
         indent=2,
     )

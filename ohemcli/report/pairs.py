@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from ohemcli.errors import UserError
+from ohemcli.errors import UserError, quote
 from ohemcli.evaluation.matches import Matches, run_matches, weighted_map
 from ohemcli.report.settled import NOT_SETTLED, Flag, pair_flags, stability_of
 from ohemcli.runs.records import Run
@@ -92,30 +92,55 @@ def t_interval(deltas: np.ndarray) -> tuple[float, float]:
     return mean - half, mean + half
 
 
+MAX_BOOTSTRAP = 100_000  # resamples; a percentile interval is stable long before this
+DRAW_CHUNK = 1000  # resamples drawn at once: memory is (DRAW_CHUNK, images), whatever --bootstrap
+
+
+def check_bootstrap(resamples: int, option: str = "--bootstrap") -> int:
+    """``resamples`` when it is in [0, MAX_BOOTSTRAP]; otherwise one line naming ``option``."""
+    if isinstance(resamples, bool) or not isinstance(resamples, (int, np.integer)):
+        raise UserError(f"{option} {quote(resamples)}: must be a whole number")
+    if not 0 <= resamples <= MAX_BOOTSTRAP:
+        raise UserError(
+            f"{option} {resamples}: must be in [0, {MAX_BOOTSTRAP}] (0: t over seeds); a 95% "
+            "interval does not move beyond a few thousand resamples"
+        )
+    return int(resamples)
+
+
 @dataclass
 class Resampler:
-    """One bootstrap of the test images shared by every run, with each run's resampled mAP."""
+    """One bootstrap of the test images shared by every run, with each run's resampled mAP.
+
+    The (resamples, images) multiplicities are drawn in chunks of ``DRAW_CHUNK`` rows, each
+    chunk from its own generator seeded by (``seed``, chunk), so every run is scored on the
+    same draw and memory stays bounded however many resamples are asked for.
+    """
 
     resamples: int
-    rng: np.random.Generator
-    weights: np.ndarray | None = None  # (B, images) multiplicities, drawn on first use
-    image_ids: tuple[str, ...] = ()
-    maps: dict[str, np.ndarray] | None = None  # run folder -> (B,) mAP
+    seed: int = BOOTSTRAP_SEED
+    image_ids: tuple[str, ...] | None = None  # the test images of the first run scored
+    maps: dict[str, np.ndarray] = field(default_factory=dict)  # run folder -> (B,) mAP
+
+    def weights(self, chunk: int, n: int) -> np.ndarray:
+        """Rows ``chunk * DRAW_CHUNK`` onwards of the multiplicities of ``n`` images."""
+        rows = min(DRAW_CHUNK, self.resamples - chunk * DRAW_CHUNK)
+        draws = np.random.default_rng([self.seed, chunk]).integers(0, n, (rows, n))
+        offsets = np.arange(rows)[:, None] * n
+        return np.bincount((draws + offsets).ravel(), minlength=rows * n).reshape(rows, n)
 
     def run_maps(self, run: Run, matches: Matches, metric: str) -> np.ndarray | None:
         """The run's mAP on every resample (None when its test images differ from the others')."""
-        if self.weights is None:
-            n = len(matches.image_ids)
-            draws = self.rng.integers(0, n, (self.resamples, n))
-            offsets = np.arange(self.resamples)[:, None] * n
-            counts = np.bincount((draws + offsets).ravel(), minlength=self.resamples * n)
-            self.weights, self.image_ids, self.maps = counts.reshape(-1, n), matches.image_ids, {}
+        if self.image_ids is None:
+            self.image_ids = matches.image_ids
         if matches.image_ids != self.image_ids:
             return None
-        assert self.maps is not None
         key = str(run.paths.root)
         if key not in self.maps:
-            self.maps[key] = weighted_map(matches, self.weights, metric)  # type: ignore[arg-type]
+            n = len(matches.image_ids)
+            chunks = range(-(-self.resamples // DRAW_CHUNK))
+            parts = [weighted_map(matches, self.weights(c, n), metric) for c in chunks]  # type: ignore[arg-type]
+            self.maps[key] = np.concatenate(parts) if parts else np.zeros(0)
         return self.maps[key]
 
 
@@ -157,7 +182,7 @@ def pair_rows(
     stability = stability_of(runs) if stability is None else stability
     by_key = {(r.sampler, r.seed): r for r in runs}
     rng = np.random.default_rng(BOOTSTRAP_SEED)
-    resampler = Resampler(bootstrap, rng)
+    resampler = Resampler(check_bootstrap(bootstrap))
     matches: dict[str, Matches | None] = {}
     rows, flags = [], []
     for a, b in sampler_pairs([r.sampler for r in runs], baseline, all_pairs):

@@ -134,6 +134,12 @@ def report_markdown(
     parts = ["# Sampler comparison\n", _heading(a.results)]
     if a.notes:
         parts.append("\n\n".join(a.notes) + "\n")
+    if a.left_out:
+        parts.append("## Runs left out\n")
+        parts.append(
+            "These runs' files failed their checks; no number below counts them.\n\n"
+            + "".join(f"- {line}\n" for line in a.left_out)
+        )
     parts += _stability_section(a)
     parts += _results_section(a)
     parts += [

@@ -21,6 +21,7 @@ from rich.table import Table
 from ohemcli.errors import UserError
 from ohemcli.report.pairs import sampler_rank
 from ohemcli.report.settled import STABILITY_COLUMNS, run_key, run_stability, stability_columns
+from ohemcli.report.validate import left_out_line
 from ohemcli.runs.paths import run_dirs
 from ohemcli.runs.records import Run, read_run
 from ohemcli.runs.stability import RunStability
@@ -50,9 +51,10 @@ _FORMATS = {
 }  # fmt: skip
 
 
-def read_runs(paths: Sequence[str | Path]) -> list[Run]:
+def read_runs(paths: Sequence[str | Path], left_out: list[str] | None = None) -> list[Run]:
     """Every finished run under ``paths`` (run folders and/or compare folders), one per
-    (sampler, seed)."""
+    (sampler, seed). A run folder whose files do not read is an error, or with ``left_out``
+    one line appended there (``report.validate.left_out_line``) and the others go on."""
     runs: list[Run] = []
     for path in map(Path, paths):
         if not path.is_dir():
@@ -63,7 +65,13 @@ def read_runs(paths: Sequence[str | Path]) -> list[Run]:
                 f"{path}: neither a run folder (with a summary) nor a compare folder (with "
                 "finished runs under runs/)"
             )
-        runs.extend(read_run(d) for d in found)
+        for d in found:
+            try:
+                runs.append(read_run(d))
+            except UserError as exc:
+                if left_out is None:
+                    raise
+                left_out.append(left_out_line(d, str(exc)))
     seen: dict[tuple[str, int], list[str]] = {}
     for run in runs:
         seen.setdefault((run.sampler, run.seed), []).append(str(run.paths.root))

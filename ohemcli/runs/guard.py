@@ -1,7 +1,12 @@
 """Guards of a run folder: one writer at a time, a resume that matches the run, a clean fresh start.
 
-The lock is ``fcntl.flock`` on ``RunPaths.lock``: the OS releases it when the process dies, so a
-killed run never leaves a stale lock behind.
+The lock is a POSIX record lock (``fcntl.lockf``) on ``RunPaths.lock``. Such a lock belongs to the
+process that took it: the OS drops it the moment that process dies, and a forked child (a
+DataLoader worker) does not inherit it. A ``flock`` belongs to the open file description instead,
+which forked workers share, so it outlived a killed run for as long as its workers lingered. The
+price of POSIX locks is that closing *any* descriptor of the file drops the process's lock, so
+this module keeps the descriptors of the locks it holds (``_HELD``) and never opens a held lock
+file a second time.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ import contextlib
 import fcntl
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +24,7 @@ from ohemcli.config import ExperimentConfig, config_from_dict, config_to_dict, l
 from ohemcli.errors import UserError, quote
 from ohemcli.fileio import is_writable_dir
 from ohemcli.runs.checkpointer import read_checkpoint, saved_config
-from ohemcli.runs.paths import RunPaths
+from ohemcli.runs.paths import ComparePaths, RunPaths
 from ohemcli.runs.settings import first_difference
 
 # Checked first, so that the refusal names what matters most.
@@ -42,40 +47,102 @@ def check_out_dir(path: Path, option: str = "--out") -> None:
         raise UserError(f"{option} {quote(str(path))}: {quote(str(parent))} is not writable")
 
 
+_HELD: dict[str, int] = {}  # lock files this process holds (real path) -> descriptor
+
+
+def _key(lock: Path) -> str:
+    return os.path.realpath(lock)
+
+
+def holder_of(lock: Path) -> str | None:
+    """The pid written in ``lock`` when a process holds it, else None (creates nothing)."""
+    if _key(lock) in _HELD:
+        return str(os.getpid())
+    if not lock.is_file():
+        return None
+    fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except (BlockingIOError, PermissionError):  # EAGAIN or EACCES: held by another process
+            return os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 def lock_holder(paths: RunPaths) -> str | None:
     """The pid that holds the run folder's lock, or None when it is free (creates nothing)."""
-    if not paths.lock.is_file():
-        return None
-    with open(paths.lock, "rb") as f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return f.read(32).decode("ascii", "replace").strip() or "unknown"
-    return None
+    return holder_of(paths.lock)
+
+
+def pid_state(pid: str) -> str:
+    """``pid N, running`` or ``pid N, no longer running``: whether the named process lives."""
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return f"pid {pid}, no longer running"
+    except (ValueError, OverflowError):
+        return f"pid {pid}"
+    except PermissionError:
+        pass  # another user's process: alive
+    return f"pid {pid}, running"
 
 
 def _busy(paths: RunPaths, pid: str) -> UserError:
     return UserError(
-        f"{paths.root}: another ohem process (pid {pid}) is writing this run folder; "
+        f"{paths.root}: another ohem process ({pid_state(pid)}) is writing this run folder; "
         "wait for it or choose another --out"
     )
+
+
+@contextlib.contextmanager
+def folder_lock(lock: Path, busy: Callable[[str], UserError]) -> Iterator[None]:
+    """Hold an exclusive POSIX lock on the file ``lock`` (its pid written in it) while the block
+    runs; when another process holds it, raise ``busy(its pid)`` at once."""
+    key = _key(lock)
+    if key in _HELD:
+        raise busy(str(os.getpid()))
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except (BlockingIOError, PermissionError):
+            raise busy(os.pread(fd, 32, 0).decode("ascii", "replace").strip()) from None
+        _HELD[key] = fd
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        _HELD.pop(key, None)
+        os.close(fd)  # releases the lock; the file stays (removing it would race a waiting writer)
 
 
 @contextlib.contextmanager
 def run_lock(paths: RunPaths) -> Iterator[None]:
     """Hold the run folder's lock while the block runs; a second writer gets one line."""
     paths.root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise _busy(paths, os.read(fd, 32).decode("ascii", "replace").strip()) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+    with folder_lock(paths.lock, lambda pid: _busy(paths, pid)):
         yield
-    finally:
-        os.close(fd)  # releases the lock; the file stays (removing it would race a waiting writer)
+
+
+@contextlib.contextmanager
+def compare_lock(folder: ComparePaths) -> Iterator[None]:
+    """Hold the compare folder's lock while one ``ohem compare`` decides what to train and
+    submits it. A second compare on the folder is refused at once (one line), rather than made to
+    wait: an in-process compare holds the folder for hours, and once the first has submitted, the
+    same command finds its jobs alive and only watches them."""
+    folder.root.mkdir(parents=True, exist_ok=True)
+
+    def busy(pid: str) -> UserError:
+        return UserError(
+            f"{folder.root}: another ohem compare ({pid_state(pid)}) is submitting runs to this "
+            "folder; wait until it has submitted them, then run the same command to watch them"
+        )
+
+    with folder_lock(folder.lock, busy):
+        yield
 
 
 def clear_leftovers(paths: RunPaths) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ohemcli.config import ExperimentConfig
+from ohemcli.errors import UserError, quote
 from ohemcli.fileio import read_json
 
 # Every file name of a run folder and of a compare folder is spelled here and nowhere else
@@ -86,7 +87,7 @@ class RunPaths:
 
     @property
     def lock(self) -> Path:
-        """Held (fcntl.flock) by the one process that writes the run folder."""
+        """Held (fcntl.lockf, a POSIX lock) by the one process that writes the run folder."""
         return self.root / "run.lock"
 
     def finished_summary(self, iters: int) -> dict[str, Any] | None:
@@ -94,7 +95,14 @@ class RunPaths:
         if not self.summary.is_file():
             return None
         summary = read_json(self.summary)
-        return summary if summary.get("iters", 0) >= iters else None
+        if not isinstance(summary, dict):
+            raise UserError(
+                f"{self.summary}: expected a JSON object, found {type(summary).__name__}"
+            )
+        done = summary.get("iters", 0)
+        if isinstance(done, bool) or not isinstance(done, int):
+            raise UserError(f"{self.summary}: iters = {quote(done)} is not a whole number")
+        return summary if done >= iters else None
 
     def last_logged_iter(self) -> int:
         """The last iteration in metrics.jsonl (0 when none): cheap progress of a running run."""
@@ -133,6 +141,11 @@ class ComparePaths:
     def any_checkpoint(self) -> bool:
         """True once any run of the folder has started training."""
         return any(self.root.glob(f"runs/*/{RunPaths(Path()).checkpoint.name}"))
+
+    @property
+    def lock(self) -> Path:
+        """Held (fcntl.lockf) by the one ``ohem compare`` that is submitting this folder's runs."""
+        return self.root / "compare.lock"
 
     @property
     def submitit(self) -> Path:

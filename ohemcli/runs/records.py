@@ -6,6 +6,7 @@ The file names come from :class:`ohemcli.runs.paths.RunPaths`; this module only 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from ohemcli.errors import UserError
+from ohemcli.errors import UserError, quote
 from ohemcli.fileio import read_json, read_text
 from ohemcli.runs.paths import RunPaths
 from ohemcli.runs.settings import setting_hash
@@ -65,9 +66,12 @@ def read_log(path: Path) -> pd.DataFrame:
     for k, text in enumerate(read_text(path).splitlines(), start=1):
         if text.strip():
             try:
-                lines.append(json.loads(text))
+                line = json.loads(text)
             except json.JSONDecodeError:
                 raise UserError(f"{path}:{k}: not a JSON line") from None
+            if not isinstance(line, dict):
+                raise UserError(f"{path}:{k}: expected a JSON object, found {type(line).__name__}")
+            lines.append(line)
     df = pd.DataFrame(lines)
     if df.empty or "iter" not in df:
         return pd.DataFrame(columns=["iter"])
@@ -80,6 +84,48 @@ def _read_mapping(path: Path) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise UserError(f"{path}: expected a JSON object, found {type(value).__name__}")
     return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# Summary fields and what they must hold; a field may be absent (older runs), never mistyped.
+_SUMMARY_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "sampler": ("a name", lambda v: isinstance(v, str) and bool(v)),
+    "seed": ("a whole number", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "iters": ("a whole number", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "mAP": ("a number or null", lambda v: v is None or _is_number(v)),
+    "AP": (
+        "a mapping of class to number or null",
+        lambda v: isinstance(v, dict) and all(x is None or _is_number(x) for x in v.values()),
+    ),
+}
+_NUMBER_FIELDS = (
+    "train_seconds", "mining_seconds", "eval_seconds", "total_seconds", "readonly_seconds",
+    "s_per_iter", "mining_passes", "fg_fraction", "peak_memory_mb", "concurrent_runs",
+)  # fmt: skip
+
+
+def check_summary(path: Path, summary: dict[str, Any]) -> None:
+    """Refuse a summary whose fields have the wrong type (an edited or foreign file), naming the
+    field: the readers would otherwise fail far from the cause, or average a string."""
+    for key, (what, ok) in _SUMMARY_TYPES.items():
+        if key in summary and not ok(summary[key]):
+            raise UserError(f"{path}: {key} = {quote(summary[key])} is not {what}")
+    for key in _NUMBER_FIELDS:
+        value = summary.get(key)
+        if value is not None and not _is_number(value):
+            raise UserError(f"{path}: {key} = {quote(value)} is not a number")
+
+
+def _check_log_numbers(path: Path, log: pd.DataFrame, columns: Sequence[str]) -> None:
+    """Every value of ``columns`` in a JSONL log is a number or null."""
+    for col in columns:
+        if col in log:
+            bad = [v for v in log[col] if v is not None and not _is_number(v)]
+            if bad:
+                raise UserError(f"{path}: {col} = {quote(bad[0])} is not a number")
 
 
 def log_stability(
@@ -102,6 +148,7 @@ def read_run(run_dir: str | Path) -> Run:
     if not paths.summary.is_file():
         raise UserError(f"{paths.summary}: missing; {paths.root} is not a finished run folder")
     summary = _read_mapping(paths.summary)
+    check_summary(paths.summary, summary)
     config: dict[str, Any] = {}
     if paths.config.is_file():
         try:
@@ -109,8 +156,13 @@ def read_run(run_dir: str | Path) -> Run:
         except yaml.YAMLError:
             raise UserError(f"{paths.config}: not valid YAML") from None
     evals = read_log(paths.evals)
+    _check_log_numbers(paths.evals, evals, EVAL_COLUMNS)
     for col in EVAL_COLUMNS:
         if col not in evals:
             evals[col] = pd.Series(dtype=float)
     eval_metrics = _read_mapping(paths.eval_metrics) if paths.eval_metrics.is_file() else None
-    return Run(paths, summary, config, evals, read_log(paths.metrics), eval_metrics)
+    if not isinstance(config, dict):
+        raise UserError(f"{paths.config}: expected a mapping, found {type(config).__name__}")
+    metrics = read_log(paths.metrics)
+    _check_log_numbers(paths.metrics, metrics, ("iter", "loss"))
+    return Run(paths, summary, config, evals, metrics, eval_metrics)

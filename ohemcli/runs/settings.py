@@ -81,4 +81,6 @@ def read_settings(path: Path) -> dict[str, Any]:
         raise UserError(f"{exc}; remove it or choose another --out") from None
     if not isinstance(saved, dict):
         raise UserError(f"{path}: not a compare settings file; remove it or choose another --out")
+    if not isinstance(saved.get("config", {}), dict):
+        raise UserError(f"{path}: its config is not a mapping; remove it or choose another --out")
     return saved

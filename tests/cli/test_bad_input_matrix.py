@@ -145,6 +145,52 @@ def report_corrupt_summary(ws, base):
     return Case(["report", str(run)], "summary.json")
 
 
+def _report_edited(edit, expect: str):
+    """``ohem report`` of a lone finished run whose file ``edit(run)`` broke: one line, exit 2."""
+
+    def setup(ws: Path, base: dict) -> Case:
+        run = _finished_run(ws, base)
+        edit(run)
+        return Case(["report", str(run), "--no-plots"], expect)
+
+    return setup
+
+
+def _summary_with(**changes):
+    def edit(run: Path) -> None:
+        import json
+
+        summary = json.loads((run / "summary.json").read_text())
+        (run / "summary.json").write_text(json.dumps(summary | changes))
+
+    return edit
+
+
+def _all_true_positives(run: Path) -> None:
+    import numpy as np
+
+    path = run / "eval" / "matches.npz"
+    with np.load(path) as z:
+        arrays = dict(z)
+    arrays["tp"], arrays["fp"] = np.ones_like(arrays["tp"]), np.zeros_like(arrays["fp"])
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _truncated_matches(run: Path) -> None:
+    path = run / "eval" / "matches.npz"
+    path.write_bytes(path.read_bytes()[:50])
+
+
+def _compare_folder_with(settings: str):
+    def setup(ws: Path, base: dict) -> Case:
+        shutil.copytree(base["run"], ws / "cmp" / "runs" / "hnm-s0")
+        (ws / "cmp" / "compare.yaml").write_text(settings)
+        return Case(["report", str(ws / "cmp"), "--no-plots"], "compare.yaml")
+
+    return setup
+
+
 def second_writer(ws, base):
     from ohemcli.runs.paths import RunPaths
 
@@ -153,13 +199,13 @@ def second_writer(ws, base):
     lock = RunPaths(run).lock
     hold = (
         "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
-        "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, str(os.getpid()).encode()); time.sleep(600)"
+        "fcntl.lockf(fd, fcntl.LOCK_EX); os.write(fd, str(os.getpid()).encode()); time.sleep(600)"
     )
     child = subprocess.Popen([sys.executable, "-c", hold, str(lock)])
     base["children"].append(child)
     while not (lock.is_file() and lock.read_text().strip() == str(child.pid)):
         time.sleep(0.05)
-    return Case(_train(ws, base, "--sampler", "hnm", out=run), f"pid {child.pid}")
+    return Case(_train(ws, base, "--sampler", "hnm", out=run), f"pid {child.pid}, running")
 
 
 def results_path_is_a_folder(ws, base):
@@ -317,6 +363,21 @@ ROWS = {
     "resume an unsafe pickle": resume_unsafe_pickle,
     "resume with a corrupt summary.json": resume_corrupt_summary,
     "report a corrupt summary.json": report_corrupt_summary,
+    "report a summary.json that is a list": _report_edited(
+        lambda run: (run / "summary.json").write_text("[1, 2]"), "found list"
+    ),
+    "report a summary with mAP abc": _report_edited(_summary_with(mAP="abc"), "mAP = 'abc'"),
+    "report a summary with mAP null": _report_edited(_summary_with(mAP=None), "mAP = None"),
+    "report an evals line that is no object": _report_edited(
+        lambda run: (run / "evals.jsonl").write_text("[1]\n"), "evals.jsonl:1"
+    ),
+    "report all-TP matches": _report_edited(_all_true_positives, "matches.npz"),
+    "report truncated matches": _report_edited(_truncated_matches, "matches.npz"),
+    "report a corrupt compare.yaml": _compare_folder_with("a: [\n"),
+    "report a compare.yaml that is a list": _compare_folder_with("- 1\n"),
+    "report --bootstrap 10^9": lambda ws, base: Case(
+        ["report", str(_finished_run(ws, base)), "--bootstrap", "1000000000"], "--bootstrap"
+    ),
     "a second writer": second_writer,
     "results path is a folder": results_path_is_a_folder,
     "results path is a dangling link": results_path_dangling_link,

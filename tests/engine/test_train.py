@@ -164,7 +164,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
 
     monkeypatch.setattr(FastRCNN, "roi_losses", nan_box_at_7)
     run = tmp_path / "run"
-    cfg = small_config(**{"train.iters": 10, "train.log_every": 2, "train.checkpoint_every": 5})
+    keys = {"train.iters": 10, "train.log_every": 2, "train.checkpoint_every": 5}
+    cfg = small_config(**keys)
     with pytest.raises(NonFiniteLoss, match="box loss became nan at iteration 7") as info:
         train(cfg, run, show_progress=False)
     assert isinstance(info.value, UserError)
@@ -172,6 +173,14 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     assert load_checkpoint(run / "checkpoint.pt")["state"]["iteration"] == 5
     assert [line["iter"] for line in _log(run)] == [2, 4, 6]  # nothing from iteration 7 on
     assert not (run / "summary.json").exists() and not (run / "evals.jsonl").exists()
+    # The advice can be followed as written: --resume keeps the lr (a lower one is refused),
+    # so the message names a fresh run with a tenth of the lr, in another or an emptied folder.
+    lower = cfg.train.lr / 10
+    message = str(info.value)
+    assert f"--resume would keep train.lr = {cfg.train.lr:g}" in message
+    assert f"--lr {lower:g} and another --out, or after removing {run}" in message
+    with pytest.raises(UserError, match=r"train\.lr"):
+        Trainer(small_config(**keys, **{"train.lr": lower}), run, resume=True, show_progress=False)
 
 
 def test_a_checkpoint_with_one_optimizer_group_is_refused_in_one_line(tmp_path, small_config):

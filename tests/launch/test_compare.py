@@ -335,3 +335,57 @@ def test_ohem_compare_of_a_new_sampler_reports_the_whole_folder(
     # The second command trained ohem alone; its report covers fixed-s1 too.
     assert sorted(pd.read_csv(out / "results.csv")["run"]) == ["fixed-s1", "ohem-s1"]
     assert pd.read_csv(out / "pairs.csv")[["a", "b"]].values.tolist() == [["ohem", "fixed"]]
+
+
+def test_with_jobs_1_a_run_that_fails_lets_the_others_finish_and_is_named(
+    setup: tuple[Path, ExperimentConfig], tmp_path: Path
+) -> None:
+    """In process (--jobs 1) as in jobs: a corrupt checkpoint and a run folder that cannot be
+    written fail their own runs only; the other run trains, one table names both, exit 1."""
+    out = tmp_path / "cmp"
+    corrupt = out / "runs" / "hnm-s1"
+    corrupt.mkdir(parents=True)
+    (corrupt / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    (out / "runs" / "ohem-s1").write_text("a file where the run folder goes")
+    args = ["compare", "--config", str(setup[0]), "--samplers", "hnm,fixed,ohem", "--seeds", "1"]
+    done = runner.invoke(app, [*args, "--out", str(out), "--jobs", "1", "--bootstrap", "0"])
+    assert done.exit_code == 1, done.output
+    assert "Traceback" not in done.output
+    assert (out / "runs" / "fixed-s1" / "summary.json").is_file()
+    table = done.stderr[done.stderr.index("Runs that did not finish") :]
+    assert "hnm-s1" in table and "checkpoint.pt" in table
+    assert "ohem-s1" in table and "not a folder" in table
+    assert pd.read_csv(out / "results.csv")["run"].tolist() == ["fixed-s1"]
+
+
+def test_a_second_compare_on_a_folder_being_submitted_is_refused(
+    setup: tuple[Path, ExperimentConfig], tmp_path: Path
+) -> None:
+    """While one compare holds the folder (deciding and submitting), another says so and
+    writes nothing; once it lets go, the folder is free."""
+    import subprocess
+    import sys
+
+    from ohemcli.runs.paths import ComparePaths
+
+    folder = ComparePaths(tmp_path / "cmp")
+    folder.root.mkdir()
+    hold = (
+        "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+        "fcntl.lockf(fd, fcntl.LOCK_EX); os.write(fd, str(os.getpid()).encode()); "
+        "print('held', flush=True); sys.stdin.read()"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold, str(folder.lock)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(UserError, match=rf"another ohem compare \(pid {holder.pid}, running\)"):
+            compare(setup[1], ["fixed"], [1], folder.root, show_progress=False)
+        assert not folder.settings.exists()
+    finally:
+        holder.communicate("")  # closing stdin ends it
+    assert check_settings(folder.root, setup[1], ["fixed"], [1]) is None

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import stat
+import subprocess
 import threading
 import time
 from dataclasses import replace
@@ -302,3 +304,86 @@ def test_local_jobs_find_the_proposals_already_cached(
     plan = plan_runs(tmp_path / "cmp", TWO, [1])
     launch_runs(cfg, plan, tmp_path / "cmp", Launch(jobs=2), show_progress=False)
     assert submitted == ["fixed-s1", "ohem-s1"]
+
+
+def test_sbatch_refusing_the_jobs_is_one_line(fake_srun: None, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ohemcli.cli import app
+
+    sbatch = tmp_path / "bin" / "sbatch"
+    sbatch.write_text(
+        "#!/bin/sh\necho 'sbatch: error: invalid partition specified: nope' >&2\n"
+        "echo 'sbatch: error: Batch job submission failed: Invalid partition name' >&2\nexit 1\n"
+    )
+    sbatch.chmod(sbatch.stat().st_mode | stat.S_IEXEC)
+    args = [
+        "compare", "--data", "synth", "--samplers", "fixed", "--out", str(tmp_path / "cmp"),
+        "--launcher", "slurm", "--slurm-partition", "nope", "--no-wait", "--no-progress",
+    ]  # fmt: skip
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 2, done.output
+    lines = done.stderr.strip().splitlines()
+    assert lines == [
+        "error: --launcher slurm: sbatch refused the jobs: sbatch: error: invalid partition "
+        "specified: nope"
+    ]
+
+
+@pytest.mark.parametrize(
+    "change, says",
+    [
+        ({"slurm_time": 10**9}, "--slurm-time 1000000000"),
+        ({"slurm_time": 0}, "--slurm-time 0"),
+        ({"slurm_partition": "gpu\n#SBATCH --qos=high"}, "--slurm-partition"),
+        ({"slurm_partition": "a b"}, "--slurm-partition 'a b'"),
+        ({"slurm_account": ""}, "--slurm-account"),
+        ({"slurm_mem": "lots"}, "--slurm-mem 'lots'"),
+        ({"slurm_mem": "0G"}, "--slurm-mem"),
+        ({"slurm_constraint": "a100;rm"}, "--slurm-constraint"),
+        ({"jobs": 0}, "--jobs"),
+    ],
+)
+def test_absurd_launcher_values_are_refused_up_front(change, says, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from ohemcli.config import ExperimentConfig
+    from ohemcli.launch.compare import compare
+    from ohemcli.launch.submit import check_launch
+
+    launch = replace(Launch(launcher="slurm"), **change)
+    with pytest.raises(UserError, match=re.escape(says)) as info:
+        check_launch(launch)
+    assert "\n" not in str(info.value)
+    with pytest.raises(UserError):
+        compare(ExperimentConfig(), ["fixed"], [1], tmp_path / "cmp", False, launch)
+    assert not (tmp_path / "cmp").exists()  # refused before anything is written
+
+
+def test_sane_slurm_values_pass() -> None:
+    from ohemcli.launch.submit import check_launch
+
+    check_launch(
+        Launch(
+            launcher="slurm", slurm_partition="gpu,gpu-long", slurm_account="lab-1",
+            slurm_constraint="a100|h100&ib", slurm_mem="64G", slurm_time=2880,
+        )
+    )  # fmt: skip
+
+
+def test_local_jobs_run_in_their_own_session_so_ctrl_c_does_not_reach_them(tmp_path: Path) -> None:
+    """Ctrl-C signals the terminal's foreground process group; a job in its own session is not
+    in it, so it keeps training, as compare's message says."""
+    from ohemcli.launch.submit import detached_jobs
+
+    executor = submitit.AutoExecutor(folder=tmp_path, cluster="local")
+    executor.update_parameters(timeout_min=1)
+    with detached_jobs():
+        job = executor.submit(os.getsid, 0)
+    import submitit.local.local as local
+
+    assert local.subprocess.Popen is subprocess.Popen  # unwrapped after the block
+    controller = int(job.job_id)
+    assert os.getsid(controller) == controller != os.getsid(0)  # a session of its own
+    assert os.getpgid(controller) != os.getpgid(0)
+    assert job.result() == controller  # the task inherits the controller's session

@@ -153,3 +153,20 @@ def test_seeds_pair_by_seed_not_by_position(tmp_path: Path) -> None:
     fake_run(tmp_path / "runs", "fixed", 3, 0.1)
     row = pair_table(runs_of(tmp_path), bootstrap=0).iloc[0]
     assert row["seeds"] == 1 and row["delta"] == pytest.approx(0.05)
+
+
+def test_bootstrap_is_bounded_and_drawn_in_chunks() -> None:
+    from ohemcli.errors import UserError
+    from ohemcli.report.pairs import DRAW_CHUNK, MAX_BOOTSTRAP, Resampler, check_bootstrap
+
+    with pytest.raises(UserError, match="--bootstrap 1000000000"):
+        check_bootstrap(1_000_000_000)
+    with pytest.raises(UserError, match="--bootstrap -1"):
+        check_bootstrap(-1)
+    assert check_bootstrap(MAX_BOOTSTRAP) == MAX_BOOTSTRAP
+    big, small = Resampler(DRAW_CHUNK + 7), Resampler(DRAW_CHUNK)
+    last = big.weights(1, 5)
+    assert last.shape == (7, 5)  # the last chunk holds only what is left
+    assert (last.sum(axis=1) == 5).all()  # each resample draws every image slot once
+    # The same seed gives the same draw: a longer bootstrap extends a shorter one.
+    assert np.array_equal(big.weights(0, 5), small.weights(0, 5))

@@ -1,5 +1,6 @@
 """Run-folder guards: one writer, a resume that matches, a clean fresh start, writable --out."""
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -19,10 +20,10 @@ def test_a_second_writer_is_told_the_folder_and_the_pid(tmp_path):
     with run_lock(paths):
         hold = (
             "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR); "
-            "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)"
+            "fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)"
         )
         child = subprocess.run([sys.executable, "-c", hold, str(paths.lock)], capture_output=True)
-        assert child.returncode != 0 and b"BlockingIOError" in child.stderr
+        assert child.returncode != 0 and b"Error" in child.stderr
     assert lock_holder(paths) is None  # released on exit
     holder = subprocess.Popen(
         [
@@ -37,7 +38,8 @@ def test_a_second_writer_is_told_the_folder_and_the_pid(tmp_path):
     try:
         while paths.lock.read_text().strip() != str(holder.pid):
             time.sleep(0.05)
-        with pytest.raises(UserError, match=rf"^{paths.root}: .*pid {holder.pid}"), run_lock(paths):
+        busy = rf"^{paths.root}: .*pid {holder.pid}, running\)"
+        with pytest.raises(UserError, match=busy), run_lock(paths):
             pass
         assert lock_holder(paths) == str(holder.pid)
         with pytest.raises(UserError, match=f"pid {holder.pid}"):
@@ -109,3 +111,54 @@ def test_a_foreign_or_unsafe_checkpoint_is_one_line_without_pytorchs_advice(tmp_
         check_resume(paths, cfg, resume=True)
     assert "weights_only" not in str(err.value) and "\n" not in str(err.value)
     assert str(paths.checkpoint) in str(err.value)
+
+
+def test_the_lock_dies_with_its_process_not_with_its_forked_children(tmp_path):
+    """A forked child (a DataLoader worker) that outlives the killed holder keeps no lock."""
+    import os
+    import signal
+
+    paths = RunPaths(tmp_path / "run")
+    paths.root.mkdir()
+    read, write = os.pipe()
+    holder = os.fork()
+    if holder == 0:  # the holder: takes the lock, forks a worker that outlives it, waits
+        try:
+            with run_lock(paths):
+                worker = os.fork()
+                if worker == 0:
+                    time.sleep(30)
+                    os._exit(0)
+                os.write(write, f"{worker}\n".encode())
+                time.sleep(30)
+        finally:
+            os._exit(0)
+    worker = int(os.fdopen(read).readline())
+    try:
+        assert lock_holder(paths) == str(holder)
+        os.kill(holder, signal.SIGKILL)
+        os.waitpid(holder, 0)
+        os.kill(worker, 0)  # the worker still lives ...
+        assert lock_holder(paths) is None  # ... and the lock is free at once
+        with run_lock(paths):
+            assert paths.lock.read_text().strip() == str(os.getpid())
+            assert lock_holder(paths) == str(os.getpid())  # asking does not drop our own lock
+            with pytest.raises(UserError, match=f"pid {os.getpid()}, running"), run_lock(paths):
+                pass
+            assert lock_holder(paths) == str(os.getpid())
+        assert lock_holder(paths) is None
+    finally:
+        for pid in (holder, worker):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_the_message_says_whether_the_named_pid_lives():
+    import os
+
+    from ohemcli.runs.guard import pid_state
+
+    assert pid_state(str(os.getpid())) == f"pid {os.getpid()}, running"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    assert pid_state(str(dead.pid)) == f"pid {dead.pid}, no longer running"
