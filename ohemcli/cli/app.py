@@ -29,6 +29,9 @@ class _UserErrorGroup(TyperGroup):
             raise
         except UsageError as exc:  # a bad option value: one line, not click's usage box
             _usage_line(exc)
+        except OSError as exc:  # a path that cannot be read or written: the user's to fix
+            where = exc.filename if exc.filename is not None else "file system"
+            _one_line(f"{quote(str(where))[1:-1]}: {exc.strerror or type(exc).__name__}")
 
     def make_context(self, info_name, args, parent=None, **extra):  # type: ignore[no-untyped-def]
         """The top level's own options (``ohem --bogus``) get the same one line."""
@@ -38,9 +41,6 @@ class _UserErrorGroup(TyperGroup):
             raise
         except UsageError as exc:
             _usage_line(exc)
-        except OSError as exc:  # a path that cannot be read or written: the user's to fix
-            where = exc.filename if exc.filename is not None else "file system"
-            _one_line(f"{quote(str(where))[1:-1]}: {exc.strerror or type(exc).__name__}")
 
 
 def _usage_line(exc: UsageError) -> None:

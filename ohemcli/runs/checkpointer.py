@@ -6,6 +6,7 @@ with ``weights_only=True``, so a checkpoint can never run code.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,22 @@ CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "sampler", "state", "confi
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` (tensors, dicts, lists, numbers, strings only) atomically."""
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    """Write ``state`` (tensors, dicts, lists, numbers, strings only) atomically.
+
+    A write that fails (a full disk) is an ``OSError`` naming ``path``, which the CLI prints in
+    one line; the previous checkpoint stays as it was.
+    """
+
+    def write(tmp: Path) -> None:
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as exc:  # torch's writer reports a failed write as RuntimeError
+            said = " ".join(str(exc).split())[:200]
+            raise OSError(
+                errno.EIO, f"checkpoint not written ({said}); the previous one is intact", str(path)
+            ) from None
+
+    atomic_write(path, write)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

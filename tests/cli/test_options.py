@@ -361,3 +361,25 @@ def test_eval_iterations_are_at_most_one_per_iteration():
 
     assert eval_iterations(20, 10**10) == set(range(1, 21))  # no loop over 10**10 points
     assert eval_iterations(20, 4) == {5, 10, 15, 20}
+
+
+def test_an_os_error_below_any_command_is_one_line_naming_the_file():
+    import errno
+
+    from ohemcli.cli.app import _UserErrorGroup
+
+    mini = typer.Typer(cls=_UserErrorGroup)
+
+    @mini.command()
+    def save() -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", "/runs/r/checkpoint.pt")
+
+    @mini.command()
+    def other() -> None:  # two commands: typer keeps the group (and so its invoke)
+        pass
+
+    result = CliRunner().invoke(mini, ["save"])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: /runs/r/checkpoint.pt: No space left on device"
+    ]

@@ -160,3 +160,21 @@ def test_a_truncated_checkpoint_is_called_truncated_and_an_unsafe_one_refused(
     with pytest.raises(UserError, match="refused, this checkpoint holds objects") as info:
         load_checkpoint(path)
     assert "weights_only" not in str(info.value)
+
+
+def test_a_full_disk_while_saving_is_an_oserror_naming_the_file_and_keeps_the_old_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"iter": 1})
+
+    def full_disk(obj, f):  # what torch's writer raises when the disk fills up
+        raise RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError) as info:
+        save_checkpoint(path, {"iter": 2})
+    assert info.value.filename == str(path) and "\n" not in str(info.value)
+    monkeypatch.undo()
+    assert load_checkpoint(path) == {"iter": 1}  # the previous checkpoint is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temporary left
