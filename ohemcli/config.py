@@ -269,7 +269,14 @@ def config_from_dict(raw: dict[str, Any], where: str = "config") -> ExperimentCo
         if name == "model":
             values = _legacy_model_values(values)
         sections[name] = _build_section(SECTIONS[name], values, f"{where}: {name}")
-    cfg = ExperimentConfig(**sections)
+    return with_recorded_choices(ExperimentConfig(**sections))
+
+
+def with_recorded_choices(cfg: ExperimentConfig) -> ExperimentConfig:
+    """``cfg`` with the choices a run records by name filled in where they are None: the input
+    normalisation of its weights and the name of its test protocol. A config read from YAML
+    always has them; one built in Python gets them here before it is compared with a saved one.
+    """
     if cfg.model.input_norm is None and cfg.model.backbone in PRETRAINED_SOURCES:
         # recorded in the run's config.yaml, so that eval and resume normalise as training did
         cfg = dataclasses.replace(

@@ -62,7 +62,7 @@ def test_the_script_runs_its_bench_compare_and_table_on_the_cpu(tmp_path, small_
         assert amp == "False"
         assert iters == ("3" if row in bench else "2")  # bench: 1 warm-up + 2 timed
         assert float(s_iter) > 0 and float(peak) > 0 and float(loss) > 0
-    assert "VGG16 weights: --" in done.stdout
+    assert "weights: as the config says" in done.stdout  # a tiny config: no --pretrained passed
     assert (tmp_path / "out" / "bench--no-amp.json").is_file()
     assert done.stdout.rstrip().splitlines()[-1].startswith("gpu_check: done in")
 

@@ -95,8 +95,8 @@ def check_settings(
     if folder.settings.is_file() and folder.any_checkpoint():
         saved = read_settings(folder.settings)
         diff = first_difference(
-            comparable_config(_as_loaded(saved.get("config") or {})),
-            comparable_config(_as_loaded(settings["config"])),
+            comparable_config(_as_loaded(saved.get("config") or {}, folder.settings)),
+            comparable_config(_as_loaded(settings["config"], folder.settings)),
         )
         if diff is not None:
             key, was, now = diff
@@ -111,13 +111,13 @@ def check_settings(
     atomic_write_text(folder.settings, yaml.safe_dump(settings, sort_keys=False))
 
 
-def _as_loaded(config: dict[str, Any]) -> dict[str, Any]:
+def _as_loaded(config: dict[str, Any], where: Path) -> dict[str, Any]:
     """A saved config as loading it gives it today: keys added since it was written take their
     defaults (or the values they are derived from, such as model.input_norm), and old values
     their present spelling (``model.pretrained: true``). A config that no longer loads stays as
     written, and the comparison names what differs."""
     try:
-        return config_to_dict(config_from_dict(config, "compare.yaml"))
+        return config_to_dict(config_from_dict(config, str(where)))
     except UserError:
         return config
 

@@ -20,7 +20,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ohemcli.config import ExperimentConfig, config_from_dict, config_to_dict, load_config
+from ohemcli.config import (
+    ExperimentConfig,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    with_recorded_choices,
+)
 from ohemcli.errors import UserError, quote
 from ohemcli.fileio import is_writable_dir
 from ohemcli.runs.checkpointer import read_checkpoint, saved_config
@@ -155,7 +161,8 @@ def clear_leftovers(paths: RunPaths) -> None:
 
 def _same_run(where: Path, saved: ExperimentConfig, cfg: ExperimentConfig) -> None:
     """Refuse a resume whose saved config differs from the run's (the budget may grow)."""
-    run = replace(cfg, train=replace(cfg.train, iters=saved.train.iters))
+    run = with_recorded_choices(cfg)
+    run = replace(run, train=replace(run.train, iters=saved.train.iters))
     if cfg.data.classes is None:  # the saved config holds the class list the data gave
         run = replace(run, data=replace(run.data, classes=saved.data.classes))
     diff = first_difference(config_to_dict(saved), config_to_dict(run), KEY_ORDER)

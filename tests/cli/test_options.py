@@ -336,7 +336,7 @@ def test_another_backbone_freezes_its_own_layers_unless_told():
         (["train", "--seed", str(10**20)], f"--seed: train.seed = {10**20} is not allowed"),
         (["train", "--iters", "20", "--eval-points", str(10**10)], "--eval-points: 10000000000"),
         (["compare", "--jobs", "0"], "'--jobs'"),
-        (["compare", "--bootstrap", "-1"], "'--bootstrap'"),
+        (["compare", "--bootstrap", "-1"], "--bootstrap -1"),
         (["train", "--workers", "abc"], "'--workers'"),
         (["train", "--no-such-option"], "--no-such-option"),
         (["--no-such-option"], "--no-such-option"),
