@@ -126,6 +126,21 @@ class RoISampler(Protocol):
         ...
 
 
+class Stateless:
+    """The state half of :class:`RoISampler` for a sampler that keeps none: nothing to refresh
+    after a mining pass, nothing to save or restore."""
+
+    def after_mining(self, mined: MinedNegatives | None) -> None:
+        """Nothing to refresh."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """No state."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """No state."""
+
+
 class MiningSampler(RoISampler, Protocol):
     """A sampler with ``needs_mining``: it says what to mine and how big its pool is."""
 

@@ -12,15 +12,13 @@ Both ignore ``num`` (B/N): the batch is every candidate RoI of the image.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from ohemcli.model.losses import RoILosses
-from ohemcli.samplers.base import ImageRoIs, MinedNegatives, Selection
+from ohemcli.samplers.base import ImageRoIs, Selection, Stateless
 
 
-class EveryRoISampler:
+class EveryRoISampler(Stateless):
     """Every RoI of the image, trained with the loss ``loss`` (``guided`` or ``focal``)."""
 
     needs_roi_losses = False
@@ -36,13 +34,3 @@ class EveryRoISampler:
     ) -> Selection:
         """Every RoI, with the sampler's loss."""
         return Selection(torch.arange(len(rois.labels), device=rois.labels.device), loss=self.loss)
-
-    def after_mining(self, mined: MinedNegatives | None) -> None:
-        """Nothing to refresh."""
-
-    def state_dict(self) -> dict[str, Any]:
-        """No state."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """No state."""

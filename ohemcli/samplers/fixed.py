@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
 from ohemcli.model.losses import RoILosses
-from ohemcli.samplers.base import ImageRoIs, MinedNegatives, random_subset
+from ohemcli.samplers.base import ImageRoIs, Stateless, random_subset
 
 
 def sample_fg_bg(
@@ -53,7 +51,7 @@ def sample_fg_bg(
     return torch.cat([chosen_fg, chosen_bg])
 
 
-class FixedSampler:
+class FixedSampler(Stateless):
     """B/N RoIs per image, 25% foreground at IoU >= 0.5, background from IoU in [0.1, 0.5)."""
 
     needs_roi_losses = False
@@ -73,13 +71,3 @@ class FixedSampler:
         return sample_fg_bg(
             rois.labels, rois.max_iou, num, self.fg_fraction, self.bg_lo, self.fg_thresh, gen
         )
-
-    def after_mining(self, mined: MinedNegatives | None) -> None:
-        """Nothing to refresh."""
-
-    def state_dict(self) -> dict[str, Any]:
-        """No state."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """No state."""

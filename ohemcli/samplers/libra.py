@@ -19,14 +19,12 @@ instead, as the paper describes.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
 from ohemcli.errors import UserError
 from ohemcli.model.losses import RoILosses
-from ohemcli.samplers.base import ImageRoIs, MinedNegatives, random_subset
+from ohemcli.samplers.base import ImageRoIs, Stateless, random_subset
 
 BIN_MODES = ("reference", "paper")
 
@@ -69,7 +67,7 @@ def iou_balanced_neg(
     return taken
 
 
-class LibraSampler:
+class LibraSampler(Stateless):
     """Instance-balanced positives and IoU-balanced negatives."""
 
     needs_roi_losses = False
@@ -103,13 +101,3 @@ class LibraSampler:
             top = float(max_iou.max().item()) if max_iou.numel() else 0.0
         chosen_bg = iou_balanced_neg(bg, max_iou, num - chosen_fg.numel(), top, self.num_bins, gen)
         return torch.cat([chosen_fg, chosen_bg])
-
-    def after_mining(self, mined: MinedNegatives | None) -> None:
-        """Nothing to refresh."""
-
-    def state_dict(self) -> dict[str, Any]:
-        """No state."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """No state."""

@@ -12,14 +12,12 @@ never suppresses an overlapping foreground one; ``nms_scope="label"`` does the s
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
 from ohemcli.errors import UserError
 from ohemcli.model.losses import RoILosses
-from ohemcli.samplers.base import ImageRoIs, MinedNegatives
+from ohemcli.samplers.base import ImageRoIs, Stateless
 
 RANKING_LOSSES = ("cls+box", "cls")
 NMS_SCOPES = ("label", "image")
@@ -56,7 +54,7 @@ def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
         raise UserError(f"{key}: unknown '{value}' (choose {' or '.join(choices)})")
 
 
-class OHEMSampler:
+class OHEMSampler(Stateless):
     """The top B/N RoIs by loss, after loss-scored NMS."""
 
     needs_roi_losses = True
@@ -83,13 +81,3 @@ class OHEMSampler:
         score = roi_losses.cls if self.ranking_loss == "cls" else roi_losses.total
         labels = rois.labels if self.nms_scope == "label" else None
         return hardest_rois(rois.boxes, score, num, self.nms_iou, labels)
-
-    def after_mining(self, mined: MinedNegatives | None) -> None:
-        """Nothing to refresh."""
-
-    def state_dict(self) -> dict[str, Any]:
-        """No state."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """No state."""

@@ -16,13 +16,11 @@ mmdetection's ``topk`` leaves the order unspecified.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
 from ohemcli.model.losses import RoILosses
-from ohemcli.samplers.base import ImageRoIs, MinedNegatives
+from ohemcli.samplers.base import ImageRoIs, Stateless
 
 
 def top_loss(candidates: Tensor, loss: Tensor, num: int) -> Tensor:
@@ -33,7 +31,7 @@ def top_loss(candidates: Tensor, loss: Tensor, num: int) -> Tensor:
     return candidates[order[:num]]
 
 
-class MMDetOHEMSampler:
+class MMDetOHEMSampler(Stateless):
     """Top-k by classification loss within the positive quota and within the negatives."""
 
     needs_roi_losses = True
@@ -54,13 +52,3 @@ class MMDetOHEMSampler:
         chosen_fg = top_loss(fg, roi_losses.cls, int(num * self.fg_fraction))
         chosen_bg = top_loss(bg, roi_losses.cls, num - chosen_fg.numel())
         return torch.cat([chosen_fg, chosen_bg])
-
-    def after_mining(self, mined: MinedNegatives | None) -> None:
-        """Nothing to refresh."""
-
-    def state_dict(self) -> dict[str, Any]:
-        """No state."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """No state."""

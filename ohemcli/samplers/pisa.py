@@ -17,13 +17,11 @@ The sampler is mmdetection's ``ScoreHLRSampler`` (ISR-N); the loss (``pisa``, se
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
 from ohemcli.model.losses import RoILosses
-from ohemcli.samplers.base import ImageRoIs, MinedNegatives, Selection, random_subset
+from ohemcli.samplers.base import ImageRoIs, Selection, Stateless, random_subset
 
 
 def nms_match(boxes: Tensor, scores: Tensor, iou_thr: float) -> list[Tensor]:
@@ -95,7 +93,7 @@ def isr_n(
     return chosen, weights
 
 
-class PISASampler:
+class PISASampler(Stateless):
     """Random positives, score-HLR negatives with ISR-N weights; trained with the pisa loss."""
 
     needs_roi_losses = True
@@ -144,13 +142,3 @@ class PISASampler:
         indices = torch.cat([chosen_fg, bg[picked.to(bg.device)]])
         weights = torch.cat([torch.ones(len(chosen_fg)), neg_weights]).to(device)
         return Selection(indices, cls_weight=weights, loss="pisa")
-
-    def after_mining(self, mined: MinedNegatives | None) -> None:
-        """Nothing to refresh."""
-
-    def state_dict(self) -> dict[str, Any]:
-        """No state."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """No state."""
