@@ -77,6 +77,9 @@ def warnings_seen(caplog):
     """The ohemcli logger's records, at WARNING and above: the CLI sets propagate=False on that
     logger, so caplog alone misses them once any CLI test has run in the same process."""
     logger = logging.getLogger("ohemcli")
+    propagate = logger.propagate
+    logger.propagate = False  # else a record reaches caplog twice: here and through the root
     logger.addHandler(caplog.handler)
     yield caplog
     logger.removeHandler(caplog.handler)
+    logger.propagate = propagate

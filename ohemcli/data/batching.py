@@ -64,16 +64,15 @@ def image_tensor(image: np.ndarray, factor: float, flip: bool, norm: str = "torc
 def flip_boxes(boxes: Tensor, width: float) -> Tensor:
     """Mirror boxes in an image ``width`` pixels wide, as the image's columns are mirrored.
 
-    Computed as ``x1' = width - x2`` and ``x2' = width - x1``, the rule for continuous
-    coordinates, which ``boxes.py``'s box coding also uses (widths ``x2 - x1``). The boxes
-    themselves are stored as 0-based inclusive pixel indices (VOC's corners minus 1), under which
-    the release's ``W - x - 1`` is exact and this rule lands one pixel to the right. The two
-    conventions are to be made one, flip and box coding together, with every published figure
-    measured again (the README's tables were measured with this rule).
+    Boxes are 0-based inclusive pixel indices (VOC's corners minus 1): a box ``[x1, x2]`` covers
+    columns ``x1`` to ``x2``, and mirroring sends column ``c`` to ``width - 1 - c``. Hence
+    ``x1' = width - 1 - x2`` and ``x2' = width - 1 - x1``, the release's rule (py-faster-rcnn
+    ``roidb.append_flipped_images``). Box coding (``boxes.py``) measures widths as ``x2 - x1``;
+    any mirror ``a - x`` only negates a box's ``dx`` target under it, so the two agree.
     """
     flipped = boxes.clone()
-    flipped[:, 0] = width - boxes[:, 2]
-    flipped[:, 2] = width - boxes[:, 0]
+    flipped[:, 0] = width - 1 - boxes[:, 2]
+    flipped[:, 2] = width - 1 - boxes[:, 0]
     return flipped
 
 

@@ -114,9 +114,20 @@ def test_detect_split_builds_its_images_with_the_config_normalisation(monkeypatc
     assert seen == ["caffe", "torchvision"]
 
 
-def test_flip_boxes_mirrors_by_hand_and_twice_gives_the_box_back():
-    # x1' = W - x2 = 10 - 4 and x2' = W - x1 = 10 - 2; rows are untouched
+def test_flip_boxes_mirrors_pixel_columns_by_hand_and_twice_gives_the_box_back():
+    # A 10-pixel-wide image: columns 0..9. The box over columns 2..4 mirrors to columns
+    # 9-4=5 .. 9-2=7; the full-width box 0..9 stays 0..9. Rows are untouched.
     boxes = torch.tensor([[2.0, 1.0, 4.0, 3.0], [0.0, 0.0, 9.0, 5.0]])
     flipped = flip_boxes(boxes, 10)
-    assert flipped.tolist() == [[6.0, 1.0, 8.0, 3.0], [1.0, 0.0, 10.0, 5.0]]
+    assert flipped.tolist() == [[5.0, 1.0, 7.0, 3.0], [0.0, 0.0, 9.0, 5.0]]
     assert torch.equal(flip_boxes(flipped, 10), boxes)
+
+
+def test_flip_boxes_lands_on_the_mirrored_pixels_of_an_image():
+    # Paint the box's pixels, mirror the image's columns, and read the painted columns back.
+    image = torch.zeros(6, 10)
+    image[1:4, 2:5] = 1.0  # rows 1..3, columns 2..4 inclusive
+    mirrored = image.flip(1)
+    cols = torch.nonzero(mirrored.sum(0)).flatten()
+    box = flip_boxes(torch.tensor([[2.0, 1.0, 4.0, 3.0]]), 10)[0]
+    assert (box[0].item(), box[2].item()) == (cols.min().item(), cols.max().item())
