@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,8 +132,8 @@ class ComparePaths:
         return self.root / "compare.yaml"
 
     def run(self, sampler: str, seed: int) -> RunPaths:
-        """``OUT/runs/<sampler>-s<seed>``."""
-        return RunPaths(self.root / "runs" / f"{sampler}-s{seed}")
+        """``OUT/runs/<sampler>-s<seed>`` (a plugin's import path spelled for a folder name)."""
+        return RunPaths(self.root / "runs" / f"{folder_name(sampler)}-s{seed}")
 
     def finished_runs(self) -> list[Path]:
         """Run folders under ``runs/`` that have a summary."""
@@ -191,9 +192,16 @@ def _data_name(cfg: ExperimentConfig) -> str:
     return path.stem if path.suffix == ".json" else path.name
 
 
+def folder_name(sampler: str) -> str:
+    """``sampler`` with every character other than letters, digits, ``.``, ``_`` and ``-`` made
+    ``_``: a plugin's import path (``pkg.mod:Class``) holds ``:``, which Windows, ``scp`` and
+    ``PATH``-like lists read as a separator. The run's config keeps the name as given."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", sampler)
+
+
 def default_run_dir(cfg: ExperimentConfig) -> Path:
     """``runs/<data>-<sampler>-s<seed>``: the folder of ``ohem train`` without ``--out``."""
-    return DEFAULT_ROOT / f"{_data_name(cfg)}-{cfg.sampler.name}-s{cfg.train.seed}"
+    return DEFAULT_ROOT / f"{_data_name(cfg)}-{folder_name(cfg.sampler.name)}-s{cfg.train.seed}"
 
 
 def default_compare_dir(cfg: ExperimentConfig) -> Path:

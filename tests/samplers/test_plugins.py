@@ -14,6 +14,7 @@ from ohemcli.errors import UserError
 from ohemcli.fileio import read_json
 from ohemcli.launch.compare import compare
 from ohemcli.runs.checkpointer import load_checkpoint
+from ohemcli.runs.paths import folder_name
 from ohemcli.samplers import build_sampler, check_sampler_names
 from ohemcli.samplers.base import ImageRoIs
 from ohemcli.samplers.plugins import PluginError, PluginSampler
@@ -57,19 +58,21 @@ def test_a_compare_runs_the_example_and_survives_a_plugin_that_raises(
     bad = f"{FIXTURES}:RaisesAtThird"
     outcome = compare(tiny, [bad, "fixed", EXAMPLE], [1], tmp_path / "cmp", show_progress=False)
     # the plugin that raised fails its own run, in one line naming it and the call
-    assert [f.name for f in outcome.failures] == [f"{bad}-s1"]
+    assert [f.name for f in outcome.failures] == [f"{folder_name(bad)}-s1"]
     assert outcome.failures[0].last_line.endswith(
         f"PluginError: sampler plugin '{bad}': select() raised ValueError: boom"
     )
     runs = {p.name: p for p in outcome.finished(tiny.train.iters)}
-    assert set(runs) == {"fixed-s1", f"{EXAMPLE}-s1"}  # the other runs of the grid finished
-    record = read_json(runs[f"{EXAMPLE}-s1"] / "plugin.json")
+    example = f"{folder_name(EXAMPLE)}-s1"
+    assert ":" not in example  # the import path's colon stays out of folder names
+    assert set(runs) == {"fixed-s1", example}  # the other runs of the grid finished
+    record = read_json(runs[example] / "plugin.json")
     assert record == {
         "name": EXAMPLE, "import_path": EXAMPLE, "distribution": None, "version": None,
     }  # fmt: skip
     assert not (runs["fixed-s1"] / "plugin.json").exists()
     # 4 iterations of 2 images: 8 select() calls, saved through the plugin's state_dict
-    assert load_checkpoint(runs[f"{EXAMPLE}-s1"] / "checkpoint.pt")["sampler"] == {"seen": 8}
+    assert load_checkpoint(runs[example] / "checkpoint.pt")["sampler"] == {"seen": 8}
     # the report pairs the plugin with fixed like any sampler
     from ohemcli.report import load_runs
     from ohemcli.report.render import write_report
