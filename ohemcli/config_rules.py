@@ -135,6 +135,9 @@ IOU = Number(lo=0.0, hi=1.0, lo_open=True)  # an IoU threshold in (0, 1]
 POSITIVE = Number(lo=0.0, lo_open=True)  # a finite float > 0
 NONNEG = Number(lo=0.0)  # a finite float >= 0
 PIXELS = Number(lo=1, hi=10000, integer=True)  # an image side in pixels
+# A count of iterations: up to 10 million, 100x a long COCO schedule. A larger count is a typo
+# that would otherwise show up only as an lr schedule and ETA of years.
+ITERS = Number(lo=1, hi=10_000_000, integer=True)
 
 RULES: dict[str, Rule] = {
     "data.root": Text(),
@@ -186,7 +189,7 @@ RULES: dict[str, Rule] = {
     "sampler.pisa_iou_thr": IOU,
     "sampler.pisa_isr_p": Flag(),
     "sampler.pisa_carl": Flag(),
-    "train.iters": COUNT,
+    "train.iters": ITERS,
     "train.images_per_batch": COUNT,
     "train.lr": POSITIVE,
     "train.momentum": FRACTION,
@@ -194,7 +197,7 @@ RULES: dict[str, Rule] = {
     "train.bias_lr_factor": POSITIVE,
     "train.bias_weight_decay": OrNone(NONNEG),
     "train.bias_decay_scope": Choice(("all", "fc")),
-    "train.lr_steps": Items(COUNT, rising=True),
+    "train.lr_steps": Items(ITERS, rising=True),
     "train.lr_gamma": POSITIVE,
     "train.warmup_iters": COUNT0,
     "train.seed": Number(lo=0, hi=2**32 - 1, integer=True),

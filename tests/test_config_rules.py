@@ -28,8 +28,10 @@ def test_defaults_and_every_shipped_preset_pass_their_rules():
 @pytest.mark.parametrize(
     ("key", "value", "allowed"),
     [
-        ("train.iters", -5, "[1, inf)"),
-        ("train.iters", 0, "[1, inf)"),
+        ("train.iters", -5, "[1, 10000000]"),
+        ("train.iters", 0, "[1, 10000000]"),
+        ("train.iters", 10**12, "[1, 10000000]"),
+        ("train.lr_steps", (10, 10**12), "[1, 10000000]"),
         ("sampler.batch_rois", 0, "[1, inf)"),
         ("model.roi_size", 0, "[1, 64]"),
         ("sampler.fg_fraction", 1.5, "[0, 1]"),
@@ -72,6 +74,7 @@ def test_a_value_out_of_range_is_refused_with_the_allowed_range(key, value, allo
     ("key", "value"),
     [
         ("train.iters", 1),
+        ("train.iters", 10_000_000),
         ("sampler.fg_fraction", 0.0),
         ("sampler.fg_fraction", 1),
         ("eval.nms", 1.0),
