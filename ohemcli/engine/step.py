@@ -60,7 +60,7 @@ class StepResult:
     mean_loss_all: float | None = None  # ohem: mean read-only loss of every RoI
     iou_hist: list[int] = field(default_factory=lambda: [0] * IOU_BINS)  # chosen RoIs' max IoU
     step_time: float = 0.0  # seconds of the whole step, CUDA synchronised (set by Trainer.step)
-    # Seconds of its parts (see train_step): trunk, readonly (readonly_pool, readonly_rank_head),
+    # Seconds of its parts (see train_step): trunk, readonly (readonly_pool, readonly_head),
     # select, pool and head (the training forward, head with the loss), backward (and update).
     parts: dict[str, float] = field(default_factory=dict)
 
