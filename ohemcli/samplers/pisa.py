@@ -50,8 +50,12 @@ def score_hlr(scores: Tensor, groups: list[Tensor]) -> Tensor:
     """Rank (0 = first) of each valid negative by score-HLR: ``valid - rank_in_group + score``,
     highest first."""
     importance = torch.zeros_like(scores, dtype=torch.float32)
-    for group in groups:
-        importance[group] = len(scores) - torch.arange(len(group)).float() + scores[group].float()
+    if groups:  # all groups at once: each member's place in its group, then the same float32 sum
+        members = torch.cat(groups)
+        sizes = torch.tensor([len(g) for g in groups])
+        starts = torch.repeat_interleave(sizes.cumsum(0) - sizes, sizes)
+        place = torch.arange(len(members)) - starts
+        importance[members] = len(scores) - place.float() + scores[members].float()
     order = torch.sort(importance, descending=True, stable=True).indices
     rank = torch.empty_like(order)
     rank[order] = torch.arange(len(order))
