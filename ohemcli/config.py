@@ -142,6 +142,9 @@ class SamplerConfig:
     pisa_iou_thr: float = 0.5  # pisa ISR-N: IoU of the NMS-match grouping
     pisa_isr_p: bool = True  # pisa: reweight positives by IoU-HLR (k 2, bias 0)
     pisa_carl: bool = True  # pisa: classification-aware regression loss (k 1, bias 0.2)
+    # The precision of the passes that only rank RoIs (the read-only pass of ohem, ohem-mmdet,
+    # pisa and plugins; hnm's mining pass): "bfloat16" autocasts them (RoI pooling stays float32)
+    rank_dtype: str = "float32"
 
 
 @dataclass(frozen=True)

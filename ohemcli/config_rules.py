@@ -175,6 +175,7 @@ RULES: dict[str, Rule] = {
     "sampler.ohem_nms_iou": IOU,
     "sampler.ohem_nms_scope": Choice(("label", "image")),
     "sampler.ohem_loss": Choice(("cls+box", "cls")),
+    "sampler.rank_dtype": Choice(("float32", "bfloat16")),
     "sampler.mine_every": COUNT0,
     "sampler.hnm_fp_thresh": FRACTION,
     "sampler.hnm_pool_per_image": COUNT,

@@ -22,6 +22,7 @@ from ohemcli.cli.option_types import (
     HnmPoolOpt,
     OhemNmsScopeOpt,
     PretrainedOpt,
+    RankDtypeOpt,
     RoIOpOpt,
     WorkersOpt,
 )
@@ -40,6 +41,7 @@ def bench_command(
     roi_op: RoIOpOpt = None,
     frozen_convs: FrozenConvsOpt = None,
     ohem_nms_scope: OhemNmsScopeOpt = None,
+    rank_dtype: RankDtypeOpt = None,
     hnm_pool: HnmPoolOpt = None,
     samplers: Annotated[
         str,
@@ -128,6 +130,7 @@ def bench_command(
             f"{r['peak_memory_mb']:.0f}",
         )
     out_console.print(table)
+    out_console.print(parts_table(rows))
     for r in rows:
         if r["mining_s_per_image"] is not None:
             out_console.print(
@@ -136,3 +139,25 @@ def bench_command(
                 f"({r['mining_overhead']:+.1%}; median of {mining_runs})",
                 highlight=False,
             )
+
+
+def parts_table(rows: list[dict]) -> Table:
+    """Where each sampler's iteration goes: the median seconds of each part of a step."""
+    from ohemcli.engine.bench import STEP_PARTS
+
+    heads = {
+        "trunk": "trunk",
+        "readonly_pool": "read-only pool",
+        "readonly_head": "read-only head",
+        "select": "select",
+        "pool": "pool",
+        "head": "head+loss",
+        "backward": "backward+update",
+    }
+    table = Table(title="where an iteration goes, s (median; read-only: every RoI, no autograd)")
+    table.add_column("sampler", justify="left")
+    for name in STEP_PARTS:
+        table.add_column(heads[name], justify="right")
+    for r in rows:
+        table.add_row(r["sampler"], *(f"{r['parts'][name]:.4f}" for name in STEP_PARTS))
+    return table

@@ -44,6 +44,7 @@ Pretrained = choice_enum("Pretrained", "model.pretrained")
 RoIOp = choice_enum("RoIOp", "model.roi_op")
 NmsScope = choice_enum("NmsScope", "sampler.ohem_nms_scope")
 RankingLoss = choice_enum("RankingLoss", "sampler.ohem_loss")
+RankDtype = choice_enum("RankDtype", "sampler.rank_dtype")
 PoolRule = choice_enum("PoolRule", "sampler.hnm_pool")
 Device = choice_enum("Device", "train.device")
 LibraBins = choice_enum("LibraBins", "sampler.libra_bins")
@@ -159,6 +160,15 @@ OhemNmsScopeOpt = Annotated[
 OhemLossOpt = Annotated[
     RankingLoss | None,
     _opt("--ohem-loss", panel=SAMPLER, metavar="<rule>", help="ohem: rank by cls+box or cls."),
+]
+RankDtypeOpt = Annotated[
+    RankDtype | None,
+    _opt(
+        "--rank-dtype",
+        panel=SAMPLER,
+        metavar="<dtype>",
+        help="Read-only and mining passes: float32 or bfloat16.",
+    ),
 ]
 MineEveryOpt = Annotated[
     int | None,

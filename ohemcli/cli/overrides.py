@@ -43,6 +43,7 @@ OPTION_KEYS: dict[str, str] = {
     "ohem_nms_iou": "sampler.ohem_nms_iou",
     "ohem_nms_scope": "sampler.ohem_nms_scope",
     "ohem_loss": "sampler.ohem_loss",
+    "rank_dtype": "sampler.rank_dtype",
     "mine_every": "sampler.mine_every",
     "hnm_fp_thresh": "sampler.hnm_fp_thresh",
     "hnm_pool_per_image": "sampler.hnm_pool_per_image",

@@ -76,6 +76,19 @@ def time_mining(
     return {"mining_s_per_image": m, "forward_s_per_image": f, "mining_overhead": m / f - 1}
 
 
+# The parts of a step (engine.step.train_step), in the order they run.
+STEP_PARTS = ("trunk", "readonly_pool", "readonly_head", "select", "pool", "head", "backward")
+
+
+def median_parts(parts: list[dict[str, float]]) -> dict[str, float]:
+    """Median seconds of each of :data:`STEP_PARTS` over the iterations (0 where a sampler has
+    no such part: the read-only pass of fixed, say)."""
+    return {
+        name: statistics.median(p.get(name, 0.0) for p in parts) if parts else 0.0
+        for name in STEP_PARTS
+    }
+
+
 def _time_sampler(
     cfg: ExperimentConfig, iters: int, warmup: int, mining_runs: int, progress: Any, task: Any
 ) -> dict[str, Any]:
@@ -84,12 +97,14 @@ def _time_sampler(
         device = trainer.device
         reset_peak_memory(device)
         trainer.model.train()
-        step_times, readonly = [], []
+        trainer.time_parts = True  # each part CUDA synchronised: StepResult.parts
+        step_times, readonly, parts = [], [], []
         for i, batch in enumerate(trainer.batches()):
             result = trainer.step(batch)  # step_time: compute only, CUDA synchronised
             if i >= warmup:
                 step_times.append(result.step_time)
                 readonly.append(result.readonly_time)
+                parts.append(result.parts)
             progress.advance(task)
         row: dict[str, Any] = {
             "sampler": cfg.sampler.name,
@@ -102,6 +117,7 @@ def _time_sampler(
             "mining_s_per_image": None,
             "forward_s_per_image": None,
             "mining_overhead": None,
+            "parts": median_parts(parts),
         }
         if trainer.sampler.needs_mining:
             timing = time_mining(

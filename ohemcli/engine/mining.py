@@ -9,6 +9,7 @@ one-image forward gives it (padding would change the features near the right and
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Protocol
 
 import torch
@@ -86,18 +87,27 @@ def mine_false_positives(
     workers: int = 0,
     show_progress: bool = True,
     batch_size: int = 1,
+    rank_dtype: str = "float32",
 ) -> MinedNegatives:
-    """One mining pass over every training image (see module docstring)."""
+    """One mining pass over every training image (see module docstring); ``rank_dtype``
+    "bfloat16" autocasts the trunk and head (RoI pooling stays float32: ``FastRCNN.pool``)."""
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()
     loader = mining_loader(images, batch_size, workers, pin_memory=device.type == "cuda")
     mined = MinedNegatives()
+    precision = (
+        torch.autocast(device.type, dtype=torch.bfloat16)
+        if rank_dtype == "bfloat16"
+        else nullcontext()
+    )
     with make_progress(disable=not show_progress) as progress:
         task = progress.add_task("hnm mining pass", total=len(images))
         for batch in loader:
             batch = batch.to(device)
-            for sample, scores in zip(batch.samples, object_scores(model, batch), strict=True):
+            with precision:
+                scored = object_scores(model, batch)
+            for sample, scores in zip(batch.samples, scored, strict=True):
                 idx, fp_scores = false_positives(
                     sample.labels, scores, request.fp_thresh, request.per_image
                 )

@@ -63,7 +63,8 @@ class TrainState:
         self.recent_s_per_iter = step_time + data_time
         # Counts are summed over the window (fg_fraction is pooled from them), not averaged.
         counts = ("num_chosen", "num_fg", "iou_hist", "fg_fraction")
-        values = {k: v for k, v in asdict(result).items() if v is not None and k not in counts}
+        skipped = (*counts, "parts")  # the per-part seconds are ohem bench's, not the log's
+        values = {k: v for k, v in asdict(result).items() if v is not None and k not in skipped}
         values.update(step_time=step_time, data_time=data_time)
         for key, value in values.items():
             self.window.setdefault(key, []).append(float(value))

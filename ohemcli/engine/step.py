@@ -60,6 +60,9 @@ class StepResult:
     mean_loss_all: float | None = None  # ohem: mean read-only loss of every RoI
     iou_hist: list[int] = field(default_factory=lambda: [0] * IOU_BINS)  # chosen RoIs' max IoU
     step_time: float = 0.0  # seconds of the whole step, CUDA synchronised (set by Trainer.step)
+    # Seconds of its parts (see train_step): trunk, readonly (readonly_pool, readonly_head),
+    # select, pool and head (the training forward, head with the loss), backward (and update).
+    parts: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -70,6 +73,29 @@ class Chosen:
     selections: list[Selection] = field(default_factory=list)  # with weights and loss, per image
     readonly: list[RoILosses] | None = None  # every RoI's loss, when the sampler asked for it
     readonly_time: float = 0.0  # seconds of the read-only pass
+    times: dict[str, float] = field(default_factory=dict)  # its parts, seconds (PartClock)
+
+
+class PartClock:
+    """Seconds between successive :meth:`lap` calls, each CUDA synchronised when ``sync`` (for
+    ``ohem bench``'s parts; training leaves it off, where the syncs would cost time and the laps
+    on CUDA then only count the launches)."""
+
+    def __init__(self, device: torch.device, sync: bool = False) -> None:
+        self.device, self.sync = device, sync and device.type == "cuda"
+        self._sync()
+        self.last = time.perf_counter()
+
+    def _sync(self) -> None:
+        if self.sync:
+            torch.cuda.synchronize(self.device)
+
+    def lap(self) -> float:
+        """Seconds since the clock started or since the previous lap."""
+        self._sync()
+        now = time.perf_counter()
+        seconds, self.last = now - self.last, now
+        return seconds
 
 
 @dataclass
@@ -90,20 +116,42 @@ def image_rois(batch: Batch) -> list[ImageRoIs]:
     ]
 
 
+def rank_autocast(device: torch.device, rank_dtype: str) -> AbstractContextManager:
+    """The precision of the ranking passes (``sampler.rank_dtype``): float32 leaves them as the
+    caller runs them; bfloat16 autocasts their layers (the RoI pooling stays float32, see
+    ``FastRCNN.pool``)."""
+    if rank_dtype == "float32":
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
 def readonly_losses(
-    model: FastRCNN, features: Tensor, images: list[ImageRoIs], with_boxes: bool = False
+    model: FastRCNN,
+    features: Tensor,
+    images: list[ImageRoIs],
+    with_boxes: bool = False,
+    pooled: Tensor | None = None,
 ) -> list[RoILosses]:
     """Every RoI's loss and logits (``with_boxes``: and decoded box) with no autograd graph,
-    split per image."""
+    split per image; from ``pooled`` (R, C, S, S) when the caller pooled every RoI (see
+    ``FastRCNN.rank_pool``)."""
+    rois = rois_with_batch_index([r.boxes for r in images])
     with torch.no_grad():
         args = (
-            features,
-            rois_with_batch_index([r.boxes for r in images]),
+            rois,
             torch.cat([r.labels for r in images]),
             torch.cat([r.box_targets for r in images]),
         )
-        # Positional, and only when asked: the plain call stays the one the training forward makes.
-        losses = model.roi_losses(*args, True) if with_boxes else model.roi_losses(*args)
+        if pooled is not None:
+            losses = model.head_losses(pooled, *args, with_boxes)
+        else:
+            # Positional, and only when asked: the plain call stays the one the training forward
+            # of the samplers without a read-only pass makes.
+            losses = (
+                model.roi_losses(features, *args, True)
+                if with_boxes
+                else model.roi_losses(features, *args)
+            )
     sizes = [len(r.labels) for r in images]
 
     def split(t: Tensor | None) -> list[Tensor | None]:
@@ -120,14 +168,24 @@ def choose_rois(
     images: list[ImageRoIs],
     per_image: int,
     gen: torch.Generator,
+    rank_dtype: str = "float32",
+    sync_parts: bool = False,
 ) -> Chosen:
-    """At most ``per_image`` RoIs per image, by ``sampler``; runs the read-only pass it needs."""
-    readonly, readonly_time = None, 0.0
+    """At most ``per_image`` RoIs per image, by ``sampler``; runs the read-only pass it needs,
+    in ``rank_dtype`` (see :func:`rank_autocast`), and times its parts (``Chosen.times``;
+    ``sync_parts``: CUDA synchronised)."""
+    readonly, readonly_time, times = None, 0.0, {}
     if sampler.needs_roi_losses:
-        start = time.perf_counter()
+        clock = PartClock(features.device, sync_parts)
         with_boxes = bool(getattr(sampler, "needs_pred_boxes", False))
-        readonly = readonly_losses(model, features, images, with_boxes)
-        readonly_time = time.perf_counter() - start
+        pooled = model.rank_pool(features, rois_with_batch_index([r.boxes for r in images]))
+        times["pool"] = clock.lap()
+        # The head runs over every RoI here, in train mode (dropout on, as the release's
+        # read-only net), before the training forward draws its own dropout masks.
+        with rank_autocast(features.device, rank_dtype):
+            readonly = readonly_losses(model, features, images, with_boxes, pooled)
+        times["head"] = clock.lap()
+        readonly_time = times["pool"] + times["head"]
     selections = [
         as_selection(
             sampler.select(r, None if readonly is None else readonly[i], per_image, gen),
@@ -135,7 +193,7 @@ def choose_rois(
         )
         for i, r in enumerate(images)
     ]
-    return Chosen([s.indices for s in selections], selections, readonly, readonly_time)
+    return Chosen([s.indices for s in selections], selections, readonly, readonly_time, times)
 
 
 def iou_histogram(max_iou: Tensor) -> list[int]:
@@ -255,22 +313,33 @@ def train_step(
     gen: torch.Generator,
     iteration: int,
     autocast: Callable[[], AbstractContextManager] | None = None,
+    rank_dtype: str = "float32",
+    sync_parts: bool = False,
 ) -> StepResult:
     """Run iteration ``iteration`` (1-based, for messages) on ``batch`` and update the weights.
 
-    Raises :class:`NonFiniteLoss` before any update when the loss is NaN or infinite.
+    ``rank_dtype`` is the read-only pass's precision (:func:`rank_autocast`); ``sync_parts``
+    synchronises CUDA around each part of ``StepResult.parts`` (``ohem bench``). Raises
+    :class:`NonFiniteLoss` before any update when the loss is NaN or infinite.
     """
     images = image_rois(batch)
+    clock = PartClock(batch.images.device, sync_parts)
     with autocast() if autocast is not None else nullcontext():
         features = model.features(batch.images)
-        chosen = choose_rois(model, sampler, features, images, per_image, gen)
+        parts = {"trunk": clock.lap()}
+        chosen = choose_rois(
+            model, sampler, features, images, per_image, gen, rank_dtype, sync_parts
+        )
+        parts["readonly"] = clock.lap()
+        parts["select"] = parts["readonly"] - chosen.readonly_time
+        parts["readonly"] = chosen.readonly_time
         pairs = list(zip(images, chosen.indices, strict=True))
         labels = torch.cat([r.labels[c] for r, c in pairs])
-        losses = model.roi_losses(
-            features,
-            rois_with_batch_index([r.boxes[c] for r, c in pairs]),
-            labels,
-            torch.cat([r.box_targets[c] for r, c in pairs]),
+        rois = rois_with_batch_index([r.boxes[c] for r, c in pairs])
+        pooled = model.pool(features, rois)  # again for the chosen: see FastRCNN.rank_pool
+        parts["pool"] = clock.lap()
+        losses = model.head_losses(
+            pooled, rois, labels, torch.cat([r.box_targets[c] for r, c in pairs])
         )
         terms = batch_loss(
             model, images, chosen, losses, labels, getattr(sampler, "loss_options", None)
@@ -278,7 +347,9 @@ def train_step(
         loss = terms.cls + terms.box
     count = max(1, len(labels))
     check_finite(terms, 1, iteration)
+    parts["head"] = clock.lap()
     apply_loss(loss, model, updater)
+    parts["backward"] = clock.lap()
     result = StepResult(
         loss=loss.item(),
         loss_cls=terms.cls.item(),
@@ -288,6 +359,7 @@ def train_step(
         num_fg=int((labels > 0).sum().item()),
         readonly_time=chosen.readonly_time,
         iou_hist=iou_histogram(torch.cat([r.max_iou[c] for r, c in pairs])),
+        parts={**parts, **{f"readonly_{k}": v for k, v in chosen.times.items()}},
     )
     if chosen.readonly is not None:
         picked = zip(chosen.readonly, chosen.indices, strict=True)

@@ -133,6 +133,7 @@ class Trainer:
         self.state = TrainState()
         self.saved_at: int | None = None  # iteration of the checkpoint on disk
         self.test_data = None
+        self.time_parts = False  # ohem bench: CUDA-synchronise each part of a step (parts)
         if checkpoint is not None:
             self._restore(checkpoint)
         broadcast_parameters(self.model, self.dist)
@@ -184,6 +185,8 @@ class Trainer:
                 self.gen,
                 self.state.iteration + 1,
                 self.autocast,
+                c.sampler.rank_dtype,
+                self.time_parts,
             )
         except NonFiniteLoss as exc:
             kept = (
@@ -257,6 +260,7 @@ class Trainer:
             loader_workers(self.cfg.data.workers),
             self.show,
             batch_size=self.cfg.train.images_per_batch,
+            rank_dtype=self.cfg.sampler.rank_dtype,
         )
         sampler.after_mining(mined)
         synchronize(self.device)

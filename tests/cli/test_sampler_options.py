@@ -9,7 +9,7 @@ runner = CliRunner()
 
 
 @pytest.mark.parametrize("command", ["train", "compare", "bench"])
-@pytest.mark.parametrize("option", ["--ohem-nms-scope", "--hnm-pool"])
+@pytest.mark.parametrize("option", ["--ohem-nms-scope", "--hnm-pool", "--rank-dtype"])
 def test_sampler_choice_options_reject_other_values(command, option):
     assert option in runner.invoke(app, [command, "--help"]).output
     result = runner.invoke(app, [command, option, "bogus"])
@@ -35,6 +35,9 @@ def test_ohem_nms_scope_reaches_the_config(monkeypatch, tmp_path):
     assert seen["cfg"].sampler.hnm_pool == "accumulate"
     assert runner.invoke(app, [*args, "--hnm-pool", "replace"]).exit_code == 0
     assert seen["cfg"].sampler.hnm_pool == "replace"
+    assert seen["cfg"].sampler.rank_dtype == "float32"  # the default
+    assert runner.invoke(app, [*args, "--rank-dtype", "bfloat16"]).exit_code == 0
+    assert seen["cfg"].sampler.rank_dtype == "bfloat16"
 
 
 @pytest.mark.parametrize("command", ["train", "compare"])

@@ -65,3 +65,21 @@ def test_mining_restores_the_training_mode(tmp_path):
         model, images, MiningRequest(0.5, 8), torch.device("cpu"), show_progress=False
     )
     assert model.training
+
+
+def test_bfloat16_mining_scores_close_to_float32(tmp_path):
+    """rank_dtype bfloat16 runs the pass under autocast: the scores move by bfloat16's rounding
+    (8 bits of mantissa), not more, and the same RoIs are watched."""
+    images = _two_sizes(tmp_path)
+    torch.manual_seed(0)
+    model = FastRCNN(ModelConfig(backbone="tiny"), num_classes=2)
+    request = MiningRequest(0.0, 10_000, {"im002": torch.tensor([5, 0, 7])})
+    cpu = torch.device("cpu")
+    runs = [
+        mine_false_positives(model, images, request, cpu, show_progress=False, rank_dtype=dtype)
+        for dtype in ("float32", "bfloat16")
+    ]
+    f32, bf16 = (run.rescored["im002"] for run in runs)
+    assert f32.dtype == bf16.dtype == torch.float32
+    assert not torch.equal(f32, bf16)
+    torch.testing.assert_close(bf16, f32, rtol=0.03, atol=0.01)

@@ -155,14 +155,14 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     from ohemcli.model.fast_rcnn import FastRCNN
     from ohemcli.model.losses import RoILosses
 
-    real, calls = FastRCNN.roi_losses, []
+    real, calls = FastRCNN.head_losses, []
 
     def nan_box_at_7(self, *args):
         losses = real(self, *args)
         calls.append(1)  # fixed sampler: one call per iteration
         return RoILosses(losses.cls, losses.box * float("nan")) if len(calls) == 7 else losses
 
-    monkeypatch.setattr(FastRCNN, "roi_losses", nan_box_at_7)
+    monkeypatch.setattr(FastRCNN, "head_losses", nan_box_at_7)
     run = tmp_path / "run"
     keys = {"train.iters": 10, "train.log_every": 2, "train.checkpoint_every": 5}
     cfg = small_config(**keys)

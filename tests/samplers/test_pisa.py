@@ -22,6 +22,37 @@ def test_nms_match_groups_in_score_order():
     assert [g.tolist() for g in groups] == [[1, 0], [3], [2]]
 
 
+def _nms_match_reference(boxes, scores, iou_thr):
+    """mmcv's nms_match spelled out one box at a time (the loop the numpy walk replaced)."""
+    from torchvision.ops import box_iou
+
+    order = torch.sort(scores, descending=True, stable=True).indices
+    iou = box_iou(boxes[order], boxes[order])
+    taken, groups = [False] * len(order), []
+    for i in range(len(order)):
+        if taken[i]:
+            continue
+        group = [i]
+        for j in range(i + 1, len(order)):
+            if not taken[j] and iou[i, j] >= iou_thr:
+                taken[j] = True
+                group.append(j)
+        groups.append([int(order[k]) for k in group])
+    return groups
+
+
+def test_nms_match_equals_the_one_box_at_a_time_walk():
+    g = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        xy = torch.rand(150, 2, generator=g) * 100
+        boxes = torch.cat([xy, xy + 10 + torch.rand(150, 2, generator=g) * 30], 1)
+        scores = torch.rand(150, generator=g).round(decimals=1)  # ties: the stable order counts
+        got = [g.tolist() for g in nms_match(boxes, scores, 0.5)]
+        assert got == _nms_match_reference(boxes, scores, 0.5)
+        assert sorted(i for group in got for i in group) == list(range(150))
+        assert any(len(group) > 1 for group in got)
+
+
 def test_isr_n_ranks_and_weights_by_hand():
     # valid 0, 1, 3: groups {0, 1} and {3}; importance 3 - 0 + .9, 3 - 1 + .8, 3 - 0 + .6
     # = 3.9, 2.8, 3.6 -> order 0, 3, 1 with ranks 0, 1, 2; weights (3 - r) / 3, then ^0.5

@@ -1,0 +1,86 @@
+"""How much does ranking in bfloat16 change what a sampler chooses, and what does it save?
+
+    OMP_NUM_THREADS=1 python benchmarks/rank_dtype.py [--config synth_tiny] [--data ROOT]
+        [--sampler ohem] [--iters 100] [--repeats 3] [--timed-iters 10]
+
+1. Overlap: one float32 training run of ``--iters`` iterations; before each step, on the same
+   batch and the same weights, the sampler's choice is computed with the read-only pass in
+   float32 and in bfloat16 (``engine.rank_check.choice_in``: the RNG is put back, so the run
+   trains as it would alone). Prints the mean over iterations of the mean per-image Jaccard
+   overlap of the two chosen sets, and its lowest iteration.
+2. Cost: ``ohem bench``'s timing (``engine.bench.bench_samplers``) of the sampler with
+   ``sampler.rank_dtype`` float32 and bfloat16, alternated ``--repeats`` times in this process
+   (so both see the same machine load); prints the median s/iter and read-only s/iter of each.
+
+--config takes a preset or a YAML file (bccd_tiny with --data /work/shared/data/bccd, say).
+bfloat16 matmuls are fast only where the CPU has bf16 units (AVX512-BF16, AMX); elsewhere
+autocast may cost more than it saves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from ohemcli.cli.overrides import build_config
+from ohemcli.engine.bench import bench_samplers
+from ohemcli.engine.rank_check import choice_in, mean_jaccard
+from ohemcli.engine.train import Trainer
+
+
+def overlap(cfg, iters: int) -> list[float]:
+    """Per iteration of a float32 run: mean Jaccard of the float32 and bfloat16 choices."""
+    cfg = replace(cfg, train=replace(cfg.train, iters=iters, eval_points=0))
+    per_image = cfg.sampler.batch_rois // cfg.train.images_per_batch
+    values = []
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(cfg, Path(tmp), resume=False, show_progress=False)
+        trainer.model.train()
+        for batch in trainer.batches():
+            args = (trainer.model, trainer.sampler, batch, per_image, trainer.gen)
+            values.append(mean_jaccard(choice_in(*args, "float32"), choice_in(*args, "bfloat16")))
+            trainer.step(batch)
+    return values
+
+
+def cost(cfg, repeats: int, timed_iters: int) -> dict[str, list[dict]]:
+    """``bench_samplers`` rows of the sampler per rank dtype, the dtypes alternated."""
+    rows: dict[str, list[dict]] = {"float32": [], "bfloat16": []}
+    for _ in range(repeats):
+        for dtype in rows:
+            c = replace(cfg, sampler=replace(cfg.sampler, rank_dtype=dtype))
+            (row,) = bench_samplers(c, [cfg.sampler.name], timed_iters, 3, show_progress=False)
+            rows[dtype].append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="synth_tiny")
+    parser.add_argument("--data", default=None)
+    parser.add_argument("--sampler", default="ohem")
+    parser.add_argument("--iters", type=int, default=100, help="float32 run of the overlap")
+    parser.add_argument("--repeats", type=int, default=3, help="alternated timings per dtype")
+    parser.add_argument("--timed-iters", type=int, default=10, help="timed iterations each")
+    args = parser.parse_args()
+    cfg = build_config(args.config, {"data": args.data} if args.data else {})
+    cfg = replace(cfg, sampler=replace(cfg.sampler, name=args.sampler, rank_dtype="float32"))
+    values = overlap(cfg, args.iters)
+    print(
+        f"{args.sampler} on {args.config}: mean Jaccard of the bfloat16 choice with float32's "
+        f"{statistics.mean(values):.4f} over {len(values)} iterations (lowest {min(values):.4f})"
+    )
+    for dtype, rows in cost(cfg, args.repeats, args.timed_iters).items():
+        step = statistics.median(r["s_per_iter"] for r in rows)
+        readonly = statistics.median(r["readonly_s_per_iter"] for r in rows)
+        print(
+            f"rank_dtype {dtype}: {step:.4f} s/iter, read-only {readonly:.4f} s/iter "
+            f"(median of {len(rows)} alternated runs of {args.timed_iters} iterations)"
+        )
+
+
+if __name__ == "__main__":
+    main()
