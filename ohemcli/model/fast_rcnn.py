@@ -22,7 +22,6 @@ from ohemcli.config import (
 from ohemcli.errors import UserError
 from ohemcli.model.backbones import BACKBONES
 from ohemcli.model.losses import RoILosses, per_roi_loss
-from ohemcli.model.pool_table import PoolTable
 
 
 def rois_with_batch_index(rois: list[Tensor]) -> Tensor:
@@ -49,9 +48,6 @@ class FastRCNN(nn.Module):
         backbone = BACKBONES[cfg.backbone](cfg)
         self.trunk, self.head = backbone.trunk, backbone.head
         self.stride, self.roi_size, self.roi_op = backbone.stride, cfg.roi_size, cfg.roi_op
-        # The read-only pass pools through PoolTable where it applies (see rank_pool); False
-        # pools with torchvision there too, for tests and benchmarks that compare the two.
-        self.pool_table = True
         self.num_classes = num_classes
         self.cls_score = nn.Linear(backbone.out_dim, num_classes + 1)
         self.bbox_pred = nn.Linear(backbone.out_dim, 4 * (num_classes + 1))
@@ -85,24 +81,15 @@ class FastRCNN(nn.Module):
         return self.cls_score(x), self.bbox_pred(x)
 
     def rank_pool(self, features: Tensor, rois: Tensor) -> Tensor:
-        """Every RoI of ``rois`` (R, 5) pooled for a read-only pass, without autograd: the values
-        of :meth:`pool`, bit for bit.
+        """Every RoI of ``rois`` (R, 5) pooled for a read-only pass, without autograd.
 
-        With ``roi_op: pool`` on the CPU through :class:`ohemcli.model.pool_table.PoolTable`.
-        The training forward then pools the chosen RoIs again with torchvision (with autograd),
-        which measured faster than pooling once (synth_tiny's 405 RoIs, 128 chosen, one thread
-        on 2 loaded cores; ranking pool + chosen pool, forward and backward, median): torchvision
-        twice 46 ms; the table, then torchvision on the chosen 39 ms; torchvision once with
-        autograd and the chosen rows indexed 45 ms (the backward over every row and its
-        zero-filled (R, C, S, S) gradient eat the second pooling's cost); the table once, the
-        chosen rows back-propagated through torchvision's backward with argmaxes kept in the
-        table 85 ms (the argmax table costs more than a pooling). Elsewhere (``roi_align``, or
-        CUDA, whose kernels are parallel) :meth:`pool` itself.
+        The training forward then pools the chosen RoIs again, with autograd. Pooling once with
+        autograd and indexing the chosen rows measured no faster (synth_tiny's 405 RoIs, 128
+        chosen, one thread, ranking pool + chosen pool, forward and backward, median: 45 ms
+        against 46 ms): the backward then runs over every row of a zero-filled (R, C, S, S)
+        gradient, which costs what the second pooling saves.
         """
         with torch.no_grad():
-            if self.pool_table and self.roi_op == "pool" and features.device.type == "cpu":
-                table = PoolTable(features, rois, self.roi_size, 1.0 / self.stride)
-                return table.values().to(features.dtype)
             return self.pool(features, rois)
 
     def pool(self, features: Tensor, rois: Tensor) -> Tensor:

@@ -1,6 +1,7 @@
-"""The read-only pass pooled through the sparse table (FastRCNN.rank_pool) chooses the RoIs and
-moves the trunk exactly as the torchvision-pooled path it replaced, for ohem and pisa, with the
-head's dropout masks drawn in the same order."""
+"""The read-only pass that pools every RoI once (FastRCNN.rank_pool) and runs the head on the
+pooled rows (head_losses) chooses the RoIs and moves the trunk exactly as the earlier path
+(roi_losses over every RoI, then over the chosen), for ohem and pisa, with the head's dropout
+masks drawn in the same order."""
 
 from __future__ import annotations
 
@@ -114,7 +115,7 @@ def _trunk_grads(model):
 
 @pytest.mark.parametrize("name", ["ohem", "pisa"])
 @pytest.mark.parametrize("dropout", [False, True])
-def test_the_table_chooses_and_moves_the_trunk_as_torchvision_pooling(name, dropout):
+def test_the_split_pass_chooses_and_moves_the_trunk_as_the_two_poolings(name, dropout):
     batch, per_image = _batch(), 16
     sampler = Recording(build_sampler(replace(SamplerConfig(), name=name)))
 
@@ -125,7 +126,6 @@ def test_the_table_chooses_and_moves_the_trunk_as_torchvision_pooling(name, drop
     assert expected and sum(float(g.abs().sum()) for g in expected) > 0
 
     model = _model(dropout)
-    assert model.pool_table  # the default: the table pools every RoI for the ranking
     sampler.chosen = []
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # keeps the gradients, not the weights
     updater = Updater(optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: 1.0))
@@ -139,19 +139,3 @@ def test_the_table_chooses_and_moves_the_trunk_as_torchvision_pooling(name, drop
     for a, b in zip(got, expected, strict=True):
         assert torch.equal(a, b)  # the same pooled values, the same training forward
     assert result.parts["readonly_pool"] > 0 and result.parts["backward"] > 0
-
-
-def test_the_switch_back_to_torchvision_gives_the_same_step():
-    batch, per_image = _batch(), 16
-    runs = []
-    for table in (True, False):
-        model = _model(dropout=False)
-        model.pool_table = table
-        sampler = Recording(build_sampler(replace(SamplerConfig(), name="ohem")))
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-        updater = Updater(optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1.0))
-        result = train_step(model, sampler, batch, updater, per_image, torch.Generator(), 1)
-        runs.append((sampler.chosen, result.loss, _trunk_grads(model)))
-    assert runs[0][0] == runs[1][0] and runs[0][1] == runs[1][1]
-    for a, b in zip(runs[0][2], runs[1][2], strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
