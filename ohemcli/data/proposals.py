@@ -292,6 +292,29 @@ def _save(path: Path, boxes: np.ndarray) -> None:
     atomic_write(path, write)
 
 
+def _legacy_boxes(dataset: VOCDataset, max_boxes: int, max_side: int) -> dict[str, np.ndarray]:
+    """Boxes of the earlier per-split cache (``proposals/<fingerprint>-<split>-ssfast-<cap>-...
+    .npz``) for ``dataset``, under this cap or a larger one, else {}: a cache that took minutes
+    to fill is carried over to the per-image files rather than searched again. Any problem with
+    such a file means {} (the boxes are then searched again)."""
+    try:
+        stem = f"{dataset.fingerprint()}-{dataset.split}-{SS_CACHE_TAG}-"
+        tail = f"-{PROPOSALS_VERSION}" + (f"-max{max_side}" if max_side > 0 else "") + ".npz"
+        for path in sorted((cache_dir() / "proposals").glob(f"{stem}*{tail}")):
+            cap = path.name[len(stem) : -len(tail)]
+            if not cap.isdigit() or not (int(cap) == 0 or max_boxes and int(cap) >= max_boxes):
+                continue
+            with np.load(path, allow_pickle=False) as z:
+                ids, boxes, counts = [str(i) for i in z["ids"]], z["boxes"], z["counts"]
+            if ids != [r.image_id for r in dataset.records] or int(counts.sum()) != len(boxes):
+                continue
+            parts = np.split(boxes.astype(np.float32), np.cumsum(counts)[:-1])
+            return {i: b[: max_boxes or None] for i, b in zip(ids, parts, strict=True)}
+    except Exception:  # noqa: BLE001 - an old file is a bonus, never a failure
+        return {}
+    return {}
+
+
 def _search_and_cache(
     todo: dict[str, str], max_boxes: int, workers: int | None, show_progress: bool, max_side: int
 ) -> dict[str, np.ndarray]:
@@ -355,6 +378,14 @@ def load_proposals(
             "%s: proposal cache does not load; computing it again%s",
             bad[0], f" (and {len(bad) - 1} more files)" if len(bad) > 1 else "",
         )  # fmt: skip
+    if todo:
+        old = _legacy_boxes(dataset, max_boxes, max_side)
+        for record, digest in zip(dataset.records, digests, strict=True):
+            if digest in todo and record.image_id in old:
+                boxes[digest] = old[record.image_id]
+                with contextlib.suppress(OSError):  # unwritable: warned below if searched
+                    _save(_cache_path(digest, max_boxes, max_side), boxes[digest])
+                del todo[digest]
     if todo:
         boxes.update(_search_and_cache(todo, max_boxes, workers, show_progress, max_side))
     return {i: boxes[d] for i, d in zip(ids, digests, strict=True)}
