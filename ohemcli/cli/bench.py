@@ -69,6 +69,15 @@ def bench_command(
             rich_help_panel=TRAINING,
         ),
     ] = 3,
+    eval_runs: Annotated[
+        int,
+        typer.Option(
+            "--eval-runs",
+            min=0,
+            help="Also time N whole evaluations of the test split (images/s, median); 0: none.",
+            rich_help_panel=TRAINING,
+        ),
+    ] = 0,
     device: DeviceOpt = None,
     amp: AmpOpt = None,
     json_out: Annotated[
@@ -89,19 +98,21 @@ def bench_command(
 
       ohem bench --data synth --iters 20
 
+      ohem bench --data synth --eval-runs 3   (adds evaluation images/s)
+
       ohem bench --data VOCdevkit/VOC2007 --config voc07_vgg16 --device cuda --amp
     """
-    from ohemcli.engine.bench import bench_samplers
+    from ohemcli.engine.bench import bench_samplers, evaluation_speed
     from ohemcli.progress import out_console
     from ohemcli.samplers import check_sampler_names
 
     names = parse_samplers(samplers)
     check_sampler_names(names)
-    rows = bench_samplers(
-        build_config(config, ctx.params), names, timed_iters, warmup, mining_runs=mining_runs
-    )
+    cfg = build_config(config, ctx.params)
+    rows = bench_samplers(cfg, names, timed_iters, warmup, mining_runs=mining_runs)
+    speed = evaluation_speed(cfg, eval_runs, show_progress=not json_out) if eval_runs else None
     if json_out:
-        print(json.dumps(rows))
+        print(json.dumps(rows if speed is None else [*rows, {"evaluation": speed}]))
         return
     table = Table(
         title=f"s/iter on {rows[0]['device']} (median of {timed_iters}, after {warmup} warm-up)"
@@ -139,6 +150,12 @@ def bench_command(
                 f"({r['mining_overhead']:+.1%}; median of {mining_runs})",
                 highlight=False,
             )
+    if speed is not None:
+        out_console.print(
+            f"evaluation: {speed['images_per_s']:.1f} test images/s ({speed['images']} images, "
+            f"whole evaluation with its files; median of {speed['runs']})",
+            highlight=False,
+        )
 
 
 def parts_table(rows: list[dict]) -> Table:

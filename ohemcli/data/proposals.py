@@ -1,11 +1,12 @@
 """Object proposals: selective search (OpenCV contrib, fast mode) or Fast R-CNN's .mat files.
 
 Selective search runs in ``workers`` processes (one OpenCV thread each) and its boxes are cached
-in ``cache_dir()/proposals/`` under a key made of the data set's fingerprint (ids, annotations,
-each image's size and mtime), the split, the method, ``max_boxes`` and ``PROPOSALS_VERSION``: a
-changed data set (or a changed recipe here) is never served stale boxes, and training and
-evaluation share one computation. The file holds its fingerprint too, so a cache file of other
-images under this name is recomputed (one warning), as is one that does not load. A smaller
+per image: ``cache_dir()/proposals/ssfast-<version>[-max<side>]/<sha[:2]>/<sha>-<cap>.npy``,
+keyed by the SHA-1 of the image file's bytes, the method and ``PROPOSALS_VERSION``, ``max_side``
+and ``max_boxes``. The boxes depend on the pixels alone, so an image listed in two splits
+(voc100's trainval and test hold the same 100 images), in two data roots or in a COCO set and a
+VOC root is searched once; a replaced image is searched again, and training and evaluation share
+one computation. A file that does not load is recomputed (one warning for the lot). A smaller
 ``max_boxes`` is served from the cache of a larger one (the cap is a prefix), so trying caps costs
 no new search.
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import logging
 import multiprocessing
 from collections.abc import Sequence
@@ -104,14 +106,17 @@ def _init_worker() -> None:
 
 
 def compute_selective_search(
-    dataset: VOCDataset,
+    paths: Sequence[str],
     max_boxes: int,
     workers: int | None = None,
     show_progress: bool = True,
     max_side: int = 0,
-) -> dict[str, np.ndarray]:
-    """Run selective search on every image of ``dataset`` in ``workers`` processes (no cache)."""
-    paths = [str(r.image_path) for r in dataset.records]
+) -> list[np.ndarray]:
+    """Run selective search on every image file of ``paths`` in ``workers`` processes (no
+    cache); the boxes of each, in the order of ``paths``."""
+    paths = [str(p) for p in paths]
+    if not paths:
+        return []
     workers = max(1, min(workers or available_cpus(), len(paths)))
     one = partial(selective_search, max_boxes=max_boxes, max_side=max_side)
     results: list[np.ndarray] = []
@@ -128,7 +133,7 @@ def compute_selective_search(
                 for boxes in pool.imap(one, paths, chunksize=2):
                     results.append(boxes)
                     progress.advance(task)
-    return {r.image_id: boxes for r, boxes in zip(dataset.records, results, strict=True)}
+    return results
 
 
 def load_mat_proposals(path: Path, image_ids: Sequence[str]) -> dict[str, np.ndarray]:
@@ -201,83 +206,136 @@ def resolve_source(source: str, root: Path, split: str) -> str:
     return SELECTIVE_SEARCH
 
 
-SS_CACHE_TAG = "ssfast"  # OpenCV's fast selective search, in the cache file names
+SS_CACHE_TAG = "ssfast"  # OpenCV's fast selective search, in the cache folder's name
+_digests: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> content digest
 
 
-def _cache_path(dataset: VOCDataset, max_boxes: int, max_side: int) -> Path:
-    key = f"{dataset.fingerprint()}-{dataset.split}-{SS_CACHE_TAG}-{max_boxes}-{PROPOSALS_VERSION}"
-    if max_side > 0:
-        key += f"-max{max_side}"
-    return cache_dir() / "proposals" / f"{key}.npz"
+def image_digest(path: Path) -> str:
+    """The content identity of an image file: the SHA-1 of its bytes (hex).
 
-
-def _cached_with_larger_cap(
-    dataset: VOCDataset, ids: Sequence[str], max_boxes: int, max_side: int
-) -> dict[str, np.ndarray] | None:
-    """Cached boxes of the same images under a larger cap (or none), if any.
-
-    The cap is the last step of :func:`clean_boxes`, so the first ``max_boxes`` of a longer
-    cached list are exactly what a new selective search with this cap would give.
+    Bytes, not the path or the mtime: the same image under two splits or two data roots (voc100's
+    trainval and test, a copied root) is one key, and a replaced image is another. Hashing a few
+    hundred JPEGs takes well under a second; a process hashes each file once, as long as its size
+    and mtime stay the same.
     """
-    if max_boxes == 0:
-        return None
-    for cap in sorted(_cached_caps(dataset, max_side), key=lambda c: c or 10**9):
-        if cap == 0 or cap > max_boxes:
-            cached = _load(_cache_path(dataset, cap, max_side), ids, dataset.fingerprint())
-            if cached is not None:
-                return cached
-    return None
+    stat = Path(path).stat()
+    memo = (str(path), stat.st_size, stat.st_mtime_ns)
+    if memo not in _digests:
+        with open(path, "rb") as f:
+            _digests[memo] = hashlib.file_digest(f, "sha1").hexdigest()
+    return _digests[memo]
 
 
-def _cached_caps(dataset: VOCDataset, max_side: int) -> list[int]:
-    """The caps of the selective-search caches of ``dataset`` at this ``max_side``."""
-    pattern = _cache_path(dataset, 0, max_side).name.replace(
-        f"-{SS_CACHE_TAG}-0-", f"-{SS_CACHE_TAG}-*-"
-    )
+def cache_folder(max_side: int) -> Path:
+    """The folder of the per-image selective-search caches of one recipe and ``max_side``."""
+    name = f"{SS_CACHE_TAG}-{PROPOSALS_VERSION}" + (f"-max{max_side}" if max_side > 0 else "")
+    return cache_dir() / "proposals" / name
+
+
+def _cache_path(digest: str, max_boxes: int, max_side: int) -> Path:
+    """``<folder>/<digest[:2]>/<digest>-<cap>.npy``: one small file per image and cap (the
+    two-letter shards keep a folder's listing short on a large data set)."""
+    return cache_folder(max_side) / digest[:2] / f"{digest}-{max_boxes}.npy"
+
+
+def _cached_caps(digest: str, max_side: int) -> list[int]:
+    """The caps under which the boxes of the image ``digest`` are cached at this ``max_side``."""
     caps = []
-    for path in _cache_path(dataset, 0, max_side).parent.glob(pattern):
-        cap = path.name.split(f"-{SS_CACHE_TAG}-", 1)[1].split("-", 1)[0]
-        if cap.isdigit() and path.name == _cache_path(dataset, int(cap), max_side).name:
+    for path in _cache_path(digest, 0, max_side).parent.glob(f"{digest}-*.npy"):
+        cap = path.stem.rsplit("-", 1)[1]
+        if cap.isdigit():
             caps.append(int(cap))
     return caps
 
 
-def _save(path: Path, proposals: dict[str, np.ndarray], fingerprint: str) -> None:
-    """Write the cache file; one that cannot be written costs a warning, not the boxes."""
-    ids = list(proposals)
-    boxes = np.concatenate([proposals[i] for i in ids]) if ids else np.zeros((0, 4), np.float32)
-    counts = np.array([len(proposals[i]) for i in ids], dtype=np.int64)
+def _load_one(path: Path) -> np.ndarray:
+    """One cache file's boxes; raises on anything but an (R, 4) float32 array."""
+    boxes = np.load(path, allow_pickle=False)
+    if boxes.ndim != 2 or boxes.shape[1] != 4 or boxes.dtype != np.float32:
+        raise ValueError(f"holds a {boxes.dtype} array of shape {boxes.shape}, not (R, 4) float32")
+    return boxes
+
+
+def _cached(digest: str, max_boxes: int, max_side: int, bad: list[str]) -> np.ndarray | None:
+    """The image's cached boxes under ``max_boxes``, or the first ``max_boxes`` of a larger cap's
+    (the cap is the last step of :func:`clean_boxes`, so they are exactly what a search with this
+    cap gives); None when neither is cached. A file that does not load is noted in ``bad``."""
+    caps = (
+        [max_boxes] if max_boxes == 0 else [max_boxes, *_larger_caps(digest, max_boxes, max_side)]
+    )
+    for cap in caps:
+        path = _cache_path(digest, cap, max_side)
+        if not path.is_file():
+            continue
+        try:
+            return _load_one(path)[: max_boxes or None]
+        except Exception as exc:  # noqa: BLE001 - truncated, not .npy, wrong array: recompute
+            bad.append(f"{path} ({exc})")
+    return None
+
+
+def _larger_caps(digest: str, max_boxes: int, max_side: int) -> list[int]:
+    """Cached caps that hold at least the first ``max_boxes`` boxes: larger ones, smallest first,
+    then 0 (no cap)."""
+    caps = [c for c in _cached_caps(digest, max_side) if c == 0 or c > max_boxes]
+    return sorted(caps, key=lambda c: c or 10**18)
+
+
+def _save(path: Path, boxes: np.ndarray) -> None:
+    """Write one image's cache file atomically (``np.save`` on a file object: a name would get
+    ``.npy`` appended)."""
 
     def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
-            np.savez(f, ids=np.array(ids), boxes=boxes, counts=counts, fingerprint=fingerprint)
+        with open(tmp, "wb") as f:
+            np.save(f, np.ascontiguousarray(boxes, dtype=np.float32), allow_pickle=False)
 
+    atomic_write(path, write)
+
+
+def _legacy_boxes(dataset: VOCDataset, max_boxes: int, max_side: int) -> dict[str, np.ndarray]:
+    """Boxes of the earlier per-split cache (``proposals/<fingerprint>-<split>-ssfast-<cap>-...
+    .npz``) for ``dataset``, under this cap or a larger one, else {}: a cache that took minutes
+    to fill is carried over to the per-image files rather than searched again. Any problem with
+    such a file means {} (the boxes are then searched again)."""
     try:
-        atomic_write(path, write)
-    except OSError as exc:  # a full disk, say: the boxes are still good for this run
-        log.warning(
-            "%s: cannot write the proposal cache under OHEM_CACHE (%s); the boxes will be "
-            "computed again next time", path, exc.strerror or type(exc).__name__,
-        )  # fmt: skip
+        stem = f"{dataset.fingerprint()}-{dataset.split}-{SS_CACHE_TAG}-"
+        tail = f"-{PROPOSALS_VERSION}" + (f"-max{max_side}" if max_side > 0 else "") + ".npz"
+        for path in sorted((cache_dir() / "proposals").glob(f"{stem}*{tail}")):
+            cap = path.name[len(stem) : -len(tail)]
+            if not cap.isdigit() or not (int(cap) == 0 or max_boxes and int(cap) >= max_boxes):
+                continue
+            with np.load(path, allow_pickle=False) as z:
+                ids, boxes, counts = [str(i) for i in z["ids"]], z["boxes"], z["counts"]
+            if ids != [r.image_id for r in dataset.records] or int(counts.sum()) != len(boxes):
+                continue
+            parts = np.split(boxes.astype(np.float32), np.cumsum(counts)[:-1])
+            return {i: b[: max_boxes or None] for i, b in zip(ids, parts, strict=True)}
+    except Exception:  # noqa: BLE001 - an old file is a bonus, never a failure
+        return {}
+    return {}
 
 
-def _load(path: Path, image_ids: Sequence[str], fingerprint: str) -> dict[str, np.ndarray] | None:
-    """The cached proposals, or None (and one warning) when the file does not load, or was
-    written for other images (another fingerprint, other ids)."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            ids, boxes, counts = [str(i) for i in z["ids"]], z["boxes"], z["counts"]
-            saved = str(z["fingerprint"]) if "fingerprint" in z.files else None
-        parts = np.split(boxes, np.cumsum(counts)[:-1]) if len(ids) else []
-        if len(parts) != len(ids) or int(counts.sum()) != len(boxes) or boxes.shape[1:] != (4,):
-            raise ValueError("ids, counts and boxes disagree")
-    except Exception as exc:  # noqa: BLE001 - truncated, not a zip, wrong arrays: recompute
-        log.warning("%s: proposal cache does not load (%s); computing it again", path, exc)
-        return None
-    if saved != fingerprint or ids != list(image_ids):
-        log.warning("%s: proposal cache of other images; computing it again", path)
-        return None
-    return dict(zip(ids, (p.astype(np.float32, copy=False) for p in parts), strict=True))
+def _search_and_cache(
+    todo: dict[str, str], max_boxes: int, workers: int | None, show_progress: bool, max_side: int
+) -> dict[str, np.ndarray]:
+    """Selective search on the images ``todo`` (digest -> a path of it), each cached; a cache that
+    cannot be written costs one warning, not the boxes."""
+    digests = list(todo)
+    found = compute_selective_search(
+        [todo[d] for d in digests], max_boxes, workers, show_progress, max_side
+    )
+    boxes = dict(zip(digests, found, strict=True))
+    for digest, b in boxes.items():
+        path = _cache_path(digest, max_boxes, max_side)
+        try:
+            _save(path, b)
+        except OSError as exc:  # a full disk, say: the boxes are still good for this run
+            log.warning(
+                "%s: cannot write the proposal cache under OHEM_CACHE (%s); the boxes will be "
+                "computed again next time", path, exc.strerror or type(exc).__name__,
+            )  # fmt: skip
+            break
+    return boxes
 
 
 def load_proposals(
@@ -303,17 +361,34 @@ def load_proposals(
             r.image_id: clean_boxes(raw[r.image_id], r.width, r.height, max_boxes)
             for r in dataset.records
         }
-    path = _cache_path(dataset, max_boxes, max_side)
-    if path.is_file():
-        cached = _load(path, ids, dataset.fingerprint())
-        if cached is not None:
-            return cached
-    wider = _cached_with_larger_cap(dataset, ids, max_boxes, max_side)
-    if wider is not None:
-        return {i: boxes[:max_boxes] for i, boxes in wider.items()}
-    proposals = compute_selective_search(dataset, max_boxes, workers, show_progress, max_side)
-    _save(path, proposals, dataset.fingerprint())
-    return proposals
+    digests = [image_digest(r.image_path) for r in dataset.records]
+    boxes: dict[str, np.ndarray] = {}
+    todo: dict[str, str] = {}  # digest -> path: an image listed twice is searched once
+    bad: list[str] = []
+    for record, digest in zip(dataset.records, digests, strict=True):
+        if digest in boxes or digest in todo:
+            continue
+        cached = _cached(digest, max_boxes, max_side, bad)
+        if cached is None:
+            todo[digest] = str(record.image_path)
+        else:
+            boxes[digest] = cached
+    if bad:  # one line for the lot: a damaged cache folder would otherwise flood the log
+        log.warning(
+            "%s: proposal cache does not load; computing it again%s",
+            bad[0], f" (and {len(bad) - 1} more files)" if len(bad) > 1 else "",
+        )  # fmt: skip
+    if todo:
+        old = _legacy_boxes(dataset, max_boxes, max_side)
+        for record, digest in zip(dataset.records, digests, strict=True):
+            if digest in todo and record.image_id in old:
+                boxes[digest] = old[record.image_id]
+                with contextlib.suppress(OSError):  # unwritable: warned below if searched
+                    _save(_cache_path(digest, max_boxes, max_side), boxes[digest])
+                del todo[digest]
+    if todo:
+        boxes.update(_search_and_cache(todo, max_boxes, workers, show_progress, max_side))
+    return {i: boxes[d] for i, d in zip(ids, digests, strict=True)}
 
 
 def proposal_recall(dataset: VOCDataset, proposals: dict[str, np.ndarray], iou: float) -> float:

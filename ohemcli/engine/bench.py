@@ -168,3 +168,31 @@ def bench_samplers(
     for row in rows:
         row["ratio"] = row["effective_s_per_iter"] / base
     return rows
+
+
+def evaluation_speed(
+    cfg: ExperimentConfig, runs: int, show_progress: bool = True
+) -> dict[str, Any]:
+    """Median test images/s of ``runs`` whole evaluations (detection, scoring, and the files,
+    written to a temporary folder) of the test split, by a model with ``cfg``'s initial weights.
+
+    The figure does not depend on the weights beyond the number of detections they pass to NMS
+    and the files; ``benchmarks/eval_throughput.py`` times a trained run's and splits the time.
+    """
+    from ohemcli.data.splits import load_split
+    from ohemcli.device import resolve_device
+    from ohemcli.evaluation.evaluate import evaluate_model
+    from ohemcli.model.fast_rcnn import build_model
+
+    device = resolve_device(cfg.train.device)
+    split = load_split(cfg, "test", show_progress)
+    model = build_model(cfg, split.dataset.num_classes, device)
+    rates = []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            synchronize(device)
+            start = time.perf_counter()
+            evaluate_model(model, cfg, split, device, Path(tmp), show_progress=False)
+            synchronize(device)
+            rates.append(len(split.dataset) / (time.perf_counter() - start))
+    return {"images": len(split.dataset), "runs": runs, "images_per_s": statistics.median(rates)}

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import gc
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader
 
 from ohemcli.config import (
@@ -40,7 +43,24 @@ from ohemcli.runs.checkpointer import read_checkpoint, saved_weights
 from ohemcli.runs.paths import EvalPaths, RunPaths
 
 
-@torch.no_grad()
+@contextlib.contextmanager
+def no_cyclic_gc() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector (reference counting still frees everything else).
+
+    Turning tens of thousands of detections into Python numbers (the COCO json, the results
+    files) allocates enough containers to set off full collections, each of which walks every
+    object of a process that holds torch and a model: measured, 0.5 s of a 0.53 s COCO
+    conversion. Nothing the evaluation computes depends on when cycles are collected.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def detect_split(
     model: FastRCNN,
     split: SplitData,
@@ -48,7 +68,13 @@ def detect_split(
     device: torch.device,
     show_progress: bool = True,
 ) -> Detections:
-    """Run the detector over every image of ``split``; boxes in original-image coordinates."""
+    """Run the detector over every image of ``split``; boxes in original-image coordinates.
+
+    Under ``torch.inference_mode`` (no autograd bookkeeping at all). Each image's detections stay
+    tensors until the end, where one conversion and one stable sort by label group them per class
+    (images in split order, each image's detections in model output order): the arrays, and so
+    the files written from them, are the ones a per-image, per-class loop gives.
+    """
     was_training = model.training
     model.eval()
     images = TestImages(
@@ -61,34 +87,62 @@ def detect_split(
         num_workers=loader_workers(cfg.data.workers),
         generator=torch.Generator(),
     )  # keeps the global RNG (dropout's) untouched
-    per_class: dict[int, list[tuple[str, np.ndarray, np.ndarray]]] = {}
     adaptive = FastRCNNTest(len(images)) if cfg.eval.protocol == "fast-rcnn" else None
     ids: list[str] = []
-    with make_progress(disable=not show_progress) as progress:
+    found: list[tuple[Tensor, Tensor, Tensor]] = []
+    with make_progress(disable=not show_progress) as progress, torch.inference_mode():
         task = progress.add_task(f"detect {split.dataset.split}", total=len(images))
         for batch in loader:
             batch = batch.to(device)
             sample = batch.samples[0]
             size = tuple(sample.image.shape[1:])
             boxes, scores, labels = model.detect(batch.images, [sample.rois], cfg.eval, [size])[0]
-            boxes = (boxes / sample.factor).cpu().numpy().astype(np.float64)
-            scores, labels = scores.cpu().numpy().astype(np.float64), labels.cpu().numpy()
+            boxes = boxes / sample.factor  # float32, as before any grouping
             if adaptive is not None:  # thresholds over the whole set: kept, decided at the end
-                adaptive.add(len(ids), boxes, scores, labels)
+                adaptive.add(len(ids), *_as_numpy(boxes, scores, labels))
             else:
-                for label in np.unique(labels):
-                    keep = labels == label
-                    per_class.setdefault(int(label), []).append(
-                        (sample.image_id, scores[keep], boxes[keep])
-                    )
+                found.append((boxes.cpu(), scores.cpu(), labels.cpu()))
             ids.append(sample.image_id)
             progress.advance(task)
-    if adaptive is not None:
-        for image, label, kept_boxes, kept_scores in adaptive.finish(cfg.eval.nms):
-            per_class.setdefault(label, []).append((ids[image], kept_scores, kept_boxes))
     if was_training:
         model.train()
-    return _to_detections(per_class, split.dataset.classes)
+    if adaptive is not None:
+        per_class: dict[int, list[tuple[str, np.ndarray, np.ndarray]]] = {}
+        for image, label, kept_boxes, kept_scores in adaptive.finish(cfg.eval.nms):
+            per_class.setdefault(label, []).append((ids[image], kept_scores, kept_boxes))
+        return _to_detections(per_class, split.dataset.classes)
+    return _group_by_class(found, ids, split.dataset.classes)
+
+
+def _as_numpy(boxes: Tensor, scores: Tensor, labels: Tensor) -> tuple[np.ndarray, ...]:
+    """Detections as float64 boxes and scores (converted from float32) and integer labels."""
+    return (
+        boxes.cpu().numpy().astype(np.float64),
+        scores.cpu().numpy().astype(np.float64),
+        labels.cpu().numpy(),
+    )
+
+
+def _group_by_class(
+    found: list[tuple[Tensor, Tensor, Tensor]], ids: list[str], classes: tuple[str, ...]
+) -> Detections:
+    """Per-image detections -> per-class ones: images in order, each image's in output order."""
+    counts = [len(scores) for _, scores, _ in found]
+    if not found or sum(counts) == 0:
+        return _to_detections({}, classes)
+    boxes, scores, labels = _as_numpy(*(torch.cat(parts) for parts in zip(*found, strict=True)))
+    image = np.repeat(np.arange(len(found)), counts)
+    order = np.argsort(labels, kind="stable")  # stable: keeps image, then output, order
+    labels, image, scores, boxes = labels[order], image[order], scores[order], boxes[order]
+    dets: Detections = {}
+    for label, name in enumerate(classes, start=1):
+        lo, hi = np.searchsorted(labels, [label, label + 1])
+        dets[name] = ClassDetections(
+            image_ids=[ids[i] for i in image[lo:hi].tolist()],
+            scores=scores[lo:hi],
+            boxes=boxes[lo:hi],
+        )
+    return dets
 
 
 def _to_detections(
@@ -140,7 +194,23 @@ def evaluate_model(
     metric: str | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Detect, score and (with ``out_dir``) write the devkit results files and ``metrics.json``."""
+    """Detect, score and (with ``out_dir``) write the devkit results files and ``metrics.json``.
+
+    Python's cyclic garbage collector is paused meanwhile (see :func:`no_cyclic_gc`).
+    """
+    with no_cyclic_gc():
+        return _evaluate_model(model, cfg, split, device, out_dir, metric, show_progress)
+
+
+def _evaluate_model(
+    model: FastRCNN,
+    cfg: ExperimentConfig,
+    split: SplitData,
+    device: torch.device,
+    out_dir: Path | None,
+    metric: str | None,
+    show_progress: bool,
+) -> dict[str, Any]:
     dets = detect_split(model, split, cfg, device, show_progress)
     metric = metric or cfg.eval.metric
     records, classes = split.dataset.records, split.dataset.classes

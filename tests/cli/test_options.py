@@ -54,7 +54,15 @@ NOT_CONFIG = {
         "slurm_constraint",
         "slurm_mem",
     },
-    "bench": {"config", "samplers", "timed_iters", "warmup", "mining_runs", "json_out"},
+    "bench": {
+        "config",
+        "samplers",
+        "timed_iters",
+        "warmup",
+        "mining_runs",
+        "eval_runs",
+        "json_out",
+    },
 }
 
 

@@ -148,21 +148,44 @@ def _voc_with_numeric_ids(root: Path, coco_root: Path) -> Path:
     return root
 
 
-def test_proposal_caches_of_a_voc_root_and_a_coco_set_with_the_same_ids_never_collide(
-    tmp_path: Path,
+def test_proposal_caches_of_a_voc_root_and_a_coco_set_follow_the_pixels_not_the_ids(
+    tmp_path: Path, monkeypatch
 ):
-    from ohemcli.data.proposals import _cache_path, load_proposals
+    from ohemcli.data import proposals
 
+    monkeypatch.setenv("OHEM_CACHE", str(tmp_path / "cache"))
     coco_root = coco_layout(tmp_path / "c", {"t": coco_doc(2)})
     coco = open_dataset(str(coco_root), "t")
     voc = open_dataset(str(_voc_with_numeric_ids(tmp_path / "v", coco_root)), "t")
     assert isinstance(voc, VOCDataset) and [r.image_id for r in voc.records] == ["1", "2"]
     assert [r.image_id for r in coco.records] == ["1", "2"]
     assert coco.fingerprint() != voc.fingerprint()
-    load_proposals(voc, max_boxes=10, workers=1, show_progress=False)
-    load_proposals(coco, max_boxes=10, workers=1, show_progress=False)  # type: ignore[arg-type]
-    a, b = _cache_path(voc, 10, 0), _cache_path(coco, 10, 0)  # type: ignore[arg-type]
-    assert a != b and a.is_file() and b.is_file()
+    calls: list[str] = []
+    real = proposals.compute_selective_search
+
+    def counted(paths, *args, **kwargs):
+        calls.extend(paths)
+        return real(paths, *args, **kwargs)
+
+    monkeypatch.setattr(proposals, "compute_selective_search", counted)
+    from_voc = proposals.load_proposals(voc, max_boxes=10, workers=1, show_progress=False)
+    assert len(calls) == 2
+    # the COCO set holds the same pixels: served from the VOC root's search
+    from_coco = proposals.load_proposals(coco, max_boxes=10, workers=1, show_progress=False)  # type: ignore[arg-type]
+    assert len(calls) == 2
+    for i in ("1", "2"):
+        np.testing.assert_array_equal(from_coco[i], from_voc[i])
+    # the same ids over other pixels are other keys: never served the VOC root's boxes
+    swapped = tmp_path / "swapped"
+    _voc_with_numeric_ids(swapped, coco_root)
+    (swapped / "JPEGImages" / "1.jpg").write_bytes((coco_root / "t" / "img2.jpg").read_bytes())
+    (swapped / "JPEGImages" / "2.jpg").write_bytes((coco_root / "t" / "img1.jpg").read_bytes())
+    other = proposals.load_proposals(
+        open_dataset(str(swapped), "t"), max_boxes=10, workers=1, show_progress=False
+    )  # type: ignore[arg-type]
+    assert len(calls) == 2
+    np.testing.assert_array_equal(other["1"], from_voc["2"])
+    np.testing.assert_array_equal(other["2"], from_voc["1"])
     # a changed json is a changed data set: a new key
     before = coco.fingerprint()
     doc = coco_doc(2)

@@ -122,61 +122,121 @@ def test_a_smaller_cap_is_served_from_a_larger_cache(synth12: VOCDataset, ss12, 
     np.testing.assert_array_equal(capped[record.image_id], fresh)
 
 
-def test_changed_annotation_invalidates_the_cache(synth12: VOCDataset, tmp_path, monkeypatch):
-    root = tmp_path / "copy"
-    shutil.copytree(synth12.root, root)
-    calls = []
-
-    def fake(dataset: VOCDataset, max_boxes: int, workers=None, show_progress=True, max_side=0):
-        calls.append(dataset.fingerprint())
-        return {r.image_id: np.array([[0, 0, 9, 9]], np.float32) for r in dataset.records}
-
-    monkeypatch.setattr(P, "compute_selective_search", fake)
-    P.load_proposals(VOCDataset(root, "test"), show_progress=False)
-    P.load_proposals(VOCDataset(root, "test"), show_progress=False)
-    assert len(calls) == 1
-    P.load_proposals(VOCDataset(root, "test"), show_progress=False, max_side=240)
-    assert len(calls) == 2  # shrunk images give other boxes: another cache entry
-    xml = root / "Annotations" / "000012.xml"
-    text = xml.read_text()
-    assert "<difficult>0</difficult>" in text
-    xml.write_text(text.replace("<difficult>0</difficult>", "<difficult>1</difficult>", 1))
-    P.load_proposals(VOCDataset(root, "test"), show_progress=False)
-    assert len(calls) == 3 and calls[0] != calls[2]
-    assert not list((Path(P.cache_dir()) / "proposals").glob(".*.tmp"))  # no half-written files
-
-
 def _fake_search(calls: list):
-    def fake(dataset: VOCDataset, max_boxes: int, workers=None, show_progress=True, max_side=0):
-        calls.append(dataset.fingerprint())
-        return {r.image_id: np.array([[0, 0, 9, 9]], np.float32) for r in dataset.records}
+    """A stand-in for selective search that records the paths it is asked for."""
+
+    def fake(paths, max_boxes: int, workers=None, show_progress=True, max_side=0):
+        calls.extend(str(p) for p in paths)
+        return [np.array([[0, 0, 9, 9], [1, 1, 12, 12]], np.float32)[: max_boxes or None]] * len(
+            paths
+        )
 
     return fake
 
 
-def test_an_unreadable_or_foreign_cache_file_is_recomputed(synth12, tmp_path, monkeypatch, caplog):
-    import logging
+def _add_image(root: Path, new_id: str, like: str, split: str) -> None:
+    """Give image ``like``'s bytes and annotation a second id, listed in ``split``."""
+    shutil.copy(root / "JPEGImages" / f"{like}.jpg", root / "JPEGImages" / f"{new_id}.jpg")
+    shutil.copy(root / "Annotations" / f"{like}.xml", root / "Annotations" / f"{new_id}.xml")
+    with open(root / "ImageSets" / "Main" / f"{split}.txt", "a") as f:
+        f.write(f"{new_id}\n")
 
-    logging.getLogger("ohemcli").addHandler(caplog.handler)
-    # A cache of its own: another test's copy of the same images may have cached a larger cap.
+
+def test_an_image_in_two_splits_or_two_roots_is_searched_once(synth12, tmp_path, monkeypatch):
+    monkeypatch.setenv("OHEM_CACHE", str(tmp_path / "cache"))
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(synth12.root, a)
+    shutil.copytree(synth12.root, b)
+    test_ids = [r.image_id for r in VOCDataset(a, "test").records]
+    _add_image(a, "copy_of_first", test_ids[0], "test")  # the same bytes twice in one split
+    calls: list = []
+    monkeypatch.setattr(P, "compute_selective_search", _fake_search(calls))
+    got = P.load_proposals(VOCDataset(a, "test"), max_boxes=7, show_progress=False)
+    assert len(got) == len(test_ids) + 1 and len(calls) == len(test_ids)  # one search per image
+    np.testing.assert_array_equal(got["copy_of_first"], got[test_ids[0]])
+    # trainval of a and test of another root (b) with the same pixels: nothing new to search
+    (a / "ImageSets" / "Main" / "mixed.txt").write_text("\n".join(test_ids[::-1]) + "\n")
+    P.load_proposals(VOCDataset(a, "mixed"), max_boxes=7, show_progress=False)
+    P.load_proposals(VOCDataset(b, "test"), max_boxes=7, show_progress=False)
+    assert len(calls) == len(test_ids)
+    P.load_proposals(VOCDataset(b, "test"), max_boxes=7, show_progress=False, max_side=240)
+    assert len(calls) == 2 * len(test_ids)  # shrunk images give other boxes: other entries
+    assert not list((Path(P.cache_dir()) / "proposals").rglob(".*.tmp"))  # no half-written files
+
+
+def test_a_changed_image_is_searched_again(synth12, tmp_path, monkeypatch):
+    import cv2
+
     monkeypatch.setenv("OHEM_CACHE", str(tmp_path / "cache"))
     root = tmp_path / "copy"
     shutil.copytree(synth12.root, root)
     calls: list = []
     monkeypatch.setattr(P, "compute_selective_search", _fake_search(calls))
-    ds = VOCDataset(root, "test")
+    P.load_proposals(VOCDataset(root, "test"), max_boxes=7, show_progress=False)
+    first = len(calls)
+    image = VOCDataset(root, "test")[1].image_path
+    pixels = cv2.imread(str(image))
+    pixels[:8, :8] = 255 - pixels[:8, :8]  # same size, other pixels
+    assert cv2.imwrite(str(image), pixels)
+    P.load_proposals(VOCDataset(root, "test"), max_boxes=7, show_progress=False)
+    assert calls[first:] == [str(image)]  # that image alone
+    # editing an annotation changes no pixel: nothing to search (the boxes depend on pixels only)
+    xml = root / "Annotations" / f"{VOCDataset(root, 'test')[0].image_id}.xml"
+    xml.write_text(xml.read_text().replace("<difficult>0</difficult>", "<difficult>1</difficult>"))
+    P.load_proposals(VOCDataset(root, "test"), max_boxes=7, show_progress=False)
+    assert len(calls) == first + 1
+
+
+def test_the_cache_layout_is_one_file_per_image_and_cap(synth12, tmp_path, monkeypatch):
+    import hashlib
+
+    monkeypatch.setenv("OHEM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(P, "compute_selective_search", _fake_search([]))
+    ds = VOCDataset(synth12.root, "test")
+    P.load_proposals(ds, max_boxes=7, show_progress=False, max_side=240)
+    digest = hashlib.sha1(ds[0].image_path.read_bytes()).hexdigest()  # independent of the code
+    path = tmp_path / "cache" / "proposals" / f"ssfast-{P.PROPOSALS_VERSION}-max240"
+    path = path / digest[:2] / f"{digest}-7.npy"
+    np.testing.assert_array_equal(np.load(path), [[0, 0, 9, 9], [1, 1, 12, 12]])
+    files = list((tmp_path / "cache" / "proposals").rglob("*.npy"))
+    assert len(files) == len({hashlib.sha1(r.image_path.read_bytes()).digest() for r in ds})
+
+
+def test_a_smaller_cap_is_a_prefix_of_a_larger_cached_one(synth12, tmp_path, monkeypatch):
+    monkeypatch.setenv("OHEM_CACHE", str(tmp_path / "cache"))
+    calls: list = []
+    monkeypatch.setattr(P, "compute_selective_search", _fake_search(calls))
+    ds = VOCDataset(synth12.root, "test")
+    P.load_proposals(ds, max_boxes=0, show_progress=False)  # every box
+    assert len(calls) == len(ds)
+    one = P.load_proposals(ds, max_boxes=1, show_progress=False)
+    assert len(calls) == len(ds)  # served from the uncapped files
+    assert all(b.tolist() == [[0, 0, 9, 9]] for b in one.values())
+    monkeypatch.setenv("OHEM_CACHE", str(tmp_path / "cache2"))
+    P.load_proposals(ds, max_boxes=1, show_progress=False)
+    P.load_proposals(ds, max_boxes=2, show_progress=False)  # a larger cap: a new search
+    assert len(calls) == 3 * len(ds)
+
+
+def test_an_unreadable_cache_file_is_recomputed_with_one_warning(
+    synth12, tmp_path, monkeypatch, caplog
+):
+    import logging
+
+    logging.getLogger("ohemcli").addHandler(caplog.handler)
+    monkeypatch.setenv("OHEM_CACHE", str(tmp_path / "cache"))
+    calls: list = []
+    monkeypatch.setattr(P, "compute_selective_search", _fake_search(calls))
+    ds = VOCDataset(synth12.root, "test")
     first = P.load_proposals(ds, max_boxes=7, show_progress=False)
-    path = P._cache_path(ds, 7, 0)
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])  # truncated (BadZipFile)
-    assert P.load_proposals(ds, max_boxes=7, show_progress=False).keys() == first.keys()
-    assert len(calls) == 2 and any("does not load" in r.getMessage() for r in caplog.records)
-    # Another data set's cache file with the same ids under this name: not served.
-    P._save(path, {i: np.array([[1, 1, 5, 5]], np.float32) for i in first}, "0123456789abcdef")
-    np.testing.assert_array_equal(
-        P.load_proposals(ds, max_boxes=7, show_progress=False)[next(iter(first))], [[0, 0, 9, 9]]
-    )
-    assert len(calls) == 3 and any("other images" in r.getMessage() for r in caplog.records)
+    files = sorted((tmp_path / "cache" / "proposals").rglob("*.npy"))
+    files[0].write_bytes(files[0].read_bytes()[:20])  # truncated
+    np.save(files[1], np.zeros((2, 5), np.float32))  # not (R, 4)
+    again = P.load_proposals(ds, max_boxes=7, show_progress=False)
+    assert again.keys() == first.keys() and len(calls) == len(ds) + 2  # those two, once each
+    # a set: caplog may see a record twice (its own handler and ours)
+    warned = {r.getMessage() for r in caplog.records if "does not load" in r.getMessage()}
+    assert len(warned) == 1 and "1 more" in warned.pop()
     logging.getLogger("ohemcli").removeHandler(caplog.handler)
 
 
@@ -207,5 +267,39 @@ def test_a_cache_that_cannot_be_written_costs_a_warning_not_the_boxes(
     monkeypatch.setattr(P, "compute_selective_search", _fake_search([]))
     got = P.load_proposals(VOCDataset(synth12.root, "test"), max_boxes=3, show_progress=False)
     assert len(got) == 3
-    assert any("OHEM_CACHE" in r.getMessage() for r in caplog.records)
+    warned = {r.getMessage() for r in caplog.records if "OHEM_CACHE" in r.getMessage()}
+    assert len(warned) == 1  # one line, not one per image
     logging.getLogger("ohemcli").removeHandler(caplog.handler)
+
+
+def test_an_earlier_per_split_cache_is_carried_over_not_searched_again(
+    synth12, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("OHEM_CACHE", str(tmp_path / "cache"))
+    ds = VOCDataset(synth12.root, "test")
+    ids = [r.image_id for r in ds.records]
+    old = {
+        i: np.array([[k, k, k + 9, k + 9], [1, 1, 30, 30]], np.float32) for k, i in enumerate(ids)
+    }
+    folder = tmp_path / "cache" / "proposals"
+    folder.mkdir(parents=True)
+
+    def legacy(cap: int) -> Path:  # the earlier layout: one .npz per split, keyed by fingerprint
+        path = folder / f"{ds.fingerprint()}-test-ssfast-{cap}-{P.PROPOSALS_VERSION}-max240.npz"
+        boxes = np.concatenate([old[i] for i in ids])
+        np.savez(path, ids=np.array(ids), boxes=boxes, counts=np.full(len(ids), 2), fingerprint="x")
+        return path
+
+    legacy(1)  # a smaller cap than asked for: not enough boxes, searched
+    calls: list = []
+    monkeypatch.setattr(P, "compute_selective_search", _fake_search(calls))
+    P.load_proposals(ds, max_boxes=2, show_progress=False, max_side=240)
+    assert len(calls) == len(ids)
+    legacy(5)
+    got = P.load_proposals(ds, max_boxes=4, show_progress=False, max_side=240)
+    assert len(calls) == len(ids)  # carried over from the cap-5 file
+    for i in ids:
+        np.testing.assert_array_equal(got[i], old[i])
+    legacy(5).unlink()  # now served from the per-image files it was copied to
+    again = P.load_proposals(ds, max_boxes=4, show_progress=False, max_side=240)
+    assert len(calls) == len(ids) and all(np.array_equal(again[i], old[i]) for i in ids)
