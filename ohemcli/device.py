@@ -78,3 +78,12 @@ def peak_memory_mb(device: torch.device) -> float:
         return int(line.split()[1]) / 1024  # kB
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+
+
+def rank_autocast(device: torch.device, rank_dtype: str) -> contextlib.AbstractContextManager:
+    """The precision of the ranking passes (``sampler.rank_dtype``): float32 leaves them as the
+    caller runs them; bfloat16 autocasts their layers (the RoI pooling stays float32, see
+    ``ohemcli.model.fast_rcnn.FastRCNN.pool``)."""
+    if rank_dtype == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)

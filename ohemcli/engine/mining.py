@@ -9,7 +9,6 @@ one-image forward gives it (padding would change the features near the right and
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import Protocol
 
 import torch
@@ -17,6 +16,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from ohemcli.data.batching import Batch, TrainImages, collate
+from ohemcli.device import rank_autocast
 from ohemcli.model.fast_rcnn import rois_with_batch_index
 from ohemcli.progress import make_progress
 from ohemcli.samplers.base import MinedNegatives, MiningRequest
@@ -96,16 +96,11 @@ def mine_false_positives(
         model.eval()
     loader = mining_loader(images, batch_size, workers, pin_memory=device.type == "cuda")
     mined = MinedNegatives()
-    precision = (
-        torch.autocast(device.type, dtype=torch.bfloat16)
-        if rank_dtype == "bfloat16"
-        else nullcontext()
-    )
     with make_progress(disable=not show_progress) as progress:
         task = progress.add_task("hnm mining pass", total=len(images))
         for batch in loader:
             batch = batch.to(device)
-            with precision:
+            with rank_autocast(device, rank_dtype):
                 scored = object_scores(model, batch)
             for sample, scores in zip(batch.samples, scored, strict=True):
                 idx, fp_scores = false_positives(

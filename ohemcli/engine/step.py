@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ohemcli.data.batching import Batch
+from ohemcli.device import rank_autocast
 from ohemcli.engine.distributed import DistInfo, average_gradients
 from ohemcli.errors import UserError
 from ohemcli.model.fast_rcnn import FastRCNN, rois_with_batch_index
@@ -114,15 +115,6 @@ def image_rois(batch: Batch) -> list[ImageRoIs]:
         ImageRoIs(s.rois, s.labels, s.max_iou, s.box_targets, s.image_id, s.gt_index)
         for s in batch.samples
     ]
-
-
-def rank_autocast(device: torch.device, rank_dtype: str) -> AbstractContextManager:
-    """The precision of the ranking passes (``sampler.rank_dtype``): float32 leaves them as the
-    caller runs them; bfloat16 autocasts their layers (the RoI pooling stays float32, see
-    ``FastRCNN.pool``)."""
-    if rank_dtype == "float32":
-        return nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def readonly_losses(
