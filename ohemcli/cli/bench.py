@@ -74,7 +74,7 @@ def bench_command(
         typer.Option(
             "--eval-runs",
             min=0,
-            help="Also time N whole evaluations of the test split (images/s, median); 0: none.",
+            help="Also time N test evaluations (images/s).",
             rich_help_panel=TRAINING,
         ),
     ] = 0,

@@ -167,7 +167,7 @@ RankDtypeOpt = Annotated[
         "--rank-dtype",
         panel=SAMPLER,
         metavar="<dtype>",
-        help="Read-only and mining passes: float32 or bfloat16.",
+        help="Ranking passes: float32 or bfloat16.",
     ),
 ]
 MineEveryOpt = Annotated[

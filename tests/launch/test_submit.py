@@ -47,9 +47,18 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> ExperimentConfig:
 
 @pytest.fixture(scope="module")
 def sequential(base: ExperimentConfig, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The reference: both runs trained one after another in this process (--jobs 1)."""
+    """The reference: both runs trained one after another in this process (--jobs 1), at one
+    thread, as each of two jobs on two cores runs: CPU runs match only at equal thread counts
+    (a float32 sum split over two threads rounds differently)."""
+    import torch
+
     out = tmp_path_factory.mktemp("seq") / "cmp"
-    outcome = compare(base, TWO, [1], out, show_progress=False, launch=Launch(jobs=1))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        outcome = compare(base, TWO, [1], out, show_progress=False, launch=Launch(jobs=1))
+    finally:
+        torch.set_num_threads(threads)
     assert outcome.failures == [] and len(outcome.finished(6)) == 2
     return out
 
@@ -157,17 +166,24 @@ def test_requeue_hook_resumes_from_the_checkpoint(
     base: ExperimentConfig, sequential: Path, tmp_path: Path
 ) -> None:
     """What submitit does on preemption: call ``checkpoint()`` and run what it returns."""
+    import torch
+
     from ohemcli.engine.train import train
 
-    run = plan_runs(tmp_path, ["ohem"], [1])[0]
-    short = replace(base, sampler=replace(base.sampler, name="ohem"))
-    train(replace(short, train=replace(short.train, iters=4)), run.path, show_progress=False)
-    (run.path / "summary.json").unlink()  # preempted after the checkpoint at iteration 4
-    job = RunsJob(base, [run], threads=None)
-    delayed = job.checkpoint()
-    assert isinstance(delayed, submitit.helpers.DelayedSubmission)
-    assert isinstance(delayed.function, RunsJob) and delayed.function.runs == [run]
-    assert delayed.result() == ["ohem-s1"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the reference's thread count (see ``sequential``)
+    try:
+        run = plan_runs(tmp_path, ["ohem"], [1])[0]
+        short = replace(base, sampler=replace(base.sampler, name="ohem"))
+        train(replace(short, train=replace(short.train, iters=4)), run.path, show_progress=False)
+        (run.path / "summary.json").unlink()  # preempted after the checkpoint at iteration 4
+        job = RunsJob(base, [run], threads=1)
+        delayed = job.checkpoint()
+        assert isinstance(delayed, submitit.helpers.DelayedSubmission)
+        assert isinstance(delayed.function, RunsJob) and delayed.function.runs == [run]
+        assert delayed.result() == ["ohem-s1"]
+    finally:
+        torch.set_num_threads(threads)
     got, want = summary(run.path), summary(sequential / "runs" / "ohem-s1")
     assert got["iters"] == 6 and got["mAP"] == want["mAP"] and got["AP"] == want["AP"]
     assert losses(run.path) == losses(sequential / "runs" / "ohem-s1")
