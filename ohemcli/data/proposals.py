@@ -221,8 +221,11 @@ def image_digest(path: Path) -> str:
     stat = Path(path).stat()
     memo = (str(path), stat.st_size, stat.st_mtime_ns)
     if memo not in _digests:
-        with open(path, "rb") as f:
-            _digests[memo] = hashlib.file_digest(f, "sha1").hexdigest()
+        digest = hashlib.sha1(usedforsecurity=False)  # an identity, not a signature
+        with open(path, "rb") as f:  # in chunks (hashlib.file_digest needs Python 3.11)
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        _digests[memo] = digest.hexdigest()
     return _digests[memo]
 
 
