@@ -73,8 +73,12 @@ class Chosen:
     indices: list[Tensor]  # positions into each image's RoIs
     selections: list[Selection] = field(default_factory=list)  # with weights and loss, per image
     readonly: list[RoILosses] | None = None  # every RoI's loss, when the sampler asked for it
-    readonly_time: float = 0.0  # seconds of the read-only pass
-    times: dict[str, float] = field(default_factory=dict)  # its parts, seconds (PartClock)
+    times: dict[str, float] = field(default_factory=dict)  # the read-only pass's parts, seconds
+
+    @property
+    def readonly_time(self) -> float:
+        """Seconds of the read-only pass (0 without one)."""
+        return sum(self.times.values())
 
 
 class PartClock:
@@ -84,6 +88,7 @@ class PartClock:
 
     def __init__(self, device: torch.device, sync: bool = False) -> None:
         self.device, self.sync = device, sync and device.type == "cuda"
+        self.parts: dict[str, float] = {}
         self._sync()
         self.last = time.perf_counter()
 
@@ -91,11 +96,14 @@ class PartClock:
         if self.sync:
             torch.cuda.synchronize(self.device)
 
-    def lap(self) -> float:
-        """Seconds since the clock started or since the previous lap."""
+    def lap(self, name: str = "") -> float:
+        """Seconds since the clock started or since the previous lap; with ``name``, also kept
+        as ``parts[name]``."""
         self._sync()
         now = time.perf_counter()
         seconds, self.last = now - self.last, now
+        if name:
+            self.parts[name] = seconds
         return seconds
 
 
@@ -122,35 +130,32 @@ def readonly_losses(
     features: Tensor,
     images: list[ImageRoIs],
     with_boxes: bool = False,
-    pooled: Tensor | None = None,
+    rank_dtype: str = "float32",
+    clock: PartClock | None = None,
 ) -> list[RoILosses]:
     """Every RoI's loss and logits (``with_boxes``: and decoded box) with no autograd graph,
-    split per image; from ``pooled`` (R, C, S, S) when the caller pooled every RoI (see
-    ``FastRCNN.rank_pool``)."""
+    split per image: every RoI pooled once (``FastRCNN.rank_pool``), then the head over the pooled
+    rows in ``rank_dtype`` (see :func:`ohemcli.device.rank_autocast`). With ``clock``, the
+    seconds of the two parts are its laps "pool" and "head"."""
     rois = rois_with_batch_index([r.boxes for r in images])
-    with torch.no_grad():
-        args = (
-            rois,
-            torch.cat([r.labels for r in images]),
-            torch.cat([r.box_targets for r in images]),
-        )
-        if pooled is not None:
-            losses = model.head_losses(pooled, *args, with_boxes)
-        else:
-            # Positional, and only when asked: the plain call stays the one the training forward
-            # of the samplers without a read-only pass makes.
-            losses = (
-                model.roi_losses(features, *args, True)
-                if with_boxes
-                else model.roi_losses(features, *args)
-            )
+    pooled = model.rank_pool(features, rois)
+    if clock is not None:
+        clock.lap("pool")
+    # The head runs over every RoI here, in train mode (dropout on, as the release's read-only
+    # net), before the training forward draws its own dropout masks.
+    with torch.no_grad(), rank_autocast(features.device, rank_dtype):
+        labels = torch.cat([r.labels for r in images])
+        targets = torch.cat([r.box_targets for r in images])
+        losses = model.head_losses(pooled, rois, labels, targets, with_boxes)
     sizes = [len(r.labels) for r in images]
 
     def split(t: Tensor | None) -> list[Tensor | None]:
         return [None] * len(sizes) if t is None else list(t.split(sizes))
 
-    parts = zip(*(split(t) for t in losses), strict=True)
-    return [RoILosses(*p) for p in parts]
+    parts = [RoILosses(*p) for p in zip(*(split(t) for t in losses), strict=True)]
+    if clock is not None:
+        clock.lap("head")
+    return parts
 
 
 def choose_rois(
@@ -164,20 +169,13 @@ def choose_rois(
     sync_parts: bool = False,
 ) -> Chosen:
     """At most ``per_image`` RoIs per image, by ``sampler``; runs the read-only pass it needs,
-    in ``rank_dtype`` (see :func:`rank_autocast`), and times its parts (``Chosen.times``;
-    ``sync_parts``: CUDA synchronised)."""
-    readonly, readonly_time, times = None, 0.0, {}
+    in ``rank_dtype``, and times its parts (``Chosen.times``; ``sync_parts``: CUDA
+    synchronised)."""
+    clock = PartClock(features.device, sync_parts)
+    readonly = None
     if sampler.needs_roi_losses:
-        clock = PartClock(features.device, sync_parts)
         with_boxes = bool(getattr(sampler, "needs_pred_boxes", False))
-        pooled = model.rank_pool(features, rois_with_batch_index([r.boxes for r in images]))
-        times["pool"] = clock.lap()
-        # The head runs over every RoI here, in train mode (dropout on, as the release's
-        # read-only net), before the training forward draws its own dropout masks.
-        with rank_autocast(features.device, rank_dtype):
-            readonly = readonly_losses(model, features, images, with_boxes, pooled)
-        times["head"] = clock.lap()
-        readonly_time = times["pool"] + times["head"]
+        readonly = readonly_losses(model, features, images, with_boxes, rank_dtype, clock)
     selections = [
         as_selection(
             sampler.select(r, None if readonly is None else readonly[i], per_image, gen),
@@ -185,7 +183,7 @@ def choose_rois(
         )
         for i, r in enumerate(images)
     ]
-    return Chosen([s.indices for s in selections], selections, readonly, readonly_time, times)
+    return Chosen([s.indices for s in selections], selections, readonly, clock.parts)
 
 
 def iou_histogram(max_iou: Tensor) -> list[int]:
@@ -322,8 +320,7 @@ def train_step(
         chosen = choose_rois(
             model, sampler, features, images, per_image, gen, rank_dtype, sync_parts
         )
-        parts["readonly"] = clock.lap()
-        parts["select"] = parts["readonly"] - chosen.readonly_time
+        parts["select"] = clock.lap() - chosen.readonly_time
         parts["readonly"] = chosen.readonly_time
         pairs = list(zip(images, chosen.indices, strict=True))
         labels = torch.cat([r.labels[c] for r, c in pairs])
