@@ -2,7 +2,8 @@
 
 ``reference_detect_split`` is the earlier ``ohemcli.evaluation.evaluate.detect_split`` verbatim:
 ``torch.no_grad``, each image's detections converted to numpy at once and split class by class
-with ``np.unique``; ``reference_evaluate_model`` is the earlier ``evaluate_model`` over it. The
+with ``np.unique``; ``reference_evaluate_model`` runs it, then the scoring and the files through
+``score_detections`` (which the speed-up left as it was), with the cyclic GC running. The
 byte-identity test and ``benchmarks/eval_throughput.py`` run them beside the current code; they
 must not change.
 """
@@ -20,16 +21,10 @@ from ohemcli.config import ExperimentConfig, input_norm
 from ohemcli.data.batching import TestImages, collate
 from ohemcli.data.splits import SplitData
 from ohemcli.device import loader_workers
-from ohemcli.evaluation.coco_results import write_coco_results
-from ohemcli.evaluation.evaluate import coco_source, eval_protocol
-from ohemcli.evaluation.matches import matches_from_result, save_matches
-from ohemcli.evaluation.metrics import coco_numbers, evaluate_all, voc_metric
+from ohemcli.evaluation.evaluate import score_detections
 from ohemcli.evaluation.protocols import FastRCNNTest
-from ohemcli.evaluation.results_files import ClassDetections, Detections, write_results_files
-from ohemcli.evaluation.voc_ap import evaluate_voc
-from ohemcli.fileio import atomic_write_json
+from ohemcli.evaluation.results_files import ClassDetections, Detections
 from ohemcli.model.fast_rcnn import FastRCNN
-from ohemcli.runs.paths import EvalPaths
 
 
 @torch.no_grad()
@@ -97,26 +92,8 @@ def reference_evaluate_model(
     metric: str | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """The earlier ``evaluate_model`` verbatim (the cyclic garbage collector left running), over
-    :func:`reference_detect_split`."""
+    """The earlier ``evaluate_model``: :func:`reference_detect_split`, then the scoring and the
+    files (``score_detections``, which the speed-up left as it was), with the cyclic garbage
+    collector left running."""
     dets = reference_detect_split(model, split, cfg, device, show_progress)
-    metric = metric or cfg.eval.metric
-    records, classes = split.dataset.records, split.dataset.classes
-    voc = evaluate_voc(dets, records, classes, voc_metric(metric))
-    coco = coco_source(dets, split.dataset)
-    result = evaluate_all(dets, records, classes, metric, voc=voc, coco=coco)  # type: ignore[arg-type]
-    result["eval_protocol"] = eval_protocol(cfg.eval)
-    if (
-        out_dir is not None
-        and coco is not None
-        and "coco" not in result
-        and "metrics" not in result
-    ):
-        result["coco"] = coco_numbers(coco())
-    if out_dir is not None:
-        files = EvalPaths(out_dir)
-        write_results_files(dets, out_dir, split.dataset.split)
-        write_coco_results(dets, split.dataset, files.coco_results)
-        atomic_write_json(files.metrics, result)
-        save_matches(files.matches, matches_from_result(voc, [r.image_id for r in records]))
-    return result
+    return score_detections(dets, cfg, split, out_dir, metric)

@@ -199,19 +199,19 @@ def evaluate_model(
     Python's cyclic garbage collector is paused meanwhile (see :func:`no_cyclic_gc`).
     """
     with no_cyclic_gc():
-        return _evaluate_model(model, cfg, split, device, out_dir, metric, show_progress)
+        dets = detect_split(model, split, cfg, device, show_progress)
+        return score_detections(dets, cfg, split, out_dir, metric)
 
 
-def _evaluate_model(
-    model: FastRCNN,
+def score_detections(
+    dets: Detections,
     cfg: ExperimentConfig,
     split: SplitData,
-    device: torch.device,
-    out_dir: Path | None,
-    metric: str | None,
-    show_progress: bool,
+    out_dir: Path | None = None,
+    metric: str | None = None,
 ) -> dict[str, Any]:
-    dets = detect_split(model, split, cfg, device, show_progress)
+    """Score ``split``'s detections and (with ``out_dir``) write the devkit results files,
+    ``detections_coco.json``, ``metrics.json`` and the per-detection matches."""
     metric = metric or cfg.eval.metric
     records, classes = split.dataset.records, split.dataset.classes
     voc = evaluate_voc(dets, records, classes, voc_metric(metric))
