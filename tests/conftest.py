@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import small_synth_settings
+
 # ../shared/data beside the checkout; OHEM_SHARED_DATA names another place (a git worktree's
 # parent is not the project's).
 SHARED_DATA = Path(
@@ -51,12 +53,7 @@ def small_config(small_synth: Path):
 
     def make(**overrides):
         base = {
-            "data.root": str(small_synth),
-            "data.scale": 160,
-            "data.max_size": 220,
-            "data.max_proposals": 150,
-            "data.workers": 0,
-            "model.backbone": "tiny",
+            **small_synth_settings(small_synth),
             "sampler.batch_rois": 32,
             "train.iters": 30,
             "train.lr": 0.01,

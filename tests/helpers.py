@@ -1,4 +1,4 @@
-"""Small VOC roots built inside tests."""
+"""Small VOC roots built inside tests, and the settings that size a tiny model for them."""
 
 from __future__ import annotations
 
@@ -6,6 +6,19 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+
+def small_synth_settings(root: Path) -> dict[str, object]:
+    """Config overrides for the ``small_synth`` root: small images, 150 proposals, no loader
+    workers, the tiny backbone."""
+    return {
+        "data.root": str(root),
+        "data.scale": 160,
+        "data.max_size": 220,
+        "data.max_proposals": 150,
+        "data.workers": 0,
+        "model.backbone": "tiny",
+    }
 
 
 def tiny_voc_root(tmp: Path, num_images: int = 2, classes: tuple[str, ...] = ("thing",)) -> Path:

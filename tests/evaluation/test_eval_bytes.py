@@ -12,6 +12,7 @@ from ohemcli.data.proposals import clean_boxes
 from ohemcli.data.splits import SplitData, open_split
 from ohemcli.evaluation import evaluate as E
 from ohemcli.model.fast_rcnn import build_model
+from tests.helpers import small_synth_settings
 from tests.reference_eval import reference_evaluate_model
 
 
@@ -23,15 +24,7 @@ def tiny_eval(small_synth: Path, tmp_path_factory: pytest.TempPathFactory):
 
     cfg = load_config(
         None,
-        {
-            "data.root": str(small_synth),
-            "data.scale": 160,
-            "data.max_size": 220,
-            "data.max_proposals": 150,
-            "data.workers": 0,
-            "model.backbone": "tiny",
-            "model.pretrained": "none",
-        },
+        {**small_synth_settings(small_synth), "model.pretrained": "none"},
     )
     # Random boxes instead of selective search: the loops under test take proposals as given.
     dataset = open_split(cfg, "test")
