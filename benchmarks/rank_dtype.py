@@ -12,6 +12,10 @@
    ``sampler.rank_dtype`` float32 and bfloat16, alternated ``--repeats`` times in this process
    (so both see the same machine load); prints the median s/iter and read-only s/iter of each.
 
+3. ``--pair F32 BF16``: the mAP pair of two finished compares of the sampler that differ only
+   in ``--rank-dtype`` (float32 first): each run's mAP, and bfloat16 − float32 with the report's
+   95% interval (bootstrap over test images and seeds) and verdict. Nothing is trained.
+
 --config takes a preset or a YAML file (bccd_tiny with --data /work/shared/data/bccd, say).
 bfloat16 matmuls are fast only where the CPU has bf16 units (AVX512-BF16, AMX); elsewhere
 autocast may cost more than it saves.
@@ -29,6 +33,8 @@ from ohemcli.cli.overrides import build_config
 from ohemcli.engine.bench import bench_samplers
 from ohemcli.engine.rank_check import choice_in, mean_jaccard
 from ohemcli.engine.train import Trainer
+from ohemcli.report.pairs import pair_table
+from ohemcli.runs.records import read_run
 
 
 def overlap(cfg, iters: int) -> list[float]:
@@ -57,6 +63,25 @@ def cost(cfg, repeats: int, timed_iters: int) -> dict[str, list[dict]]:
     return rows
 
 
+def pair(float32_dir: Path, bfloat16_dir: Path, bootstrap: int) -> None:
+    """Print the runs of the two compare folders and the bfloat16 − float32 pair."""
+    runs = []
+    for folder, dtype in ((float32_dir, "float32"), (bfloat16_dir, "bfloat16")):
+        for run_dir in sorted(p for p in (folder / "runs").iterdir() if p.is_dir()):
+            run = read_run(run_dir)
+            if run.config.get("sampler", {}).get("rank_dtype", "float32") != dtype:
+                raise SystemExit(f"{run_dir}: not ranked in {dtype}")
+            run = replace(run, summary={**run.summary, "sampler": f"{run.sampler}-{dtype}"})
+            runs.append(run)
+            print(f"{run.summary['sampler']} seed {run.seed}: mAP {run.summary['mAP']:.4f}")
+    table = pair_table(runs, bootstrap, all_pairs=True)
+    for row in table.itertuples():
+        print(
+            f"{row.a} − {row.b}: {row.delta:+.4f} [{row.ci_low:+.4f}, {row.ci_high:+.4f}] "
+            f"over {row.seeds} seeds: {row.verdict} ({row.method})"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="synth_tiny")
@@ -65,7 +90,12 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=100, help="float32 run of the overlap")
     parser.add_argument("--repeats", type=int, default=3, help="alternated timings per dtype")
     parser.add_argument("--timed-iters", type=int, default=10, help="timed iterations each")
+    parser.add_argument("--pair", nargs=2, type=Path, metavar=("F32", "BF16"))
+    parser.add_argument("--bootstrap", type=int, default=1000, help="--pair's resamples")
     args = parser.parse_args()
+    if args.pair:
+        pair(*args.pair, args.bootstrap)
+        return
     cfg = build_config(args.config, {"data": args.data} if args.data else {})
     cfg = replace(cfg, sampler=replace(cfg.sampler, name=args.sampler, rank_dtype="float32"))
     values = overlap(cfg, args.iters)
@@ -73,7 +103,7 @@ def main() -> None:
         f"{args.sampler} on {args.config}: mean Jaccard of the bfloat16 choice with float32's "
         f"{statistics.mean(values):.4f} over {len(values)} iterations (lowest {min(values):.4f})"
     )
-    for dtype, rows in cost(cfg, args.repeats, args.timed_iters).items():
+    for dtype, rows in cost(cfg, args.repeats, args.timed_iters).items() if args.repeats else ():
         step = statistics.median(r["s_per_iter"] for r in rows)
         readonly = statistics.median(r["readonly_s_per_iter"] for r in rows)
         print(

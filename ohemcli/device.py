@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import resource
 import sys
@@ -78,6 +79,24 @@ def peak_memory_mb(device: torch.device) -> float:
         return int(line.split()[1]) / 1024  # kB
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+
+
+def return_freed_memory() -> None:
+    """Hand the C heap's free pages back to the OS (glibc's ``malloc_trim``), so that resident
+    memory read next counts what is in use, not what earlier work freed; a no-op without glibc."""
+    with contextlib.suppress(OSError, AttributeError, TypeError):
+        ctypes.CDLL(None).malloc_trim(0)
+
+
+def memory_in_use_mb(device: torch.device) -> float:
+    """Memory in use now, in MiB: CUDA's allocated bytes, or the process's resident memory
+    (VmRSS) on Linux; 0 where neither can be read (a peak then counts from 0)."""
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device) / 2**20
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        status = Path("/proc/self/status").read_text().splitlines()
+        return int(next(x for x in status if x.startswith("VmRSS:")).split()[1]) / 1024  # kB
+    return 0.0
 
 
 def rank_autocast(device: torch.device, rank_dtype: str) -> contextlib.AbstractContextManager:

@@ -86,8 +86,11 @@ def bench_command(
 ) -> None:
     """Time an iteration of each sampler in one process and print the ratios to the first.
 
-    hnm's mining pass is timed beside the bare no-grad forward (features and RoI head over every
-    proposal) of the same images, and spread over the iterations between passes.
+    Each sampler is warmed up in turn; then their timed iterations alternate (one of each, the
+    order rotated), so that a slow spell of the machine weighs on all of them alike. Every
+    sampler's model is in memory meanwhile. hnm's mining pass is timed beside the bare no-grad
+    forward (features and RoI head over every proposal) of the same images, and spread over the
+    iterations between passes.
 
     --config takes a YAML file or a preset: synth_tiny, cpu_pretrained, cpu_tiny, bccd_tiny,
     voc07_vgg16. Without it, synth gets synth_tiny and other data voc07_vgg16 (the paper) on CUDA

@@ -101,7 +101,7 @@ ConfigOpt = Annotated[
     ),
 ]
 WorkersOpt = Annotated[
-    int | None, _opt("--workers", panel=DATA, help="DataLoader worker processes.")
+    int | None, _opt("--workers", panel=DATA, help="Loader processes (evaluation: threads).")
 ]
 TrainImagesOpt = Annotated[
     int | None, _opt("--train-images", panel=DATA, help="Train on the first K images (0: all).")

@@ -1,28 +1,41 @@
 """Speed and memory of the samplers, measured side by side in one process (``ohem bench``).
 
 Only the compute of an iteration is timed (data loading is left out), after warm-up iterations,
-with CUDA synchronised before each clock read. hnm's mining pass is timed beside the bare no-grad
-forward of the same images (its floor: what remains is data loading that the workers do not hide,
-and picking the false positives), and is spread over the iterations of one epoch, which is how
-often it runs by default.
+with CUDA synchronised before each clock read. The samplers' timed iterations are interleaved, so
+that the machine's slow spells (on this project's 2-core machine they moved one sampler's s/iter
+by 30% between runs a minute apart) fall on every sampler alike. hnm's mining pass is timed
+beside the bare no-grad forward of the same images (its floor: what remains is data loading that
+the workers do not hide, and picking the false positives), and is spread over the iterations of
+one epoch, which is how often it runs by default.
 """
 
 from __future__ import annotations
 
+import gc
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Generator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ohemcli.config import ExperimentConfig
-from ohemcli.data.batching import TrainImages
-from ohemcli.device import loader_workers, peak_memory_mb, reset_peak_memory, synchronize
+from ohemcli.data.batching import Batch, TrainImages
+from ohemcli.device import (
+    loader_workers,
+    memory_in_use_mb,
+    peak_memory_mb,
+    reset_peak_memory,
+    resolve_device,
+    return_freed_memory,
+    synchronize,
+)
 from ohemcli.engine.mining import mine_false_positives, mining_loader
+from ohemcli.engine.step import StepResult
 from ohemcli.engine.train import Trainer
 from ohemcli.model.fast_rcnn import FastRCNN, rois_with_batch_index
 from ohemcli.progress import make_progress
@@ -89,56 +102,91 @@ def median_parts(parts: list[dict[str, float]]) -> dict[str, float]:
     }
 
 
-def _time_sampler(
-    cfg: ExperimentConfig, iters: int, warmup: int, mining_runs: int, progress: Any, task: Any
-) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(cfg, Path(tmp), resume=False, show_progress=False)
-        device = trainer.device
+@dataclass
+class _SamplerBench:
+    """One sampler's trainer in a bench, its remaining batches and what was measured of it."""
+
+    cfg: ExperimentConfig
+    trainer: Trainer
+    batches: Generator[Batch, None, None]
+    task: Any  # its progress bar
+    growth_mb: float  # the most memory it added to what was in use before it (MiB)
+    results: list[StepResult] = field(default_factory=list)  # its timed iterations
+
+
+def _start(
+    cfg: ExperimentConfig, folder: Path, warmup: int, progress: Any, label: str = ""
+) -> _SamplerBench:
+    """Build the sampler's trainer and run its ``warmup`` iterations, measuring the memory that
+    the two add to what the process held before; ``label`` names its progress bar."""
+    device = resolve_device(cfg.train.device)
+    return_freed_memory()  # else its allocations reuse pages the trainers before it freed
+    before = memory_in_use_mb(device)
+    reset_peak_memory(device)
+    trainer = Trainer(cfg, folder, resume=False, show_progress=False)
+    trainer.model.train()
+    trainer.time_parts = True  # each part CUDA synchronised: StepResult.parts
+    task = progress.add_task(label or f"bench {cfg.sampler.name}", total=cfg.train.iters)
+    batches = trainer.batches()
+    for _ in range(warmup):
+        trainer.step(next(batches))
+        progress.advance(task)
+    return _SamplerBench(cfg, trainer, batches, task, peak_memory_mb(device) - before)
+
+
+def _interleave(benches: list[_SamplerBench], iters: int, progress: Any) -> None:
+    """``iters`` timed iterations of every sampler, interleaved: iteration i of each before
+    iteration i + 1 of any, the order rotated by one each time, so that a slow spell of the
+    machine falls on all the samplers alike instead of on the one timed then."""
+    for i in range(iters):
+        for j in range(len(benches)):
+            bench = benches[(i + j) % len(benches)]
+            bench.results.append(bench.trainer.step(next(bench.batches)))
+            progress.advance(bench.task)
+
+
+def _row(bench: _SamplerBench, base_mb: float, mining_runs: int) -> dict[str, Any]:
+    """The sampler's figures: medians of its timed iterations, its mining pass (timed here) and
+    its peak memory (``base_mb``, what the process held before any trainer, plus its growth)."""
+    cfg, trainer, results = bench.cfg, bench.trainer, bench.results
+    device = trainer.device
+    row: dict[str, Any] = {
+        "sampler": cfg.sampler.name,
+        "iters": trainer.state.iteration,
+        "final_loss": trainer.state.smoothed_loss,  # as summary.json's: EMA at the end
+        "s_per_iter": statistics.median(r.step_time for r in results),
+        "readonly_s_per_iter": statistics.median(r.readonly_time for r in results),
+        "mining_pass_s": None,
+        "mining_s_per_iter": 0.0,
+        "mining_s_per_image": None,
+        "forward_s_per_image": None,
+        "mining_overhead": None,
+        "parts": median_parts([r.parts for r in results]),
+    }
+    if trainer.sampler.needs_mining:
+        return_freed_memory()
+        before = memory_in_use_mb(device)
         reset_peak_memory(device)
-        trainer.model.train()
-        trainer.time_parts = True  # each part CUDA synchronised: StepResult.parts
-        step_times, readonly, parts = [], [], []
-        for i, batch in enumerate(trainer.batches()):
-            result = trainer.step(batch)  # step_time: compute only, CUDA synchronised
-            if i >= warmup:
-                step_times.append(result.step_time)
-                readonly.append(result.readonly_time)
-                parts.append(result.parts)
-            progress.advance(task)
-        row: dict[str, Any] = {
-            "sampler": cfg.sampler.name,
-            "iters": trainer.state.iteration,
-            "final_loss": trainer.state.smoothed_loss,  # as summary.json's: EMA at the end
-            "s_per_iter": statistics.median(step_times),
-            "readonly_s_per_iter": statistics.median(readonly),
-            "mining_pass_s": None,
-            "mining_s_per_iter": 0.0,
-            "mining_s_per_image": None,
-            "forward_s_per_image": None,
-            "mining_overhead": None,
-            "parts": median_parts(parts),
-        }
-        if trainer.sampler.needs_mining:
-            timing = time_mining(
-                trainer.model,
-                trainer.images,
-                trainer.sampler.mining_request(),
-                device,
-                loader_workers(cfg.data.workers),
-                cfg.train.images_per_batch,
-                mining_runs,
-            )
-            row.update(timing)
-            row["mining_pass_s"] = timing["mining_s_per_image"] * len(trainer.images)
-            per_epoch = max(1, len(trainer.images) // cfg.train.images_per_batch)
-            every = cfg.sampler.mine_every or per_epoch
-            row["mining_s_per_iter"] = row["mining_pass_s"] / every
-        row["effective_s_per_iter"] = row["s_per_iter"] + row["mining_s_per_iter"]
-        row["peak_memory_mb"] = peak_memory_mb(device)
-        row["device"] = str(device) if device.type == "cpu" else torch.cuda.get_device_name(device)
-        row["amp"] = cfg.train.amp
-        return row
+        timing = time_mining(
+            trainer.model,
+            trainer.images,
+            trainer.sampler.mining_request(),
+            device,
+            loader_workers(cfg.data.workers),
+            cfg.train.images_per_batch,
+            mining_runs,
+        )
+        bench.growth_mb = max(bench.growth_mb, peak_memory_mb(device) - before)
+        row.update(timing)
+        row["mining_pass_s"] = timing["mining_s_per_image"] * len(trainer.images)
+        per_epoch = max(1, len(trainer.images) // cfg.train.images_per_batch)
+        every = cfg.sampler.mine_every or per_epoch
+        row["mining_s_per_iter"] = row["mining_pass_s"] / every
+    row["effective_s_per_iter"] = row["s_per_iter"] + row["mining_s_per_iter"]
+    row["peak_memory_mb"] = base_mb + bench.growth_mb
+    row["device"] = str(device) if device.type == "cpu" else torch.cuda.get_device_name(device)
+    row["amp"] = cfg.train.amp
+    return row
 
 
 def bench_samplers(
@@ -151,19 +199,39 @@ def bench_samplers(
 ) -> list[dict[str, Any]]:
     """Per sampler: median s/iter, read-only and mining cost, and the ratio to the first.
 
-    For a sampler that mines, the mining pass and the bare forward of the same images are timed
-    ``mining_runs`` times each, alternately (see :func:`time_mining`); the medians are reported.
+    Every sampler's trainer is built and warmed up in turn, and its peak memory measured then:
+    the process's memory before any trainer plus what this one adds (CUDA's allocated bytes, or
+    resident memory on the CPU, after the heap's free pages are handed back). Then the timed
+    iterations of all of them are interleaved (see :func:`_interleave`). For a sampler that
+    mines, the mining pass and the bare forward of the same images are timed ``mining_runs``
+    times each, alternately (see :func:`time_mining`); the medians are reported.
     """
-    rows = []
-    with make_progress(disable=not show_progress) as progress:
-        for name in samplers:
-            c = replace(
-                cfg,
-                sampler=replace(cfg.sampler, name=name),
-                train=replace(cfg.train, iters=warmup + iters, eval_points=0),
-            )
-            task = progress.add_task(f"bench {name}", total=warmup + iters)
-            rows.append(_time_sampler(c, iters, warmup, mining_runs, progress, task))
+    device = resolve_device(cfg.train.device)
+    configs = [
+        replace(
+            cfg,
+            sampler=replace(cfg.sampler, name=name),
+            train=replace(cfg.train, iters=warmup + iters, eval_points=0),
+        )
+        for name in samplers
+    ]
+    with make_progress(disable=not show_progress) as progress, ExitStack() as stack:
+        # A throw-away trainer first: the process's one-time costs (kernel selection, lazy
+        # imports, caches) then go to the base memory and to no sampler's first iterations.
+        with tempfile.TemporaryDirectory() as tmp:
+            short = replace(configs[0], train=replace(configs[0].train, iters=2))
+            _start(short, Path(tmp), 2, progress, "bench warm-up").batches.close()
+        gc.collect()  # the throw-away trainer's cycles, before the base is read
+        return_freed_memory()
+        base_mb = memory_in_use_mb(device)
+        benches = []
+        for c in configs:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            benches.append(_start(c, folder, warmup, progress))
+        _interleave(benches, iters, progress)
+        rows = [_row(b, base_mb, mining_runs) for b in benches]
+        for b in benches:
+            b.batches.close()  # its DataLoader's workers end here
     base = rows[0]["effective_s_per_iter"]
     for row in rows:
         row["ratio"] = row["effective_s_per_iter"] / base

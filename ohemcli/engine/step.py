@@ -18,17 +18,13 @@ from torch import Tensor, nn
 
 from ohemcli.data.batching import Batch
 from ohemcli.device import rank_autocast
+from ohemcli.engine.batch_loss import batch_loss
 from ohemcli.engine.distributed import DistInfo, average_gradients
 from ohemcli.errors import UserError
 from ohemcli.model.fast_rcnn import FastRCNN, rois_with_batch_index
-from ohemcli.model.losses import (
-    LossTerms,
-    RoILosses,
-    carl_term,
-    isr_p_weights,
-    reduce_losses,
-)
-from ohemcli.samplers.base import ImageRoIs, ProtocolError, RoISampler, Selection, as_selection
+from ohemcli.model.losses import LossTerms, RoILosses
+from ohemcli.model.roi_pooling import PooledRoIs
+from ohemcli.samplers.base import ImageRoIs, RoISampler, Selection, as_selection
 
 IOU_BINS = 10  # metrics.jsonl's iou_hist: [0, .1), [.1, .2), ..., [.9, 1.0]
 
@@ -73,6 +69,7 @@ class Chosen:
     indices: list[Tensor]  # positions into each image's RoIs
     selections: list[Selection] = field(default_factory=list)  # with weights and loss, per image
     readonly: list[RoILosses] | None = None  # every RoI's loss, when the sampler asked for it
+    pooled: PooledRoIs | None = None  # every RoI's pooling of the read-only pass, for the chosen
     times: dict[str, float] = field(default_factory=dict)  # the read-only pass's parts, seconds
 
     @property
@@ -132,13 +129,15 @@ def readonly_losses(
     with_boxes: bool = False,
     rank_dtype: str = "float32",
     clock: PartClock | None = None,
-) -> list[RoILosses]:
+) -> tuple[list[RoILosses], PooledRoIs]:
     """Every RoI's loss and logits (``with_boxes``: and decoded box) with no autograd graph,
-    split per image: every RoI pooled once (``FastRCNN.rank_pool``), then the head over the pooled
-    rows in ``rank_dtype`` (see :func:`ohemcli.device.rank_autocast`). With ``clock``, the
-    seconds of the two parts are its laps "pool" and "head"."""
+    split per image, and the pooling they came from: every RoI pooled once
+    (``FastRCNN.rank_pool``), then the head over the pooled rows in ``rank_dtype`` (see
+    :func:`ohemcli.device.rank_autocast`). With ``clock``, the seconds of the two parts are its
+    laps "pool" and "head"."""
     rois = rois_with_batch_index([r.boxes for r in images])
-    pooled = model.rank_pool(features, rois)
+    ranked = model.rank_pool(features, rois)
+    pooled = ranked.pooled.to(features.dtype)
     if clock is not None:
         clock.lap("pool")
     # The head runs over every RoI here, in train mode (dropout on, as the release's read-only
@@ -155,7 +154,7 @@ def readonly_losses(
     parts = [RoILosses(*p) for p in zip(*(split(t) for t in losses), strict=True)]
     if clock is not None:
         clock.lap("head")
-    return parts
+    return parts, ranked
 
 
 def choose_rois(
@@ -172,10 +171,10 @@ def choose_rois(
     in ``rank_dtype``, and times its parts (``Chosen.times``; ``sync_parts``: CUDA
     synchronised)."""
     clock = PartClock(features.device, sync_parts)
-    readonly = None
+    readonly = ranked = None
     if sampler.needs_roi_losses:
         with_boxes = bool(getattr(sampler, "needs_pred_boxes", False))
-        readonly = readonly_losses(model, features, images, with_boxes, rank_dtype, clock)
+        readonly, ranked = readonly_losses(model, features, images, with_boxes, rank_dtype, clock)
     selections = [
         as_selection(
             sampler.select(r, None if readonly is None else readonly[i], per_image, gen),
@@ -183,7 +182,7 @@ def choose_rois(
         )
         for i, r in enumerate(images)
     ]
-    return Chosen([s.indices for s in selections], selections, readonly, clock.parts)
+    return Chosen([s.indices for s in selections], selections, readonly, ranked, clock.parts)
 
 
 def iou_histogram(max_iou: Tensor) -> list[int]:
@@ -218,80 +217,16 @@ def apply_loss(loss: Tensor, model: nn.Module, updater: Updater) -> None:
     updater.scheduler.step()
 
 
-def _weights(chosen: Chosen, name: str) -> Tensor | None:
-    """One weight per chosen RoI over the batch (1 where an image gave none); None when no image
-    gave any."""
-    given = [getattr(sel, name) for sel in chosen.selections]
-    if all(w is None for w in given):
-        return None
-    return torch.cat(
-        [
-            sel.indices.new_ones(len(sel.indices), dtype=torch.float32) if w is None else w.float()
-            for sel, w in zip(chosen.selections, given, strict=True)
-        ]
-    )
-
-
-def loss_kind(chosen: Chosen) -> str:
-    """The one training loss that every image's selection names."""
-    kinds = {sel.loss for sel in chosen.selections} or {"ce"}
-    if len(kinds) > 1:
-        raise ProtocolError(f"select() named several losses in one batch: {', '.join(kinds)}")
-    return kinds.pop()
-
-
-def pisa_pos_weights(
-    model: FastRCNN, images: list[ImageRoIs], chosen: Chosen, losses: RoILosses, labels: Tensor
+def _training_pool(
+    model: FastRCNN, features: Tensor, images: list[ImageRoIs], chosen: Chosen, rois: Tensor
 ) -> Tensor:
-    """The chosen RoIs' cls weights with PISA's ISR-P on the foreground (see
-    :func:`ohemcli.model.losses.isr_p_weights`): IoU of the (detached) predicted box with the
-    target box, both decoded from the RoI; each image's ground truths numbered apart."""
-    weights = _weights(chosen, "cls_weight")
-    weights = labels.new_ones(len(labels), dtype=torch.float32) if weights is None else weights
-    fg = labels > 0
-    if not bool(fg.any()) or losses.deltas is None:
-        return weights
-    pairs = list(zip(images, chosen.indices, strict=True))
-    boxes = torch.cat([r.boxes[c] for r, c in pairs])[fg]
-    targets = torch.cat([r.box_targets[c] for r, c in pairs])[fg]
-    gts, offset = [], 0
-    for r, c in pairs:  # one number per (image, ground truth)
-        gt = r.gt_index[c] if r.gt_index is not None else torch.zeros_like(c)
-        gts.append(gt + offset)
-        offset += int(gt.max().item()) + 1 if gt.numel() else 0
-    from torchvision.ops import box_iou  # training only
-
-    with torch.no_grad():
-        pred = model.decode_class(boxes, losses.deltas[fg].detach(), labels[fg])
-        target = model.decode_class(boxes, targets, labels[fg])
-        iou = box_iou(pred, target).diagonal()
-        weights = weights.clone()
-        # ISR-P keeps each positive's original weight as the normaliser's reference (1 here).
-        weights[fg] = isr_p_weights(iou, labels[fg], torch.cat(gts)[fg], losses.cls[fg].detach())
-    return weights
-
-
-def batch_loss(
-    model: FastRCNN,
-    images: list[ImageRoIs],
-    chosen: Chosen,
-    losses: RoILosses,
-    labels: Tensor,
-    options: dict[str, float] | None = None,
-) -> LossTerms:
-    """The training loss that the selections name, with their weights (see
-    :func:`ohemcli.model.losses.reduce_losses`); ``options`` are the sampler's loss numbers
-    (``focal_gamma``; pisa's ``isr_p``, ``carl_k``, ``carl_bias``)."""
-    options = options or {}
-    kind = loss_kind(chosen)
-    cls_w, box_w = _weights(chosen, "cls_weight"), _weights(chosen, "box_weight")
-    if kind == "pisa" and options.get("isr_p", 1.0):
-        cls_w = pisa_pos_weights(model, images, chosen, losses, labels)
-    terms = reduce_losses(kind, losses, labels, cls_w, box_w, options.get("focal_gamma", 2.0))
-    if kind == "pisa" and options.get("carl", 1.0):
-        carl = carl_term(losses, labels, options.get("carl_k", 1.0), options.get("carl_bias", 0.2))
-        terms = LossTerms(terms.cls, terms.box + carl)
-    return terms
+    """The chosen RoIs ``rois`` pooled with autograd: their rows of the read-only pass's pooling
+    when there was one (``FastRCNN.pool_chosen``), else pooled here."""
+    if chosen.pooled is None:
+        return model.pool(features, rois)
+    starts = torch.tensor([0] + [len(r.labels) for r in images[:-1]]).cumsum(0).tolist()
+    index = torch.cat([c + start for c, start in zip(chosen.indices, starts, strict=True)])
+    return model.pool_chosen(features, chosen.pooled, index.to(rois.device))
 
 
 def train_step(
@@ -325,13 +260,13 @@ def train_step(
         pairs = list(zip(images, chosen.indices, strict=True))
         labels = torch.cat([r.labels[c] for r, c in pairs])
         rois = rois_with_batch_index([r.boxes[c] for r, c in pairs])
-        pooled = model.pool(features, rois)  # again for the chosen: see FastRCNN.rank_pool
+        pooled = _training_pool(model, features, images, chosen, rois)
         parts["pool"] = clock.lap()
         losses = model.head_losses(
             pooled, rois, labels, torch.cat([r.box_targets[c] for r, c in pairs])
         )
         terms = batch_loss(
-            model, images, chosen, losses, labels, getattr(sampler, "loss_options", None)
+            model, images, chosen.selections, losses, labels, getattr(sampler, "loss_options", None)
         )
         loss = terms.cls + terms.box
     count = max(1, len(labels))

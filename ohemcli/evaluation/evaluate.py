@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
 
 from ohemcli.config import (
     FAST_RCNN_MAX_PER_IMAGE,
@@ -24,8 +23,9 @@ from ohemcli.config import (
     load_config,
     protocol_name,
 )
-from ohemcli.data.batching import TestImages, collate
+from ohemcli.data.batching import TestImages
 from ohemcli.data.coco import COCODataset
+from ohemcli.data.prefetch import loaded_ahead
 from ohemcli.data.splits import SplitData, load_split
 from ohemcli.device import loader_workers, resolve_device
 from ohemcli.errors import UserError
@@ -80,13 +80,7 @@ def detect_split(
     images = TestImages(
         split.dataset, split.proposals, cfg.data.scale, cfg.data.max_size, input_norm(cfg.model)
     )  # the normalisation the run trained with (recorded in its config.yaml)
-    loader = DataLoader(
-        images,
-        batch_size=1,
-        collate_fn=collate,
-        num_workers=loader_workers(cfg.data.workers),
-        generator=torch.Generator(),
-    )  # keeps the global RNG (dropout's) untouched
+    loader = loaded_ahead(images, loader_workers(cfg.data.workers))
     adaptive = FastRCNNTest(len(images)) if cfg.eval.protocol == "fast-rcnn" else None
     ids: list[str] = []
     found: list[tuple[Tensor, Tensor, Tensor]] = []

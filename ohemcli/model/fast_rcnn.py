@@ -22,6 +22,7 @@ from ohemcli.config import (
 from ohemcli.errors import UserError
 from ohemcli.model.backbones import BACKBONES
 from ohemcli.model.losses import RoILosses, per_roi_loss
+from ohemcli.model.roi_pooling import PooledRoIs, chosen_rows, pool_with_argmax
 
 
 def rois_with_batch_index(rois: list[Tensor]) -> Tensor:
@@ -80,17 +81,24 @@ class FastRCNN(nn.Module):
         x = self.head(pooled)
         return self.cls_score(x), self.bbox_pred(x)
 
-    def rank_pool(self, features: Tensor, rois: Tensor) -> Tensor:
-        """Every RoI of ``rois`` (R, 5) pooled for a read-only pass, without autograd.
+    def rank_pool(self, features: Tensor, rois: Tensor) -> PooledRoIs:
+        """Every RoI of ``rois`` (R, 5) pooled for a read-only pass, without autograd, in float32;
+        :meth:`pool_chosen` then takes the training pass's rows from it instead of pooling them
+        again (see ohemcli.model.roi_pooling)."""
+        scale = 1.0 / self.stride
+        if self.roi_op != "pool":  # RoIAlign has no argmax to reuse: pool_chosen pools again
+            return PooledRoIs(self.pool(features, rois).float(), rois, None, scale)
+        with torch.autocast(features.device.type, enabled=False):
+            return pool_with_argmax(features.float(), rois.float(), self.roi_size, scale)
 
-        The training forward then pools the chosen RoIs again, with autograd. Pooling once with
-        autograd and indexing the chosen rows measured no faster (synth_tiny's 405 RoIs, 128
-        chosen, one thread, ranking pool + chosen pool, forward and backward, median: 45 ms
-        against 46 ms): the backward then runs over every row of a zero-filled (R, C, S, S)
-        gradient, which costs what the second pooling saves.
-        """
-        with torch.no_grad():
-            return self.pool(features, rois)
+    def pool_chosen(self, features: Tensor, ranked: PooledRoIs, index: Tensor) -> Tensor:
+        """Rows ``index`` of :meth:`rank_pool`'s ``ranked``, with autograd into ``features``:
+        values and gradients bit for bit those of :meth:`pool` over ``ranked.rois[index]``."""
+        if ranked.argmax is None:
+            return self.pool(features, ranked.rois[index])
+        with torch.autocast(features.device.type, enabled=False):
+            pooled = chosen_rows(features.float(), ranked, index)
+        return pooled.to(features.dtype)
 
     def pool(self, features: Tensor, rois: Tensor) -> Tensor:
         """RoI pooling (or align) of ``rois`` (R, 5), computed in float32, in ``features``' dtype.

@@ -1,5 +1,9 @@
 """ohem bench's parts of a step: medians per part, and the table that prints them."""
 
+import sys
+
+import pytest
+
 from ohemcli.cli.bench import parts_table
 from ohemcli.engine.bench import STEP_PARTS, median_parts
 
@@ -26,3 +30,39 @@ def test_the_parts_table_has_a_row_per_sampler_and_a_column_per_part():
     assert table.row_count == 2 and len(table.columns) == 1 + len(STEP_PARTS)
     assert list(table.columns[0].cells) == ["fixed", "ohem"]
     assert list(table.columns[1].cells) == ["0.0100", "0.0200"]
+
+
+def test_interleaved_iterations_rotate_the_order_and_keep_each_samplers_batches():
+    from types import SimpleNamespace
+
+    from ohemcli.engine.bench import _interleave
+
+    calls = []
+
+    def bench(name):
+        trainer = SimpleNamespace(step=lambda batch: calls.append((name, batch)) or batch)
+        batches = (f"{name}{i}" for i in range(10))
+        return SimpleNamespace(trainer=trainer, batches=batches, task=name, results=[])
+
+    class Progress:
+        def advance(self, task):
+            pass
+
+    benches = [bench("a"), bench("b"), bench("c")]
+    _interleave(benches, 3, Progress())
+    assert [name for name, _ in calls] == list("abcbcacab")
+    assert [b.results for b in benches] == [
+        ["a0", "a1", "a2"],
+        ["b0", "b1", "b2"],
+        ["c0", "c1", "c2"],
+    ]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_memory_in_use_is_under_the_peak_on_this_machine():
+    import torch
+
+    from ohemcli.device import memory_in_use_mb, peak_memory_mb
+
+    cpu = torch.device("cpu")
+    assert 0 < memory_in_use_mb(cpu) <= peak_memory_mb(cpu)

@@ -13,13 +13,8 @@ from torch import nn
 
 from ohemcli.config import ModelConfig, SamplerConfig
 from ohemcli.data.batching import Batch, ImageSample
-from ohemcli.engine.step import (
-    Chosen,
-    Updater,
-    batch_loss,
-    image_rois,
-    train_step,
-)
+from ohemcli.engine.batch_loss import batch_loss
+from ohemcli.engine.step import Chosen, Updater, image_rois, train_step
 from ohemcli.model.fast_rcnn import FastRCNN, rois_with_batch_index
 from ohemcli.model.losses import RoILosses
 from ohemcli.samplers import build_sampler
@@ -104,7 +99,7 @@ def _two_poolings(model, sampler, batch, per_image, gen):
         labels,
         torch.cat([r.box_targets[c] for r, c in pairs]),
     )
-    terms = batch_loss(model, images, chosen, losses, labels, sampler.loss_options)
+    terms = batch_loss(model, images, chosen.selections, losses, labels, sampler.loss_options)
     model.zero_grad(set_to_none=True)
     (terms.cls + terms.box).backward()
 

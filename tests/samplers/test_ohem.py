@@ -109,7 +109,7 @@ def test_read_only_pass_builds_no_autograd_graph():
         torch.zeros(2, 4),
         "img",
     )
-    (losses,) = readonly_losses(model, features, [rois])
+    (losses,), _ = readonly_losses(model, features, [rois])
     assert losses.cls.grad_fn is None and not losses.cls.requires_grad
     assert losses.box.grad_fn is None and not losses.box.requires_grad
     assert losses.cls.shape == (2,)
