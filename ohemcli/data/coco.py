@@ -167,6 +167,11 @@ class COCODataset:
         """K, the number of object classes (background not counted)."""
         return len(self.classes)
 
+    @property
+    def listing(self) -> Path:
+        """The file that lists this split's images (its COCO json)."""
+        return self.json_path
+
     def fingerprint(self) -> str:
         """A content hash of the split: the json's bytes, the split, and per image its id, file
         name and file size.

@@ -80,13 +80,10 @@ def check_scorable(dataset: Dataset) -> None:
     classes the model is not trained on.
     """
     if not any((~r.difficult).any() for r in dataset.records):
-        path = getattr(
-            dataset, "json_path", dataset.root / "ImageSets" / "Main" / f"{dataset.split}.txt"
-        )
         raise UserError(
-            f"{path}: split '{dataset.split}' ({len(dataset)} images) has no object of the "
-            f"classes {quote(', '.join(dataset.classes))} that is not difficult, so its mAP is "
-            "undefined; choose another data.test_split"
+            f"{dataset.listing}: split '{dataset.split}' ({len(dataset)} images) has no object "
+            f"of the classes {quote(', '.join(dataset.classes))} that is not difficult, so its "
+            "mAP is undefined; choose another data.test_split"
         )
 
 

@@ -277,6 +277,11 @@ class VOCDataset:
         """K, the number of object classes (background not counted)."""
         return len(self.classes)
 
+    @property
+    def listing(self) -> Path:
+        """The file that lists this split's images (``ImageSets/Main/<split>.txt``)."""
+        return self.root / "ImageSets" / "Main" / f"{self.split}.txt"
+
     def fingerprint(self) -> str:
         """A content hash of the split: ids, annotation bytes, and each image file's size and
         modification time (a replaced image changes them without a full read of every pixel).
