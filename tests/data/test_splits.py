@@ -70,3 +70,15 @@ def test_a_test_split_with_nothing_to_score_is_refused_naming_it(tmp_path, diffi
     _bare(root, ["b0", "b1"], difficult)  # no objects, or only difficult ones: no AP anywhere
     with pytest.raises(UserError, match=r"test\.txt: split 'test' \(2 images\) has no object"):
         open_splits(cfg)
+
+
+def test_a_coco_test_split_with_nothing_to_score_is_refused_naming_its_json(tmp_path):
+    from ohemcli.data.splits import check_scorable, open_dataset
+    from tests.data.coco_sets import coco_doc, coco_layout
+
+    other_only = coco_doc(2, [(5, "thing"), (6, "other")], {1: [(6, [8.0, 8.0, 16.0, 16.0])]})
+    root = coco_layout(tmp_path / "c", {"train2017": coco_doc(2), "val2017": other_only})
+    test = open_dataset(str(root), "test", ("thing",))  # no "thing" in the test split
+    assert test.listing == root / "annotations" / "instances_val2017.json"
+    with pytest.raises(UserError, match=r"instances_val2017\.json: split 'val2017' \(2 images\)"):
+        check_scorable(test)
