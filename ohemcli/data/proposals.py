@@ -1,7 +1,8 @@
 """Object proposals: selective search (OpenCV contrib, fast mode) or Fast R-CNN's .mat files.
 
 Selective search runs in ``workers`` processes (one OpenCV thread each) and its boxes are cached
-per image: ``cache_dir()/proposals/ssfast-<version>[-max<side>]/<sha[:2]>/<sha>-<cap>.npy``,
+per image (ohemcli.data.proposal_cache):
+``cache_dir()/proposals/ssfast-<version>[-max<side>]/<sha[:2]>/<sha>-<cap>.npy``,
 keyed by the SHA-1 of the image file's bytes, the method and ``PROPOSALS_VERSION``, ``max_side``
 and ``max_boxes``. The boxes depend on the pixels alone, so an image listed in two splits
 (voc100's trainval and test hold the same 100 images), in two data roots or in a COCO set and a
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import hashlib
 import logging
 import multiprocessing
 from collections.abc import Sequence
@@ -39,15 +39,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ohemcli.data.proposal_cache import (
+    cache_path,
+    cached_boxes,
+    image_digest,
+    legacy_boxes,
+    save_boxes,
+)
 from ohemcli.data.voc import MIN_BOX_SIDE, VOCDataset
 from ohemcli.device import available_cpus
 from ohemcli.errors import UserError
-from ohemcli.fileio import atomic_write, cache_dir
 from ohemcli.progress import make_progress
 
 log = logging.getLogger("ohemcli")
 
-PROPOSALS_VERSION = "v1-ssfast"  # change when the boxes computed here change
 SELECTIVE_SEARCH = "selective_search"
 RELEASE = "release"  # the Fast R-CNN release's .mat files when found, else selective search
 RELEASE_DIR = "selective_search_data"  # where ``ohem data download voc2007-proposals`` puts them
@@ -206,118 +211,6 @@ def resolve_source(source: str, root: Path, split: str) -> str:
     return SELECTIVE_SEARCH
 
 
-SS_CACHE_TAG = "ssfast"  # OpenCV's fast selective search, in the cache folder's name
-_digests: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> content digest
-
-
-def image_digest(path: Path) -> str:
-    """The content identity of an image file: the SHA-1 of its bytes (hex).
-
-    Bytes, not the path or the mtime: the same image under two splits or two data roots (voc100's
-    trainval and test, a copied root) is one key, and a replaced image is another. Hashing a few
-    hundred JPEGs takes well under a second; a process hashes each file once, as long as its size
-    and mtime stay the same.
-    """
-    stat = Path(path).stat()
-    memo = (str(path), stat.st_size, stat.st_mtime_ns)
-    if memo not in _digests:
-        digest = hashlib.sha1(usedforsecurity=False)  # an identity, not a signature
-        with open(path, "rb") as f:  # in chunks (hashlib.file_digest needs Python 3.11)
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        _digests[memo] = digest.hexdigest()
-    return _digests[memo]
-
-
-def cache_folder(max_side: int) -> Path:
-    """The folder of the per-image selective-search caches of one recipe and ``max_side``."""
-    name = f"{SS_CACHE_TAG}-{PROPOSALS_VERSION}" + (f"-max{max_side}" if max_side > 0 else "")
-    return cache_dir() / "proposals" / name
-
-
-def _cache_path(digest: str, max_boxes: int, max_side: int) -> Path:
-    """``<folder>/<digest[:2]>/<digest>-<cap>.npy``: one small file per image and cap (the
-    two-letter shards keep a folder's listing short on a large data set)."""
-    return cache_folder(max_side) / digest[:2] / f"{digest}-{max_boxes}.npy"
-
-
-def _cached_caps(digest: str, max_side: int) -> list[int]:
-    """The caps under which the boxes of the image ``digest`` are cached at this ``max_side``."""
-    caps = []
-    for path in _cache_path(digest, 0, max_side).parent.glob(f"{digest}-*.npy"):
-        cap = path.stem.rsplit("-", 1)[1]
-        if cap.isdigit():
-            caps.append(int(cap))
-    return caps
-
-
-def _load_one(path: Path) -> np.ndarray:
-    """One cache file's boxes; raises on anything but an (R, 4) float32 array."""
-    boxes = np.load(path, allow_pickle=False)
-    if boxes.ndim != 2 or boxes.shape[1] != 4 or boxes.dtype != np.float32:
-        raise ValueError(f"holds a {boxes.dtype} array of shape {boxes.shape}, not (R, 4) float32")
-    return boxes
-
-
-def _cached(digest: str, max_boxes: int, max_side: int, bad: list[str]) -> np.ndarray | None:
-    """The image's cached boxes under ``max_boxes``, or the first ``max_boxes`` of a larger cap's
-    (the cap is the last step of :func:`clean_boxes`, so they are exactly what a search with this
-    cap gives); None when neither is cached. A file that does not load is noted in ``bad``."""
-    caps = (
-        [max_boxes] if max_boxes == 0 else [max_boxes, *_larger_caps(digest, max_boxes, max_side)]
-    )
-    for cap in caps:
-        path = _cache_path(digest, cap, max_side)
-        if not path.is_file():
-            continue
-        try:
-            return _load_one(path)[: max_boxes or None]
-        except Exception as exc:  # noqa: BLE001 - truncated, not .npy, wrong array: recompute
-            bad.append(f"{path} ({exc})")
-    return None
-
-
-def _larger_caps(digest: str, max_boxes: int, max_side: int) -> list[int]:
-    """Cached caps that hold at least the first ``max_boxes`` boxes: larger ones, smallest first,
-    then 0 (no cap)."""
-    caps = [c for c in _cached_caps(digest, max_side) if c == 0 or c > max_boxes]
-    return sorted(caps, key=lambda c: c or 10**18)
-
-
-def _save(path: Path, boxes: np.ndarray) -> None:
-    """Write one image's cache file atomically (``np.save`` on a file object: a name would get
-    ``.npy`` appended)."""
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            np.save(f, np.ascontiguousarray(boxes, dtype=np.float32), allow_pickle=False)
-
-    atomic_write(path, write)
-
-
-def _legacy_boxes(dataset: VOCDataset, max_boxes: int, max_side: int) -> dict[str, np.ndarray]:
-    """Boxes of the earlier per-split cache (``proposals/<fingerprint>-<split>-ssfast-<cap>-...
-    .npz``) for ``dataset``, under this cap or a larger one, else {}: a cache that took minutes
-    to fill is carried over to the per-image files rather than searched again. Any problem with
-    such a file means {} (the boxes are then searched again)."""
-    try:
-        stem = f"{dataset.fingerprint()}-{dataset.split}-{SS_CACHE_TAG}-"
-        tail = f"-{PROPOSALS_VERSION}" + (f"-max{max_side}" if max_side > 0 else "") + ".npz"
-        for path in sorted((cache_dir() / "proposals").glob(f"{stem}*{tail}")):
-            cap = path.name[len(stem) : -len(tail)]
-            if not cap.isdigit() or not (int(cap) == 0 or max_boxes and int(cap) >= max_boxes):
-                continue
-            with np.load(path, allow_pickle=False) as z:
-                ids, boxes, counts = [str(i) for i in z["ids"]], z["boxes"], z["counts"]
-            if ids != [r.image_id for r in dataset.records] or int(counts.sum()) != len(boxes):
-                continue
-            parts = np.split(boxes.astype(np.float32), np.cumsum(counts)[:-1])
-            return {i: b[: max_boxes or None] for i, b in zip(ids, parts, strict=True)}
-    except Exception:  # noqa: BLE001 - an old file is a bonus, never a failure
-        return {}
-    return {}
-
-
 def _search_and_cache(
     todo: dict[str, str], max_boxes: int, workers: int | None, show_progress: bool, max_side: int
 ) -> dict[str, np.ndarray]:
@@ -329,9 +222,9 @@ def _search_and_cache(
     )
     boxes = dict(zip(digests, found, strict=True))
     for digest, b in boxes.items():
-        path = _cache_path(digest, max_boxes, max_side)
+        path = cache_path(digest, max_boxes, max_side)
         try:
-            _save(path, b)
+            save_boxes(path, b)
         except OSError as exc:  # a full disk, say: the boxes are still good for this run
             log.warning(
                 "%s: cannot write the proposal cache under OHEM_CACHE (%s); the boxes will be "
@@ -371,7 +264,7 @@ def load_proposals(
     for record, digest in zip(dataset.records, digests, strict=True):
         if digest in boxes or digest in todo:
             continue
-        cached = _cached(digest, max_boxes, max_side, bad)
+        cached = cached_boxes(digest, max_boxes, max_side, bad)
         if cached is None:
             todo[digest] = str(record.image_path)
         else:
@@ -382,12 +275,12 @@ def load_proposals(
             bad[0], f" (and {len(bad) - 1} more files)" if len(bad) > 1 else "",
         )  # fmt: skip
     if todo:
-        old = _legacy_boxes(dataset, max_boxes, max_side)
+        old = legacy_boxes(dataset, max_boxes, max_side)
         for record, digest in zip(dataset.records, digests, strict=True):
             if digest in todo and record.image_id in old:
                 boxes[digest] = old[record.image_id]
                 with contextlib.suppress(OSError):  # unwritable: warned below if searched
-                    _save(_cache_path(digest, max_boxes, max_side), boxes[digest])
+                    save_boxes(cache_path(digest, max_boxes, max_side), boxes[digest])
                 del todo[digest]
     if todo:
         boxes.update(_search_and_cache(todo, max_boxes, workers, show_progress, max_side))

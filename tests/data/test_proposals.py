@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import scipy.io
 
+from ohemcli.data import proposal_cache as C
 from ohemcli.data import proposals as P
 from ohemcli.data.synthetic import SYNTH_CLASSES, generate_synthetic
 from ohemcli.data.voc import VOCDataset
@@ -161,7 +162,7 @@ def test_an_image_in_two_splits_or_two_roots_is_searched_once(synth12, tmp_path,
     assert len(calls) == len(test_ids)
     P.load_proposals(VOCDataset(b, "test"), max_boxes=7, show_progress=False, max_side=240)
     assert len(calls) == 2 * len(test_ids)  # shrunk images give other boxes: other entries
-    assert not list((Path(P.cache_dir()) / "proposals").rglob(".*.tmp"))  # no half-written files
+    assert not list((Path(C.cache_dir()) / "proposals").rglob(".*.tmp"))  # no half-written files
 
 
 def test_a_changed_image_is_searched_again(synth12, tmp_path, monkeypatch):
@@ -195,7 +196,7 @@ def test_the_cache_layout_is_one_file_per_image_and_cap(synth12, tmp_path, monke
     ds = VOCDataset(synth12.root, "test")
     P.load_proposals(ds, max_boxes=7, show_progress=False, max_side=240)
     digest = hashlib.sha1(ds[0].image_path.read_bytes()).hexdigest()  # independent of the code
-    path = tmp_path / "cache" / "proposals" / f"ssfast-{P.PROPOSALS_VERSION}-max240"
+    path = tmp_path / "cache" / "proposals" / f"ssfast-{C.PROPOSALS_VERSION}-max240"
     path = path / digest[:2] / f"{digest}-7.npy"
     np.testing.assert_array_equal(np.load(path), [[0, 0, 9, 9], [1, 1, 12, 12]])
     files = list((tmp_path / "cache" / "proposals").rglob("*.npy"))
@@ -263,7 +264,7 @@ def test_a_cache_that_cannot_be_written_costs_a_warning_not_the_boxes(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setenv("OHEM_CACHE", str(tmp_path / "cache"))  # nothing cached for these images
-    monkeypatch.setattr(P, "atomic_write", full_disk)
+    monkeypatch.setattr(C, "atomic_write", full_disk)
     monkeypatch.setattr(P, "compute_selective_search", _fake_search([]))
     got = P.load_proposals(VOCDataset(synth12.root, "test"), max_boxes=3, show_progress=False)
     assert len(got) == 3
@@ -285,7 +286,7 @@ def test_an_earlier_per_split_cache_is_carried_over_not_searched_again(
     folder.mkdir(parents=True)
 
     def legacy(cap: int) -> Path:  # the earlier layout: one .npz per split, keyed by fingerprint
-        path = folder / f"{ds.fingerprint()}-test-ssfast-{cap}-{P.PROPOSALS_VERSION}-max240.npz"
+        path = folder / f"{ds.fingerprint()}-test-ssfast-{cap}-{C.PROPOSALS_VERSION}-max240.npz"
         boxes = np.concatenate([old[i] for i in ids])
         np.savez(path, ids=np.array(ids), boxes=boxes, counts=np.full(len(ids), 2), fingerprint="x")
         return path
