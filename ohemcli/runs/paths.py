@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from ohemcli.config import ExperimentConfig
-from ohemcli.errors import UserError, quote
+from ohemcli.errors import UserError
 from ohemcli.fileio import read_json
+from ohemcli.runs.summary_fields import check_summary
 
 # Every file name of a run folder and of a compare folder is spelled here and nowhere else
 # (tests/runs/test_paths.py greps the package for them).
@@ -100,10 +101,8 @@ class RunPaths:
             raise UserError(
                 f"{self.summary}: expected a JSON object, found {type(summary).__name__}"
             )
-        done = summary.get("iters", 0)
-        if isinstance(done, bool) or not isinstance(done, int):
-            raise UserError(f"{self.summary}: iters = {quote(done)} is not a whole number")
-        return summary if done >= iters else None
+        check_summary(self.summary, summary)  # as the report does: a run it would refuse
+        return summary if summary.get("iters", 0) >= iters else None
 
     def last_logged_iter(self) -> int:
         """The last iteration in metrics.jsonl (0 when none): cheap progress of a running run."""

@@ -6,7 +6,7 @@ The file names come from :class:`ohemcli.runs.paths.RunPaths`; this module only 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from ohemcli.fileio import read_json, read_text
 from ohemcli.runs.paths import RunPaths
 from ohemcli.runs.settings import setting_hash
 from ohemcli.runs.stability import RunStability, assess_run
+from ohemcli.runs.summary_fields import check_summary, is_number
 
 EVAL_COLUMNS = ["iter", "mAP", "train_seconds", "mining_seconds", "wall_seconds"]
 
@@ -86,44 +87,11 @@ def _read_mapping(path: Path) -> dict[str, Any]:
     return value
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-# Summary fields and what they must hold; a field may be absent (older runs), never mistyped.
-_SUMMARY_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    "sampler": ("a name", lambda v: isinstance(v, str) and bool(v)),
-    "seed": ("a whole number", lambda v: isinstance(v, int) and not isinstance(v, bool)),
-    "iters": ("a whole number", lambda v: isinstance(v, int) and not isinstance(v, bool)),
-    "mAP": ("a number or null", lambda v: v is None or _is_number(v)),
-    "AP": (
-        "a mapping of class to number or null",
-        lambda v: isinstance(v, dict) and all(x is None or _is_number(x) for x in v.values()),
-    ),
-}
-_NUMBER_FIELDS = (
-    "train_seconds", "mining_seconds", "eval_seconds", "total_seconds", "readonly_seconds",
-    "s_per_iter", "mining_passes", "fg_fraction", "peak_memory_mb", "concurrent_runs",
-)  # fmt: skip
-
-
-def check_summary(path: Path, summary: dict[str, Any]) -> None:
-    """Refuse a summary whose fields have the wrong type (an edited or foreign file), naming the
-    field: the readers would otherwise fail far from the cause, or average a string."""
-    for key, (what, ok) in _SUMMARY_TYPES.items():
-        if key in summary and not ok(summary[key]):
-            raise UserError(f"{path}: {key} = {quote(summary[key])} is not {what}")
-    for key in _NUMBER_FIELDS:
-        value = summary.get(key)
-        if value is not None and not _is_number(value):
-            raise UserError(f"{path}: {key} = {quote(value)} is not a number")
-
-
 def _check_log_numbers(path: Path, log: pd.DataFrame, columns: Sequence[str]) -> None:
     """Every value of ``columns`` in a JSONL log is a number or null."""
     for col in columns:
         if col in log:
-            bad = [v for v in log[col] if v is not None and not _is_number(v)]
+            bad = [v for v in log[col] if v is not None and not is_number(v)]
             if bad:
                 raise UserError(f"{path}: {col} = {quote(bad[0])} is not a number")
 

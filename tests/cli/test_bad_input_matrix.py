@@ -139,6 +139,13 @@ def resume_corrupt_summary(ws, base):
     return Case(_train(ws, base, "--resume", "--sampler", "hnm", out=run), "summary.json")
 
 
+def resume_summary_with_map_abc(ws, base):
+    """A finished run is reused only when its summary reads as the report would read it."""
+    run = _finished_run(ws, base)
+    _summary_with(mAP="abc")(run)
+    return Case(_train(ws, base, "--resume", "--sampler", "hnm", out=run), "mAP = 'abc'")
+
+
 def report_corrupt_summary(ws, base):
     run = _finished_run(ws, base)
     (run / "summary.json").write_text("{not json")
@@ -362,6 +369,7 @@ ROWS = {
     "resume a .pt without model": resume_pt_without_model,
     "resume an unsafe pickle": resume_unsafe_pickle,
     "resume with a corrupt summary.json": resume_corrupt_summary,
+    "resume a finished run whose summary has mAP abc": resume_summary_with_map_abc,
     "report a corrupt summary.json": report_corrupt_summary,
     "report a summary.json that is a list": _report_edited(
         lambda run: (run / "summary.json").write_text("[1, 2]"), "found list"
