@@ -92,16 +92,24 @@ class RunPaths:
         """Held (fcntl.lockf, a POSIX lock) by the one process that writes the run folder."""
         return self.root / "run.lock"
 
-    def finished_summary(self, iters: int) -> dict[str, Any] | None:
-        """The run's summary when it was trained to at least ``iters`` iterations, else None."""
-        if not self.summary.is_file():
-            return None
+    def read_summary(self) -> dict[str, Any]:
+        """summary.json as a JSON object whose fields have the types the readers expect; an
+        edited or foreign file is a UserError naming the file (and the field)."""
         summary = read_json(self.summary)
         if not isinstance(summary, dict):
             raise UserError(
                 f"{self.summary}: expected a JSON object, found {type(summary).__name__}"
             )
-        check_summary(self.summary, summary)  # as the report does: a run it would refuse
+        check_summary(self.summary, summary)
+        return summary
+
+    def finished_summary(self, iters: int) -> dict[str, Any] | None:
+        """The run's summary when it was trained to at least ``iters`` iterations, else None;
+        read as the report reads it (:meth:`read_summary`), so a run it would refuse is never
+        reused."""
+        if not self.summary.is_file():
+            return None
+        summary = self.read_summary()
         return summary if summary.get("iters", 0) >= iters else None
 
     def last_logged_iter(self) -> int:

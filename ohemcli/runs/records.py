@@ -19,7 +19,7 @@ from ohemcli.fileio import read_json, read_text
 from ohemcli.runs.paths import RunPaths
 from ohemcli.runs.settings import setting_hash
 from ohemcli.runs.stability import RunStability, assess_run
-from ohemcli.runs.summary_fields import check_summary, is_number
+from ohemcli.runs.summary_fields import is_number
 
 EVAL_COLUMNS = ["iter", "mAP", "train_seconds", "mining_seconds", "wall_seconds"]
 
@@ -115,8 +115,7 @@ def read_run(run_dir: str | Path) -> Run:
     paths = RunPaths(Path(run_dir))
     if not paths.summary.is_file():
         raise UserError(f"{paths.summary}: missing; {paths.root} is not a finished run folder")
-    summary = _read_mapping(paths.summary)
-    check_summary(paths.summary, summary)
+    summary = paths.read_summary()
     config: dict[str, Any] = {}
     if paths.config.is_file():
         try:

@@ -1,6 +1,7 @@
-"""What a run's ``summary.json`` fields must hold: one check shared by the readers that reuse a
-finished run (``RunPaths.finished_summary``: train --resume, compare) and those that report it
-(``read_run``), so that both refuse the same edited or foreign file, naming the field."""
+"""What a run's ``summary.json`` fields must hold: one check, applied by
+``RunPaths.read_summary`` for the readers that reuse a finished run (``finished_summary``: train
+--resume, compare) and those that report it (``read_run``), so that both refuse the same edited
+or foreign file, naming the field."""
 
 from __future__ import annotations
 
