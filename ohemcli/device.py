@@ -65,6 +65,14 @@ def reset_peak_memory(device: torch.device) -> None:
         Path("/proc/self/clear_refs").write_text("5")  # "5" resets VmHWM to the current RSS
 
 
+def _status_mb(field: str) -> float | None:
+    """A memory line (``VmHWM``, ``VmRSS``) of Linux's /proc/self/status in MiB; None elsewhere."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        status = Path("/proc/self/status").read_text().splitlines()
+        return int(next(x for x in status if x.startswith(f"{field}:")).split()[1]) / 1024  # kB
+    return None
+
+
 def peak_memory_mb(device: torch.device) -> float:
     """Peak CUDA memory allocated, or the process's peak resident memory on the CPU, in MiB.
 
@@ -73,10 +81,9 @@ def peak_memory_mb(device: torch.device) -> float:
     """
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    with contextlib.suppress(OSError, ValueError, StopIteration):
-        status = Path("/proc/self/status").read_text().splitlines()
-        line = next(x for x in status if x.startswith("VmHWM:"))
-        return int(line.split()[1]) / 1024  # kB
+    peak = _status_mb("VmHWM")
+    if peak is not None:
+        return peak
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
 
@@ -93,10 +100,8 @@ def memory_in_use_mb(device: torch.device) -> float:
     (VmRSS) on Linux; 0 where neither can be read (a peak then counts from 0)."""
     if device.type == "cuda":
         return torch.cuda.memory_allocated(device) / 2**20
-    with contextlib.suppress(OSError, ValueError, StopIteration):
-        status = Path("/proc/self/status").read_text().splitlines()
-        return int(next(x for x in status if x.startswith("VmRSS:")).split()[1]) / 1024  # kB
-    return 0.0
+    rss = _status_mb("VmRSS")
+    return 0.0 if rss is None else rss
 
 
 def rank_autocast(device: torch.device, rank_dtype: str) -> contextlib.AbstractContextManager:
