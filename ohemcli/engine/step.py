@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 import torch
 from torch import Tensor, nn
@@ -224,7 +225,7 @@ def _training_pool(
     when there was one (``FastRCNN.pool_chosen``), else pooled here."""
     if chosen.pooled is None:
         return model.pool(features, rois)
-    starts = torch.tensor([0] + [len(r.labels) for r in images[:-1]]).cumsum(0).tolist()
+    starts = accumulate([len(r.labels) for r in images[:-1]], initial=0)
     index = torch.cat([c + start for c, start in zip(chosen.indices, starts, strict=True)])
     return model.pool_chosen(features, chosen.pooled, index.to(rois.device))
 
