@@ -10,6 +10,7 @@ import torch
 
 from ohemcli.engine.distributed import DistInfo
 from ohemcli.engine.host_runs import HostRuns, device_names
+from tests.helpers import torch_threads
 
 
 def test_markers_count_live_runs_and_forget_dead_ones(tmp_path: Path) -> None:
@@ -53,9 +54,5 @@ def test_a_locked_marker_is_held_not_stale(tmp_path: Path) -> None:
 
 
 def test_cpu_devices_name_the_threads() -> None:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         assert device_names(torch.device("cpu"), DistInfo()) == ["cpu (1 threads)"]
-    finally:
-        torch.set_num_threads(before)

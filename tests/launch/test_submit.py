@@ -24,6 +24,7 @@ from ohemcli.launch.compare import compare
 from ohemcli.launch.grid import plan_runs
 from ohemcli.launch.submit import Launch, RunsJob, _executor, alive_jobs
 from ohemcli.runs.paths import ComparePaths
+from tests.helpers import torch_threads
 
 pytestmark = pytest.mark.slow
 TINY = {
@@ -50,15 +51,9 @@ def sequential(base: ExperimentConfig, tmp_path_factory: pytest.TempPathFactory)
     """The reference: both runs trained one after another in this process (--jobs 1), at one
     thread, as each of two jobs on two cores runs: CPU runs match only at equal thread counts
     (a float32 sum split over two threads rounds differently)."""
-    import torch
-
     out = tmp_path_factory.mktemp("seq") / "cmp"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         outcome = compare(base, TWO, [1], out, show_progress=False, launch=Launch(jobs=1))
-    finally:
-        torch.set_num_threads(threads)
     assert outcome.failures == [] and len(outcome.finished(6)) == 2
     return out
 
@@ -166,13 +161,9 @@ def test_requeue_hook_resumes_from_the_checkpoint(
     base: ExperimentConfig, sequential: Path, tmp_path: Path
 ) -> None:
     """What submitit does on preemption: call ``checkpoint()`` and run what it returns."""
-    import torch
-
     from ohemcli.engine.train import train
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the reference's thread count (see ``sequential``)
-    try:
+    with torch_threads(1):  # the reference's thread count (see ``sequential``)
         run = plan_runs(tmp_path, ["ohem"], [1])[0]
         short = replace(base, sampler=replace(base.sampler, name="ohem"))
         train(replace(short, train=replace(short.train, iters=4)), run.path, show_progress=False)
@@ -182,8 +173,6 @@ def test_requeue_hook_resumes_from_the_checkpoint(
         assert isinstance(delayed, submitit.helpers.DelayedSubmission)
         assert isinstance(delayed.function, RunsJob) and delayed.function.runs == [run]
         assert delayed.result() == ["ohem-s1"]
-    finally:
-        torch.set_num_threads(threads)
     got, want = summary(run.path), summary(sequential / "runs" / "ohem-s1")
     assert got["iters"] == 6 and got["mAP"] == want["mAP"] and got["AP"] == want["AP"]
     assert losses(run.path) == losses(sequential / "runs" / "ohem-s1")
