@@ -67,6 +67,10 @@ class ModelConfig:
     # leading conv layers of the trunk that stay frozen; None = the backbone's own choice
     # (DEFAULT_FROZEN_CONVS)
     frozen_convs: int | None = None
+    # "softmax" over K+1 classes (Fast R-CNN) or "sigmoid" per foreground class (focal's, with
+    # RetinaNet's prior-probability bias init; sigmoid scores at test time). Set from the sampler
+    # (samplers.regime.apply_regime): the classifier is part of the method.
+    classifier: str = "softmax"
 
 
 # The weight sources each backbone accepts for model.pretrained.
@@ -118,6 +122,9 @@ DEFAULT_FROZEN_CONVS = {"vgg16": 4, "tiny": 0, "resnet18": 5}
 @dataclass(frozen=True)
 class SamplerConfig:
     name: str = "fixed"  # a name of samplers.SAMPLERS, or a plugin (pkg.module:Class)
+    # "reference": each sampler at the RoIs per image and foreground share its reference code
+    # uses (samplers.regime.REGIMES); "common": every sampler at batch_rois and fg_fraction here
+    regime: str = "reference"
     batch_rois: int = 128  # B, RoIs per mini-batch (B / N per image)
     fg_fraction: float = 0.25  # fixed and hnm: share of foreground RoIs
     fg_thresh: float = 0.5  # RoIs with max IoU >= this are foreground
@@ -136,6 +143,17 @@ class SamplerConfig:
     )
     libra_num_bins: int = 3  # libra: IoU bins of the negatives
     focal_gamma: float = 2.0  # focal: the focusing parameter
+    focal_alpha: float = 0.25  # focal (sigmoid): weight of the positive targets (mmdetection's)
+    # focal: "sigmoid" over the foreground classes (mmdetection's FocalLoss, RetinaNet), or the
+    # "softmax" variant over K+1 classes (no alpha)
+    focal_form: str = "sigmoid"
+    # focal: divide by the number of RoIs, as an R-CNN head does (mmdetection's BBoxHead.loss:
+    # avg_factor = the sampled RoIs), or by the foreground count, as RetinaNet's anchors ("fg")
+    focal_norm: str = "rois"
+    focal_prior: float = 0.01  # focal (sigmoid): initial foreground probability (bias init)
+    # The read-only ranking pass runs the head with dropout on, as the OHEM release's read-only
+    # net does; mmdetection's heads have none (samplers.regime sets it per sampler)
+    rank_dropout: bool = True
     pisa_k: float = 0.5  # pisa ISR-N: power of the weight mapping
     pisa_bias: float = 0.0  # pisa ISR-N: shift of the weight mapping
     pisa_score_thr: float = 0.05  # pisa ISR-N: a negative is valid above this foreground score
@@ -146,6 +164,13 @@ class SamplerConfig:
     # pisa and plugins; hnm's mining pass): "bfloat16" autocasts them (RoI pooling stays float32).
     # float32 by default: bfloat16 changed 22% of ohem's choice on BCCD (README, measured figures)
     rank_dtype: str = "float32"
+
+
+# The config keys a sampler's regime sets (samplers.regime): the budget under the reference
+# regime, the method's keys in every regime. Two runs of one compare may differ in them by design
+# (runs.settings.comparable_config leaves them out).
+BUDGET_KEYS = ("sampler.batch_rois", "sampler.fg_fraction")
+METHOD_KEYS = ("model.classifier", "sampler.rank_dropout")
 
 
 @dataclass(frozen=True)

@@ -165,8 +165,10 @@ RULES: dict[str, Rule] = {
     "model.head_dim": COUNT,
     "model.box_norm": Choice(("fixed", "data")),
     "model.frozen_convs": OrNone(Number(lo=0, hi=64, integer=True)),
+    "model.classifier": Choice(("softmax", "sigmoid")),
     # Sampler names live in samplers.SAMPLERS; cli.overrides checks them (config imports no torch).
     "sampler.name": Text(name=True),  # a built-in name or a plugin (pkg.module:Class)
+    "sampler.regime": Choice(("reference", "common")),
     "sampler.batch_rois": COUNT,
     "sampler.fg_fraction": FRACTION,
     "sampler.fg_thresh": IOU,
@@ -184,6 +186,11 @@ RULES: dict[str, Rule] = {
     "sampler.libra_bins": Choice(("reference", "paper")),
     "sampler.libra_num_bins": COUNT,
     "sampler.focal_gamma": NONNEG,
+    "sampler.focal_alpha": FRACTION,
+    "sampler.focal_form": Choice(("sigmoid", "softmax")),
+    "sampler.focal_norm": Choice(("rois", "fg")),
+    "sampler.focal_prior": Number(lo=0.0, hi=0.999, lo_open=True),
+    "sampler.rank_dropout": Flag(),
     "sampler.pisa_k": POSITIVE,
     "sampler.pisa_bias": FRACTION,
     "sampler.pisa_score_thr": FRACTION,

@@ -23,6 +23,7 @@ from ohemcli.cli.option_types import (
     OhemNmsScopeOpt,
     PretrainedOpt,
     RankDtypeOpt,
+    RegimeOpt,
     RoIOpOpt,
     WorkersOpt,
 )
@@ -41,6 +42,7 @@ def bench_command(
     roi_op: RoIOpOpt = None,
     frozen_convs: FrozenConvsOpt = None,
     ohem_nms_scope: OhemNmsScopeOpt = None,
+    regime: RegimeOpt = None,
     rank_dtype: RankDtypeOpt = None,
     hnm_pool: HnmPoolOpt = None,
     samplers: Annotated[

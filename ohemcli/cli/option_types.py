@@ -43,6 +43,7 @@ Backbone = choice_enum("Backbone", "model.backbone")
 Pretrained = choice_enum("Pretrained", "model.pretrained")
 RoIOp = choice_enum("RoIOp", "model.roi_op")
 NmsScope = choice_enum("NmsScope", "sampler.ohem_nms_scope")
+RegimeMode = choice_enum("RegimeMode", "sampler.regime")
 RankingLoss = choice_enum("RankingLoss", "sampler.ohem_loss")
 RankDtype = choice_enum("RankDtype", "sampler.rank_dtype")
 PoolRule = choice_enum("PoolRule", "sampler.hnm_pool")
@@ -147,6 +148,17 @@ OhemNmsOpt = Annotated[
 ]
 OhemNmsIouOpt = Annotated[
     float | None, _opt("--ohem-nms-iou", panel=SAMPLER, help="ohem: IoU of that NMS (0.7).")
+]
+RegimeOpt = Annotated[
+    RegimeMode | None,
+    _opt(
+        "--regime",
+        panel=SAMPLER,
+        metavar="<mode>",
+        help="reference: each sampler at the RoIs per image and fg share of its reference code "
+        "(ohem-mmdet, libra, pisa 512/img; fixed, hnm, ohem 64/img); common: all at the "
+        "config's sampler.batch_rois and fg_fraction.",
+    ),
 ]
 OhemNmsScopeOpt = Annotated[
     NmsScope | None,

@@ -39,6 +39,7 @@ OPTION_KEYS: dict[str, str] = {
     "roi_op": "model.roi_op",
     "frozen_convs": "model.frozen_convs",
     "sampler": "sampler.name",
+    "regime": "sampler.regime",
     "ohem_nms": "sampler.ohem_nms",
     "ohem_nms_iou": "sampler.ohem_nms_iou",
     "ohem_nms_scope": "sampler.ohem_nms_scope",

@@ -75,18 +75,30 @@ def batch_loss(
     selections: list[Selection],
     losses: RoILosses,
     labels: Tensor,
-    options: dict[str, float] | None = None,
+    options: dict[str, float | str] | None = None,
 ) -> LossTerms:
     """The training loss that the selections (one per image) name, with their weights (see
     :func:`ohemcli.model.losses.reduce_losses`); ``options`` are the sampler's loss numbers
-    (``focal_gamma``; pisa's ``isr_p``, ``carl_k``, ``carl_bias``)."""
+    (``focal_gamma``, ``focal_alpha``, ``focal_norm``; pisa's ``isr_p``, ``carl_k``,
+    ``carl_bias``)."""
     options = options or {}
     kind = loss_kind(selections)
     cls_w, box_w = _weights(selections, "cls_weight"), _weights(selections, "box_weight")
     if kind == "pisa" and options.get("isr_p", 1.0):
         cls_w = pisa_pos_weights(model, images, selections, losses, labels)
-    terms = reduce_losses(kind, losses, labels, cls_w, box_w, options.get("focal_gamma", 2.0))
+    terms = reduce_losses(
+        kind,
+        losses,
+        labels,
+        cls_w,
+        box_w,
+        float(options.get("focal_gamma", 2.0)),
+        float(options.get("focal_alpha", 0.25)),
+        str(options.get("focal_norm", "rois")),
+    )
     if kind == "pisa" and options.get("carl", 1.0):
-        carl = carl_term(losses, labels, options.get("carl_k", 1.0), options.get("carl_bias", 0.2))
+        carl = carl_term(
+            losses, labels, float(options.get("carl_k", 1.0)), float(options.get("carl_bias", 0.2))
+        )
         terms = LossTerms(terms.cls, terms.box + carl)
     return terms

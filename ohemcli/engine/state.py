@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -10,17 +11,37 @@ import torch
 
 from ohemcli.config import ExperimentConfig
 from ohemcli.engine.step import IOU_BINS, StepResult
+from ohemcli.runs.stability import SETTLE_EVALS
+from ohemcli.samplers.regime import regime_record
 
 WARMUP_ITERS = 10  # s/iter leaves out the first iterations (worker start-up, allocator warm-up)
 
 
-def eval_iterations(iters: int, points: int) -> set[int]:
-    """``points`` evenly spaced iterations ending at ``iters`` (empty for 0 points); at most one
-    per iteration, however many points a config asks for."""
+def _spaced(start: int, end: int, points: int) -> set[int]:
+    """``points`` evenly spaced iterations in (``start``, ``end``], ending at ``end``."""
+    span = end - start
+    return {start + max(1, round(span * k / points)) for k in range(1, points + 1)}
+
+
+def eval_iterations(iters: int, points: int, lr_steps: Sequence[int] = ()) -> set[int]:
+    """The iterations of ``points`` evaluations, the last at ``iters`` (empty for 0 points); at
+    most one per iteration, however many points a config asks for.
+
+    A run is judged settled on the evaluations after its last lr drop (``runs.stability``), so
+    ``SETTLE_EVALS`` of them (or all, when fewer are asked for) sit evenly in (last drop,
+    ``iters``] and the rest evenly in (0, last drop]. Without a drop inside the run all of them
+    are evenly spaced.
+    """
     points = min(points, iters)
-    return (
-        {max(1, round(iters * k / points)) for k in range(1, points + 1)} if points > 0 else set()
-    )
+    if points <= 0:
+        return set()
+    drops = [s for s in lr_steps if 0 < s < iters]
+    if not drops:
+        return _spaced(0, iters, points)
+    last = max(drops)
+    after = min(points, SETTLE_EVALS, iters - last)
+    before = min(points - after, last)
+    return _spaced(last, iters, after) | (_spaced(0, last, before) if before else set())
 
 
 @dataclass
@@ -148,4 +169,5 @@ class TrainState:
             "concurrent_runs": self.concurrent_runs,
             "devices": devices,
             "stability": stability,
+            "regime": regime_record(cfg),
         }

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from itertools import accumulate
 
@@ -57,6 +57,12 @@ class StepResult:
     mean_loss_chosen: float | None = None  # ohem: mean read-only loss of the chosen RoIs
     mean_loss_all: float | None = None  # ohem: mean read-only loss of every RoI
     iou_hist: list[int] = field(default_factory=lambda: [0] * IOU_BINS)  # chosen RoIs' max IoU
+    # Run health (runs.stability): the mean probability of the true class on the chosen
+    # foreground RoIs, and the mean highest foreground probability on the chosen background
+    # RoIs; None when the batch chose none of that kind. A classifier stuck at the class prior
+    # gives both the same value.
+    p_true_fg: float | None = None
+    p_top_bg: float | None = None
     step_time: float = 0.0  # seconds of the whole step, CUDA synchronised (set by Trainer.step)
     # Seconds of its parts (see train_step): trunk, readonly (readonly_pool, readonly_head),
     # select, pool and head (the training forward, head with the loss), backward (and update).
@@ -123,6 +129,18 @@ def image_rois(batch: Batch) -> list[ImageRoIs]:
     ]
 
 
+@contextmanager
+def head_dropout(model: FastRCNN, on: bool) -> Iterator[None]:
+    """The RoI head in train mode (dropout on) when ``on``, else in eval mode for the block;
+    its mode is put back after."""
+    was = model.head.training
+    model.head.train(on and was)
+    try:
+        yield
+    finally:
+        model.head.train(was)
+
+
 def readonly_losses(
     model: FastRCNN,
     features: Tensor,
@@ -130,20 +148,21 @@ def readonly_losses(
     with_boxes: bool = False,
     rank_dtype: str = "float32",
     clock: PartClock | None = None,
+    dropout: bool = True,
 ) -> tuple[list[RoILosses], PooledRoIs]:
     """Every RoI's loss and logits (``with_boxes``: and decoded box) with no autograd graph,
     split per image, and the pooling they came from: every RoI pooled once
     (``FastRCNN.rank_pool``), then the head over the pooled rows in ``rank_dtype`` (see
     :func:`ohemcli.device.rank_autocast`). With ``clock``, the seconds of the two parts are its
-    laps "pool" and "head"."""
+    laps "pool" and "head". ``dropout``: the head ranks with dropout on (the OHEM release's
+    read-only net) or off (mmdetection's heads have no dropout)."""
     rois = rois_with_batch_index([r.boxes for r in images])
     ranked = model.rank_pool(features, rois)
     pooled = ranked.pooled.to(features.dtype)
     if clock is not None:
         clock.lap("pool")
-    # The head runs over every RoI here, in train mode (dropout on, as the release's read-only
-    # net), before the training forward draws its own dropout masks.
-    with torch.no_grad(), rank_autocast(features.device, rank_dtype):
+    # The head runs over every RoI here, before the training forward draws its own dropout masks.
+    with torch.no_grad(), rank_autocast(features.device, rank_dtype), head_dropout(model, dropout):
         labels = torch.cat([r.labels for r in images])
         targets = torch.cat([r.box_targets for r in images])
         losses = model.head_losses(pooled, rois, labels, targets, with_boxes)
@@ -167,15 +186,18 @@ def choose_rois(
     gen: torch.Generator,
     rank_dtype: str = "float32",
     sync_parts: bool = False,
+    rank_dropout: bool = True,
 ) -> Chosen:
     """At most ``per_image`` RoIs per image, by ``sampler``; runs the read-only pass it needs,
-    in ``rank_dtype``, and times its parts (``Chosen.times``; ``sync_parts``: CUDA
-    synchronised)."""
+    in ``rank_dtype`` (with dropout when ``rank_dropout``), and times its parts
+    (``Chosen.times``; ``sync_parts``: CUDA synchronised)."""
     clock = PartClock(features.device, sync_parts)
     readonly = ranked = None
     if sampler.needs_roi_losses:
         with_boxes = bool(getattr(sampler, "needs_pred_boxes", False))
-        readonly, ranked = readonly_losses(model, features, images, with_boxes, rank_dtype, clock)
+        readonly, ranked = readonly_losses(
+            model, features, images, with_boxes, rank_dtype, clock, rank_dropout
+        )
     selections = [
         as_selection(
             sampler.select(r, None if readonly is None else readonly[i], per_image, gen),
@@ -192,6 +214,19 @@ def iou_histogram(max_iou: Tensor) -> list[int]:
     # Each edge rounded to max_iou's dtype, so 0.1 stored as float32 falls in [.1, .2).
     bins = torch.bucketize(max_iou, edges, right=True)
     return torch.bincount(bins, minlength=IOU_BINS).tolist()
+
+
+def health(model: FastRCNN, logits: Tensor | None, labels: Tensor) -> tuple[float | None, ...]:
+    """(``p_true_fg``, ``p_top_bg``) of :class:`StepResult` from the chosen RoIs' logits."""
+    if logits is None:
+        return None, None
+    with torch.no_grad():
+        probs = model.class_probs(logits.detach())
+        fg = labels > 0
+        true_fg = probs[fg, labels[fg]].mean().item() if bool(fg.any()) else None
+        bg = probs[~fg, 1:]
+        top_bg = bg.max(dim=1).values.mean().item() if bg.numel() else None
+    return true_fg, top_bg
 
 
 def check_finite(losses: RoILosses | LossTerms, count: int, iteration: int) -> None:
@@ -241,10 +276,12 @@ def train_step(
     autocast: Callable[[], AbstractContextManager] | None = None,
     rank_dtype: str = "float32",
     sync_parts: bool = False,
+    rank_dropout: bool = True,
 ) -> StepResult:
     """Run iteration ``iteration`` (1-based, for messages) on ``batch`` and update the weights.
 
-    ``rank_dtype`` is the read-only pass's precision (:func:`rank_autocast`); ``sync_parts``
+    ``rank_dtype`` is the read-only pass's precision (:func:`rank_autocast`) and
+    ``rank_dropout`` whether it keeps dropout on; ``sync_parts``
     synchronises CUDA around each part of ``StepResult.parts`` (``ohem bench``). Raises
     :class:`NonFiniteLoss` before any update when the loss is NaN or infinite.
     """
@@ -254,7 +291,7 @@ def train_step(
         features = model.features(batch.images)
         parts = {"trunk": clock.lap()}
         chosen = choose_rois(
-            model, sampler, features, images, per_image, gen, rank_dtype, sync_parts
+            model, sampler, features, images, per_image, gen, rank_dtype, sync_parts, rank_dropout
         )
         parts["select"] = clock.lap() - chosen.readonly_time
         parts["readonly"] = chosen.readonly_time
@@ -286,6 +323,7 @@ def train_step(
         iou_hist=iou_histogram(torch.cat([r.max_iou[c] for r, c in pairs])),
         parts={**parts, **{f"readonly_{k}": v for k, v in chosen.times.items()}},
     )
+    result.p_true_fg, result.p_top_bg = health(model, losses.logits, labels)
     if chosen.readonly is not None:
         picked = zip(chosen.readonly, chosen.indices, strict=True)
         result.mean_loss_chosen = torch.cat([r.total[c] for r, c in picked]).mean().item()

@@ -49,6 +49,7 @@ from ohemcli.runs.records import log_stability, read_log
 from ohemcli.runs.stability import RunStability
 from ohemcli.samplers import MiningSampler, build_sampler
 from ohemcli.samplers.plugins import PluginSampler
+from ohemcli.samplers.regime import apply_regime
 
 __all__ = ["Callback", "Trainer", "train"]
 
@@ -85,6 +86,7 @@ class Trainer:
     ) -> None:
         self.callback = callback
         self.host: HostRuns | None = None  # rank 0 marks itself as training on this host
+        cfg = apply_regime(cfg)  # the sampler's budget and method, recorded in config.yaml
         check_setup(cfg)  # cache, device, model: before the data and the folder
         self.device = resolve_device(cfg.train.device)
         self.dist: DistInfo = init_distributed(self.device.type)
@@ -187,6 +189,7 @@ class Trainer:
                 self.autocast,
                 c.sampler.rank_dtype,
                 self.time_parts,
+                c.sampler.rank_dropout,
             )
         except NonFiniteLoss as exc:
             kept = (
@@ -300,7 +303,7 @@ class Trainer:
         """Train to ``train.iters`` (resuming from a checkpoint), evaluate, write the summary."""
         c = self.cfg.train
         self._begin()
-        eval_points = eval_iterations(c.iters, c.eval_points)
+        eval_points = eval_iterations(c.iters, c.eval_points, c.lr_steps)
         with make_progress(*train_columns(), disable=not self.show) as progress:
             task = progress.add_task(
                 f"train {self.cfg.sampler.name}",
@@ -369,7 +372,9 @@ class Trainer:
     def _stability(self, final_map: float | None) -> RunStability:
         """How settled the run ended: its evaluation log and its logged training loss."""
         evals, metrics = read_log(self.paths.evals), read_log(self.paths.metrics)
-        return log_stability(evals, metrics, self.state.iteration, final_map)
+        return log_stability(
+            evals, metrics, self.state.iteration, final_map, self.cfg.train.lr_steps
+        )
 
     def _finish(self) -> dict[str, Any]:
         """The final evaluation, the last checkpoint and summary.json (rank 0; others get {})."""

@@ -5,6 +5,7 @@ Its per-RoI loss (``model.losses.per_roi_loss``) both ranks RoIs (ohem's read-on
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import torch
@@ -38,7 +39,10 @@ def rois_with_batch_index(rois: list[Tensor]) -> Tensor:
 class FastRCNN(nn.Module):
     """Fast R-CNN over a registered backbone with K object classes (+1 background)."""
 
-    def __init__(self, cfg: ModelConfig, num_classes: int) -> None:
+    def __init__(self, cfg: ModelConfig, num_classes: int, prior: float = 0.01) -> None:
+        """``prior``: under ``cfg.classifier == "sigmoid"``, every foreground class's initial
+        probability (RetinaNet's bias init, so that the sum over many background RoIs does not
+        swamp the first iterations)."""
         super().__init__()
         if cfg.backbone not in BACKBONES:
             raise UserError(
@@ -57,6 +61,11 @@ class FastRCNN(nn.Module):
         nn.init.normal_(self.bbox_pred.weight, std=0.001)
         nn.init.zeros_(self.cls_score.bias)
         nn.init.zeros_(self.bbox_pred.bias)
+        self.classifier = cfg.classifier
+        if self.classifier == "sigmoid":
+            # The background column stays unused: a sigmoid classifier scores foreground only.
+            with torch.no_grad():
+                self.cls_score.bias[1:] = -math.log((1.0 - prior) / prior)
         # The box targets' per-class statistics: buffers, so that the checkpoint carries them and
         # evaluation decodes as training encoded (model.box_norm).
         fixed = BoxNorm.fixed(num_classes)
@@ -149,6 +158,17 @@ class FastRCNN(nn.Module):
         deltas = box_deltas.view(len(top), -1, 4)[torch.arange(len(top)), top]
         return losses._replace(pred_boxes=self.decode_class(rois[:, 1:], deltas, top))
 
+    def class_probs(self, logits: Tensor) -> Tensor:
+        """Class probabilities (R, K+1) in float32: a softmax, or under the sigmoid classifier
+        each foreground class's sigmoid, with 1 − the highest of them in the background column
+        (only the foreground columns score detections)."""
+        logits = logits.float()
+        if self.classifier != "sigmoid":
+            return logits.softmax(dim=1)
+        fg = logits[:, 1:].sigmoid()
+        top = fg.max(dim=1, keepdim=True).values if fg.shape[1] else fg.new_zeros(len(fg), 1)
+        return torch.cat([1.0 - top, fg], dim=1)
+
     def decode_class(self, boxes: Tensor, deltas: Tensor, labels: Tensor) -> Tensor:
         """Boxes (R, 4) moved by normalised ``deltas`` (R, 4) of class ``labels`` (R,), with the
         box statistics of each class (the inverse of the training targets' encoding)."""
@@ -171,7 +191,7 @@ class FastRCNN(nn.Module):
         """
         features = self.features(images)
         logits, deltas = self.roi_forward(features, rois_with_batch_index(rois))
-        probs = logits.float().softmax(dim=1)
+        probs = self.class_probs(logits)
         deltas = deltas.float().view(len(deltas), -1, 4)
         results, start = [], 0
         for i, image_rois in enumerate(rois):
@@ -224,4 +244,4 @@ def without_pretrained(cfg: ExperimentConfig) -> ExperimentConfig:
 def build_model(cfg: ExperimentConfig, num_classes: int, device: torch.device) -> FastRCNN:
     """Fast R-CNN with initial weights that depend only on the seed (the same for every sampler)."""
     torch.manual_seed(cfg.train.seed)
-    return FastRCNN(cfg.model, num_classes).to(device)
+    return FastRCNN(cfg.model, num_classes, cfg.sampler.focal_prior).to(device)

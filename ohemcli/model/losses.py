@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-# The training losses a sampler may ask for (Selection.loss); "ce" is Fast R-CNN's.
-LOSS_KINDS = ("ce", "focal", "guided", "pisa")
+# The training losses a sampler may ask for (Selection.loss); "ce" is Fast R-CNN's, "focal" the
+# sigmoid focal loss (mmdetection's FocalLoss), "softmax-focal" its softmax variant.
+LOSS_KINDS = ("ce", "focal", "softmax-focal", "guided", "pisa")
 
 
 class RoILosses(NamedTuple):
@@ -58,6 +59,23 @@ def _zero(losses: RoILosses) -> Tensor:
     return (losses.cls.sum() + losses.box.sum()) * 0.0
 
 
+def sigmoid_focal_terms(
+    logits: Tensor, labels: Tensor, gamma: float = 2.0, alpha: float = 0.25
+) -> Tensor:
+    """Sigmoid focal loss of each RoI (Lin et al. 2017; mmdetection's ``FocalLoss`` with
+    ``use_sigmoid=True``): ``torchvision.ops.sigmoid_focal_loss`` over the K foreground logits
+    (``logits[:, 1:]``; a background RoI's targets are all 0), summed over the classes.
+
+    ``logits`` (R, K+1), ``labels`` (R,) with 0 for background."""
+    # Imported here: samplers import this module, and `ohem report` must not load torchvision.
+    from torchvision.ops import sigmoid_focal_loss
+
+    fg_logits = logits.float()[:, 1:]
+    targets = F.one_hot(labels, num_classes=logits.shape[1])[:, 1:].to(fg_logits.dtype)
+    loss = sigmoid_focal_loss(fg_logits, targets, alpha=alpha, gamma=gamma, reduction="none")
+    return loss.sum(dim=1)
+
+
 def focal_terms(losses: RoILosses, labels: Tensor, gamma: float = 2.0) -> Tensor:
     """Softmax focal loss of each RoI, ``(1 - p_t)^gamma * CE`` (Lin et al. 2017).
 
@@ -75,12 +93,17 @@ def reduce_losses(
     cls_weight: Tensor | None = None,
     box_weight: Tensor | None = None,
     gamma: float = 2.0,
+    alpha: float = 0.25,
+    focal_norm: str = "rois",
 ) -> LossTerms:
     """One training loss from the chosen RoIs' per-RoI losses (``labels``: 0 = background).
 
     - ``ce``: Fast R-CNN's: (weighted) sums over the chosen RoIs divided by their number.
-    - ``focal``: softmax focal loss (``gamma``) summed over every RoI, and smooth L1 over the
-      foreground, both divided by the number of foreground RoIs (RetinaNet's normaliser).
+    - ``focal``: sigmoid focal loss (``gamma``, ``alpha``; :func:`sigmoid_focal_terms`) summed
+      over the RoIs, and smooth L1 over the foreground, both divided by the number of RoIs, as
+      mmdetection's R-CNN head divides them (``BBoxHead.loss``: ``avg_factor`` the sampled
+      RoIs); ``focal_norm="fg"`` divides by the foreground count instead (RetinaNet's anchors).
+    - ``softmax-focal``: the same with the softmax form (:func:`focal_terms`, no ``alpha``).
     - ``guided``: sampling-free (ChenJoya/sampling-free ``box_head/loss.py``): CE averaged over
       all RoIs, smooth L1 averaged over the foreground's 4 deltas (maskrcnn-benchmark's
       ``size_average=True`` is a mean over elements), then ``L_cls <- 2 L_cls (L_reg/L_cls)``
@@ -96,11 +119,17 @@ def reduce_losses(
     num_fg = int((labels > 0).sum().item())
     if kind in ("ce", "pisa"):
         return LossTerms(cls.sum() / count, box.sum() / count)
-    if kind == "focal":
-        focal = focal_terms(losses, labels, gamma)
+    if kind in ("focal", "softmax-focal"):
+        if kind == "focal":
+            if losses.logits is None:
+                raise ValueError("the sigmoid focal loss needs the head's logits")
+            focal = sigmoid_focal_terms(losses.logits, labels, gamma, alpha)
+        else:
+            focal = focal_terms(losses, labels, gamma)
         if cls_weight is not None:
             focal = focal * cls_weight
-        return LossTerms(focal.sum() / max(1, num_fg), box.sum() / max(1, num_fg))
+        norm = max(1, num_fg) if focal_norm == "fg" else count
+        return LossTerms(focal.sum() / norm, box.sum() / norm)
     if kind == "guided":
         if num_fg == 0:
             return LossTerms(_zero(losses), _zero(losses))

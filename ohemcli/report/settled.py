@@ -17,6 +17,7 @@ from ohemcli.runs.records import Run, log_stability
 from ohemcli.runs.stability import (
     COLLAPSED,
     FELL,
+    HEALTH_MARGIN,
     LAST_EVALS,
     LOSS_FALL,
     LOSS_FLAT,
@@ -34,8 +35,12 @@ ADVICE = "Try more iterations (--iters), a lower --lr, or pretrained weights (--
 RISING_ADVICE = "It is still rising: try more iterations (--iters)."
 RULES_NOTE = (
     f"A run is collapsed when its final mAP fell below half of its own best evaluation (by at "
-    f"least {MIN_DROP}) or its training loss fell by less than {1 - LOSS_FALL:.0%}; unsettled "
-    f"when its last {LAST_EVALS} evaluations spread more than {SPREAD_LIMIT} mAP, when it never "
+    f"least {MIN_DROP}), its training loss fell by less than {1 - LOSS_FALL:.0%}, or over the "
+    f"last quarter its classifier gave the chosen foreground RoIs' true class no more than "
+    f"{HEALTH_MARGIN} more (or less) probability than the chosen background RoIs' top object "
+    f"class (p_true_fg, p_top_bg: stuck at the class prior); unsettled when its evaluations "
+    f"after the last lr drop (at least {LAST_EVALS}) spread more than {SPREAD_LIMIT} mAP, when "
+    f"it never "
     f"reached {MIN_LEARNED} mAP, or when they spread more than the |Δ| of a pair that its "
     'interval would call better or worse. A pair with such a run gets the verdict "runs not '
     'settled" (pairs.csv keeps what the interval alone says in interval_verdict). The figures of '
@@ -43,7 +48,7 @@ RULES_NOTE = (
 )
 STABILITY_COLUMNS = [
     "run_state", "state_rule", "state_reason", "last3_spread", "last_quarter_change",
-    "best_mAP", "loss_start", "loss_end",
+    "best_mAP", "loss_start", "loss_end", "p_true_fg", "p_top_bg",
 ]  # fmt: skip
 
 
@@ -57,7 +62,7 @@ def run_stability(run: Run) -> RunStability:
     summary's final mAP counts when the evaluation log stops before the run's last iteration."""
     last = max((float(i) for i in run.evals["iter"]), default=0.0)
     iters = int(run.summary.get("iters") or last)
-    return log_stability(run.evals, run.metrics, iters, run.summary.get("mAP"))
+    return log_stability(run.evals, run.metrics, iters, run.summary.get("mAP"), run.lr_steps)
 
 
 def stability_of(runs: Sequence[Run]) -> dict[str, RunStability]:
@@ -69,7 +74,7 @@ def stability_columns(s: RunStability) -> dict[str, object]:
     """A run's stability as ``STABILITY_COLUMNS`` of the per-run table."""
     values = (
         s.state, s.rule, s.reason, s.last_spread, s.last_quarter_change, s.best_map,
-        s.loss_start, s.loss_end,
+        s.loss_start, s.loss_end, s.p_true_fg, s.p_top_bg,
     )  # fmt: skip
     return dict(zip(STABILITY_COLUMNS, values, strict=True))
 

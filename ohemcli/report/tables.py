@@ -31,14 +31,15 @@ RUN_COLUMNS = [
     "run", "sampler", "seed", "data", "iters", "metric", "mAP", "train_seconds", "mining_seconds",
     "eval_seconds", "total_seconds", "readonly_seconds", "s_per_iter", "mining_passes",
     "fg_fraction", "peak_memory_mb", "concurrent_runs", "device", "machine", "backbone",
-    "setting", *STABILITY_COLUMNS, "run_dir",
+    "setting", "regime", *STABILITY_COLUMNS, "run_dir",
 ]  # fmt: skip
 SUMMARY_COLUMNS = [
-    "sampler", "mAP", "mAP_std", "train_s", "mining_s", "total_s", "s_per_iter",
+    "sampler", "regime", "mAP", "mAP_std", "train_s", "mining_s", "total_s", "s_per_iter",
     "s_per_iter_ratio", "peak_memory_mb", "fg_pct", "time_to_target", "runs",
 ]  # fmt: skip
 LABELS = {
-    "sampler": "sampler", "mAP": "mAP", "mAP_std": "mAP std", "coco_AP": "COCO AP",
+    "sampler": "sampler", "regime": "regime", "mAP": "mAP", "mAP_std": "mAP std",
+    "coco_AP": "COCO AP",
     "train_s": "train s",
     "mining_s": "mining s", "total_s": "total s", "s_per_iter": "s/iter",
     "s_per_iter_ratio": "s/iter ×fixed", "peak_memory_mb": "peak MB", "fg_pct": "fg %",
@@ -92,11 +93,23 @@ def run_row(run: Run, stability: RunStability | None = None) -> dict[str, Any]:
         run_dir=str(run.paths.root),
         backbone=run.config.get("model", {}).get("backbone"),
         setting=run.setting,
+        regime=regime_label(run.summary.get("regime")),
     )
     row["coco_AP"] = coco_ap(run.eval_metrics)
     row.update(stability_columns(stability or run_stability(run)))
     row.update({f"AP/{name}": ap for name, ap in (run.summary.get("AP") or {}).items()})
     return row
+
+
+def regime_label(record: Any) -> str:
+    """A run's regime in a few words: ``reference, 512/img`` or ``common, all RoIs`` (``—``
+    for a run that recorded none, trained before regimes were)."""
+    if not isinstance(record, dict) or "mode" not in record:
+        return "—"
+    per_image = record.get("rois_per_image")
+    budget = "all RoIs" if per_image is None else f"{per_image}/img"
+    sigmoid = ", sigmoid" if record.get("classifier") == "sigmoid" else ""
+    return f"{record['mode']}, {budget}{sigmoid}"
 
 
 def coco_ap(eval_metrics: dict[str, Any] | None) -> float:
@@ -156,6 +169,7 @@ def sort_samplers(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 def _sampler_row(runs: pd.DataFrame, base_s_per_iter: float) -> dict[str, Any]:
     return {
         "sampler": runs["sampler"].iloc[0],
+        "regime": " / ".join(dict.fromkeys(runs["regime"])) if "regime" in runs else "—",
         "mAP": runs["mAP"].mean(),
         "mAP_std": runs["mAP"].std(ddof=1) if len(runs) > 1 else math.nan,
         "coco_AP": runs["coco_AP"].mean() if "coco_AP" in runs else math.nan,

@@ -18,10 +18,11 @@ from ohemcli.errors import UserError, quote
 from ohemcli.fileio import read_json, read_text
 from ohemcli.runs.paths import RunPaths
 from ohemcli.runs.settings import setting_hash
-from ohemcli.runs.stability import RunStability, assess_run
+from ohemcli.runs.stability import RunStability, assess_run, last_quarter_health
 from ohemcli.runs.summary_fields import is_number
 
 EVAL_COLUMNS = ["iter", "mAP", "train_seconds", "mining_seconds", "wall_seconds"]
+HEALTH_COLUMNS = ("p_true_fg", "p_top_bg")  # metrics.jsonl: the classifier's health per line
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,12 @@ class Run:
     def setting(self) -> str:
         """Hash of the config without sampler name and seed (equal across one comparison)."""
         return setting_hash(self.config)
+
+    @property
+    def lr_steps(self) -> list[Any]:
+        """The run's lr drops from its config (empty when it does not say)."""
+        steps = (self.config.get("train") or {}).get("lr_steps") or []
+        return list(steps) if isinstance(steps, list) else []
 
     @property
     def eval_protocol(self) -> dict[str, Any] | None:
@@ -97,17 +104,25 @@ def _check_log_numbers(path: Path, log: pd.DataFrame, columns: Sequence[str]) ->
 
 
 def log_stability(
-    evals: pd.DataFrame, metrics: pd.DataFrame, iters: int, final_map: float | None
+    evals: pd.DataFrame,
+    metrics: pd.DataFrame,
+    iters: int,
+    final_map: float | None,
+    lr_steps: Sequence[Any] = (),
 ) -> RunStability:
     """``assess_run`` over a run's evaluation log and training log (frames as :func:`read_log`
     gives them); ``final_map`` is added as the last evaluation when the log stops before
-    ``iters`` (or holds none)."""
+    ``iters`` (or holds none). ``lr_steps``: the run's lr drops (the last one inside the run
+    opens the settled window)."""
     history = list(zip(evals["iter"], evals["mAP"], strict=True)) if "mAP" in evals else []
     last = max((float(i) for i, _ in history), default=0.0)
     if final_map is not None and (not history or last < iters):
         history.append((iters, float(final_map)))
     losses = list(zip(metrics["iter"], metrics["loss"], strict=True)) if "loss" in metrics else []
-    return assess_run(history, losses, iters)
+    drops = [int(s) for s in lr_steps if is_number(s) and 0 < s < iters]
+    columns = [metrics[c] if c in metrics else [None] * len(metrics) for c in HEALTH_COLUMNS]
+    health = last_quarter_health(list(zip(metrics["iter"], *columns, strict=True)), iters)
+    return assess_run(history, losses, iters, max(drops) if drops else None, health)
 
 
 def read_run(run_dir: str | Path) -> Run:
@@ -131,5 +146,5 @@ def read_run(run_dir: str | Path) -> Run:
     if not isinstance(config, dict):
         raise UserError(f"{paths.config}: expected a mapping, found {type(config).__name__}")
     metrics = read_log(paths.metrics)
-    _check_log_numbers(paths.metrics, metrics, ("iter", "loss"))
+    _check_log_numbers(paths.metrics, metrics, ("iter", "loss", *HEALTH_COLUMNS))
     return Run(paths, summary, config, evals, metrics, eval_metrics)

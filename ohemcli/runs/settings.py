@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ohemcli.config import ExperimentConfig, config_to_dict
+from ohemcli.config import BUDGET_KEYS, METHOD_KEYS, ExperimentConfig, config_to_dict
 from ohemcli.errors import UserError
 from ohemcli.fileio import load_yaml, read_text
 
@@ -35,6 +35,14 @@ def comparable_config(config: dict[str, Any]) -> dict[str, Any]:
         _fill_defaults(c, json.loads(json.dumps(config_to_dict(ExperimentConfig()))))
     c.get("sampler", {}).pop("name", None)
     c.get("train", {}).pop("seed", None)
+    # What a sampler's regime sets differs between its runs by design (samplers.regime): the
+    # method's keys always, the budget under the reference regime.
+    common = c.get("sampler", {}).get("regime") == "common"
+    varied = [*METHOD_KEYS, *(() if common else BUDGET_KEYS)]
+    for dotted in varied:
+        section, key = dotted.split(".", 1)
+        if isinstance(c.get(section), dict):
+            c[section].pop(key, None)
     return c
 
 

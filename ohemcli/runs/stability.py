@@ -8,10 +8,18 @@ states, checked in this order:
 - ``collapsed``: the final mAP fell far below the run's own best evaluation (under
   ``COLLAPSE_SHARE`` of it, and by at least ``MIN_DROP``), or the training loss did not fall
   (the mean of the last ``LOSS_POINTS`` logged losses above ``LOSS_FALL`` x the mean of the first
-  ``LOSS_POINTS``). A collapsed run can look steady at the end (0.015, 0.015, 0.015): a small
-  spread alone does not make it settled.
-- ``unsettled``: the last ``LAST_EVALS`` evaluations spread (max − min) more than
+  ``LOSS_POINTS``), or the classifier cannot tell foreground from background (over the last
+  quarter of training, the mean probability of the true class on the chosen foreground RoIs is
+  within ``HEALTH_MARGIN`` of the mean highest foreground probability on the chosen background
+  RoIs: a classifier stuck at the class prior gives both the same value, while its loss still
+  falls and its evaluations agree). A collapsed run can look steady at the end (0.015, 0.015,
+  0.015): a small spread alone does not make it settled.
+- ``unsettled``: the evaluations of the settled window spread (max − min) more than
   ``SPREAD_LIMIT``, or the run never learned (its best evaluation stays under ``MIN_LEARNED``).
+  The settled window is the evaluations after the run's last lr drop (the schedule,
+  ``engine.state.eval_iterations``, puts ``SETTLE_EVALS`` there), so that a jump at the drop is
+  not taken for a wobble; a run with fewer than ``SETTLE_EVALS`` there (no drop, or a log
+  written before evaluations were placed so) is judged on its last ``SETTLE_EVALS``.
 - ``settled``: neither. With fewer than ``LAST_EVALS`` evaluations the spread cannot be measured
   and only the other rules apply.
 
@@ -45,7 +53,14 @@ photo sets (the tiny net from scratch at lr 0.04) spread 0.2 to 0.4 (one: 0.333,
 is also about the size of the Δs the report is asked to call, so a run that wobbles more than
 this cannot support a verdict.
 """
-LAST_EVALS = 3  # evaluations the spread is taken over
+SETTLE_EVALS = 3  # evaluations after the last lr drop: the fewest the spread is taken over
+LAST_EVALS = SETTLE_EVALS
+HEALTH_MARGIN = 0.05
+"""Collapsed: over the last quarter, |mean p(true class | chosen fg) − mean max p(fg class |
+chosen bg)| under this. Why 0.05, measured on BCCD (bccd_tiny, seed 1, 300 iterations, one
+thread): see ``HEALTH_FIGURES`` in experiments/README.md. A classifier at the prior gives both
+means the same value (ohem-mmdet at 64 RoIs per image: 0.10 and 0.10); learning runs keep them
+far apart."""
 COLLAPSE_SHARE = 0.5  # collapsed: the final mAP is under this share of the run's best ...
 MIN_DROP = 0.02  # ... and under it by at least this much mAP (more than evaluation noise)
 LOSS_FALL = 0.9  # collapsed: the loss did not end under this share of where it started
@@ -55,8 +70,8 @@ LAST_QUARTER = 0.75  # last_quarter_change starts at the evaluation nearest this
 
 SETTLED, UNSETTLED, COLLAPSED = "settled", "unsettled", "collapsed"
 # The rule that decided a state (RunStability.rule), in the order they are checked.
-FELL, LOSS_FLAT, SPREAD, NEVER_LEARNED, NO_EVALUATION = (
-    "fell", "loss_flat", "spread", "never_learned", "no_evaluation",
+FELL, LOSS_FLAT, AT_PRIOR, SPREAD, NEVER_LEARNED, NO_EVALUATION = (
+    "fell", "loss_flat", "at_prior", "spread", "never_learned", "no_evaluation",
 )  # fmt: skip
 
 
@@ -68,12 +83,14 @@ class RunStability:
     rule: str  # the rule that decided it: FELL, LOSS_FLAT, SPREAD, ... ("" when settled)
     reason: str  # that rule in words, with its figures ("" when settled)
     evaluations: int  # how many evaluations the history holds
-    last_spread: float | None  # max − min of the last LAST_EVALS evaluations (None: fewer)
+    last_spread: float | None  # max − min over the settled window (None: fewer than 3 evals)
     last_quarter_change: float | None  # final − the mAP at or before 75% of iters (None: none)
     best_map: float | None  # the best evaluation (None: no evaluation)
     final_map: float | None  # the last evaluation (None: no evaluation)
     loss_start: float | None  # mean of the first LOSS_POINTS logged losses (None: < 2 logged)
     loss_end: float | None  # mean of the last LOSS_POINTS logged losses (None: < 2 logged)
+    p_true_fg: float | None = None  # last quarter's mean p(true class) on chosen foreground
+    p_top_bg: float | None = None  # last quarter's mean max p(fg class) on chosen background
 
     @property
     def settled(self) -> bool:
@@ -119,7 +136,11 @@ def _quarter_change(evals: list[tuple[float, float]], iters: int) -> float | Non
 
 
 def _state(
-    best: float, final: float, spread: float | None, loss: tuple[float | None, float | None]
+    best: float,
+    final: float,
+    spread: tuple[float, int] | None,
+    loss: tuple[float | None, float | None],
+    health: tuple[float | None, float | None] = (None, None),
 ) -> tuple[str, str, str]:
     """(state, rule, reason) by the rules of the module docstring, in their order."""
     start, end = loss
@@ -129,20 +150,62 @@ def _state(
         # A non-finite loss at the end (divergence) counts as not falling.
         fall = f", less than a {1 - LOSS_FALL:.0%} fall" if end < start else " did not fall"
         return COLLAPSED, LOSS_FLAT, f"training loss {start:.2f} -> {end:.2f}{fall}"
-    if spread is not None and spread > SPREAD_LIMIT:
+    true_fg, top_bg = health
+    if true_fg is not None and top_bg is not None and abs(true_fg - top_bg) < HEALTH_MARGIN:
+        return (
+            COLLAPSED,
+            AT_PRIOR,
+            (
+                f"its classifier cannot tell foreground from background: p(true class) "
+                f"{true_fg:.2f} on foreground, top p(object) {top_bg:.2f} on background over the "
+                f"last quarter, within {HEALTH_MARGIN}"
+            ),
+        )
+    if spread is not None and spread[0] > SPREAD_LIMIT:
         more = f"more than {SPREAD_LIMIT}"
-        return UNSETTLED, SPREAD, f"last {LAST_EVALS} evaluations spread {spread:.3f}, {more}"
+        return UNSETTLED, SPREAD, f"last {spread[1]} evaluations spread {spread[0]:.3f}, {more}"
     if best < MIN_LEARNED:
         never = f"it never learned, its best mAP {best:.3f} under {MIN_LEARNED}"
         return UNSETTLED, NEVER_LEARNED, never
     return SETTLED, "", ""
 
 
+def settled_window(history: Sequence[tuple[float, float]], last_drop: int | None) -> list[float]:
+    """The mAPs the spread is taken over: those after ``last_drop`` when there are at least
+    ``SETTLE_EVALS``, else the last ``SETTLE_EVALS`` (fewer: none)."""
+    if last_drop is not None:
+        after = [m for i, m in history if i > last_drop]
+        if len(after) >= SETTLE_EVALS:
+            return after
+    tail = [m for _, m in history][-SETTLE_EVALS:]
+    return tail if len(tail) == SETTLE_EVALS else []
+
+
+def last_quarter_health(
+    points: Sequence[tuple[float, float | None, float | None]], iters: int
+) -> tuple[float | None, float | None]:
+    """Means of ``p_true_fg`` and ``p_top_bg`` over the ``(iter, p_true_fg, p_top_bg)`` points
+    of the last quarter of ``iters`` (None where no point has a value)."""
+    late = [p for p in points if _is_number(p[0]) and float(p[0]) > LAST_QUARTER * iters]
+
+    def mean(k: int) -> float | None:
+        values = [float(p[k]) for p in late if _is_number(p[k])]
+        return sum(values) / len(values) if values else None
+
+    return mean(1), mean(2)
+
+
 def assess_run(
-    evals: Sequence[tuple[float, float]], losses: Sequence[tuple[float, float]], iters: int
+    evals: Sequence[tuple[float, float]],
+    losses: Sequence[tuple[float, float]],
+    iters: int,
+    last_drop: int | None = None,
+    health: tuple[float | None, float | None] = (None, None),
 ) -> RunStability:
     """How settled a run is, from its ``(iter, mAP)`` evaluations (the final one included, as
-    the last by iteration), its ``(iter, loss)`` training log and its budget of ``iters``.
+    the last by iteration), its ``(iter, loss)`` training log, its budget of ``iters``, its last
+    lr drop (None: none) and its classifier's health over the last quarter (``(p_true_fg,
+    p_top_bg)``, see :func:`last_quarter_health`; None where not logged).
 
     Points with a missing value are ignored. A run without any evaluation is unsettled.
     """
@@ -150,11 +213,12 @@ def assess_run(
     loss = _loss_ends(losses)
     if not history:
         nothing = (UNSETTLED, NO_EVALUATION, "no evaluation recorded", 0, None, None, None, None)
-        return RunStability(*nothing, *loss)
+        return RunStability(*nothing, *loss, *health)
     maps = [m for _, m in history]
     best, final = max(maps), maps[-1]
-    tail = maps[-LAST_EVALS:]
-    spread = max(tail) - min(tail) if len(tail) == LAST_EVALS else None
-    state, rule, reason = _state(best, final, spread, loss)
+    window = settled_window(history, last_drop)
+    spread = max(window) - min(window) if window else None
+    measured = None if spread is None else (spread, len(window))
+    state, rule, reason = _state(best, final, measured, loss, health)
     change = _quarter_change(history, iters)
-    return RunStability(state, rule, reason, len(maps), spread, change, best, final, *loss)
+    return RunStability(state, rule, reason, len(maps), spread, change, best, final, *loss, *health)

@@ -75,7 +75,12 @@ SAMPLERS: dict[str, Callable[[SamplerConfig], RoISampler]] = {
     "libra": lambda c: LibraSampler(c.fg_fraction, c.fg_thresh, c.libra_num_bins, c.libra_bins),
     "pisa": _pisa,
     "sampling-free": lambda c: EveryRoISampler("guided"),
-    "focal": lambda c: EveryRoISampler("focal", c.focal_gamma),
+    "focal": lambda c: EveryRoISampler(
+        "focal" if c.focal_form == "sigmoid" else "softmax-focal",
+        c.focal_gamma,
+        c.focal_alpha,
+        c.focal_norm,
+    ),
 }
 
 SamplerName = Enum("SamplerName", {name: name for name in SAMPLERS}, type=str)  # type: ignore[misc]

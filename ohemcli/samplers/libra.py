@@ -10,21 +10,31 @@ mmdetection's ``CombinedSampler`` with ``InstanceBalancedPosSampler`` and
   more, the IoU range ``[0, top)`` is cut into ``num_bins`` equal bins; each gives
   ``int(need / num_bins)`` at random (all of it when it has fewer), and the rest is filled at
   random from the negatives not yet taken.
+- the floor: ``IoUBalancedNegSampler`` starts at ``floor_thr = -1`` and sets it to 0 on its
+  first call that has more negatives than it needs. From then on the bins draw only from
+  negatives with IoU > 0; those with IoU exactly 0 fill what the bins leave short, as a last
+  resort. The first such call draws from every negative. The floor is saved in the checkpoint.
 
 The reference's quirk is the default: ``top`` is the highest IoU over *all* the image's RoIs,
 ground-truth boxes included (1.0 when it has any), so with negatives below 0.5 the top bin
 [2/3, 1) is empty and its share is drawn at random. ``bins="paper"`` cuts [0, fg_thresh) evenly
 instead, as the paper describes.
+
+Of Libra R-CNN (Pang et al. 2019) only the IoU-balanced sampling is here: its balanced L1 loss
+and balanced feature pyramid are not implemented (the box loss is smooth L1 and there is no
+FPN), so a libra row measures the sampler, not the whole detector.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from ohemcli.errors import UserError
 from ohemcli.model.losses import RoILosses
-from ohemcli.samplers.base import ImageRoIs, Stateless, random_subset
+from ohemcli.samplers.base import ImageRoIs, MinedNegatives, random_subset
 
 BIN_MODES = ("reference", "paper")
 
@@ -67,7 +77,34 @@ def iou_balanced_neg(
     return taken
 
 
-class LibraSampler(Stateless):
+def floored_neg(
+    bg: Tensor,
+    max_iou: Tensor,
+    num: int,
+    top: float,
+    num_bins: int,
+    floor_thr: float,
+    gen: torch.Generator,
+) -> Tensor:
+    """At most ``num`` of the negatives ``bg`` as ``IoUBalancedNegSampler._sample_neg`` takes
+    them with ``floor_fraction = 0``: ``floor_thr`` -1 puts every negative in the IoU-balanced
+    draw; 0 keeps the IoU-0 negatives out of it (drawn at random for what it leaves short);
+    above 0, those under ``floor_thr``."""
+    iou = max_iou[bg]
+    if floor_thr < 0:
+        floor, balanced = bg[:0], bg
+    elif floor_thr == 0:
+        floor, balanced = bg[iou == 0], bg[iou > 0]
+    else:
+        floor, balanced = bg[iou < floor_thr], bg[iou >= floor_thr]
+    taken = iou_balanced_neg(balanced, max_iou, num, top, num_bins, gen)
+    taken = torch.cat([random_subset(floor, num - taken.numel(), gen), taken])
+    if taken.numel() < num:
+        taken = torch.cat([taken, random_subset(_without(bg, taken), num - taken.numel(), gen)])
+    return taken
+
+
+class LibraSampler:
     """Instance-balanced positives and IoU-balanced negatives."""
 
     needs_roi_losses = False
@@ -85,6 +122,7 @@ class LibraSampler(Stateless):
             raise UserError(f"sampler.libra_bins: unknown '{bins}' (choose reference or paper)")
         self.fg_fraction, self.fg_thresh = fg_fraction, fg_thresh
         self.num_bins, self.bins = num_bins, bins
+        self.floor_thr = -1.0  # the reference's initial floor_thr; 0 after the first draw
 
     def select(
         self, rois: ImageRoIs, roi_losses: RoILosses | None, num: int, gen: torch.Generator
@@ -99,5 +137,21 @@ class LibraSampler(Stateless):
             top = self.fg_thresh
         else:
             top = float(max_iou.max().item()) if max_iou.numel() else 0.0
-        chosen_bg = iou_balanced_neg(bg, max_iou, num - chosen_fg.numel(), top, self.num_bins, gen)
+        need = num - chosen_fg.numel()
+        if bg.numel() <= need:  # the reference returns every negative before its floor logic
+            return torch.cat([chosen_fg, bg])
+        chosen_bg = floored_neg(bg, max_iou, need, top, self.num_bins, self.floor_thr, gen)
+        if self.floor_thr < 0:
+            self.floor_thr = 0.0  # as the reference, after its first draw ("for sampling interval")
         return torch.cat([chosen_fg, chosen_bg])
+
+    def after_mining(self, mined: MinedNegatives | None) -> None:
+        """Nothing to refresh."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """The floor (-1 before the first draw, then 0)."""
+        return {"floor_thr": self.floor_thr}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the floor; a checkpoint written before it was saved starts at -1."""
+        self.floor_thr = float(state.get("floor_thr", -1.0))

@@ -5,7 +5,13 @@ import math
 import pytest
 import torch
 
-from ohemcli.model.losses import RoILosses, carl_term, isr_p_weights, reduce_losses
+from ohemcli.model.losses import (
+    RoILosses,
+    carl_term,
+    isr_p_weights,
+    reduce_losses,
+    sigmoid_focal_terms,
+)
 
 
 def test_ce_with_weights_is_the_weighted_sum_over_the_chosen_count():
@@ -19,14 +25,59 @@ def test_ce_with_weights_is_the_weighted_sum_over_the_chosen_count():
     assert w.cls.item() == pytest.approx((1 + 1 + 1) / 3) and w.box.item() == pytest.approx(1 / 3)
 
 
-def test_focal_is_normalised_by_the_foreground_count():
+def test_softmax_focal_by_hand_with_either_normaliser():
     # CE ln 2 and ln 4: p_t = 1/2 and 1/4, (1 - p_t)^2 = 1/4 and 9/16
     losses = RoILosses(torch.tensor([math.log(2), math.log(4)]), torch.tensor([0.4, 0.0]))
-    terms = reduce_losses("focal", losses, torch.tensor([1, 0]), gamma=2.0)
-    assert terms.cls.item() == pytest.approx(0.25 * math.log(2) + 9 / 16 * math.log(4))
+    summed = 0.25 * math.log(2) + 9 / 16 * math.log(4)
+    terms = reduce_losses("softmax-focal", losses, torch.tensor([1, 0]), gamma=2.0, focal_norm="fg")
+    assert terms.cls.item() == pytest.approx(summed)
     assert terms.box.item() == pytest.approx(0.4)  # one foreground RoI
-    gamma0 = reduce_losses("focal", losses, torch.tensor([1, 0]), gamma=0.0)
+    gamma0 = reduce_losses(
+        "softmax-focal", losses, torch.tensor([1, 0]), gamma=0.0, focal_norm="fg"
+    )
     assert gamma0.cls.item() == pytest.approx(math.log(8))  # gamma 0: summed CE
+    per_roi = reduce_losses("softmax-focal", losses, torch.tensor([1, 0]), gamma=2.0)
+    assert per_roi.cls.item() == pytest.approx(summed / 2)  # the default: over the 2 RoIs
+    assert per_roi.box.item() == pytest.approx(0.2)
+
+
+def _sigmoid_focal_by_hand(x: float, target: int, alpha: float, gamma: float) -> float:
+    """Lin et al.'s FL for one logit, written out: -alpha_t (1 - p_t)^gamma log p_t."""
+    p = 1.0 / (1.0 + math.exp(-x))
+    p_t = p if target else 1.0 - p
+    alpha_t = alpha if target else 1.0 - alpha
+    return -alpha_t * (1.0 - p_t) ** gamma * math.log(p_t)
+
+
+def test_sigmoid_focal_matches_torchvision_and_the_formula_on_hand_made_logits():
+    from torchvision.ops import sigmoid_focal_loss
+
+    # 3 RoIs, K = 2 classes (+ the unused background column 0): labels 2, 0 (background), 1
+    logits = torch.tensor([[9.0, -1.0, 2.0], [0.0, 0.5, -3.0], [-4.0, 1.5, 0.25]])
+    labels = torch.tensor([2, 0, 1])
+    per_roi = sigmoid_focal_terms(logits, labels, gamma=2.0, alpha=0.25)
+    targets = torch.tensor([[0.0, 1.0], [0.0, 0.0], [1.0, 0.0]])
+    reference = sigmoid_focal_loss(logits[:, 1:], targets, alpha=0.25, gamma=2.0, reduction="none")
+    assert torch.allclose(per_roi, reference.sum(dim=1))
+    by_hand = [
+        sum(
+            _sigmoid_focal_by_hand(float(x), int(t), 0.25, 2.0)
+            for x, t in zip(row, trow, strict=True)
+        )
+        for row, trow in zip(logits[:, 1:], targets, strict=True)
+    ]
+    assert per_roi.tolist() == pytest.approx(by_hand, rel=1e-5)
+    # the background logit (column 0) plays no part: 9.0 and -4.0 change nothing
+    assert torch.allclose(per_roi, sigmoid_focal_terms(logits * torch.tensor([0.0, 1, 1]), labels))
+    # reduce_losses: summed over the RoIs and divided by their number (mmdetection's R-CNN head)
+    box = torch.tensor([0.3, 0.0, 0.6])
+    terms = reduce_losses("focal", RoILosses(torch.zeros(3), box, logits), labels)
+    assert terms.cls.item() == pytest.approx(sum(by_hand) / 3, rel=1e-5)
+    assert terms.box.item() == pytest.approx(0.9 / 3)
+    fg_norm = reduce_losses(
+        "focal", RoILosses(torch.zeros(3), box, logits), labels, focal_norm="fg"
+    )
+    assert fg_norm.cls.item() == pytest.approx(sum(by_hand) / 2, rel=1e-5)
 
 
 def test_guided_scaling_by_hand_value_and_gradient():

@@ -209,3 +209,54 @@ def test_a_run_still_rising_is_told_to_train_longer(tmp_path: Path) -> None:
     history_run(tmp_path, "fixed", 1, [0.05, 0.10, 0.16, 0.24, 0.30, 0.35])
     (line,) = analysed(tmp_path).stability_warnings
     assert line.endswith(RISING_ADVICE) and "unsettled" in line
+
+
+def _health_run(root: Path, sampler: str, seed: int, maps: list[float], fg: float, bg: float):
+    """A run whose loss falls and whose last evaluations agree, with the classifier's health
+    ``fg`` (p_true_fg) and ``bg`` (p_top_bg) logged on every line."""
+    iters = 100 * len(maps)
+    history = [
+        {"iter": 100 * (k + 1), "mAP": m, "train_seconds": k + 1.0, "mining_seconds": 0.0,
+         "wall_seconds": k + 1.0}
+        for k, m in enumerate(maps)
+    ]  # fmt: skip
+    step = iters // len(FALLING)
+    metrics = [
+        {"iter": step * (k + 1), "loss": v, "p_true_fg": fg, "p_top_bg": bg}
+        for k, v in enumerate(FALLING)
+    ]
+    fake_run(root / "runs", sampler, seed, maps[-1], history, metrics, iters=iters)
+
+
+def test_a_classifier_at_the_prior_is_collapsed_though_its_loss_falls_and_evals_agree(tmp_path):
+    # issue 32: ohem-mmdet at 64 RoIs per image gave every RoI the class prior (0.10 and 0.10)
+    # while its loss fell and its last evaluations agreed; fixed kept them apart (0.62, 0.14).
+    for seed in (1, 2):
+        _health_run(tmp_path, "fixed", seed, [0.3, 0.5, 0.58, 0.60, 0.60, 0.61], 0.62, 0.14)
+        _health_run(tmp_path, "ohem-mmdet", seed, [0.2, 0.24, 0.24, 0.24, 0.24, 0.24], 0.10, 0.10)
+    run = read_run(tmp_path / "runs" / "ohem-mmdet-s1")
+    s = run_stability(run)
+    assert s.loss_end < s.loss_start * 0.5 and s.last_spread == pytest.approx(0.0)
+    assert (s.state, s.rule) == ("collapsed", "at_prior")
+    assert (s.p_true_fg, s.p_top_bg) == (pytest.approx(0.10), pytest.approx(0.10))
+    assert "cannot tell foreground from background" in s.reason
+    assert run_stability(read_run(tmp_path / "runs" / "fixed-s1")).state == "settled"
+    a = analysed(tmp_path)
+    assert pair(a, "ohem-mmdet", "fixed")["verdict"] == NOT_SETTLED
+    assert pair(a, "ohem-mmdet", "fixed")["interval_verdict"] == "worse"
+    row = a.results.set_index("run").loc["ohem-mmdet-s1"]
+    assert row["run_state"] == "collapsed" and row["p_true_fg"] == pytest.approx(0.10)
+
+
+def test_the_health_rule_reads_only_the_last_quarter(tmp_path):
+    # at the prior early on (iterations 100-300 of 600), apart in the last quarter: learning
+    maps = [0.3, 0.5, 0.58, 0.60, 0.60, 0.61]
+    history = [{"iter": 100 * (k + 1), "mAP": m, "train_seconds": 1.0, "mining_seconds": 0.0,
+                "wall_seconds": 1.0} for k, m in enumerate(maps)]  # fmt: skip
+    metrics = [
+        {"iter": 100 * (k + 1), "loss": v, "p_true_fg": 0.1 if k < 4 else 0.7, "p_top_bg": 0.1}
+        for k, v in enumerate(FALLING)
+    ]
+    fake_run(tmp_path / "runs", "fixed", 1, maps[-1], history, metrics, iters=600)
+    s = run_stability(read_run(tmp_path / "runs" / "fixed-s1"))
+    assert s.state == "settled" and s.p_true_fg == pytest.approx(0.7)

@@ -68,7 +68,7 @@ def test_renderers() -> None:
     shown = tables.formatted(summary)
     assert list(shown.loc[1, ["mAP", "mAP std", "s to target"]]) == ["0.5500", "—", "—"]
     md = tables.markdown_table(shown).splitlines()
-    assert md[0].startswith("| sampler | mAP |") and md[1].startswith("|---|")
+    assert md[0].startswith("| sampler | regime | mAP |") and md[1].startswith("|---|")
     assert len(md) == 4
     assert tables.to_csv(summary).splitlines()[0] == ",".join(tables.SUMMARY_COLUMNS)
     assert tables.rich_table(shown).row_count == 2

@@ -134,6 +134,42 @@ def test_to_dict_is_plain_json() -> None:
     assert d["loss_end"] is None and d["state"] == COLLAPSED  # an infinite loss did not fall
     assert set(d) == {
         "state", "rule", "reason", "evaluations", "last_spread", "last_quarter_change", "best_map",
-        "final_map", "loss_start", "loss_end",
+        "final_map", "loss_start", "loss_end", "p_true_fg", "p_top_bg",
     }  # fmt: skip
     assert json.loads(json.dumps(d, allow_nan=False)) == d
+
+
+def test_the_settled_window_opens_after_the_last_lr_drop():
+    # a run that jumps at its drop (600) and is flat after it: the last three evaluations
+    # straddle the drop (0.40 -> 0.55), the three after it agree
+    evals = [(200, 0.30), (400, 0.38), (600, 0.40), (667, 0.55), (733, 0.553), (800, 0.556)]
+    losses = [(100, 2.0), (200, 1.5), (700, 0.8), (800, 0.7)]
+    straddling = assess_run(evals[:3] + evals[-1:], losses, 800)
+    assert straddling.state == UNSETTLED and straddling.last_spread == pytest.approx(0.556 - 0.38)
+    after = assess_run(evals, losses, 800, last_drop=600)
+    assert after.state == "settled" and after.last_spread == pytest.approx(0.006)
+    # without three evaluations after the drop the last three are the window
+    few = assess_run(evals[:4], losses, 800, last_drop=600)
+    assert few.last_spread == pytest.approx(0.55 - 0.38)
+
+
+def test_eval_points_put_three_after_the_last_drop():
+    from ohemcli.engine.state import eval_iterations
+
+    assert sorted(eval_iterations(800, 4, [600])) == [600, 667, 733, 800]
+    assert sorted(eval_iterations(800, 8, [640])) == [128, 256, 384, 512, 640, 693, 747, 800]
+    assert sorted(eval_iterations(40000, 4, [30000])) == [30000, 33333, 36667, 40000]
+    assert sorted(eval_iterations(90, 3, [])) == [30, 60, 90]  # no drop: evenly spaced
+    assert sorted(eval_iterations(800, 2, [600])) == [700, 800]  # fewer than 3: all after it
+    assert eval_iterations(800, 0, [600]) == set()
+
+
+def test_every_preset_evaluates_three_times_after_its_last_drop():
+    from ohemcli.engine.state import eval_iterations
+    from ohemcli.presets import load_preset, preset_names
+
+    for name in preset_names():
+        t = load_preset(name).train
+        last = max(s for s in t.lr_steps if s < t.iters)
+        after = [i for i in eval_iterations(t.iters, t.eval_points, t.lr_steps) if i > last]
+        assert len(after) >= 3, name

@@ -17,5 +17,13 @@ def test_every_roi_is_kept_with_the_sampler_loss():
         assert sel.indices.tolist() == [0, 1, 2, 3, 4]  # num (2) does not cap it
         assert sel.loss == loss and sel.cls_weight is None and sel.box_weight is None
     assert build_sampler(SamplerConfig(name="focal", focal_gamma=1.5)).loss_options == {
-        "focal_gamma": 1.5
+        "focal_gamma": 1.5,
+        "focal_alpha": 0.25,
+        "focal_norm": "rois",
     }
+
+
+def test_focal_form_names_the_loss():
+    # the published form is sigmoid (mmdetection's FocalLoss); softmax is the named variant
+    assert build_sampler(SamplerConfig(name="focal")).loss == "focal"
+    assert build_sampler(SamplerConfig(name="focal", focal_form="softmax")).loss == "softmax-focal"

@@ -81,3 +81,42 @@ def test_instance_balanced_pos_quota_per_ground_truth():
 def test_unknown_bin_mode_is_one_line():
     with pytest.raises(UserError, match="sampler.libra_bins"):
         build_sampler(SamplerConfig(name="libra", libra_bins="even"))
+
+
+def _floor_image():
+    # 20 negatives of IoU exactly 0, 10 of IoU in (0, 0.5), then 2 positives (one a gt box)
+    iou = [0.0] * 20 + [0.05 * k for k in range(1, 11)] + [0.7, 1.0]
+    return _rois([0] * 30 + [1, 1], iou, [0] * 32)
+
+
+def test_iou_zero_negatives_leave_the_draw_after_the_first_call():
+    # mmdetection's IoUBalancedNegSampler: floor_thr -1 on the first call (every negative in
+    # the balanced draw), then 0: the IoU-0 negatives only fill what the others leave short.
+    first_had_zero = False
+    for seed in range(6):
+        sampler = build_sampler(SamplerConfig(name="libra"))
+        gen = torch.Generator().manual_seed(seed)
+        image = _floor_image()
+        assert sampler.state_dict() == {"floor_thr": -1.0}
+        first = sampler.select(image, None, 8, gen)
+        first_had_zero |= bool((image.max_iou[first[image.labels[first] == 0]] == 0).any())
+        assert sampler.state_dict() == {"floor_thr": 0.0}
+        for _ in range(5):
+            later = sampler.select(image, None, 8, gen)
+            negatives = later[image.labels[later] == 0]
+            assert len(negatives) == 6 and bool((image.max_iou[negatives] > 0).all())
+    assert first_had_zero  # 20 of 30 negatives have IoU 0: the first draw takes some
+
+
+def test_iou_zero_negatives_fill_what_the_others_leave_short():
+    sampler = build_sampler(SamplerConfig(name="libra"))
+    sampler.load_state_dict({"floor_thr": 0.0})  # as after a first call (and a resume)
+    image = _floor_image()
+    chosen = sampler.select(image, None, 64, torch.Generator().manual_seed(0))
+    negatives = chosen[image.labels[chosen] == 0]
+    # 62 wanted, 30 exist: every one of them (the 10 of IoU > 0 and the 20 of IoU 0)
+    assert sorted(negatives.tolist()) == list(range(30))
+    chosen = sampler.select(image, None, 20, torch.Generator().manual_seed(0))
+    negatives = chosen[image.labels[chosen] == 0]
+    # 18 wanted: all 10 of IoU > 0, and 8 of the IoU-0 ones at random
+    assert set(range(20, 30)) <= set(negatives.tolist()) and len(negatives) == 18
