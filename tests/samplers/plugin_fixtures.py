@@ -37,3 +37,10 @@ class BadInit:
 
     def __init__(self):
         raise OSError("no licence file")
+
+
+class Twin_A(RaisesAtThird):  # noqa: N801 - the name collides with plugin_fixtures_Twin:A on purpose
+    """Takes the first RoIs; its folder name is the one of ``plugin_fixtures_Twin:A``."""
+
+    def select(self, rois, roi_losses, num, gen):
+        return torch.arange(min(num, len(rois.labels)))

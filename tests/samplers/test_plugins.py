@@ -140,3 +140,13 @@ def test_a_plugin_that_answers_outside_the_protocol_names_the_call():
     sampler = build_sampler(SamplerConfig(name=f"{FIXTURES}:OutOfRange"))
     with pytest.raises(PluginError, match=r"OutOfRange': select\(\) returned a position outside"):
         sampler.select(_rois(3), None, 2, torch.Generator())
+
+
+def test_two_plugins_that_would_share_a_run_folder_are_refused_up_front(tiny, tmp_path):
+    """``m:A_B`` and ``m_A:B`` both spell ``m_A_B``: the second would reuse the first's run."""
+    one, two = f"{FIXTURES}:Twin_A", f"{FIXTURES}_Twin:A"
+    assert folder_name(one) == folder_name(two)
+    with pytest.raises(UserError, match="would share the run folder") as info:
+        compare(tiny, ["fixed", one, two], [1], tmp_path / "cmp", show_progress=False)
+    assert one in str(info.value) and two in str(info.value)
+    assert not (tmp_path / "cmp").exists()  # refused before anything is written
