@@ -200,7 +200,9 @@ def train_in_process(
             advance = _advancer(progress, task, done, start[run])
             try:
                 train_run(base, run, show_progress, advance)
-            except Exception as exc:  # noqa: BLE001 - one run's crash must not stop the others
+            # SystemExit too: a sys.exit() deep in one run (a plugin's, a library's) fails that
+            # run; only Ctrl-C (KeyboardInterrupt) stops the compare.
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - one run must not stop the others
                 failures.append(_failure(run, exc))
                 progress.console.print(f"[red]{run.name} failed:[/red] {failures[-1].last_line}")
             done += iters - start[run]

@@ -435,3 +435,29 @@ def test_growing_a_compare_over_changed_annotations_is_refused_naming_what_chang
         "runs trained; a compare folder grows only over the same data: choose another --out"
     )
     assert not (out / "runs" / "ohem-s1").exists()
+
+
+def test_a_run_folder_deleted_during_the_compare_is_named_not_dropped(
+    setup: tuple[Path, ExperimentConfig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hnm's folder vanishes once it has trained: the compare exits 1 naming it, on stderr and
+    in report.md, and reports the run that is left."""
+    from ohemcli.launch import compare as launch_compare
+
+    real = launch_compare.train_run
+
+    def train_then_delete(base, run, show_progress, callback=None):  # type: ignore[no-untyped-def]
+        summary = real(base, run, show_progress, callback)
+        if run.sampler == "hnm":
+            shutil.rmtree(run.path)
+        return summary
+
+    monkeypatch.setattr(launch_compare, "train_run", train_then_delete)
+    out = tmp_path / "cmp"
+    args = ["compare", "--config", str(setup[0]), "--samplers", "hnm,fixed", "--seeds", "1"]
+    done = runner.invoke(app, [*args, "--out", str(out), "--bootstrap", "0", "--no-progress"])
+    assert done.exit_code == 1, done.output
+    assert "hnm-s1" in done.stderr and "missing" in done.stderr
+    report = (out / "report.md").read_text()
+    assert "- hnm-s1 (missing): its run folder is gone" in report
+    assert pd.read_csv(out / "results.csv")["run"].tolist() == ["fixed-s1"]

@@ -150,3 +150,43 @@ def test_two_plugins_that_would_share_a_run_folder_are_refused_up_front(tiny, tm
         compare(tiny, ["fixed", one, two], [1], tmp_path / "cmp", show_progress=False)
     assert one in str(info.value) and two in str(info.value)
     assert not (tmp_path / "cmp").exists()  # refused before anything is written
+
+
+@pytest.mark.slow
+def test_a_grid_of_plugins_that_exit_crash_and_print_finishes_the_rest_and_names_them(
+    tiny, tmp_path
+):
+    """In process (--jobs 1): sys.exit() in select fails its own run, as a raise does; a plugin
+    that prints leaves stdout one JSON document; the others finish; exit 1 naming the failed
+    runs on stderr and in report.md."""
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from ohemcli.cli import app
+    from ohemcli.config import config_to_dict
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(config_to_dict(tiny)))
+    exits, raises, prints = (f"{FIXTURES}:{c}" for c in ("ExitsInSelect", "RaisesAtThird",
+                                                         "PrintsInSelect"))  # fmt: skip
+    out = tmp_path / "cmp"
+    args = ["compare", "--config", str(config), "--samplers", f"{exits},fixed,{raises},{prints}",
+            "--seeds", "1", "--out", str(out), "--jobs", "1", "--json", "--bootstrap", "0",
+            "--no-progress"]  # fmt: skip
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 1, done.output
+    doc = json.loads(done.stdout)  # the whole of stdout is one JSON document
+    assert sorted(r["run"] for r in doc["runs"]) == sorted(
+        ["fixed-s1", f"{folder_name(prints)}-s1"]
+    )
+    failed = [f"{folder_name(exits)}-s1", f"{folder_name(raises)}-s1"]
+    assert [line.split(" ")[0] for line in doc["failed"]] == failed
+    assert "select() raised SystemExit: 0" in doc["failed"][0]
+    assert "debug: select called" in done.stderr and "Traceback" not in done.output
+    flat = "".join(ch for ch in done.stderr if not ch.isspace() and ch != "│")
+    assert all(name in flat for name in failed)
+    report = (out / "report.md").read_text()
+    section = report[report.index("## Runs that did not finish") :]
+    assert all(f"- {name} (failed): " in section for name in failed)
