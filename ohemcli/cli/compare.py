@@ -68,7 +68,7 @@ from ohemcli.cli.option_types import (
 )
 from ohemcli.cli.overrides import build_config
 from ohemcli.cli.parsers import parse_samplers, parse_seeds
-from ohemcli.cli.printing import Format, print_results
+from ohemcli.cli.printing import Format, print_results, stdout_to_stderr
 
 if TYPE_CHECKING:
     from ohemcli.config import ExperimentConfig
@@ -222,7 +222,8 @@ def compare_command(
     )  # fmt: skip
     names = parse_samplers(samplers)
     check_baseline(baseline, pairs == PairMode.all, names, out_dir)
-    outcome = compare(cfg, names, parse_seeds(seeds), out_dir, progress, launch)
+    with stdout_to_stderr():
+        outcome = compare(cfg, names, parse_seeds(seeds), out_dir, progress, launch)
     finish_compare(
         outcome, out_dir, cfg.train.iters, bootstrap, target_map, json_out, baseline,
         pairs == PairMode.all,
@@ -273,8 +274,10 @@ def finish_compare(
 
     # The whole folder: a compare that grew by samplers or seeds reports the earlier runs too.
     finished = sorted(set(outcome.finished(iters)) | set(ComparePaths(out_dir).finished_runs()))
+    failures = outcome.unfinished(iters)
     if finished:
         a = analyse_folders(finished, bootstrap, target_map, baseline, all_pairs)
+        a.failed = [f"{f.name} ({f.state}): {f.last_line}" for f in failures]
         write_analysis(out_dir, a)
         print_results(a, Format.json if json_out else Format.table)
         err_console.print(
@@ -290,6 +293,6 @@ def finish_compare(
             highlight=False,
             soft_wrap=True,
         )
-    if outcome.failures:
-        print_failures(outcome.failures)
+    if failures:
+        print_failures(failures)
         raise typer.Exit(1)

@@ -274,7 +274,7 @@ def _download_vgg16_caffe(root: Path | None, caffemodel: Path | None) -> None:
     """Fetch (or check) the Caffe VGG16 file, or convert a caffemodel into it; then check that
     its tensors fit VGG16."""
     from ohemcli.data.download import download_vgg16_caffe
-    from ohemcli.model.backbones import verify_caffe_vgg16
+    from ohemcli.model.backbones import check_caffe_vgg16_state, verify_caffe_vgg16
     from ohemcli.model.caffe_vgg16 import CAFFE_FILE, caffe_vgg16_path
 
     dest = caffe_vgg16_path() if root is None else Path(root) / CAFFE_FILE
@@ -287,6 +287,9 @@ def _download_vgg16_caffe(root: Path | None, caffemodel: Path | None) -> None:
         from ohemcli.model.caffemodel import read_caffemodel
 
         state = read_caffemodel(caffemodel)  # Caffe's layer names: conv1_1.weight, fc6.bias
+        # Checked before the write, and written atomically: a refused file never replaces the
+        # good weights already in the cache.
+        check_caffe_vgg16_state(state, str(caffemodel))
         atomic_write(dest, lambda tmp: torch.save(state, tmp))
     verify_caffe_vgg16(dest)
     use = "--pretrained caffe finds it" if root is None else f"use --weights {dest}"

@@ -81,7 +81,9 @@ def eval_command(
 ) -> None:
     """Score detections by the VOC devkit's rules (stable ranking, IoU > 0.5, difficult ignored).
 
-    Either a run folder: its checkpoint is run on the split and RUN/eval/ is written.
+    Either a run folder: its checkpoint is run on the split and the files are written to
+    RUN/eval-SPLIT-PROTOCOL-METRIC/, beside the run's own RUN/eval/, which stays as training
+    wrote it (ohem report reads that one).
 
     Or existing devkit results files: --detections DIR with --data ROOT. DIR holds
     PREFIX_det_SPLIT_CLASS.txt files of lines 'image_id score x1 y1 x2 y2' (1-based pixels).

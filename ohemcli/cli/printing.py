@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from collections.abc import Iterator
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -48,3 +51,11 @@ def print_results(a: Analysis, fmt: Format = Format.table, runs: bool = False) -
         err_console.print(f"Warning: {line}", highlight=False, soft_wrap=True)
     for line in a.stability_warnings:
         err_console.print(f"Warning: {line}", highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Send ``print`` to stderr while the work runs: stdout carries the results alone (one JSON
+    document under ``--json``), whatever a plugin or library prints meanwhile."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield

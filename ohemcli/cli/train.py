@@ -49,6 +49,7 @@ from ohemcli.cli.option_types import (
     WorkersOpt,
 )
 from ohemcli.cli.overrides import build_config
+from ohemcli.cli.printing import stdout_to_stderr
 
 
 @app.command("train")
@@ -127,7 +128,8 @@ def train_command(
     from ohemcli.progress import out_console
 
     cfg = build_config(config, ctx.params)
-    summary = train(cfg, out, resume=resume)
+    with stdout_to_stderr():
+        summary = train(cfg, out, resume=resume)
     if not summary:  # a non-zero torchrun rank
         return
     if json_out:

@@ -5,7 +5,9 @@ of each split in ``DST/<split>/``; ``to="voc"`` writes a VOC root (``Annotations
 ``JPEGImages/``, ``ImageSets/Main/<split>.txt``). The splits are those of the source: ``trainval``
 and ``test`` of a VOC root (those of them it has), every split of a COCO set. Everything is
 written into a temporary folder beside ``DST`` and renamed onto it at the end, so an interrupted
-conversion leaves no half-written data set.
+conversion leaves no half-written data set: an exception or SIGTERM removes the temporary folder,
+and one left by a kill -9 (its owner's pid no longer running) is removed by the next conversion
+into the same parent folder.
 
 What is kept: boxes as the reader gives them (degenerate ones dropped), class names, and for
 COCO -> VOC crowd regions become ``difficult`` (VOC has no ignore region; trained on as a VOC
@@ -16,9 +18,16 @@ difficult box as ``"difficult": 1``, a key COCO tools ignore and this reader hon
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import os
 import shutil
+import signal
 import tempfile
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -31,6 +40,9 @@ from ohemcli.data.voc import IMAGE_SUFFIXES
 from ohemcli.errors import UserError
 
 FORMATS = ("coco", "voc")
+OWNER_FILE = ".convert.pid"  # inside a temporary folder: the pid of the conversion writing it
+TEMP_SUFFIX = ".convert.tmp"
+UNOWNED_GRACE_S = 60  # a temporary folder without its pid file yet is left alone this long
 
 
 def source_splits(data: str, images: str | None = None) -> list[str]:
@@ -59,18 +71,72 @@ def convert(data: str, to: str, out: Path, images: str | None = None) -> list[st
     splits = source_splits(data, images)
     datasets = [open_dataset(data, s, images=images) for s in splits]  # every check before writing
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    remove_stale_temps(out.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=TEMP_SUFFIX, dir=out.parent))
     try:
-        for dataset in datasets:
-            if to == "coco":
-                _write_coco_split(dataset, tmp)
-            else:
-                _write_voc_split(dataset, tmp)
-        tmp.rename(out)
+        with _sigterm_raises():
+            (tmp / OWNER_FILE).write_text(f"{os.getpid()}\n")
+            written: dict[str, tuple[str, str]] = {}
+            for dataset in datasets:
+                if to == "coco":
+                    _write_coco_split(dataset, tmp)
+                else:
+                    _write_voc_split(dataset, tmp, written)
+            (tmp / OWNER_FILE).unlink()
+            tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return [d.split for d in datasets]
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises SystemExit meanwhile, so that the caller's cleanup runs as for Ctrl-C
+    (the default action ends the process at once and leaves the temporary folder behind)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # another user's process, or a value we cannot test: leave its folder
+    return True
+
+
+def remove_stale_temps(parent: Path) -> list[Path]:
+    """Remove the temporary folders of conversions into ``parent`` whose process died (a kill
+    -9 runs no cleanup); return them. A folder still being written by a live process, or too
+    new to have its pid file yet, is left alone."""
+    removed = []
+    for tmp in parent.glob(f".*{TEMP_SUFFIX}"):
+        if not tmp.is_dir() or tmp.is_symlink():
+            continue
+        try:
+            pid = int((tmp / OWNER_FILE).read_text().strip())
+        except (OSError, ValueError):
+            pid = None
+        if pid is None and time.time() - tmp.stat().st_mtime < UNOWNED_GRACE_S:
+            continue
+        if pid is not None and _pid_alive(pid):
+            continue
+        shutil.rmtree(tmp, ignore_errors=True)
+        removed.append(tmp)
+    return removed
 
 
 def _file_name(dataset: Dataset, path: Path) -> str:
@@ -129,7 +195,18 @@ def _voc_xml(file_name: str, width: int, height: int, objects: list[tuple]) -> s
     return "".join(parts) + "</annotation>\n"
 
 
-def _write_voc_split(dataset: Dataset, tmp: Path) -> None:
+def _voc_id(stem: str, split: str, image_id: str, taken: dict[str, tuple[str, str]]) -> str:
+    """A VOC id not yet taken: the file's stem, else ``<stem>_<split>_<id>`` (then a count)."""
+    voc_id, k = stem, 0
+    while voc_id in taken:
+        k += 1
+        voc_id = f"{stem}_{split}_{image_id}" + (f"_{k}" if k > 1 else "")
+    return voc_id
+
+
+def _write_voc_split(dataset: Dataset, tmp: Path, written: dict[str, tuple[str, str]]) -> None:
+    """One split into the VOC root ``tmp``; ``written`` maps each VOC id written so far (all
+    splits) to its image's content digest and XML, so that two images never share one id."""
     split = check_name(dataset.split, "split name", "--data")
     for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
         (tmp / sub).mkdir(parents=True, exist_ok=True)
@@ -138,16 +215,22 @@ def _write_voc_split(dataset: Dataset, tmp: Path) -> None:
         suffix = r.image_path.suffix.lower()
         if suffix not in IMAGE_SUFFIXES:
             raise UserError(f"{r.image_path}: a VOC root holds {', '.join(IMAGE_SUFFIXES)} only")
-        voc_id = check_name(r.image_path.stem, "image id", r.image_path)
-        target = tmp / "JPEGImages" / f"{voc_id}{suffix}"
-        if target.exists() and target.stat().st_size != r.image_path.stat().st_size:
-            voc_id = f"{voc_id}_{split}_{r.image_id}"  # two images of one name in two folders
-            target = tmp / "JPEGImages" / f"{voc_id}{suffix}"
-        shutil.copy2(r.image_path, target)
+        stem = check_name(r.image_path.stem, "image id", r.image_path)
         width, height = decoded_size(r.image_path)
         rows = zip(r.boxes.tolist(), r.labels.tolist(), r.difficult.tolist(), strict=True)
         objects = [(dataset.classes[label - 1], tuple(box), diff) for box, label, diff in rows]
+        source = hashlib.sha256(r.image_path.read_bytes()).hexdigest()
+        xml = _voc_xml(f"{stem}{suffix}", width, height, objects)
+        if written.get(stem) == (source, xml):
+            ids.append(stem)  # the same pixels with the same boxes in another split: one image
+            continue
+        # Same name (and size) is not the same image: other bytes, or other boxes, get their
+        # own id, so that no split's image or boxes are lost to another's.
+        voc_id = _voc_id(stem, split, str(r.image_id), written)
+        target = tmp / "JPEGImages" / f"{voc_id}{suffix}"
+        shutil.copy2(r.image_path, target)
         xml = _voc_xml(target.name, width, height, objects)
         (tmp / "Annotations" / f"{voc_id}.xml").write_text(xml)
+        written[voc_id] = (source, xml)
         ids.append(voc_id)
     (tmp / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(ids) + "\n")

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from ohemcli.config import ExperimentConfig, config_to_yaml, input_norm
 from ohemcli.data.batching import Batch, ScheduleSampler, TrainImages, collate, iteration_epoch
 from ohemcli.data.box_stats import make_box_norm
+from ohemcli.data.fingerprint import data_fingerprint
 from ohemcli.data.splits import load_split, open_splits
 from ohemcli.device import (
     loader_workers,
@@ -99,6 +100,8 @@ class Trainer:
             check_pretrained_available(cfg.model)
         # Both splits before any proposal: a test split with nothing to score fails now.
         train_set, self.test_set = open_splits(cfg)
+        # Recorded in summary.json: a finished run is reused only over the same data.
+        self.data_fingerprint = data_fingerprint(train_set, self.test_set)
         self.train_data = load_split(cfg, cfg.data.train_split, self.show, train_set)
         classes = self.train_data.dataset.classes
         self.cfg = replace(cfg, data=replace(cfg.data, classes=classes))
@@ -392,6 +395,7 @@ class Trainer:
             devices,
             self._stability(result["mAP"]).to_dict(),
         )
+        summary["data_fingerprint"] = self.data_fingerprint
         atomic_write_json(self.paths.summary, summary)
         return summary
 

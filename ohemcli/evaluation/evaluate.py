@@ -262,18 +262,30 @@ def evaluate_run(
     score_thresh: float | None = None,
     protocol: str | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a run's checkpoint on ``split``; writes ``RUN/eval/``, returns the metrics.
+    """Evaluate a run's checkpoint on ``split``; returns the metrics, written to
+    :func:`reeval_dir`.
 
     ``protocol`` (a test protocol's name), or ``max_dets`` and ``score_thresh`` (then the
-    protocol is "custom"), override the run's ``eval`` config.
+    protocol is "custom"), override the run's ``eval`` config. The run's own ``eval/`` is never
+    written: what the run recorded stays what the report reads, whatever is asked here.
     """
     dev = resolve_device(device)
     model, cfg, classes = load_run_model(Path(run_dir), dev)
     cfg = _with_classes(cfg, classes)
     cfg = _with_protocol(cfg, max_dets, score_thresh, protocol)
     data = load_split(cfg, split, show_progress)
-    out = RunPaths(Path(run_dir)).eval_dir
+    out = reeval_dir(Path(run_dir), cfg, split, metric)
     return evaluate_model(model, cfg, data, dev, out, metric, show_progress)
+
+
+def reeval_dir(run_dir: Path, cfg: ExperimentConfig, split: str, metric: str) -> Path:
+    """The folder of a re-evaluation, named by what it is: ``RUN/eval-<split>-<protocol>-<metric>``
+    with a custom protocol's limits spelled out (``custom-max1-score0``)."""
+    e = cfg.eval
+    protocol = protocol_name(e)
+    if protocol == "custom":
+        protocol = f"custom-max{e.max_dets}-score{e.score_thresh:g}"
+    return RunPaths(Path(run_dir)).reeval_dir(split, protocol, metric)
 
 
 def _with_protocol(

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from ohemcli.config import ExperimentConfig, config_from_dict, config_to_dict
+from ohemcli.data.fingerprint import data_fingerprint, fingerprint_change
 from ohemcli.errors import UserError, quote
 from ohemcli.fileio import atomic_write_text
 from ohemcli.launch.grid import (
@@ -33,11 +34,12 @@ from ohemcli.launch.grid import (
     failure_line,
     is_finished,
     plan_runs,
+    run_config,
     train_run,
 )
 from ohemcli.progress import make_progress
-from ohemcli.runs.guard import check_out_dir, compare_lock
-from ohemcli.runs.paths import ComparePaths
+from ohemcli.runs.guard import check_finished, check_out_dir, compare_lock
+from ohemcli.runs.paths import ComparePaths, RunPaths, folder_name
 from ohemcli.runs.settings import comparable_config, first_difference, read_settings
 
 if TYPE_CHECKING:
@@ -45,13 +47,16 @@ if TYPE_CHECKING:
 
 
 def _settings(
-    base: ExperimentConfig, samplers: Sequence[str], seeds: Sequence[int]
+    base: ExperimentConfig, samplers: Sequence[str], seeds: Sequence[int], fingerprint: Any
 ) -> dict[str, Any]:
-    return {
+    settings = {
         "samplers": list(samplers),
         "seeds": [int(s) for s in seeds],
         "config": config_to_dict(base),
     }
+    if fingerprint is not None:
+        settings["data_fingerprint"] = fingerprint
+    return settings
 
 
 def _union(saved: Any, new: Sequence[Any]) -> list[Any]:
@@ -60,14 +65,29 @@ def _union(saved: Any, new: Sequence[Any]) -> list[Any]:
     return kept + [x for x in new if x not in kept]
 
 
+def check_folder_names(samplers: Sequence[str], where: str = "--samplers") -> None:
+    """Refuse two samplers whose run folders would be one (``m:A_B`` and ``m_A:B`` both become
+    ``m_A_B``): the second would find the first's run and never train."""
+    seen: dict[str, str] = {}
+    for name in samplers:
+        other = seen.setdefault(folder_name(name), name)
+        if other != name:
+            raise UserError(
+                f"{where}: {quote(other)} and {quote(name)} would share the run folder "
+                f"{quote(folder_name(name))}; compare them in separate --out folders"
+            )
+
+
 def check_request(samplers: Sequence[str], seeds: Sequence[int]) -> None:
-    """Each sampler known and given once; each seed given once and allowed as ``train.seed``."""
+    """Each sampler known and given once, no two sharing a run folder; each seed given once and
+    allowed as ``train.seed``."""
     from ohemcli.config_rules import check_value
     from ohemcli.samplers import check_sampler_names
 
     check_sampler_names(samplers)
     if not samplers or len(set(samplers)) != len(samplers):
         raise UserError(f"--samplers: give each sampler once, got {','.join(samplers) or 'none'}")
+    check_folder_names(samplers)
     if not seeds or len(set(seeds)) != len(seeds):
         raise UserError(f"--seeds: give each seed once, got {','.join(map(str, seeds)) or 'none'}")
     for seed in seeds:
@@ -79,19 +99,25 @@ def check_request(samplers: Sequence[str], seeds: Sequence[int]) -> None:
 
 
 def check_settings(
-    out_dir: Path, base: ExperimentConfig, samplers: Sequence[str], seeds: Sequence[int]
+    out_dir: Path,
+    base: ExperimentConfig,
+    samplers: Sequence[str],
+    seeds: Sequence[int],
+    fingerprint: Any = None,
 ) -> None:
     """Write ``OUT/compare.yaml``: a folder may grow by samplers and seeds under one config.
 
     Once a run of the folder has started, the request's config (less sampler name and seed,
     ``runs.settings.comparable_config``) must be the folder's; compare.yaml then records the
     union of the samplers and seeds, so that finished runs are reused and only new ones train.
-    Another config is refused, naming the first key that differs. Before any run has started
+    Another config is refused, naming the first key that differs, and so is data whose
+    ``fingerprint`` (``data.fingerprint.data_fingerprint``) differs from the recorded one, naming
+    what changed: new runs would be paired with runs of other boxes. Before any run has started
     the request simply replaces the settings.
     """
     check_request(samplers, seeds)
     folder = ComparePaths(Path(out_dir))
-    settings = _settings(base, samplers, seeds)
+    settings = _settings(base, samplers, seeds, fingerprint)
     if folder.settings.is_file() and folder.any_checkpoint():
         saved = read_settings(folder.settings)
         diff = first_difference(
@@ -104,7 +130,15 @@ def check_settings(
                 f"{folder.settings} has {key} = {quote(was)}, this command {quote(now)}; a "
                 "compare folder grows only by samplers and seeds: choose another --out"
             )
+        if fingerprint is not None:
+            change = fingerprint_change(saved.get("data_fingerprint"), fingerprint)
+            if change is not None:
+                raise UserError(
+                    f"{folder.settings}: {change} changed since the folder's runs trained; a "
+                    "compare folder grows only over the same data: choose another --out"
+                )
         settings["samplers"] = _union(saved.get("samplers"), settings["samplers"])
+        check_folder_names(settings["samplers"], str(folder.settings))
         settings["seeds"] = _union(saved.get("seeds"), settings["seeds"])
         if settings == saved:
             return
@@ -166,7 +200,9 @@ def train_in_process(
             advance = _advancer(progress, task, done, start[run])
             try:
                 train_run(base, run, show_progress, advance)
-            except Exception as exc:  # noqa: BLE001 - one run's crash must not stop the others
+            # SystemExit too: a sys.exit() deep in one run (a plugin's, a library's) fails that
+            # run; only Ctrl-C (KeyboardInterrupt) stops the compare.
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - one run must not stop the others
                 failures.append(_failure(run, exc))
                 progress.console.print(f"[red]{run.name} failed:[/red] {failures[-1].last_line}")
             done += iters - start[run]
@@ -200,13 +236,20 @@ def compare(
         launch = resolve_jobs(launch, base)  # checks the launcher's values (check_launch)
         check_launcher(launch)
     # A Slurm login node need not have the GPUs its jobs get: the jobs check the device.
-    preflight(base, device=launch is None or launch.launcher != "slurm")
+    fingerprint = data_fingerprint(
+        *preflight(base, device=launch is None or launch.launcher != "slurm")
+    )
     with contextlib.ExitStack() as held:
         # One compare at a time decides what to train and submits it: the check for live jobs
         # and the submission are one step, so two compares never both submit every run.
         held.enter_context(compare_lock(ComparePaths(out_dir)))
-        check_settings(out_dir, base, samplers, seeds)
+        check_settings(out_dir, base, samplers, seeds, fingerprint)
         plan = plan_runs(out_dir, samplers, seeds)
+        for run in plan:  # a finished run is reused only when it is this run
+            if is_finished(run.path, base.train.iters):
+                check_finished(
+                    RunPaths(run.path), run_config(base, run.sampler, run.seed), fingerprint
+                )
         if launch is None:
             return CompareOutcome(plan, train_in_process(base, plan, show_progress))
         # Jobs of an earlier --no-wait call may still train some runs: watch them, do not race.

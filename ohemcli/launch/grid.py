@@ -51,6 +51,24 @@ class CompareOutcome:
         """The folders of the runs trained to ``iters`` iterations."""
         return [r.path for r in self.runs if is_finished(r.path, iters)]
 
+    def unfinished(self, iters: int) -> list[RunFailure]:
+        """The failures, then every other run of the grid that neither finished nor is under way:
+        a run whose folder was deleted (or emptied) during the compare is named, not dropped."""
+        named = {f.path for f in self.failures} | {r.path for r in self.pending}
+        gone = [
+            RunFailure(
+                r.name,
+                r.path,
+                "missing" if not r.path.exists() else "unfinished",
+                "its run folder is gone (deleted during the compare?)"
+                if not r.path.exists()
+                else "no finished summary.json in its folder",
+            )
+            for r in self.runs
+            if r.path not in named and not is_finished(r.path, iters)
+        ]
+        return [*self.failures, *gone]
+
 
 def failure_line(exc: BaseException) -> str:
     """The one line a failed run's row shows: the exception's type and the first line of it."""

@@ -100,12 +100,17 @@ def verify_caffe_vgg16(path: Path) -> None:
     """Check that ``path`` loads (weights only) and holds every tensor of Caffe's VGG16 that we
     use, with its shape; one line names the file otherwise. Nothing is allocated for the model
     (torchvision's vgg16 on the meta device)."""
+    check_caffe_vgg16_state(_load_state_dict(path), str(path))
+
+
+def check_caffe_vgg16_state(state: dict[str, torch.Tensor], source: str) -> None:
+    """Check that ``state`` holds every tensor of Caffe's VGG16 that we use, with its shape; one
+    line names ``source`` otherwise (the model is built on the meta device: nothing allocated)."""
     from torchvision.models import vgg16
 
-    state = _load_state_dict(path)
     with torch.device("meta"):
         net = vgg16(weights=None)
-    load_caffe_vgg16(net, state, str(path))
+    load_caffe_vgg16(net, state, source)
 
 
 def _vgg16_net(cfg: ModelConfig) -> nn.Module:

@@ -55,6 +55,9 @@ class Analysis:
     stability: dict[str, RunStability] = field(default_factory=dict)  # by settled.run_key
     # One line per run folder left out because a file of it failed its checks (report.validate).
     left_out: list[str] = field(default_factory=list)
+    # One line per run of the compare that did not finish (failed, killed, its folder gone):
+    # report.md names them, not only the console.
+    failed: list[str] = field(default_factory=list)
 
     @property
     def method(self) -> str:
@@ -190,7 +193,7 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
 
 def to_json(a: Analysis) -> str:
     """One JSON object: runs, samplers, pairs, time_to_map, target_map, method, notes,
-    stability_warnings, left_out (each run's stability is in its ``runs`` record)."""
+    stability_warnings, left_out, failed (each run's stability is in its ``runs`` record)."""
     return json.dumps(
         {
             "runs": _records(a.results),
@@ -204,6 +207,7 @@ def to_json(a: Analysis) -> str:
             "notes": a.notes,
             "stability_warnings": a.stability_warnings,
             "left_out": a.left_out,
+            "failed": a.failed,
         },
         indent=2,
     )

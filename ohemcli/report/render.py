@@ -140,6 +140,12 @@ def report_markdown(
             "These runs' files failed their checks; no number below counts them.\n\n"
             + "".join(f"- {line}\n" for line in a.left_out)
         )
+    if a.failed:
+        parts.append("## Runs that did not finish\n")
+        parts.append(
+            "These runs of the compare have no finished summary; no number below counts them.\n\n"
+            + "".join(f"- {line}\n" for line in a.failed)
+        )
     parts += _stability_section(a)
     parts += _results_section(a)
     parts += [

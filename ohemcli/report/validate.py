@@ -8,6 +8,10 @@ therefore rescored with our VOC evaluator and must give the run's recorded mAP: 
 keeps the full float, and the matches rescore to it up to float rounding (about 1e-16), so
 ``MAP_TOLERANCE`` only absorbs the order of summation.
 
+The evaluation history (evals.jsonl) must end where the summary does: no evaluation past the
+run's iterations, and an evaluation at its last iteration must be the summary's final mAP.
+Lines appended by hand would otherwise move the settled window and flip a verdict.
+
 A run that fails is left out of every table, pair and plot, with one line naming it; a pair's
 "seeds" column then says with how many seeds it was computed.
 """
@@ -35,6 +39,9 @@ def run_problem(run: Run) -> str | None:
         return f"{run.paths.summary}: mAP = {quote(value)}, not a number"
     if not 0.0 <= value <= 1.0:
         return f"{run.paths.summary}: mAP = {value} is outside [0, 1]"
+    history = history_problem(run, float(value))
+    if history is not None:
+        return history
     rule = VOC_RULE.get(str(run.summary.get("metric", "voc07")))
     if rule is None or not run.paths.matches.is_file():
         return None  # no matches to use: the pair falls back to the t-interval over seeds
@@ -47,6 +54,30 @@ def run_problem(run: Run) -> str | None:
         return (
             f"{run.paths.matches}: rescores to mAP {again:.6f}, the run recorded {value:.6f} "
             f"in {run.paths.summary.name}"
+        )
+    return None
+
+
+def history_problem(run: Run, final_map: float) -> str | None:
+    """Why the run's evaluation history disagrees with its summary (one phrase), or None."""
+    iters = run.summary.get("iters")
+    evals = run.evals.dropna(subset=["iter"])
+    if not isinstance(iters, int) or evals.empty:
+        return None
+    last = evals.iloc[-1]  # read_log sorts by iter
+    if float(last["iter"]) > iters:
+        return (
+            f"{run.paths.evals}: an evaluation at iteration {last['iter']:g}, past the run's "
+            f"{iters} iterations in {run.paths.summary.name}"
+        )
+    at_end = None if last["mAP"] is None else float(last["mAP"])  # NaN when the line has none
+    if float(last["iter"]) == iters and not (
+        at_end is not None and abs(at_end - final_map) <= MAP_TOLERANCE
+    ):
+        shown = "null" if at_end is None or math.isnan(at_end) else f"{at_end:g}"
+        return (
+            f"{run.paths.evals}: its last evaluation (iteration {iters}) has mAP {shown}, "
+            f"the run recorded {final_map:.6f} in {run.paths.summary.name}"
         )
     return None
 

@@ -27,6 +27,7 @@ from ohemcli.config import (
     load_config,
     with_recorded_choices,
 )
+from ohemcli.data.fingerprint import fingerprint_change
 from ohemcli.errors import UserError, quote
 from ohemcli.fileio import is_writable_dir
 from ohemcli.runs.checkpointer import read_checkpoint, saved_config
@@ -197,3 +198,32 @@ def check_resume(paths: RunPaths, cfg: ExperimentConfig, resume: bool) -> dict[s
     saved = config_from_dict(saved_config(ckpt), str(paths.checkpoint))
     _same_run(paths.checkpoint, saved, cfg)
     return ckpt
+
+
+def check_finished(paths: RunPaths, cfg: ExperimentConfig, fingerprint: Any = None) -> None:
+    """Refuse to reuse a finished run that is not the run ``cfg`` asks for, naming its folder.
+
+    A run is identified by what it is, not by its folder's name: its sampler's full name (two
+    plugins can map to one folder name), its seed, its config (less the budget, which may grow)
+    and, when both sides have one, the fingerprint of its data (``data.fingerprint``).
+    """
+    summary = paths.read_summary()
+    for key, want in (("sampler", cfg.sampler.name), ("seed", cfg.train.seed)):
+        if summary.get(key) != want:
+            raise UserError(
+                f"{paths.root}: holds a finished run of {key} {quote(summary.get(key))}, not "
+                f"{quote(want)}; move it away or choose another --out"
+            )
+    if not paths.config.is_file():
+        raise UserError(
+            f"{paths.config}: missing, so the finished run cannot be checked; "
+            "move the run folder away or choose another --out"
+        )
+    _same_run(paths.config, load_config(paths.config), cfg)
+    if fingerprint is not None:
+        change = fingerprint_change(summary.get("data_fingerprint"), fingerprint)
+        if change is not None:
+            raise UserError(
+                f"{paths.root}: {change} changed since this run trained; "
+                "move it away or choose another --out"
+            )

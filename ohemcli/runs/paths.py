@@ -78,6 +78,11 @@ class RunPaths:
     def matches(self) -> Path:
         return EvalPaths(self.eval_dir).matches
 
+    def reeval_dir(self, split: str, protocol: str, metric: str) -> Path:
+        """``eval-<split>-<protocol>-<metric>``: where ``ohem eval RUN`` writes, beside the run's
+        own ``eval/``, which only training writes (the report reads that one alone)."""
+        return self.root / f"eval-{split}-{protocol}-{metric}"
+
     @property
     def summary(self) -> Path:
         return self.root / "summary.json"

@@ -27,6 +27,10 @@ _SUMMARY_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
         "a mapping of class to number or null",
         lambda v: isinstance(v, dict) and all(x is None or is_number(x) for x in v.values()),
     ),
+    "data_fingerprint": (
+        "a mapping of split role to digests",
+        lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values()),
+    ),
 }
 _NUMBER_FIELDS = (
     "train_seconds", "mining_seconds", "eval_seconds", "total_seconds", "readonly_seconds",

@@ -145,7 +145,9 @@ class PluginSampler:
     def _call(self, method: str, *args: Any) -> Any:
         try:
             return getattr(self.inner, method)(*args)
-        except Exception as exc:  # noqa: BLE001 - the plugin's failure, in one line
+        # SystemExit too: a plugin's sys.exit() would otherwise end a whole in-process compare,
+        # quietly and with exit 0, instead of failing its own run.
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - the plugin's failure, in one line
             raise PluginError(
                 f"sampler plugin '{self.info.name}': {method}() raised {type(exc).__name__}: {exc}"
             ) from None

@@ -83,6 +83,63 @@ def test_convert_refuses_an_existing_folder_and_leaves_nothing_when_interrupted(
     assert copies and sorted(p.name for p in tmp_path.iterdir()) == before  # no DST, no temp
 
 
+def test_convert_to_voc_keeps_two_splits_images_of_one_name_and_size_apart(tmp_path: Path):
+    """Two splits each hold img1.jpg, byte for byte alike, with other boxes: they are two images
+    of the VOC root, each split keeps its own boxes and no image leaks into the other split."""
+    train = coco_doc(1, boxes={1: [(5, [8.0, 8.0, 16.0, 16.0])]})
+    test = coco_doc(1, boxes={1: [(5, [20.0, 4.0, 10.0, 12.0])]})
+    root = coco_layout(tmp_path / "c", {"train": train, "test": test})
+    assert (root / "train" / "img1.jpg").read_bytes() == (root / "test" / "img1.jpg").read_bytes()
+    back = tmp_path / "voc"
+    result = runner.invoke(
+        app, ["data", "convert", "--data", str(root), "--to", "voc", "--out", str(back)]
+    )
+    assert result.exit_code == 0, result.output
+    splits = {s: open_dataset(str(back), s) for s in ("train", "test")}
+    ids = {s: [r.image_id for r in d.records] for s, d in splits.items()}
+    assert len(ids["train"]) == len(ids["test"]) == 1 and ids["train"] != ids["test"]
+    # 0-based x1 y1 x2 y2 of each split's own box
+    np.testing.assert_array_equal(splits["train"].records[0].boxes, [[8, 8, 24, 24]])
+    np.testing.assert_array_equal(splits["test"].records[0].boxes, [[20, 4, 30, 16]])
+
+
+def test_convert_cleans_its_temporary_folder_on_sigterm_and_after_a_kill_9(tmp_path: Path):
+    """SIGTERM runs the same cleanup as Ctrl-C; a folder left by a killed conversion (its pid no
+    longer running) is removed by the next conversion into the same parent."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from ohemcli.data.convert import OWNER_FILE, TEMP_SUFFIX, convert
+
+    voc = tiny_voc_root(tmp_path, num_images=3)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    stale = tmp_path / f".old.abc{TEMP_SUFFIX}"
+    stale.mkdir()
+    (stale / OWNER_FILE).write_text(dead.stdout)
+    live = tmp_path / f".busy.abc{TEMP_SUFFIX}"
+    live.mkdir()
+    (live / OWNER_FILE).write_text(f"{os.getpid()}\n")
+    convert(str(voc), "coco", tmp_path / "coco")
+    assert not stale.exists() and live.is_dir()  # the live one is another conversion's
+    live_files = sorted(p.name for p in tmp_path.iterdir())
+    code = (
+        "import os, signal, shutil, sys\n"
+        "from ohemcli.data import convert as c\n"
+        "real = shutil.copy2\n"
+        "def copy(src, dst):\n"
+        "    real(src, dst)\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "c.shutil.copy2 = copy\n"
+        f"c.convert({str(voc)!r}, 'coco', c.Path({str(tmp_path / 'new')!r}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == live_files  # no DST, no temp
+
+
 def test_eval_reads_a_coco_results_json_as_it_reads_devkit_files(tmp_path: Path):
     cats = [(12, "a"), (3, "b")]  # by id: b is label 1 (id 3), a label 2 (id 12)
     boxes = {1: [(12, [8.0, 8.0, 16.0, 16.0])], 2: [(3, [8.0, 8.0, 16.0, 16.0])]}

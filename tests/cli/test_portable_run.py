@@ -61,5 +61,5 @@ def test_eval_of_a_run_works_from_another_folder(tmp_path, small_synth, small_co
     result = json.loads(evaluated.stdout)  # stdout holds the one JSON object and nothing else
     assert result["num_images"] == 6
     assert result["mAP"] == pytest.approx(train_map)  # same checkpoint, same test images
-    assert (project / "run" / "eval" / "metrics.json").is_file()
+    assert (project / "run" / "eval-test-default-voc07" / "metrics.json").is_file()  # beside eval/
     assert not (elsewhere / "run").exists()

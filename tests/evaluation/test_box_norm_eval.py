@@ -48,8 +48,9 @@ def test_checkpoint_carries_the_statistics_and_decodes_identically(data_norm_run
     assert torch.equal(model.box_means, state["box_means"])
     before = {p.name: p.read_text() for p in sorted((run / "eval").glob("comp4_det_*.txt"))}
     again = evaluate_run(run, "test", "voc07", device="cpu", show_progress=False)
-    after = {p.name: p.read_text() for p in sorted((run / "eval").glob("comp4_det_*.txt"))}
-    assert before == after  # the same detections, digit for digit
+    beside = run / "eval-test-default-voc07"
+    after = {p.name: p.read_text() for p in sorted(beside.glob("comp4_det_*.txt"))}
+    assert before and before == after  # the same detections, digit for digit
     assert again["mAP"] == pytest.approx(summary["mAP"], abs=1e-12)
 
 
@@ -59,13 +60,38 @@ def test_metrics_and_summary_name_the_protocol(data_norm_run) -> None:
     assert summary["eval_protocol"] == default
     assert json.loads((run / "summary.json").read_text())["eval_protocol"] == default
     result = evaluate_run(run, "test", "voc07", "cpu", False, max_dets=1, score_thresh=0.0)
-    written = json.loads((run / "eval" / "metrics.json").read_text())
+    written = json.loads((run / "eval-test-custom-max1-score0-voc07" / "metrics.json").read_text())
     custom = {"name": "custom", "max_dets": 1, "score_thresh": 0.0, "nms": 0.3}
     assert written["eval_protocol"] == custom
     assert sum(result["num_det"].values()) <= result["num_images"]  # at most one per image
     result = evaluate_run(run, "test", "voc07", "cpu", False, protocol="fast-rcnn")
-    written = json.loads((run / "eval" / "metrics.json").read_text())
+    written = json.loads((run / "eval-test-fast-rcnn-voc07" / "metrics.json").read_text())
     assert written["eval_protocol"]["name"] == "fast-rcnn"
     # the final thresholds leave fewer than 40 per class per image over the set (strictly above)
     assert all(n < 40 * result["num_images"] for n in result["num_det"].values())
     assert sum(result["num_det"].values()) > result["num_images"]  # no 0.05 floor, no cap of 1
+
+
+def test_eval_under_another_protocol_leaves_the_run_and_its_report_alone(data_norm_run) -> None:
+    """``ohem eval RUN --test-protocol ohem-release`` (and another split or limit) writes beside
+    the run's own evaluation; ``ohem report`` then keeps the run, with the same figures."""
+    from typer.testing import CliRunner
+
+    from ohemcli.cli import app
+
+    run, summary = data_norm_run
+    own = {p.name: p.read_bytes() for p in sorted((run / "eval").iterdir())}
+    report = ["report", str(run), "--format", "json", "--bootstrap", "0", "--no-plots"]
+    first = CliRunner().invoke(app, report)
+    assert first.exit_code == 0, first.output
+    for args in (["--test-protocol", "ohem-release"], ["--max-dets", "3"], ["--split", "trainval"]):
+        done = CliRunner().invoke(app, ["eval", str(run), "--json", *args])
+        assert done.exit_code == 0, done.output
+    assert {p.name: p.read_bytes() for p in sorted((run / "eval").iterdir())} == own
+    assert (run / "eval-test-ohem-release-voc07" / "matches.npz").is_file()
+    assert (run / "eval-test-custom-max3-score0.05-voc07" / "metrics.json").is_file()
+    assert (run / "eval-trainval-default-voc07" / "metrics.json").is_file()
+    again = CliRunner().invoke(app, report)
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout) == json.loads(first.stdout)
+    assert first.stdout.count(run.name) >= 1  # the run is in the report, not left out

@@ -392,3 +392,72 @@ def test_a_second_compare_on_a_folder_being_submitted_is_refused(
     finally:
         holder.communicate("")  # closing stdin ends it
     assert check_settings(folder.root, setup[1], ["fixed"], [1]) is None
+
+
+def test_a_finished_run_of_another_sampler_in_the_folder_is_refused_not_reused(
+    first: Path, setup: tuple[Path, ExperimentConfig], tmp_path: Path
+) -> None:
+    """A run is identified by what it is, not by its folder's name: hnm's finished run in the
+    folder fixed-s1 is refused by name instead of being reported as fixed."""
+    out = tmp_path / "cmp"
+    shutil.copytree(first / "runs" / "hnm-s1", out / "runs" / "fixed-s1")
+    shutil.copy(first / "compare.yaml", out / "compare.yaml")
+    with pytest.raises(UserError) as info:
+        compare(setup[1], ["fixed"], [1], out, show_progress=False)
+    assert str(info.value) == (
+        f"{out / 'runs' / 'fixed-s1'}: holds a finished run of sampler 'hnm', not 'fixed'; "
+        "move it away or choose another --out"
+    )
+
+
+def test_growing_a_compare_over_changed_annotations_is_refused_naming_what_changed(
+    setup: tuple[Path, ExperimentConfig], tmp_path: Path
+) -> None:
+    """compare.yaml records the data's fingerprint; a box edited in place between two calls is
+    refused before the new sampler trains, and the message says which split's annotations."""
+    cfg = setup[1]
+    root = Path(shutil.copytree(cfg.data.root, tmp_path / "data"))
+    cfg = replace(cfg, data=replace(cfg.data, root=str(root)))
+    out = tmp_path / "cmp"
+    assert compare(cfg, ["fixed"], [1], out, show_progress=False).failures == []
+    saved = yaml.safe_load((out / "compare.yaml").read_text())["data_fingerprint"]
+    assert set(saved) == {"train", "test"} and set(saved["test"]) == {"images", "annotations"}
+    test_id = (root / "ImageSets" / "Main" / "test.txt").read_text().split()[0]
+    xml = root / "Annotations" / f"{test_id}.xml"
+    text = xml.read_text()
+    start = text.index("<xmax>") + len("<xmax>")
+    end = text.index("</xmax>")
+    xml.write_text(text[:start] + str(int(text[start:end]) - 3) + text[end:])
+    with pytest.raises(UserError) as info:
+        compare(cfg, ["fixed", "ohem"], [1], out, show_progress=False)
+    assert str(info.value) == (
+        f"{out / 'compare.yaml'}: the annotations of the test split changed since the folder's "
+        "runs trained; a compare folder grows only over the same data: choose another --out"
+    )
+    assert not (out / "runs" / "ohem-s1").exists()
+
+
+def test_a_run_folder_deleted_during_the_compare_is_named_not_dropped(
+    setup: tuple[Path, ExperimentConfig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hnm's folder vanishes once it has trained: the compare exits 1 naming it, on stderr and
+    in report.md, and reports the run that is left."""
+    from ohemcli.launch import compare as launch_compare
+
+    real = launch_compare.train_run
+
+    def train_then_delete(base, run, show_progress, callback=None):  # type: ignore[no-untyped-def]
+        summary = real(base, run, show_progress, callback)
+        if run.sampler == "hnm":
+            shutil.rmtree(run.path)
+        return summary
+
+    monkeypatch.setattr(launch_compare, "train_run", train_then_delete)
+    out = tmp_path / "cmp"
+    args = ["compare", "--config", str(setup[0]), "--samplers", "hnm,fixed", "--seeds", "1"]
+    done = runner.invoke(app, [*args, "--out", str(out), "--bootstrap", "0", "--no-progress"])
+    assert done.exit_code == 1, done.output
+    assert "hnm-s1" in done.stderr and "missing" in done.stderr
+    report = (out / "report.md").read_text()
+    assert "- hnm-s1 (missing): its run folder is gone" in report
+    assert pd.read_csv(out / "results.csv")["run"].tolist() == ["fixed-s1"]

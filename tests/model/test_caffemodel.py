@@ -124,3 +124,30 @@ def test_cli_converts_a_caffemodel_into_the_cache(tmp_path: Path, monkeypatch, t
     saved = torch.load(dest, weights_only=True)
     assert torch.equal(saved["conv1_1.weight"], torch.from_numpy(tensors["conv1_1.weight"]))
     assert set(seen) == {"conv1_1.weight", "conv1_1.bias"}  # what the VGG16 check was given
+
+
+@pytest.mark.parametrize("kind", ["too few layers", "empty", "zero-size dims"])
+def test_a_refused_caffemodel_leaves_the_cached_weights_alone(
+    tmp_path: Path, monkeypatch, tensors, kind
+) -> None:
+    """The conversion is checked before it replaces anything: the good file stays byte for byte."""
+    monkeypatch.setenv("OHEM_CACHE", str(tmp_path / "cache"))
+    dest = tmp_path / "cache" / "weights" / "vgg16_caffe.pth"
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(b"the good weights, downloaded earlier")
+    bad = {
+        "too few layers": _layer(
+            "conv1_1", [_blob(tensors["conv1_1.weight"]), _blob(tensors["conv1_1.bias"])]
+        ),
+        "empty": b"",
+        "zero-size dims": _layer("conv1_1", [_blob(np.zeros((0, 3, 3, 3), np.float32))]),
+    }[kind]
+    source = tmp_path / "bad.caffemodel"
+    source.write_bytes(bad)
+    result = CliRunner().invoke(
+        app, ["data", "download", "vgg16-caffe", "--caffemodel", str(source)]
+    )
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
+    assert dest.read_bytes() == b"the good weights, downloaded earlier"
+    assert [p.name for p in dest.parent.iterdir()] == ["vgg16_caffe.pth"]  # no temp file left

@@ -143,3 +143,37 @@ def test_analyse_itself_checks_runs_given_to_it(tmp_path, folder) -> None:
     runs = [read_run(p) for p in sorted((tmp_path / "runs").iterdir())]
     a = analyse(runs, bootstrap=50)
     assert len(a.runs) == 5 and a.pairs.iloc[0]["seeds"] == 2
+
+
+def _append_evals(path: Path, lines: list[dict]) -> None:
+    with open(path, "a") as f:
+        f.writelines(json.dumps(x) + "\n" for x in lines)
+
+
+def test_evaluations_past_the_runs_budget_leave_the_run_out(tmp_path, folder) -> None:
+    """Lines appended past the run's 4 iterations would move its settled window (a crafted
+    history flipped a verdict): the run is left out, naming the file and the iteration."""
+    evals = tmp_path / "runs/hnm-s1/evals.jsonl"
+    _append_evals(evals, [{"iter": i, "mAP": 0.06, "train_seconds": i, "mining_seconds": 0,
+                           "wall_seconds": i} for i in (5, 6, 7)])  # fmt: skip
+    a = analyse_folders([tmp_path], bootstrap=0)
+    assert a.left_out == [
+        f"run hnm-s1 left out: {evals}: an evaluation at iteration 7, past the run's 4 "
+        "iterations in summary.json"
+    ]
+    assert a.summary.set_index("sampler").loc["hnm", "runs"] == 2
+
+
+def test_a_last_evaluation_that_disagrees_with_the_summary_leaves_the_run_out(
+    tmp_path, folder
+) -> None:
+    evals = tmp_path / "runs/ohem-s2/evals.jsonl"
+    _append_evals(
+        evals,
+        [{"iter": 4, "mAP": 0.06, "train_seconds": 4, "mining_seconds": 0, "wall_seconds": 4}],
+    )  # fmt: skip  (read_log keeps the last of iter 4)
+    a = analyse_folders([tmp_path], bootstrap=0)
+    assert a.left_out == [
+        f"run ohem-s2 left out: {evals}: its last evaluation (iteration 4) has mAP 0.06, the "
+        f"run recorded {folder['ohem-s2']:.6f} in summary.json"
+    ]

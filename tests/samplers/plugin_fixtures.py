@@ -37,3 +37,30 @@ class BadInit:
 
     def __init__(self):
         raise OSError("no licence file")
+
+
+class Twin_A(RaisesAtThird):  # noqa: N801 - the name collides with plugin_fixtures_Twin:A on purpose
+    """Takes the first RoIs; its folder name is the one of ``plugin_fixtures_Twin:A``."""
+
+    def select(self, rois, roi_losses, num, gen):
+        return torch.arange(min(num, len(rois.labels)))
+
+
+class ExitsInSelect(Twin_A):
+    """Calls sys.exit(0) on its third select() call, as a careless script might."""
+
+    def select(self, rois, roi_losses, num, gen):
+        self.calls += 1
+        if self.calls == 3:
+            import sys
+
+            sys.exit(0)
+        return torch.arange(min(num, len(rois.labels)))
+
+
+class PrintsInSelect(Twin_A):
+    """Prints to stdout on every select() call."""
+
+    def select(self, rois, roi_losses, num, gen):
+        print("debug: select called")
+        return torch.arange(min(num, len(rois.labels)))

@@ -140,3 +140,53 @@ def test_a_plugin_that_answers_outside_the_protocol_names_the_call():
     sampler = build_sampler(SamplerConfig(name=f"{FIXTURES}:OutOfRange"))
     with pytest.raises(PluginError, match=r"OutOfRange': select\(\) returned a position outside"):
         sampler.select(_rois(3), None, 2, torch.Generator())
+
+
+def test_two_plugins_that_would_share_a_run_folder_are_refused_up_front(tiny, tmp_path):
+    """``m:A_B`` and ``m_A:B`` both spell ``m_A_B``: the second would reuse the first's run."""
+    one, two = f"{FIXTURES}:Twin_A", f"{FIXTURES}_Twin:A"
+    assert folder_name(one) == folder_name(two)
+    with pytest.raises(UserError, match="would share the run folder") as info:
+        compare(tiny, ["fixed", one, two], [1], tmp_path / "cmp", show_progress=False)
+    assert one in str(info.value) and two in str(info.value)
+    assert not (tmp_path / "cmp").exists()  # refused before anything is written
+
+
+@pytest.mark.slow
+def test_a_grid_of_plugins_that_exit_crash_and_print_finishes_the_rest_and_names_them(
+    tiny, tmp_path
+):
+    """In process (--jobs 1): sys.exit() in select fails its own run, as a raise does; a plugin
+    that prints leaves stdout one JSON document; the others finish; exit 1 naming the failed
+    runs on stderr and in report.md."""
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from ohemcli.cli import app
+    from ohemcli.config import config_to_dict
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(config_to_dict(tiny)))
+    exits, raises, prints = (f"{FIXTURES}:{c}" for c in ("ExitsInSelect", "RaisesAtThird",
+                                                         "PrintsInSelect"))  # fmt: skip
+    out = tmp_path / "cmp"
+    args = ["compare", "--config", str(config), "--samplers", f"{exits},fixed,{raises},{prints}",
+            "--seeds", "1", "--out", str(out), "--jobs", "1", "--json", "--bootstrap", "0",
+            "--no-progress"]  # fmt: skip
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 1, done.output
+    doc = json.loads(done.stdout)  # the whole of stdout is one JSON document
+    assert sorted(r["run"] for r in doc["runs"]) == sorted(
+        ["fixed-s1", f"{folder_name(prints)}-s1"]
+    )
+    failed = [f"{folder_name(exits)}-s1", f"{folder_name(raises)}-s1"]
+    assert [line.split(" ")[0] for line in doc["failed"]] == failed
+    assert "select() raised SystemExit: 0" in doc["failed"][0]
+    assert "debug: select called" in done.stderr and "Traceback" not in done.output
+    flat = "".join(ch for ch in done.stderr if not ch.isspace() and ch != "│")
+    assert all(name in flat for name in failed)
+    report = (out / "report.md").read_text()
+    section = report[report.index("## Runs that did not finish") :]
+    assert all(f"- {name} (failed): " in section for name in failed)
