@@ -124,3 +124,14 @@ def test_cli_converts_a_caffemodel_into_the_cache(tmp_path: Path, monkeypatch, t
     saved = torch.load(dest, weights_only=True)
     assert torch.equal(saved["conv1_1.weight"], torch.from_numpy(tensors["conv1_1.weight"]))
     assert set(seen) == {"conv1_1.weight", "conv1_1.bias"}  # what the VGG16 check was given
+
+
+@pytest.mark.parametrize("field", [5, 8])
+def test_float_data_encoded_as_a_varint_is_one_line(tmp_path: Path, field: int) -> None:
+    # A hostile writer may give the float (5) or double (8) data field wire type 0: its value is
+    # then an int, which numpy cannot read as a buffer.
+    blob = _field(7, _field(1, _varint(1))) + _int_field(field, 7)
+    path = tmp_path / "varint.caffemodel"
+    path.write_bytes(_layer("conv1_1", [blob]))
+    with pytest.raises(UserError, match=rf"varint.caffemodel: not a Caffe model .*field {field}"):
+        read_caffemodel(path)
