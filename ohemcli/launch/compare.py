@@ -35,7 +35,7 @@ from ohemcli.launch.grid import (
     plan_runs,
     train_run,
 )
-from ohemcli.progress import make_progress
+from ohemcli.progress import make_progress, styled
 from ohemcli.runs.guard import check_out_dir, compare_lock
 from ohemcli.runs.paths import ComparePaths
 from ohemcli.runs.settings import comparable_config, first_difference, read_settings
@@ -168,7 +168,9 @@ def train_in_process(
                 train_run(base, run, show_progress, advance)
             except Exception as exc:  # noqa: BLE001 - one run's crash must not stop the others
                 failures.append(_failure(run, exc))
-                progress.console.print(f"[red]{run.name} failed:[/red] {failures[-1].last_line}")
+                progress.console.print(
+                    styled((f"{run.name} failed:", "red"), " ", failures[-1].last_line)
+                )
             done += iters - start[run]
             progress.update(task, completed=done)
         progress.update(task, description="compare", completed=total)
