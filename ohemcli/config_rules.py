@@ -75,6 +75,18 @@ class Text:
 
 
 @dataclass(frozen=True)
+class DataRoot(Text):
+    """A data root: a folder, ``synth``, or COCO json files as ``a.json,b.json``; no part of a
+    comma list may be empty (it would read as the working folder)."""
+
+    def ok(self, value: Any) -> bool:
+        return super().ok(value) and all(part.strip() for part in value.split(","))
+
+    def describe(self) -> str:
+        return "a folder, 'synth', or json files as a.json,b.json without an empty part"
+
+
+@dataclass(frozen=True)
 class Flag:
     """true or false."""
 
@@ -126,7 +138,7 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
 
-Rule = Number | Choice | Text | Flag | OrNone | Items
+Rule = Number | Choice | Text | DataRoot | Flag | OrNone | Items
 
 COUNT = Number(lo=1, integer=True)  # a positive count
 COUNT0 = Number(lo=0, integer=True)  # a count that may be 0
@@ -140,7 +152,7 @@ PIXELS = Number(lo=1, hi=10000, integer=True)  # an image side in pixels
 ITERS = Number(lo=1, hi=10_000_000, integer=True)
 
 RULES: dict[str, Rule] = {
-    "data.root": Text(),
+    "data.root": DataRoot(),
     "data.images": OrNone(Text()),
     "data.train_split": Text(name=True),
     "data.test_split": Text(name=True),

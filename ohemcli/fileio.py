@@ -75,12 +75,39 @@ def read_text(path: str | Path, what: str = "file") -> str:
         raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
-def read_json(path: str | Path) -> Any:
-    """A JSON file's content; a missing, unreadable or corrupt file is one line naming it."""
+# Most digits of an integer in a file we read: more would overflow a float wherever it is used
+# as one (a float holds about 308), and Python's own limit (4300) is a ValueError, not a message.
+MAX_INT_DIGITS = 300
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {len(text.lstrip('-'))} digits")
+    return int(text)
+
+
+def parse_json(text: str, where: str | Path) -> Any:
+    """``json.loads(text)``; anything it raises is one line naming ``where``.
+
+    Valid JSON can still be hostile: an integer of thousands of digits (ValueError), nesting
+    deeper than the interpreter's stack (RecursionError). Each is refused, never a traceback.
+    """
     try:
-        return json.loads(read_text(path))
+        return json.loads(text, parse_int=_parse_int)
     except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+        raise UserError(f"{where}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    except RecursionError:
+        raise UserError(f"{where}: refused, JSON nested too deeply") from None
+    except Exception as exc:  # noqa: BLE001 - any parser failure is the file's, in one line
+        raise UserError(
+            f"{where}: refused JSON ({type(exc).__name__}: {quote(str(exc))})"
+        ) from None
+
+
+def read_json(path: str | Path) -> Any:
+    """A JSON file's content; a missing, unreadable, corrupt or hostile file is one line naming
+    it (see :func:`parse_json`)."""
+    return parse_json(read_text(path), path)
 
 
 def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
@@ -113,10 +140,16 @@ def load_yaml(text: str, where: str | Path) -> Any:
                 f"{where}: refused, its aliases expand to more than {MAX_YAML_NODES} YAML nodes"
             )
         return loader.construct_document(node)
+    except UserError:
+        raise
     except yaml.YAMLError as exc:
         raise UserError(f"{where}: invalid YAML ({quote(str(exc).splitlines()[0])})") from None
     except RecursionError:
         raise UserError(f"{where}: refused, YAML nested too deeply") from None
+    except Exception as exc:  # noqa: BLE001 - a bad date or number (ValueError...), in one line
+        raise UserError(
+            f"{where}: invalid YAML ({type(exc).__name__}: {quote(str(exc))})"
+        ) from None
     finally:
         loader.dispose()
 
@@ -190,10 +223,16 @@ def truncate_jsonl(path: str | Path, last_iter: int) -> None:
     if not path.is_file():
         return
     kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for k, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         try:
-            if json.loads(line).get("iter", 0) <= last_iter:
-                kept.append(line)
-        except json.JSONDecodeError:
+            entry = json.loads(line, parse_int=_parse_int)
+        except (json.JSONDecodeError, RecursionError, ValueError):
             continue  # a line torn by the crash
+        if not isinstance(entry, dict):
+            raise UserError(f"{path}:{k}: expected a JSON object, found {type(entry).__name__}")
+        step = entry.get("iter", 0)
+        if not isinstance(step, (int, float)) or isinstance(step, bool):
+            raise UserError(f"{path}:{k}: iter = {quote(step)} is not a number")
+        if step <= last_iter:
+            kept.append(line)
     atomic_write_text(path, "".join(f"{line}\n" for line in kept))

@@ -17,9 +17,21 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
-err_console = Console(stderr=True)
-out_console = Console()
+# Messages quote user input (paths, sampler, class and file names) that may read as rich markup:
+# "[/x]" raises MarkupError and "[bold]x" loses its tag. So no console of ours parses markup, and
+# styled parts are built by `styled`, the one place that mixes style with a message.
+err_console = Console(stderr=True, markup=False)
+out_console = Console(markup=False)
+
+
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """Literal text from ``parts``; a ``(text, style)`` pair is shown in that style.
+
+    Nothing is parsed as markup, so a user's ``[/x]`` prints as written.
+    """
+    return Text.assemble(*parts)
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -114,7 +126,7 @@ def make_progress(*extra_columns: TextColumn, disable: bool = False) -> Progress
     plain lines instead of redrawing a bar.
     """
     columns = (
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),

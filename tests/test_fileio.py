@@ -6,11 +6,14 @@ import stat
 
 import pytest
 
+from ohemcli.errors import UserError
 from ohemcli.fileio import (
     append_jsonl,
     atomic_write,
     atomic_write_text,
     current_umask,
+    load_yaml,
+    read_json,
     truncate_jsonl,
 )
 
@@ -85,3 +88,36 @@ def test_atomic_writes_follow_the_umask_as_open_does(tmp_path, umask):
     assert stat.S_IMODE((tmp_path / "plain").stat().st_mode) == expected
     assert stat.S_IMODE(written.stat().st_mode) == expected
     assert current_umask() == old
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"mAP": 1' + "0" * 5000 + "}", "integer of 5001 digits"),  # Python's limit: ValueError
+        ('{"mAP": 1' + "0" * 400 + "}", "integer of 401 digits"),  # would overflow a float
+        ("[" * 200_000 + "]" * 200_000, "nested too deeply"),  # RecursionError
+        ("{not json", "not valid JSON"),
+    ],
+    ids=["5000 digits", "400 digits", "deep", "corrupt"],
+)
+def test_hostile_json_is_one_line_naming_the_file(tmp_path, text, message):
+    path = tmp_path / "summary.json"
+    path.write_text(text)
+    with pytest.raises(UserError, match=message) as info:
+        read_json(path)
+    assert str(info.value).startswith(f"{path}: ") and "\n" not in str(info.value)
+
+
+def test_any_yaml_failure_is_one_line_naming_the_file():
+    # A date out of range parses as YAML but its constructor raises ValueError.
+    with pytest.raises(UserError, match=r"^c.yaml: invalid YAML \(ValueError"):
+        load_yaml("train:\n  when: 2001-13-45\n", "c.yaml")
+
+
+@pytest.mark.parametrize("step", ['"5"', "[1]", "true"])
+def test_truncate_jsonl_refuses_an_iter_that_is_no_number(tmp_path, step):
+    path = tmp_path / "evals.jsonl"
+    path.write_text('{"iter": 1}\n{"iter": ' + step + "}\n")
+    with pytest.raises(UserError, match=r"evals.jsonl:2: iter = .* is not a number"):
+        truncate_jsonl(path, 1)
+    assert path.read_text() == '{"iter": 1}\n{"iter": ' + step + "}\n"  # left as it was

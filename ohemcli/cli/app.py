@@ -7,7 +7,7 @@ from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer 0.29 
 from typer.core import TyperGroup
 
 from ohemcli.errors import UserError, quote
-from ohemcli.progress import err_console, setup_logging
+from ohemcli.progress import err_console, setup_logging, styled
 
 USER_ERROR_EXIT = 2
 
@@ -48,7 +48,7 @@ def _usage_line(exc: UsageError) -> None:
 
 
 def _one_line(message: str) -> None:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True, markup=True)
+    err_console.print(styled(("error:", "red"), " ", message), highlight=False, soft_wrap=True)
     raise typer.Exit(USER_ERROR_EXIT) from None  # typer 0.29 vendors click: its Exit
 
 

@@ -15,6 +15,7 @@ from ohemcli.cli.app import app
 from ohemcli.cli.option_types import MaxDetsOpt, ScoreThreshOpt, TestProtocolOpt
 from ohemcli.cli.parsers import parse_classes
 from ohemcli.errors import UserError
+from ohemcli.progress import styled
 
 
 class EvalMetric(str, Enum):
@@ -193,7 +194,7 @@ def render_eval_table(result: dict[str, Any]) -> Table:
     table.add_section()
     totals = (sum(result["num_gt"].values()), sum(result["num_det"].values()))
     mean = [_ap(col["mAP"]) for col in columns.values()]
-    table.add_row("[bold]mAP[/bold]", *mean, str(totals[0]), str(totals[1]))
+    table.add_row(styled(("mAP", "bold")), *mean, str(totals[0]), str(totals[1]))
     protocol = result.get("eval_protocol")
     if protocol:
         table.caption += "\n" + protocol_caption(protocol)

@@ -16,7 +16,6 @@ from typing import Annotated, Any
 import typer
 
 from ohemcli.config_rules import RULES, Choice, OrNone
-from ohemcli.samplers import SamplerName
 
 # Help panels: related options are shown together in --help.
 DATA = "Data"
@@ -134,13 +133,15 @@ RoIOpOpt = Annotated[
     RoIOp | None,
     _opt("--roi-op", panel=MODEL, help="RoI max pooling (paper) or RoIAlign."),
 ]
+# A plain string, not the SamplerName choice: a plugin (pkg.module:Class or an entry point) is a
+# sampler too, as in the YAML's sampler.name; build_config checks the name.
 SamplerOpt = Annotated[
-    SamplerName | None,
+    str | None,
     _opt(
         "--sampler",
         panel=SAMPLER,
         metavar="<name>",
-        help="One listed above (default: the YAML's).",
+        help="One listed above, or your own as pkg.module:Class (default: the YAML's).",
     ),
 ]
 OhemNmsOpt = Annotated[

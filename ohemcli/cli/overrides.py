@@ -193,6 +193,15 @@ def absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
     )
 
 
+def _check_sampler_name(name: Any, where: str) -> None:
+    """A built-in sampler's name or a plugin's (an import path or an entry point)."""
+    if not isinstance(name, str) or name not in SAMPLERS and not is_plugin_name(name):
+        raise UserError(
+            f"{where}: sampler.name = {quote(name)} is not allowed; "
+            f"expected one of {', '.join(SAMPLERS)} or a plugin (pkg.module:Class)"
+        )
+
+
 def build_config(config: str | None, params: Mapping[str, Any]) -> ExperimentConfig:
     """The YAML (or preset) with every given option laid over it, checked and with absolute paths.
 
@@ -202,12 +211,10 @@ def build_config(config: str | None, params: Mapping[str, Any]) -> ExperimentCon
     """
     text, source = config_text(config, params)
     base = parse_config(text, source)
-    if base.sampler.name not in SAMPLERS and not is_plugin_name(base.sampler.name):
-        raise UserError(
-            f"{source}: sampler.name = {quote(base.sampler.name)} is not allowed; "
-            f"expected one of {', '.join(SAMPLERS)} or a plugin (pkg.module:Class)"
-        )
+    _check_sampler_name(base.sampler.name, source)
     given = given_overrides(params)
+    if "--sampler" in given:
+        _check_sampler_name(given["--sampler"]["sampler.name"], "--sampler")
     _another_backbone_means_its_weights(given, base)
     _test_protocol_and_its_limits(given)
     _another_backbone_freezes_its_own(given, base)

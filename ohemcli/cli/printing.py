@@ -42,7 +42,9 @@ def print_results(a: Analysis, fmt: Format = Format.table, runs: bool = False) -
         pairs = tables.markdown_table(tables.formatted_pairs(a.pairs)) if len(a.pairs) else ""
         print(tables.markdown_table(shown) + "\n" + pairs + "\n" + text)
     else:
-        console = out_console if out_console.is_terminal else Console(width=TABLE_WIDTH)
+        console = (
+            out_console if out_console.is_terminal else Console(width=TABLE_WIDTH, markup=False)
+        )
         console.print(tables.rich_table(tables.formatted(a.summary), title="Sampler comparison"))
         if len(a.pairs):
             console.print(tables.rich_table(tables.formatted_pairs(a.pairs), title="Pairs"))

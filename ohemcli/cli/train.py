@@ -110,8 +110,9 @@ def train_command(
 
     Writes config.yaml, metrics.jsonl, checkpoint.pt, eval/ and summary.json into the run folder.
 
-    --sampler: fixed, hnm, ohem (the paper's three), ohem-mmdet, libra, pisa, sampling-free or
-    focal. Your own sampler (pkg.module:Class) goes in the YAML's sampler.name.
+    --sampler: fixed, hnm, ohem (the paper's three), ohem-mmdet, libra, pisa, sampling-free,
+    focal, or your own as pkg.module:Class (or its entry-point name), as in the YAML's
+    sampler.name.
 
     --config takes a YAML file or a preset: synth_tiny, cpu_pretrained, cpu_tiny, bccd_tiny,
     voc07_vgg16. Without it, synth gets synth_tiny and other data voc07_vgg16 (the paper) on CUDA
@@ -125,7 +126,7 @@ def train_command(
       ohem train --data VOCdevkit/VOC2007 --config voc07_vgg16 --sampler ohem --device cuda
     """
     from ohemcli.engine.train import train
-    from ohemcli.progress import out_console
+    from ohemcli.progress import out_console, styled
 
     cfg = build_config(config, ctx.params)
     with stdout_to_stderr():
@@ -138,9 +139,11 @@ def train_command(
         m_ap = summary.get("mAP")  # null in a summary of an older run with nothing to score
         shown = f"{m_ap:.4f}" if isinstance(m_ap, (int, float)) else "n/a"
         out_console.print(
-            f"[bold]{summary['sampler']}[/bold]: {summary['metric']} "
-            f"mAP {shown} after "
-            f"{summary['iters']} iterations, train {summary['train_seconds']:.1f}s, mining "
-            f"{summary['mining_seconds']:.1f}s, {summary['s_per_iter']:.3f} s/iter",
+            styled(
+                (str(summary["sampler"]), "bold"),
+                f": {summary['metric']} mAP {shown} after {summary['iters']} iterations, train "
+                f"{summary['train_seconds']:.1f}s, mining {summary['mining_seconds']:.1f}s, "
+                f"{summary['s_per_iter']:.3f} s/iter",
+            ),
             soft_wrap=True,  # one line in a log file too, whatever the width
         )

@@ -17,7 +17,12 @@ from ohemcli.errors import UserError, quote
 
 MAX_IMAGE_SIDE = 10_000  # pixels; a larger side is refused before decoding
 MAX_IMAGE_PIXELS = 80_000_000  # width * height; decoding more would take gigabytes of memory
-MAX_NAME_LENGTH = 200  # characters of an image id or class name (file names allow about 255)
+# Bytes (UTF-8) of an image id or class name: file systems count a name's bytes, about 255, and a
+# results file name adds about 20 to a class name. 150 CJK characters are 450 bytes.
+MAX_NAME_BYTES = 200
+# Characters that XML 1.0 cannot hold besides the control characters refused anyway: a name with
+# one would be written into annotations that no XML parser (ours included) reads back.
+_NOT_XML = frozenset("\ufffe\uffff")
 # A box may overhang the image by this share of the side (at least 2 px) and is then clipped;
 # one that overhangs more is wrong (swapped axes, another image's size) and is dropped.
 BOX_OVERHANG = 0.05
@@ -27,14 +32,20 @@ def name_problem(name: str) -> str | None:
     """Why ``name`` is unsafe as part of a file name, or None when it is safe."""
     if not name:
         return "is empty"
-    if len(name) > MAX_NAME_LENGTH:
-        return f"is longer than {MAX_NAME_LENGTH} characters"
+    if any(unicodedata.category(c) == "Cs" for c in name):
+        # A lone surrogate (from a JSON escape such as "\ud800") cannot be encoded: writing a
+        # file name or text with it raises far from here.
+        return "holds a lone surrogate, which is not valid Unicode"
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        return f"is longer than {MAX_NAME_BYTES} bytes in UTF-8"
     if "/" in name or "\\" in name:
         return "holds a path separator"
     if ".." in name or name == ".":
         return "holds '..' or is '.'"
     if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
         return "holds a control character"
+    if any(c in _NOT_XML for c in name):
+        return "holds a character that XML cannot hold (U+FFFE or U+FFFF)"
     return None
 
 

@@ -139,6 +139,10 @@ def parse_annotation(path: Path) -> tuple[int, int, list[_RawObject]]:
         raise UserError(f"{path}: refused unsafe XML ({type(exc).__name__})") from None
     except SafeET.ParseError as exc:
         raise UserError(f"{path}: malformed XML ({exc})") from None
+    except OSError:
+        raise  # unreadable, not malformed: the CLI names the file and the reason
+    except Exception as exc:  # noqa: BLE001 - any other parser failure is the file's, in one line
+        raise UserError(f"{path}: malformed XML ({type(exc).__name__}: {exc})") from None
     size = root.find("size")
     if size is None:
         raise UserError(f"{path}: missing <size>")

@@ -412,6 +412,22 @@ def train(
     ``callback``, when given, receives every record written to ``metrics.jsonl`` and
     ``evals.jsonl`` with ``"kind"`` set to ``"metrics"`` or ``"eval"``.
     """
+    threads = torch.get_num_threads()
+    try:
+        return _train(cfg, out_dir, resume, show_progress, callback)
+    finally:
+        # A plugin sampler may set torch's thread count: the next run in this process (a compare
+        # under --jobs 1) must start with the count this one started with.
+        torch.set_num_threads(threads)
+
+
+def _train(
+    cfg: ExperimentConfig,
+    out_dir: Path | None,
+    resume: bool,
+    show_progress: bool,
+    callback: Callback | None,
+) -> dict[str, Any]:
     out = Path(out_dir) if out_dir else default_run_dir(cfg)
     check_out_dir(out)
     # Read before any work, so that a corrupt summary.json is refused before data loading starts.

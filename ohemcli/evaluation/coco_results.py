@@ -48,6 +48,12 @@ def _number(value: Any, where: str) -> float:
     return float(value)
 
 
+def _known(value: Any, ids: dict[Any, Any]) -> bool:
+    """Whether ``value`` is one of ``ids``' keys; a list or dict (unhashable: ``in`` would raise)
+    and a bool (``True == 1``) never are."""
+    return isinstance(value, (int, float, str)) and not isinstance(value, bool) and value in ids
+
+
 def read_coco_results(path: Path, dataset: Any) -> Detections:
     """Read a COCO results json against ``dataset``'s ids; a bad entry is one line naming it."""
     doc = read_json(path)
@@ -61,9 +67,9 @@ def read_coco_results(path: Path, dataset: Any) -> Detections:
         where = f"{path}: [{i}]"
         if not isinstance(d, dict) or not {"image_id", "category_id", "bbox", "score"} <= set(d):
             raise UserError(f"{where}: expected an object with image_id, category_id, bbox, score")
-        if d["image_id"] not in image_of or isinstance(d["image_id"], bool):
+        if not _known(d["image_id"], image_of):
             raise UserError(f"{where}.image_id {quote(d['image_id'])} is not an image of the split")
-        if d["category_id"] not in name_of or isinstance(d["category_id"], bool):
+        if not _known(d["category_id"], name_of):
             raise UserError(f"{where}.category_id {quote(d['category_id'])} is not a category")
         bbox = d["bbox"]
         if not isinstance(bbox, list) or len(bbox) != 4:

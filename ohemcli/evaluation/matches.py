@@ -81,16 +81,17 @@ def save_matches(path: Path, m: Matches) -> Path:
 
 def load_matches(path: Path) -> Matches:
     """Read what :func:`save_matches` wrote; a broken or edited file is a one-line UserError."""
-    import zipfile
-
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in _KEYS if k not in z.files]
             if missing:
                 raise UserError(f"{path}: not a matches file (missing {', '.join(missing)})")
             a = {k: z[k] for k in _KEYS}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise UserError(f"{path}: cannot read ({str(exc).splitlines()[0][:200]})") from None
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - zip, npy header, pickle refusal...: the file's fault
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise UserError(f"{path}: cannot read ({first})") from None
     problem = _array_problem(a)
     if problem:
         raise UserError(f"{path}: not a matches file ({problem})")

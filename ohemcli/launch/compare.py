@@ -37,7 +37,7 @@ from ohemcli.launch.grid import (
     run_config,
     train_run,
 )
-from ohemcli.progress import make_progress
+from ohemcli.progress import make_progress, styled
 from ohemcli.runs.guard import check_finished, check_out_dir, compare_lock
 from ohemcli.runs.paths import ComparePaths, RunPaths, folder_name
 from ohemcli.runs.settings import comparable_config, first_difference, read_settings
@@ -204,7 +204,9 @@ def train_in_process(
             # run; only Ctrl-C (KeyboardInterrupt) stops the compare.
             except (Exception, SystemExit) as exc:  # noqa: BLE001 - one run must not stop the others
                 failures.append(_failure(run, exc))
-                progress.console.print(f"[red]{run.name} failed:[/red] {failures[-1].last_line}")
+                progress.console.print(
+                    styled((f"{run.name} failed:", "red"), " ", failures[-1].last_line)
+                )
             done += iters - start[run]
             progress.update(task, completed=done)
         progress.update(task, description="compare", completed=total)

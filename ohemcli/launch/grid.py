@@ -77,9 +77,17 @@ def failure_line(exc: BaseException) -> str:
 
 
 def run_config(base: ExperimentConfig, sampler: str, seed: int) -> ExperimentConfig:
-    """``base`` with only the sampler name and the seed changed."""
-    return replace(
-        base, sampler=replace(base.sampler, name=sampler), train=replace(base.train, seed=seed)
+    """``base`` with the sampler name and the seed changed, and the sampler's regime applied
+    (``samplers.regime.apply_regime``: its budget under the reference regime, its method's
+    keys): the config the run trains with and records."""
+    from ohemcli.samplers.regime import apply_regime
+
+    return apply_regime(
+        replace(
+            base,
+            sampler=replace(base.sampler, name=sampler),
+            train=replace(base.train, seed=seed),
+        )
     )
 
 

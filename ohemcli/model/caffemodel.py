@@ -84,10 +84,13 @@ def _blob(buf: memoryview) -> np.ndarray:
                     shape.append(dim)
         elif field in legacy and wire == _VARINT:
             legacy[field] = value or 1
-        elif field == 5:  # float data, packed (or one float per field in old writers)
-            parts.append(np.frombuffer(value, dtype="<f4"))
-        elif field == 8:  # double data
-            parts.append(np.frombuffer(value, dtype="<f8").astype(np.float32))
+        elif field in (5, 8):  # float / double data, packed (or one per field in old writers)
+            size = 4 if field == 5 else 8
+            if wire not in (_BYTES, _FIXED32 if size == 4 else _FIXED64):
+                raise _Malformed(f"blob data field {field} has wire type {wire}, not numbers")
+            if len(value) % size:
+                raise _Malformed(f"blob data field {field} holds {len(value)} bytes")
+            parts.append(np.frombuffer(value, dtype=f"<f{size}").astype(np.float32))
     data = np.concatenate(parts) if parts else np.zeros(0, np.float32)
     dims = shape or [legacy[1], legacy[2], legacy[3], legacy[4]]
     if int(np.prod(dims)) != data.size:
@@ -127,8 +130,10 @@ def read_caffemodel(path: str | Path) -> dict[str, torch.Tensor]:
         raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
     try:
         return _read(memoryview(data))
-    except (_Malformed, ValueError) as exc:
+    except _Malformed as exc:
         raise UserError(f"{path}: not a Caffe model ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - any parser failure is the file's, in one line
+        raise UserError(f"{path}: not a Caffe model ({type(exc).__name__}: {exc})") from None
 
 
 def _read(buf: memoryview) -> dict[str, torch.Tensor]:

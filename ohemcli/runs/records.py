@@ -5,17 +5,15 @@ The file names come from :class:`ohemcli.runs.paths.RunPaths`; this module only 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from ohemcli.errors import UserError, quote
-from ohemcli.fileio import read_json, read_text
+from ohemcli.fileio import load_yaml, parse_json, read_json, read_text
 from ohemcli.runs.paths import RunPaths
 from ohemcli.runs.settings import setting_hash
 from ohemcli.runs.stability import RunStability, assess_run, last_quarter_health
@@ -46,7 +44,7 @@ class Run:
 
     @property
     def seed(self) -> int:
-        return int(self.summary.get("seed", 0))
+        return int(self.summary["seed"])  # read_run refuses a summary without one
 
     @property
     def setting(self) -> str:
@@ -74,11 +72,15 @@ def read_log(path: Path) -> pd.DataFrame:
     for k, text in enumerate(read_text(path).splitlines(), start=1):
         if text.strip():
             try:
-                line = json.loads(text)
-            except json.JSONDecodeError:
+                line = parse_json(text, f"{path}:{k}")
+            except UserError:
                 raise UserError(f"{path}:{k}: not a JSON line") from None
             if not isinstance(line, dict):
                 raise UserError(f"{path}:{k}: expected a JSON object, found {type(line).__name__}")
+            step = line.get("iter")
+            # Sorting and de-duplicating by iter needs numbers: a string or list would raise.
+            if "iter" in line and not is_number(step):
+                raise UserError(f"{path}:{k}: iter = {quote(step)} is not a number")
             lines.append(line)
     df = pd.DataFrame(lines)
     if df.empty or "iter" not in df:
@@ -92,6 +94,50 @@ def _read_mapping(path: Path) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise UserError(f"{path}: expected a JSON object, found {type(value).__name__}")
     return value
+
+
+def _nested(path: Path, doc: dict[str, Any], keys: Sequence[str]) -> Any:
+    """``doc[k1][k2]...``, None where a key is absent; a level that is not a mapping is refused."""
+    value: Any = doc
+    for depth, key in enumerate(keys):
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            where = ".".join(keys[:depth])
+            raise UserError(f"{path}: {where} = {quote(value)} is not a mapping")
+        value = value.get(key)
+    return value
+
+
+def check_eval_metrics(path: Path, doc: dict[str, Any]) -> None:
+    """Refuse an ``eval/metrics.json`` whose fields that the report reads have the wrong type: the
+    COCO entry (``coco``, or ``metrics.coco.coco`` under metric all) must be a mapping whose AP is
+    a number or null, and ``eval_protocol`` a mapping."""
+    for keys in (("coco",), ("metrics", "coco", "coco"), ("eval_protocol",)):
+        _nested(path, doc, (*keys, "AP"))  # each level a mapping
+    for keys in (("coco", "AP"), ("metrics", "coco", "coco", "AP")):
+        value = _nested(path, doc, keys)
+        if value is not None and not is_number(value):
+            raise UserError(f"{path}: {'.'.join(keys)} = {quote(value)} is not a number or null")
+
+
+# Summary fields that say which run it is, and the config key that must agree with each.
+_IDENTITY = {"sampler": ("sampler", "name"), "seed": ("train", "seed")}
+
+
+def check_identity(paths: RunPaths, summary: dict[str, Any], config: dict[str, Any]) -> None:
+    """The summary names its sampler and seed, and they are the config's: a summary without a
+    seed would count as seed 0, and an edited sampler would relabel the run in the report."""
+    for key, (section, field) in _IDENTITY.items():
+        if key not in summary:
+            raise UserError(f"{paths.summary}: no {key}; cannot tell which run this is")
+        part = config.get(section)
+        wanted = part.get(field) if isinstance(part, dict) else None
+        if wanted is not None and summary[key] != wanted:
+            raise UserError(
+                f"{paths.summary}: {key} = {quote(summary[key])}, but {paths.config} says "
+                f"{section}.{field} = {quote(wanted)}; refused"
+            )
 
 
 def _check_log_numbers(path: Path, log: pd.DataFrame, columns: Sequence[str]) -> None:
@@ -134,17 +180,20 @@ def read_run(run_dir: str | Path) -> Run:
     config: dict[str, Any] = {}
     if paths.config.is_file():
         try:
-            config = yaml.safe_load(read_text(paths.config)) or {}
-        except yaml.YAMLError:
+            config = load_yaml(read_text(paths.config), paths.config) or {}
+        except UserError:
             raise UserError(f"{paths.config}: not valid YAML") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{paths.config}: expected a mapping, found {type(config).__name__}")
+    check_identity(paths, summary, config)
     evals = read_log(paths.evals)
     _check_log_numbers(paths.evals, evals, EVAL_COLUMNS)
     for col in EVAL_COLUMNS:
         if col not in evals:
             evals[col] = pd.Series(dtype=float)
     eval_metrics = _read_mapping(paths.eval_metrics) if paths.eval_metrics.is_file() else None
-    if not isinstance(config, dict):
-        raise UserError(f"{paths.config}: expected a mapping, found {type(config).__name__}")
+    if eval_metrics is not None:
+        check_eval_metrics(paths.eval_metrics, eval_metrics)
     metrics = read_log(paths.metrics)
     _check_log_numbers(paths.metrics, metrics, ("iter", "loss", *HEALTH_COLUMNS))
     return Run(paths, summary, config, evals, metrics, eval_metrics)

@@ -29,7 +29,7 @@ from ohemcli.samplers.libra import LibraSampler
 from ohemcli.samplers.ohem import OHEMSampler
 from ohemcli.samplers.ohem_mmdet import MMDetOHEMSampler
 from ohemcli.samplers.pisa import PISASampler
-from ohemcli.samplers.plugins import build_plugin, is_plugin_name
+from ohemcli.samplers.plugins import build_plugin, is_plugin_name, warn_shadowed
 
 
 def _fixed(c: SamplerConfig) -> FixedSampler:
@@ -99,11 +99,14 @@ def check_sampler_names(names: Sequence[str]) -> None:
     for name in names:
         if name not in SAMPLERS:
             build_plugin(SamplerConfig(name=name))
+        else:
+            warn_shadowed(name)
 
 
 def build_sampler(cfg: SamplerConfig) -> RoISampler:
     """The sampler named by ``cfg.name``, built from the config's numbers that it uses."""
     if cfg.name in SAMPLERS:
+        warn_shadowed(cfg.name)
         return SAMPLERS[cfg.name](cfg)
     if is_plugin_name(cfg.name):
         return build_plugin(cfg)

@@ -60,6 +60,13 @@ def as_selection(answer: object, num_rois: int) -> Selection:
     idx = selection.indices
     if not isinstance(idx, Tensor) or idx.dim() != 1 or idx.is_floating_point():
         raise ProtocolError("select() must return a 1-D integer tensor of positions or a Selection")
+    if idx.dtype in (torch.bool, torch.uint8):
+        # Both index as a mask, not as positions: a bool mask would train on the wrong RoIs'
+        # count and order, a uint8 answer raises a bare IndexError deep in the step.
+        raise ProtocolError(
+            f"select() returned a {str(idx.dtype).removeprefix('torch.')} tensor; return positions "
+            "as int64 (a mask m gives them as m.nonzero().flatten())"
+        )
     if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= num_rois):
         raise ProtocolError(f"select() returned a position outside [0, {num_rois})")
     for name in ("cls_weight", "box_weight"):

@@ -16,6 +16,8 @@ from __future__ import annotations
 import importlib
 import importlib.metadata as metadata
 import inspect
+import io
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +35,12 @@ from ohemcli.samplers.base import (
     as_selection,
 )
 
+log = logging.getLogger(__name__)
+
 ENTRY_POINT_GROUP = "ohemcli.samplers"
+# select() may answer more positions than its budget (sampling-free and focal take every RoI);
+# past this many times the budget a run costs that much more, and the user hears it once.
+OVER_BUDGET_FACTOR = 4
 REQUIRED = ("select",)  # the rest of the protocol has defaults (no state, no mining)
 
 
@@ -69,6 +76,27 @@ def _distribution(module: str) -> tuple[str | None, str | None]:
         return names[0], metadata.version(names[0])
     except metadata.PackageNotFoundError:
         return names[0], None
+
+
+_SHADOW_CHECKED: set[str] = set()  # built-in names already looked up (a scan costs milliseconds)
+
+
+def warn_shadowed(name: str) -> None:
+    """Warn once per process when an installed entry point has a built-in sampler's ``name``:
+    the built-in runs, and the plugin would otherwise be ignored without a word."""
+    if name in _SHADOW_CHECKED:
+        return
+    _SHADOW_CHECKED.add(name)
+    ep = _entry_point(name)
+    if ep is None:
+        return
+    log.warning(
+        "sampler '%s' is a built-in; the entry point of the same name (%s) is ignored. Give it "
+        "as %s to run it",
+        name,
+        ep.value,
+        ep.value,
+    )
 
 
 def is_plugin_name(name: str) -> bool:
@@ -137,6 +165,7 @@ class PluginSampler:
 
     def __init__(self, inner: Any, info: PluginInfo) -> None:
         self.inner, self.info = inner, info
+        self._warned_budget = False
         self.needs_roi_losses = bool(getattr(inner, "needs_roi_losses", False))
         self.needs_mining = bool(getattr(inner, "needs_mining", False))
         self.needs_pred_boxes = bool(getattr(inner, "needs_pred_boxes", False))
@@ -158,9 +187,26 @@ class PluginSampler:
         """The plugin's choice, checked against the protocol."""
         answer = self._call("select", rois, roi_losses, num, gen)
         try:
-            return as_selection(answer, len(rois.labels))
+            selection = as_selection(answer, len(rois.labels))
         except ProtocolError as exc:
             raise PluginError(f"sampler plugin '{self.info.name}': {exc}") from None
+        self._check_budget(len(selection.indices), max(num, 1))
+        return selection
+
+    def _check_budget(self, chosen: int, num: int) -> None:
+        """Warn once when the plugin trains on far more RoIs than its budget: the step's cost
+        grows with them, and nothing else would say why the run is slow."""
+        if self._warned_budget or chosen <= OVER_BUDGET_FACTOR * num:
+            return
+        self._warned_budget = True
+        log.warning(
+            "sampler plugin '%s': select() returned %d RoIs for a budget of %d (%.0fx); "
+            "each step costs about that much more",
+            self.info.name,
+            chosen,
+            num,
+            chosen / num,
+        )
 
     def after_mining(self, mined: MinedNegatives | None) -> None:
         """Forwarded when the plugin has it."""
@@ -183,7 +229,24 @@ class PluginSampler:
         state = self._call("state_dict")
         if not isinstance(state, dict):
             raise PluginError(f"sampler plugin '{self.info.name}': state_dict() must return a dict")
+        self._check_loadable(state)
         return state
+
+    def _check_loadable(self, state: dict[str, Any]) -> None:
+        """Refuse a state that the checkpoint could not hold or that a safe load (resume,
+        evaluation) would refuse: a lambda, a lock, a class. Found at the save, naming the
+        plugin, rather than as a bare error or a run that cannot be read back."""
+        buffer = io.BytesIO()
+        try:
+            torch.save(state, buffer)
+            buffer.seek(0)
+            torch.load(buffer, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - whatever pickling raises, in one line
+            first = (str(exc).splitlines() or [""])[0][:200]
+            raise PluginError(
+                f"sampler plugin '{self.info.name}': state_dict() must hold only tensors and plain "
+                f"values; it does not save and load back ({type(exc).__name__}: {first})"
+            ) from None
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved (resume)."""

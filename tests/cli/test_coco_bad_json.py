@@ -48,6 +48,24 @@ def _no_annotations(doc: dict[str, Any]) -> None:
     doc["annotations"] = []
 
 
+def _category(name: str):
+    def spoil(doc: dict[str, Any]) -> None:
+        doc["categories"][0]["name"] = name
+
+    spoil.__name__ = f"_category_{name.encode('unicode_escape').decode()[:16]}"
+    return spoil
+
+
+# A category name becomes part of a results file's name and of converted VOC XML: each of these
+# passed the checks and failed only after training (or wrote XML we cannot read back).
+_CATEGORY_CASES = [
+    (_category("a\ud800b"), "holds a lone surrogate"),
+    (_category("字" * 150), "longer than 200 bytes in UTF-8"),  # 150 characters, 450 bytes
+    (_category("a\ufffeb"), "XML cannot hold"),
+    (_category("[bold]cross/x"), "'[bold]cross/x' holds a path separator"),  # markup, literally
+    (_category("[/x]/y"), "'[/x]/y' holds a path separator"),
+]
+
 CASES = [
     (_missing_images, "missing key 'images'"),
     (_string_id, "images[0].id is '1', not an integer"),
@@ -57,6 +75,7 @@ CASES = [
     (_climbing_file_name, "file_name '../../secret.jpg'"),
     (_string_bbox, "annotations[0].bbox is '8', not a number"),
     (_no_annotations, "'annotations' is empty"),
+    *_CATEGORY_CASES,
 ]
 
 

@@ -247,3 +247,16 @@ def test_a_roboflow_folder_trains_and_evaluates_end_to_end(tmp_path: Path):
     )
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["mAP"] == metrics["mAP"]
+
+
+@pytest.mark.parametrize("field", ["image_id", "category_id"])
+@pytest.mark.parametrize("value", [[1], {"a": 1}])
+def test_eval_refuses_a_list_or_dict_id_in_a_results_json(tmp_path: Path, field, value):
+    root = coco_layout(tmp_path / "c", {"t": coco_doc(2)})
+    entry = {"image_id": 1, "category_id": 5, "bbox": [8, 8, 16, 16], "score": 0.9}
+    (tmp_path / "d.json").write_text(json.dumps([entry | {field: value}]))
+    args = ["eval", "--data", str(root), "--split", "t", "--detections", str(tmp_path / "d.json")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"d.json: [0].{field} {value!r} is not" in lines[0], lines

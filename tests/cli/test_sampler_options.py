@@ -77,3 +77,19 @@ def test_compare_refuses_a_bad_baseline_or_sampler_before_any_work(tmp_path, ext
     assert result.exit_code == 2 and message in result.stderr
     assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
     assert not (out / "runs").exists()
+
+
+def test_train_sampler_takes_a_plugin_as_the_yaml_does(monkeypatch, tmp_path):
+    import ohemcli.engine.train
+
+    seen = {}
+    monkeypatch.setattr(
+        ohemcli.engine.train, "train", lambda cfg, out, resume=False: seen.update(cfg=cfg) or {}
+    )
+    plugin = "tests.samplers.plugin_fixtures:RaisesAtThird"
+    result = runner.invoke(app, ["train", "--sampler", plugin, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert seen["cfg"].sampler.name == plugin
+    result = runner.invoke(app, ["train", "--sampler", "random", "--out", str(tmp_path / "r2")])
+    assert result.exit_code == 2 and "--sampler: sampler.name = 'random'" in result.stderr
+    assert not (tmp_path / "r2").exists()

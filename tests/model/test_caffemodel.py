@@ -151,3 +151,14 @@ def test_a_refused_caffemodel_leaves_the_cached_weights_alone(
     assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
     assert dest.read_bytes() == b"the good weights, downloaded earlier"
     assert [p.name for p in dest.parent.iterdir()] == ["vgg16_caffe.pth"]  # no temp file left
+
+
+@pytest.mark.parametrize("field", [5, 8])
+def test_float_data_encoded_as_a_varint_is_one_line(tmp_path: Path, field: int) -> None:
+    # A hostile writer may give the float (5) or double (8) data field wire type 0: its value is
+    # then an int, which numpy cannot read as a buffer.
+    blob = _field(7, _field(1, _varint(1))) + _int_field(field, 7)
+    path = tmp_path / "varint.caffemodel"
+    path.write_bytes(_layer("conv1_1", [blob]))
+    with pytest.raises(UserError, match=rf"varint.caffemodel: not a Caffe model .*field {field}"):
+        read_caffemodel(path)

@@ -64,3 +64,46 @@ class PrintsInSelect(Twin_A):
     def select(self, rois, roi_losses, num, gen):
         print("debug: select called")
         return torch.arange(min(num, len(rois.labels)))
+
+
+class BoolMask(RaisesAtThird):
+    """Answers a bool mask (which indexes as a mask, not as positions)."""
+
+    def select(self, rois, roi_losses, num, gen):
+        return torch.ones(len(rois.labels), dtype=torch.bool)
+
+
+class Uint8(RaisesAtThird):
+    """Answers uint8 positions (which index as a mask too)."""
+
+    def select(self, rois, roi_losses, num, gen):
+        return torch.tensor([0, 1], dtype=torch.uint8)
+
+
+class LambdaState(RaisesAtThird):
+    """Keeps a state that cannot be pickled."""
+
+    def state_dict(self):
+        return {"score": lambda x: x}
+
+
+class ClassState(RaisesAtThird):
+    """Keeps a class in its state: it saves, but a safe load refuses it."""
+
+    def state_dict(self):
+        return {"kind": RaisesAtThird}
+
+
+class EveryRoITwenty(RaisesAtThird):
+    """Answers every RoI twenty times over."""
+
+    def select(self, rois, roi_losses, num, gen):
+        return torch.arange(len(rois.labels)).repeat(20)
+
+
+class SetsThreads(RaisesAtThird):
+    """Sets torch's thread count to 1 on its first select()."""
+
+    def select(self, rois, roi_losses, num, gen):
+        torch.set_num_threads(1)
+        return torch.arange(min(num, len(rois.labels)))

@@ -190,3 +190,53 @@ def test_a_grid_of_plugins_that_exit_crash_and_print_finishes_the_rest_and_names
     report = (out / "report.md").read_text()
     section = report[report.index("## Runs that did not finish") :]
     assert all(f"- {name} (failed): " in section for name in failed)
+
+
+@pytest.mark.parametrize(("cls", "dtype"), [("BoolMask", "bool"), ("Uint8", "uint8")])
+def test_a_mask_or_uint8_answer_is_refused_naming_the_plugin(cls, dtype):
+    sampler = build_sampler(SamplerConfig(name=f"{FIXTURES}:{cls}"))
+    with pytest.raises(PluginError, match=rf"'{FIXTURES}:{cls}': select\(\) returned a {dtype} "):
+        sampler.select(_rois(4), None, 2, torch.Generator())
+
+
+@pytest.mark.parametrize(("cls", "why"), [("LambdaState", "pickle"), ("ClassState", "")])
+def test_a_state_that_does_not_load_back_is_refused_at_the_save(cls, why):
+    sampler = build_sampler(SamplerConfig(name=f"{FIXTURES}:{cls}"))
+    with pytest.raises(PluginError, match=rf"'{FIXTURES}:{cls}': state_dict\(\) must hold") as info:
+        sampler.state_dict()
+    assert why in str(info.value).lower() and "\n" not in str(info.value)
+
+
+def test_a_plugin_far_over_its_budget_is_warned_once_with_the_factor(warnings_seen):
+    sampler = build_sampler(SamplerConfig(name=f"{FIXTURES}:EveryRoITwenty"))
+    for _ in range(3):
+        assert len(sampler.select(_rois(10), None, 5, torch.Generator()).indices) == 200
+    warned = [r.getMessage() for r in warnings_seen.records if "budget" in r.getMessage()]
+    assert len(warned) == 1 and "EveryRoITwenty" in warned[0] and "(40x)" in warned[0], warned
+
+
+def test_an_entry_point_named_like_a_built_in_is_warned_about(tmp_path, monkeypatch, warnings_seen):
+    import ohemcli.samplers.plugins as plugins
+
+    site = tmp_path / "site"
+    info = site / "shadow-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: shadow\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[ohemcli.samplers]\nohem = {EXAMPLE}\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(plugins, "_SHADOW_CHECKED", set())
+    check_sampler_names(["fixed", "ohem"])
+    build_sampler(SamplerConfig(name="ohem"))  # the built-in, and no second warning
+    warned = [r.getMessage() for r in warnings_seen.records if "entry point" in r.getMessage()]
+    assert len(warned) == 1 and "'ohem' is a built-in" in warned[0] and EXAMPLE in warned[0]
+
+
+@pytest.mark.slow
+def test_a_plugins_thread_count_does_not_outlive_its_run(small_config, tmp_path):
+    from ohemcli.engine.train import train
+    from tests.helpers import torch_threads
+
+    cfg = small_config(**{"sampler.name": f"{FIXTURES}:SetsThreads", "train.iters": 2})
+    with torch_threads(2):
+        train(cfg, tmp_path / "run", show_progress=False)
+        assert torch.get_num_threads() == 2
