@@ -156,9 +156,7 @@ RegimeOpt = Annotated[
         "--regime",
         panel=SAMPLER,
         metavar="<mode>",
-        help="reference: each sampler at the RoIs per image and fg share of its reference code "
-        "(ohem-mmdet, libra, pisa 512/img; fixed, hnm, ohem 64/img); common: all at the "
-        "config's sampler.batch_rois and fg_fraction.",
+        help="Sampler budgets: each its own (reference) or the config's.",
     ),
 ]
 OhemNmsScopeOpt = Annotated[

@@ -126,6 +126,7 @@ def _start(
     trainer = Trainer(cfg, folder, resume=False, show_progress=False)
     trainer.model.train()
     trainer.time_parts = True  # each part CUDA synchronised: StepResult.parts
+    trainer.measure_health = False  # its extra head pass would tax the samplers without one
     task = progress.add_task(label or f"bench {cfg.sampler.name}", total=cfg.train.iters)
     batches = trainer.batches()
     for _ in range(warmup):

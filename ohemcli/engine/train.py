@@ -139,6 +139,7 @@ class Trainer:
         self.saved_at: int | None = None  # iteration of the checkpoint on disk
         self.test_data = None
         self.time_parts = False  # ohem bench: CUDA-synchronise each part of a step (parts)
+        self.measure_health = True  # the classifier's health on logging steps (ohem bench: off)
         if checkpoint is not None:
             self._restore(checkpoint)
         broadcast_parameters(self.model, self.dist)
@@ -193,6 +194,7 @@ class Trainer:
                 c.sampler.rank_dtype,
                 self.time_parts,
                 c.sampler.rank_dropout,
+                self.measure_health and (self.state.iteration + 1) % c.train.log_every == 0,
             )
         except NonFiniteLoss as exc:
             kept = (

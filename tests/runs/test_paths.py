@@ -118,13 +118,19 @@ def test_last_logged_iter_skips_a_torn_line(tmp_path: Path) -> None:
     assert paths.last_logged_iter() == 10
 
 
-def test_comparable_config_drops_only_sampler_name_and_seed() -> None:
+def test_comparable_config_drops_only_sampler_name_seed_and_what_the_regime_sets() -> None:
     a = {"sampler": {"name": "ohem", "batch_rois": 128}, "train": {"seed": 1, "lr": 0.001}}
     b = {"sampler": {"name": "hnm", "batch_rois": 128}, "train": {"seed": 7, "lr": 0.001}}
     assert comparable_config(a) == comparable_config(b) and a["sampler"]["name"] == "ohem"
     assert setting_hash(a) == setting_hash(b)
-    c = {"sampler": {"name": "hnm", "batch_rois": 64}, "train": {"seed": 7, "lr": 0.001}}
+    c = {"sampler": {"name": "hnm", "fg_thresh": 0.6}, "train": {"seed": 7, "lr": 0.001}}
     assert setting_hash(c) != setting_hash(a)
+    # the reference regime sets each sampler's budget (ohem-mmdet 512 per image): not a setting
+    d = {"sampler": {"name": "ohem-mmdet", "batch_rois": 1024}, "train": {"seed": 1, "lr": 0.001}}
+    assert setting_hash(d) == setting_hash(a)
+    # under the common regime the budget is the compare's own
+    common = {"sampler": {"regime": "common", "batch_rois": 64}, "train": {"lr": 0.001}}
+    assert setting_hash(common) != setting_hash({**common, "sampler": {"regime": "common"}})
 
 
 def test_a_key_added_later_counts_as_its_default() -> None:
