@@ -73,10 +73,12 @@ def _config_yaml(out: ComparePaths, runs: Sequence[Run]) -> str:
 
 def _runs_table(results: pd.DataFrame) -> pd.DataFrame:
     cols = ["run", "sampler", "seed", "iters", "mAP", "train_seconds", "mining_seconds"]
-    stable = ["best_mAP", "last3_spread", "last_quarter_change", "run_state"]
-    runs = results[[*cols, "s_per_iter", *stable]].copy()
+    stable = ["best_mAP", "last3_spread", "last_quarter_change", "p_true_fg", "p_top_bg"]
+    runs = results[[*cols, "s_per_iter", *stable, "run_state"]].copy()
     for c in ("mAP", "best_mAP", "last3_spread"):
         runs[c] = [tables.format_cell("mAP", v) for v in runs[c]]
+    for c in ("p_true_fg", "p_top_bg"):  # the classifier's health over the last quarter
+        runs[c] = ["—" if v is None or math.isnan(v) else f"{v:.2f}" for v in runs[c]]
     runs["last_quarter_change"] = [
         "—" if v is None or math.isnan(v) else f"{v:+.4f}" for v in runs["last_quarter_change"]
     ]
