@@ -56,9 +56,12 @@ app = typer.Typer(
     cls=_UserErrorGroup,
     name="ohem",
     help=(
-        "Does Online Hard Example Mining beat the older ways of choosing training RoIs?\n\n"
-        "Trains one Fast R-CNN with three RoI samplers (fixed, hnm, ohem) and reports VOC07 mAP "
-        "and wall-clock side by side. Start with:  ohem compare --data synth"
+        "Does Online Hard Example Mining beat the older ways of choosing training RoIs, and "
+        "what came after it?\n\n"
+        "Trains one Fast R-CNN with pluggable RoI samplers: the paper's fixed, hnm and ohem; the "
+        "later ohem-mmdet, libra, pisa, sampling-free and focal; or your own as a plugin "
+        "(pkg.module:Class). Reads VOC or COCO data and reports VOC07 mAP and wall-clock side by "
+        "side. Start with:  ohem compare --data synth"
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -67,7 +70,7 @@ app = typer.Typer(
 )
 data_app = typer.Typer(
     cls=TyperGroup,
-    help="Inspect, generate, download and propose boxes for VOC-format data.",
+    help="Inspect, convert, generate, download and propose boxes for VOC or COCO data.",
     no_args_is_help=True,
 )
 app.add_typer(data_app, name="data")

@@ -77,13 +77,13 @@ def test_sigmoid_classifier_starts_at_the_prior_and_scores_with_sigmoids():
     assert torch.allclose(softmax.class_probs(logits), logits.softmax(dim=1))
 
 
-def test_the_readme_regime_table_states_each_samplers_budget_and_scores():
+def test_the_docs_regime_table_states_each_samplers_budget_and_scores():
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    page = (Path(__file__).resolve().parents[2] / "docs" / "samplers.md").read_text()
     rows = {
         line.split("|")[1].strip().strip("`"): [c.strip() for c in line.split("|")[2:-1]]
-        for line in readme.splitlines()
+        for line in page.splitlines()
         if line.startswith("| `") and line.count("|") == 8 and " " not in line.split("`")[1]
     }
     assert set(rows) == set(REGIMES)
