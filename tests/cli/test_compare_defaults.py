@@ -8,8 +8,8 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
-from ohemcli.launch.compare import COMPARE_EVAL_POINTS, compare_eval_points
 from ohemcli.config import ExperimentConfig, config_to_dict
+from ohemcli.launch.compare import COMPARE_EVAL_POINTS, compare_eval_points
 from ohemcli.runs.paths import ComparePaths
 
 
