@@ -116,6 +116,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("engine",),
     ("launch",),
     ("report",),
+    ("api",),
     ("cli",),
     ("__main__",),
 )

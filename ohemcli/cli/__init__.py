@@ -9,7 +9,7 @@ from __future__ import annotations
 from ohemcli.cli.app import app
 
 # isort: off
-from ohemcli.cli import data, train, eval, compare, report, bench  # noqa: F401
+from ohemcli.cli import data, train, eval, compare, report, bench, config  # noqa: F401
 # isort: on
 
 

@@ -8,43 +8,32 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ohemcli.cli.aliases import config_options
 from ohemcli.cli.app import app
 from ohemcli.cli.option_types import (
     OUTPUT,
     SAMPLER,
     TRAINING,
-    AmpOpt,
     BackboneOpt,
     ConfigOpt,
     DataOpt,
     DeviceOpt,
-    FrozenConvsOpt,
-    HnmPoolOpt,
-    OhemNmsScopeOpt,
-    PretrainedOpt,
-    RankDtypeOpt,
     RegimeOpt,
-    RoIOpOpt,
-    WorkersOpt,
+    SetOpt,
 )
 from ohemcli.cli.overrides import build_config
 from ohemcli.cli.parsers import parse_samplers
 
 
 @app.command("bench")
+@config_options(exclude=("sampler.name", "train.iters"))  # --samplers; --iters are bench's own
 def bench_command(
     ctx: typer.Context,
     data: DataOpt = None,
     config: ConfigOpt = None,
-    workers: WorkersOpt = None,
+    set_values: SetOpt = None,
     backbone: BackboneOpt = None,
-    pretrained: PretrainedOpt = None,
-    roi_op: RoIOpOpt = None,
-    frozen_convs: FrozenConvsOpt = None,
-    ohem_nms_scope: OhemNmsScopeOpt = None,
     regime: RegimeOpt = None,
-    rank_dtype: RankDtypeOpt = None,
-    hnm_pool: HnmPoolOpt = None,
     samplers: Annotated[
         str,
         typer.Option(
@@ -56,18 +45,31 @@ def bench_command(
     ] = "fixed,hnm,ohem",
     timed_iters: Annotated[  # not train.iters: bench times its own iterations
         int,
-        typer.Option("--iters", min=1, help="Timed iterations each.", rich_help_panel=TRAINING),
+        typer.Option(
+            "--iters",
+            min=1,
+            help="Timed iterations each (20).",
+            rich_help_panel=TRAINING,
+            show_default=False,
+        ),
     ] = 20,
     warmup: Annotated[
         int,
-        typer.Option("--warmup", min=0, help="Untimed iterations first.", rich_help_panel=TRAINING),
+        typer.Option(
+            "--warmup",
+            min=0,
+            help="Untimed iterations first (3).",
+            rich_help_panel=TRAINING,
+            show_default=False,
+        ),
     ] = 3,
     mining_runs: Annotated[
         int,
         typer.Option(
             "--mining-runs",
             min=1,
-            help="hnm: timed mining passes and bare forwards (median).",
+            help="hnm: timed mining passes and bare forwards (3).",
+            show_default=False,
             rich_help_panel=TRAINING,
         ),
     ] = 3,
@@ -77,11 +79,11 @@ def bench_command(
             "--eval-runs",
             min=0,
             help="Also time N test evaluations (images/s).",
+            show_default=False,
             rich_help_panel=TRAINING,
         ),
     ] = 0,
     device: DeviceOpt = None,
-    amp: AmpOpt = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Rows as JSON on stdout.", rich_help_panel=OUTPUT)
     ] = False,
@@ -105,7 +107,7 @@ def bench_command(
 
       ohem bench --data synth --eval-runs 3   (adds evaluation images/s)
 
-      ohem bench --data VOCdevkit/VOC2007 --config voc07_vgg16 --device cuda --amp
+      ohem bench --data VOCdevkit/VOC2007 --config voc07_vgg16 --device cuda --set train.amp=true
     """
     from ohemcli.engine.bench import bench_samplers, evaluation_speed
     from ohemcli.progress import out_console
@@ -113,7 +115,7 @@ def bench_command(
 
     names = parse_samplers(samplers)
     check_sampler_names(names)
-    cfg = build_config(config, ctx.params)
+    cfg = build_config(config, ctx.params, set_values or ())
     rows = bench_samplers(cfg, names, timed_iters, warmup, mining_runs=mining_runs)
     speed = evaluation_speed(cfg, eval_runs, show_progress=not json_out) if eval_runs else None
     if json_out:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ohemcli.cli.aliases import config_options
 from ohemcli.cli.app import app
 from ohemcli.cli.launcher_options import (
     GpusPerRunOpt,
@@ -27,87 +27,37 @@ from ohemcli.cli.option_types import (
     REPORT,
     SAMPLER,
     TRAINING,
-    AmpOpt,
     BackboneOpt,
     BaselineOpt,
-    BgLoOpt,
     BootstrapOpt,
     ConfigOpt,
     DataOpt,
     DeviceOpt,
-    DifficultOpt,
-    EvalPointsOpt,
-    FpThreshOpt,
-    FrozenConvsOpt,
-    HnmPoolOpt,
-    ImagesOpt,
-    ImagesPerBatchOpt,
     IterOpt,
-    KeepEmptyOpt,
-    LibraBinsOpt,
     LrOpt,
-    MaxDetsOpt,
-    MineEveryOpt,
-    OhemLossOpt,
-    OhemNmsIouOpt,
-    OhemNmsOpt,
-    OhemNmsScopeOpt,
     PairMode,
     PairsOpt,
-    PoolOpt,
-    PretrainedOpt,
-    RankDtypeOpt,
     RegimeOpt,
-    RoIOpOpt,
-    ScoreThreshOpt,
+    SetOpt,
     TargetMapOpt,
-    TestProtocolOpt,
-    TrainImagesOpt,
-    WeightsOpt,
-    WorkersOpt,
 )
-from ohemcli.cli.overrides import build_config
+from ohemcli.cli.overrides import build_config, given_keys
 from ohemcli.cli.parsers import parse_samplers, parse_seeds
 from ohemcli.cli.printing import Format, print_results, stdout_to_stderr
 
 if TYPE_CHECKING:
-    from ohemcli.config import ExperimentConfig
-    from ohemcli.launch.compare import CompareOutcome, RunFailure
-
-COMPARE_EVAL_POINTS = 8  # default evaluations per compare run: enough for time to accuracy
-
-
-def _eval_points(cfg: ExperimentConfig, given: int | None, out_dir: Path) -> ExperimentConfig:
-    """Without --eval-points: a compare folder being resumed keeps its own; a new one evaluates
-    at least ``COMPARE_EVAL_POINTS`` times (time to accuracy interpolates between them)."""
-    if given is not None:
-        return cfg
-    from ohemcli.runs.paths import ComparePaths
-    from ohemcli.runs.settings import read_settings
-
-    settings = ComparePaths(out_dir).settings
-    saved = read_settings(settings) if settings.is_file() else None
-    points = ((saved or {}).get("config") or {}).get("train", {}).get("eval_points")
-    if not isinstance(points, int):
-        points = max(cfg.train.eval_points, COMPARE_EVAL_POINTS)
-    return replace(cfg, train=replace(cfg.train, eval_points=points))
+    from ohemcli.api import CompareResult
+    from ohemcli.launch.grid import RunFailure
 
 
 @app.command("compare")
+@config_options(exclude=("sampler.name", "train.seed"))  # --samplers and --seeds set them per run
 def compare_command(
     ctx: typer.Context,
     data: DataOpt = None,
     config: ConfigOpt = None,
-    workers: WorkersOpt = None,
-    train_images: TrainImagesOpt = None,
-    use_difficult: DifficultOpt = None,
-    images: ImagesOpt = None,
-    keep_empty: KeepEmptyOpt = None,
+    set_values: SetOpt = None,
     backbone: BackboneOpt = None,
-    pretrained: PretrainedOpt = None,
-    weights: WeightsOpt = None,
-    roi_op: RoIOpOpt = None,
-    frozen_convs: FrozenConvsOpt = None,
     samplers: Annotated[
         str,
         typer.Option(
@@ -117,31 +67,14 @@ def compare_command(
             show_default=False,
         ),
     ] = "fixed,hnm,ohem",
-    ohem_nms: OhemNmsOpt = None,
-    ohem_nms_iou: OhemNmsIouOpt = None,
-    ohem_nms_scope: OhemNmsScopeOpt = None,
     regime: RegimeOpt = None,
-    ohem_loss: OhemLossOpt = None,
-    rank_dtype: RankDtypeOpt = None,
-    mine_every: MineEveryOpt = None,
-    hnm_fp_thresh: FpThreshOpt = None,
-    hnm_pool_per_image: PoolOpt = None,
-    hnm_pool: HnmPoolOpt = None,
-    libra_bins: LibraBinsOpt = None,
-    bg_lo: BgLoOpt = None,
-    images_per_batch: ImagesPerBatchOpt = None,
-    max_dets: MaxDetsOpt = None,
-    score_thresh: ScoreThreshOpt = None,
-    test_protocol: TestProtocolOpt = None,
     seeds: Annotated[
         str,
         typer.Option("--seeds", help="Comma list, e.g. 1,2,3.", rich_help_panel=TRAINING),
     ] = "1",
     iters: IterOpt = None,
     device: DeviceOpt = None,
-    amp: AmpOpt = None,
     lr: LrOpt = None,
-    eval_points: EvalPointsOpt = None,
     out: Annotated[
         Path | None,
         typer.Option("--out", help="Compare folder (runs/compare-DATA).", rich_help_panel=OUTPUT),
@@ -205,41 +138,22 @@ def compare_command(
 
       ohem compare --data VOCdevkit/VOC2007 --seeds 1,2,3 --launcher slurm --slurm-partition gpu
     """
-    from ohemcli.launch.compare import compare
+    from ohemcli.api import run_compare
     from ohemcli.launch.submit import Launch
-    from ohemcli.runs.paths import default_compare_dir
 
-    cfg = build_config(config, ctx.params)
-    out_dir = out or default_compare_dir(cfg)
-    if not out_dir.exists():  # a new compare: refuse missing weights before any run starts
-        from ohemcli.model.backbones import check_pretrained_available
-
-        check_pretrained_available(cfg.model)
-    cfg = _eval_points(cfg, eval_points, out_dir)
+    sets = set_values or ()
+    cfg = build_config(config, ctx.params, sets)
     launch = Launch(
         launcher.value, jobs, gpus_per_run, wait, slurm_partition, slurm_time, slurm_account,
         slurm_constraint, slurm_mem,
     )  # fmt: skip
-    names = parse_samplers(samplers)
-    check_baseline(baseline, pairs == PairMode.all, names, out_dir)
+    given = "train.eval_points" in given_keys(ctx.params, sets)
     with stdout_to_stderr():
-        outcome = compare(cfg, names, parse_seeds(seeds), out_dir, progress, launch)
-    finish_compare(
-        outcome, out_dir, cfg.train.iters, bootstrap, target_map, json_out, baseline,
-        pairs == PairMode.all,
-    )  # fmt: skip
-
-
-def check_baseline(baseline: str, all_pairs: bool, samplers: Sequence[str], out_dir: Path) -> None:
-    """Refuse, before any training, a --baseline that the report could not pair with: more than
-    three samplers (with the folder's earlier ones) and the baseline not among them."""
-    from ohemcli.report.pairs import sampler_pairs
-    from ohemcli.runs.paths import ComparePaths
-    from ohemcli.runs.settings import read_settings
-
-    settings = ComparePaths(out_dir).settings
-    earlier = read_settings(settings).get("samplers") or [] if settings.is_file() else []
-    sampler_pairs([*earlier, *samplers], baseline, all_pairs)  # one line when it cannot
+        result = run_compare(
+            cfg, parse_samplers(samplers), parse_seeds(seeds), out, progress, launch, bootstrap,
+            target_map, baseline, pairs == PairMode.all, eval_points_given=given,
+        )  # fmt: skip
+    finish_compare(result, json_out)
 
 
 def print_failures(failures: Sequence[RunFailure]) -> None:
@@ -256,43 +170,25 @@ def print_failures(failures: Sequence[RunFailure]) -> None:
     err_console.print(table)
 
 
-def finish_compare(
-    outcome: CompareOutcome,
-    out_dir: Path,
-    iters: int,
-    bootstrap: int = 1000,
-    target_map: float | None = None,
-    json_out: bool = False,
-    baseline: str = "fixed",
-    all_pairs: bool = False,
-) -> None:
-    """Report the finished runs, name the failed ones (exit 1) and the ones still under way."""
+def finish_compare(result: CompareResult, json_out: bool = False) -> None:
+    """Print the report of a compare, name the runs still under way and the failed ones (exit 1)."""
     from ohemcli.progress import err_console
-    from ohemcli.report.analysis import analyse_folders
-    from ohemcli.report.render import write_analysis
-    from ohemcli.runs.paths import ComparePaths
 
-    # The whole folder: a compare that grew by samplers or seeds reports the earlier runs too.
-    finished = sorted(set(outcome.finished(iters)) | set(ComparePaths(out_dir).finished_runs()))
-    failures = outcome.unfinished(iters)
-    if finished:
-        a = analyse_folders(finished, bootstrap, target_map, baseline, all_pairs)
-        a.failed = [f"{f.name} ({f.state}): {f.last_line}" for f in failures]
-        write_analysis(out_dir, a)
-        print_results(a, Format.json if json_out else Format.table)
+    report, out_dir = result.report, result.report.out_dir
+    if report.analysis is not None:
+        print_results(report.analysis, Format.json if json_out else Format.table)
         err_console.print(
             f"Files: {out_dir}/report.md, summary.csv, pairs.csv, results.csv, plots/",
             highlight=False,
             soft_wrap=True,
         )
-    if outcome.pending:
-        names = ", ".join(r.name for r in outcome.pending)
+    if report.pending:
         err_console.print(
-            f"{len(outcome.pending)} run(s) under way ({names}); run the same command again, or "
-            f"ohem report {out_dir}, to collect them",
+            f"{len(report.pending)} run(s) under way ({', '.join(report.pending)}); run the same "
+            f"command again, or ohem report {out_dir}, to collect them",
             highlight=False,
             soft_wrap=True,
         )
-    if failures:
-        print_failures(failures)
+    if result.failures:
+        print_failures(result.failures)
         raise typer.Exit(1)

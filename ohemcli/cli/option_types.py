@@ -1,24 +1,24 @@
-"""The options of ``ohem train``, ``compare`` and ``bench``, each declared once with its help panel.
+"""The first-class options of ``ohem train``, ``compare`` and ``bench``, each declared once.
 
-Each ``...Opt`` is an ``Annotated`` type that a command takes as a parameter; the parameter's name
-is its key in :data:`ohemcli.cli.overrides.OPTION_KEYS`, which names the config key it sets. An
-option left out is None and keeps the YAML's value. The choices of an option are the allowed
-values of its key's rule in :mod:`ohemcli.config_rules`, so a new value there shows up here.
+Each ``...Opt`` is an ``Annotated`` type that a command takes as a parameter; a parameter named
+in :data:`ohemcli.cli.aliases.OPTION_KEYS` sets that config key (an option left out is None and
+keeps the YAML's value). Only what people type daily is here; every other key is ``--set KEY=VALUE``
+or its hidden alias (:mod:`ohemcli.cli.aliases`). Choices come from the keys' rules.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from enum import Enum
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from ohemcli.config_rules import RULES, Choice, OrNone
+from ohemcli.cli.aliases import choice_enum
 
 # Help panels: related options are shown together in --help.
 DATA = "Data"
+CONFIG = "Config"
 MODEL = "Model"
 SAMPLER = "Sampler"
 TRAINING = "Training"
@@ -26,31 +26,12 @@ OUTPUT = "Output"
 REPORT = "Report"
 
 
-def choice_enum(name: str, key: str) -> type[Enum]:
-    """A ``str`` Enum of the values that the rule of config key ``key`` allows, in its order."""
-    rule = RULES[key]
-    if isinstance(rule, OrNone):  # null stays the YAML's business, not an option's
-        rule = rule.inner
-    if not isinstance(rule, Choice):
-        raise TypeError(f"{key}: its rule is {type(rule).__name__}, not a Choice")
-    choice = Enum(name, {value: value for value in rule.values}, type=str)  # type: ignore[misc]
-    choice.__doc__ = f"The values of ``{key}`` (its rule in config_rules)."
-    return choice
-
-
 Backbone = choice_enum("Backbone", "model.backbone")
-Pretrained = choice_enum("Pretrained", "model.pretrained")
-RoIOp = choice_enum("RoIOp", "model.roi_op")
-NmsScope = choice_enum("NmsScope", "sampler.ohem_nms_scope")
 RegimeMode = choice_enum("RegimeMode", "sampler.regime")
-RankingLoss = choice_enum("RankingLoss", "sampler.ohem_loss")
-RankDtype = choice_enum("RankDtype", "sampler.rank_dtype")
-PoolRule = choice_enum("PoolRule", "sampler.hnm_pool")
 Device = choice_enum("Device", "train.device")
-LibraBins = choice_enum("LibraBins", "sampler.libra_bins")
+ProtocolName = choice_enum("ProtocolName", "eval.protocol")
 PairMode = Enum("PairMode", {"baseline": "baseline", "all": "all"}, type=str)  # type: ignore[misc]
 PairMode.__doc__ = "Which pairs the report shows (``report.pairs.sampler_pairs``)."
-ProtocolName = choice_enum("ProtocolName", "eval.protocol")
 
 
 def one_of(values: Iterable[str]) -> str:
@@ -81,57 +62,26 @@ DataOpt = Annotated[
         help="'synth' (built-in), a VOC root, a COCO set's folder, or json files a.json,b.json.",
     ),
 ]
-ImagesOpt = Annotated[
-    str | None, _opt("--images", panel=DATA, help="Image folder of COCO json files (--data).")
-]
-KeepEmptyOpt = Annotated[
-    bool | None,
-    _opt(
-        "--keep-empty/--no-keep-empty",
-        panel=DATA,
-        help="COCO: train on images with no usable box too (default: skipped).",
-    ),
-]
 ConfigOpt = Annotated[
     str | None,
     _opt(
         "--config",
-        panel=DATA,
+        panel=CONFIG,
         help="A YAML file or a preset name (see above).",
     ),
 ]
-WorkersOpt = Annotated[
-    int | None, _opt("--workers", panel=DATA, help="Loader processes (evaluation: threads).")
-]
-TrainImagesOpt = Annotated[
-    int | None, _opt("--train-images", panel=DATA, help="Train on the first K images (0: all).")
-]
-DifficultOpt = Annotated[
-    bool | None,
-    _opt("--use-difficult/--no-use-difficult", panel=DATA, help="Train on difficult objects."),
+SetOpt = Annotated[
+    list[str] | None,
+    _opt(
+        "--set",
+        panel=CONFIG,
+        metavar="KEY=VALUE",
+        help="Any config key, repeatable (ohem config keys lists them).",
+    ),
 ]
 BackboneOpt = Annotated[
     Backbone | None,
     _opt("--backbone", panel=MODEL, metavar="<name>", help=_backbone_help()),
-]
-PretrainedOpt = Annotated[
-    Pretrained | None,
-    _opt(
-        "--pretrained",
-        panel=MODEL,
-        metavar="<source>",
-        help="Weights: caffe, torchvision (ImageNet), shipped (tiny), none.",
-    ),
-]
-WeightsOpt = Annotated[
-    Path | None, _opt("--weights", panel=MODEL, help="Local backbone state dict (offline).")
-]
-FrozenConvsOpt = Annotated[
-    int | None, _opt("--frozen-convs", panel=MODEL, help="Leading conv layers kept frozen.")
-]
-RoIOpOpt = Annotated[
-    RoIOp | None,
-    _opt("--roi-op", panel=MODEL, help="RoI max pooling (paper) or RoIAlign."),
 ]
 # A plain string, not the SamplerName choice: a plugin (pkg.module:Class or an entry point) is a
 # sampler too, as in the YAML's sampler.name; build_config checks the name.
@@ -144,12 +94,6 @@ SamplerOpt = Annotated[
         help="One listed above, or your own as pkg.module:Class (default: the YAML's).",
     ),
 ]
-OhemNmsOpt = Annotated[
-    bool | None, _opt("--ohem-nms/--no-ohem-nms", panel=SAMPLER, help="ohem: NMS by loss.")
-]
-OhemNmsIouOpt = Annotated[
-    float | None, _opt("--ohem-nms-iou", panel=SAMPLER, help="ohem: IoU of that NMS (0.7).")
-]
 RegimeOpt = Annotated[
     RegimeMode | None,
     _opt(
@@ -159,77 +103,13 @@ RegimeOpt = Annotated[
         help="Sampler budgets: each its own (reference) or the config's.",
     ),
 ]
-OhemNmsScopeOpt = Annotated[
-    NmsScope | None,
-    _opt(
-        "--ohem-nms-scope",
-        panel=SAMPLER,
-        metavar="<scope>",
-        help="ohem: NMS per label (release) or image.",
-    ),
-]
-OhemLossOpt = Annotated[
-    RankingLoss | None,
-    _opt("--ohem-loss", panel=SAMPLER, metavar="<rule>", help="ohem: rank by cls+box or cls."),
-]
-RankDtypeOpt = Annotated[
-    RankDtype | None,
-    _opt(
-        "--rank-dtype",
-        panel=SAMPLER,
-        metavar="<dtype>",
-        help="Ranking passes: float32 or bfloat16.",
-    ),
-]
-MineEveryOpt = Annotated[
-    int | None,
-    _opt("--mine-every", panel=SAMPLER, help="hnm: mining period (0: each epoch)."),
-]
-FpThreshOpt = Annotated[
-    float | None, _opt("--hnm-fp-thresh", panel=SAMPLER, help="hnm: false-positive score.")
-]
-PoolOpt = Annotated[
-    int | None, _opt("--hnm-pool-per-image", panel=SAMPLER, help="hnm: most kept per image.")
-]
-HnmPoolOpt = Annotated[
-    PoolRule | None,
-    _opt(
-        "--hnm-pool", panel=SAMPLER, metavar="<rule>", help="hnm: accumulate or replace the pool."
-    ),
-]
-LibraBinsOpt = Annotated[
-    LibraBins | None,
-    _opt(
-        "--libra-bins",
-        panel=SAMPLER,
-        metavar="<rule>",
-        help="libra: bins up to the max IoU of any RoI (reference) or of [0, 0.5) (paper).",
-    ),
-]
-BgLoOpt = Annotated[
-    float | None,
-    _opt("--bg-lo", panel=SAMPLER, help="fixed, hnm: background IoU floor (ablation: 0)."),
-]
 IterOpt = Annotated[int | None, _opt("--iters", panel=TRAINING, help="SGD iterations.")]
 SeedOpt = Annotated[int | None, _opt("--seed", panel=TRAINING, help="Seed of weights and order.")]
 DeviceOpt = Annotated[
     Device | None,
     _opt("--device", panel=TRAINING, help="auto picks CUDA when present."),
 ]
-AmpOpt = Annotated[
-    bool | None, _opt("--amp/--no-amp", panel=TRAINING, help="Mixed precision (CUDA).")
-]
 LrOpt = Annotated[float | None, _opt("--lr", panel=TRAINING, help="Base learning rate.")]
-EvalPointsOpt = Annotated[
-    int | None, _opt("--eval-points", panel=TRAINING, help="Evaluations during training.")
-]
-CheckpointEveryOpt = Annotated[
-    int | None, _opt("--checkpoint-every", panel=TRAINING, help="Iterations per checkpoint.")
-]
-ImagesPerBatchOpt = Annotated[
-    int | None,
-    _opt("--images-per-batch", panel=TRAINING, help="N, images per batch (ablation: 1)."),
-]
 MaxDetsOpt = Annotated[
     int | None,
     _opt("--max-dets", panel=OUTPUT, help="Test: detections per image (release: 2000)."),

@@ -1,73 +1,29 @@
-"""Command-line options onto dotted config keys: the one table, and the config it builds.
+"""Command-line options onto dotted config keys, and the config a command line builds.
 
-``ohem train``, ``compare`` and ``bench`` hand their parameters (``ctx.params``) to
-:func:`build_config`. Each parameter that :data:`OPTION_KEYS` names and the user gave (not None)
-overrides its config key over the YAML file or preset of ``--config``, through
-:func:`ohemcli.config.parse_config`; the other parameters (``--out``, ``--seeds``, ...) are the
-command's own. To give a config key an option: its type in :mod:`ohemcli.cli.option_types`, one
-line here, and the parameter in each command that offers it.
+``ohem train``, ``compare`` and ``bench`` hand their parameters (``ctx.params``) and their
+``--set KEY=VALUE`` items to :func:`build_config`. Each parameter that
+:data:`~ohemcli.cli.aliases.OPTION_KEYS` names and the user gave (not None) sets its config key,
+and each ``--set`` item its key, over the YAML file or preset of ``--config``; what they imply
+(another backbone's weights, a protocol's limits) comes from :func:`ohemcli.config.implied`. The
+other parameters (``--out``, ``--seeds``, ...) are the command's own.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from ohemcli.config import DEFAULT_FROZEN_CONVS, TEST_PROTOCOLS, ExperimentConfig, parse_config
+import yaml
+
+from ohemcli.cli.aliases import OPTION_KEYS, option_name
+from ohemcli.config import NULL, ExperimentConfig, parse_config, with_absolute_paths
+from ohemcli.config.keys import check_key
 from ohemcli.errors import UserError, quote
-from ohemcli.fileio import read_text
-from ohemcli.presets import CPU_PRESET, GPU_PRESET, SYNTH_PRESET, preset_text
+from ohemcli.presets import SYNTH_PRESET, config_source, preset_for
 from ohemcli.samplers import SAMPLERS
 from ohemcli.samplers.plugins import is_plugin_name
-
-# A command's parameter name -> the config key that its option sets (``--ohem-nms-iou`` is the
-# parameter ``ohem_nms_iou``).
-OPTION_KEYS: dict[str, str] = {
-    "data": "data.root",
-    "images": "data.images",
-    "keep_empty": "data.keep_empty",
-    "workers": "data.workers",
-    "use_difficult": "data.use_difficult",
-    "train_images": "data.train_images",
-    "backbone": "model.backbone",
-    "pretrained": "model.pretrained",
-    "weights": "model.weights",
-    "roi_op": "model.roi_op",
-    "frozen_convs": "model.frozen_convs",
-    "sampler": "sampler.name",
-    "regime": "sampler.regime",
-    "ohem_nms": "sampler.ohem_nms",
-    "ohem_nms_iou": "sampler.ohem_nms_iou",
-    "ohem_nms_scope": "sampler.ohem_nms_scope",
-    "ohem_loss": "sampler.ohem_loss",
-    "rank_dtype": "sampler.rank_dtype",
-    "mine_every": "sampler.mine_every",
-    "hnm_fp_thresh": "sampler.hnm_fp_thresh",
-    "hnm_pool_per_image": "sampler.hnm_pool_per_image",
-    "hnm_pool": "sampler.hnm_pool",
-    "libra_bins": "sampler.libra_bins",
-    "bg_lo": "sampler.bg_lo",
-    "iters": "train.iters",
-    "seed": "train.seed",
-    "device": "train.device",
-    "amp": "train.amp",
-    "lr": "train.lr",
-    "eval_points": "train.eval_points",
-    "checkpoint_every": "train.checkpoint_every",
-    "images_per_batch": "train.images_per_batch",
-    "max_dets": "eval.max_dets",
-    "score_thresh": "eval.score_thresh",
-    "test_protocol": "eval.protocol",
-}
-
-
-def option_name(param: str) -> str:
-    """How a parameter is spelled on the command line: ``ohem_nms_iou`` -> ``--ohem-nms-iou``."""
-    return "--" + param.replace("_", "-")
 
 
 def _plain(value: Any) -> Any:
@@ -86,52 +42,30 @@ def given_overrides(params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-# --backbone NAME (another than the YAML's) means these weights unless --pretrained/--weights say
-# otherwise: the ImageNet weights that download on their own, and tiny's shipped ones.
-BACKBONE_WEIGHTS = {"vgg16": "torchvision", "resnet18": "torchvision", "tiny": "shipped"}
+def parse_set(item: str) -> tuple[str, Any]:
+    """``"sampler.ohem_nms_iou=0.5"`` -> ``("sampler.ohem_nms_iou", 0.5)``: a known key and a
+    YAML value (``null`` sets null). Errors are one line naming the item or the key."""
+    key, eq, text = item.partition("=")
+    key = key.strip()
+    if not eq or not key:
+        raise UserError(f"--set: expected KEY=VALUE such as train.iters=100, got {quote(item)}")
+    check_key(key, "--set")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or "not YAML"
+        raise UserError(f"--set {key}: {quote(text)} is not a YAML value ({problem})") from None
+    return key, NULL if value is None else value
 
 
-def _another_backbone_means_its_weights(
-    given: dict[str, dict[str, Any]], base: ExperimentConfig
-) -> None:
-    """``--backbone NAME`` naming another backbone than the YAML's also sets model.pretrained to
-    that backbone's weights (:data:`BACKBONE_WEIGHTS`) in ``given``, unless --pretrained,
-    --weights or the YAML's weights say so: the YAML's source may not fit the new backbone."""
-    chosen = given.get("--backbone", {}).get("model.backbone")
-    told = bool({"--pretrained", "--weights"} & set(given)) or bool(base.model.weights)
-    if chosen in BACKBONE_WEIGHTS and chosen != base.model.backbone and not told:
-        given["--backbone"]["model.pretrained"] = BACKBONE_WEIGHTS[chosen]
-
-
-def _test_protocol_and_its_limits(given: dict[str, dict[str, Any]]) -> None:
-    """``--test-protocol NAME`` also sets the limits NAME fixes (eval.max_dets, score_thresh);
-    ``--max-dets``/``--score-thresh`` make the protocol "custom". Both at once is an error."""
-    limits = [o for o in ("--max-dets", "--score-thresh") if o in given]
-    if "--test-protocol" in given and limits:
-        raise UserError(
-            f"--test-protocol and {'/'.join(limits)}: give one (a named protocol fixes its limits)"
-        )
-    if limits:
-        given[limits[0]]["eval.protocol"] = "custom"
-    name = given.get("--test-protocol", {}).get("eval.protocol")
-    if name in TEST_PROTOCOLS:
-        max_dets, score_thresh = TEST_PROTOCOLS[name]
-        given["--test-protocol"].update(
-            {"eval.max_dets": max_dets, "eval.score_thresh": score_thresh}
-        )
-
-
-def _another_backbone_freezes_its_own(
-    given: dict[str, dict[str, Any]], base: ExperimentConfig
-) -> None:
-    """``--backbone`` naming another backbone than the YAML's drops the YAML's
-    ``model.frozen_convs`` (a count of that backbone's conv layers), unless --frozen-convs is
-    given: the new backbone then freezes its own default (vgg16 conv1-conv2, resnet18 conv1 and
-    layer1, tiny none)."""
-    backbone = given.get("--backbone", {})
-    chosen = backbone.get("model.backbone")
-    if chosen is not None and chosen != base.model.backbone and "--frozen-convs" not in given:
-        backbone["model.frozen_convs"] = DEFAULT_FROZEN_CONVS[chosen]
+def set_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``--set`` items as ``{"--set KEY": {KEY: value}}``, in order (a later one wins)."""
+    given: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, value = parse_set(item)
+        given.pop(f"--set {key}", None)
+        given[f"--set {key}"] = {key: value}
+    return given
 
 
 def cuda_available() -> bool:
@@ -142,16 +76,15 @@ def cuda_available() -> bool:
 
 
 def default_preset(data: str | None, device: Any) -> str:
-    """The preset for a command line without --config, by data set and device.
-
-    The synthetic set has its own CPU preset. Other data gets the paper's preset when it will run
-    on CUDA and the CPU preset otherwise; one line on stderr says which and how to pick the other.
-    """
+    """The preset for a command line without --config, by data set and device
+    (:func:`ohemcli.presets.preset_for`); for data other than synth, one line on stderr says
+    which and how to pick the other."""
     if data in (None, "synth"):
         return SYNTH_PRESET
     device = _plain(device)
     on_cuda = device == "cuda" or (device in (None, "auto") and cuda_available())
-    chosen, other = (GPU_PRESET, CPU_PRESET) if on_cuda else (CPU_PRESET, GPU_PRESET)
+    chosen = preset_for(data, on_cuda)
+    other = preset_for(data, not on_cuda)
     from ohemcli.progress import err_console
 
     where = "CUDA" if on_cuda else "no CUDA"
@@ -167,30 +100,8 @@ def default_preset(data: str | None, device: Any) -> str:
 def config_text(config: str | None, params: Mapping[str, Any]) -> tuple[str, str]:
     """The YAML text named by ``--config`` (or the default preset) and the name errors give it."""
     if config is None:
-        config = default_preset(params.get("data"), params.get("device"))
-    elif Path(config).suffix in (".yaml", ".yml") or Path(config).exists():
-        return read_text(config, "config file"), config
-    return preset_text(config), f"preset {config}"
-
-
-def absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
-    """Data root, .mat proposals and weights as absolute paths, so a run folder works anywhere."""
-
-    def absolute(p: str) -> str:
-        return os.path.abspath(os.path.expanduser(p))
-
-    d, m = cfg.data, cfg.model
-    # COCO json files come as "a.json,b.json": each one made absolute
-    root = d.root if d.root == "synth" else ",".join(absolute(p) for p in d.root.split(","))
-    named = ("selective_search", "release")  # sources, not paths
-    proposals = d.proposals if d.proposals in named else absolute(d.proposals)
-    weights = None if m.weights is None else absolute(m.weights)
-    images = None if d.images is None else absolute(d.images)
-    return replace(
-        cfg,
-        data=replace(d, root=root, proposals=proposals, images=images),
-        model=replace(m, weights=weights),
-    )
+        return config_source(default_preset(params.get("data"), params.get("device")))
+    return config_source(config)
 
 
 def _check_sampler_name(name: Any, where: str) -> None:
@@ -202,31 +113,47 @@ def _check_sampler_name(name: Any, where: str) -> None:
         )
 
 
-def build_config(config: str | None, params: Mapping[str, Any]) -> ExperimentConfig:
-    """The YAML (or preset) with every given option laid over it, checked and with absolute paths.
+def _check_eval_points(cfg: ExperimentConfig, given: dict[str, dict[str, Any]]) -> None:
+    """Evaluations asked for at the command line fit in the iterations (one per iteration)."""
+    for source, keys in given.items():
+        points = keys.get("train.eval_points")
+        if isinstance(points, int) and points > cfg.train.iters:
+            raise UserError(
+                f"{source}: {quote(points)} is more than the {cfg.train.iters} iterations "
+                "(train.iters); give at most that many"
+            )
+
+
+def build_config(
+    config: str | None, params: Mapping[str, Any], sets: Sequence[str] = ()
+) -> ExperimentConfig:
+    """The YAML (or preset) with every given option and ``--set`` item laid over it, checked and
+    with absolute paths.
 
     ``params`` maps a command's parameter names to their values (``ctx.params``); those outside
-    :data:`OPTION_KEYS` are ignored. A value out of range is one line naming the YAML file and
-    key, or the option that set it.
+    :data:`OPTION_KEYS` are ignored. ``sets`` are ``KEY=VALUE`` items, applied after the options.
+    A value out of range is one line naming the YAML file and key, or the option that set it.
     """
     text, source = config_text(config, params)
     base = parse_config(text, source)
     _check_sampler_name(base.sampler.name, source)
-    given = given_overrides(params)
-    if "--sampler" in given:
-        _check_sampler_name(given["--sampler"]["sampler.name"], "--sampler")
-    _another_backbone_means_its_weights(given, base)
-    _test_protocol_and_its_limits(given)
-    _another_backbone_freezes_its_own(given, base)
-    overrides: dict[str, Any] = {}
+    given = {**given_overrides(params), **set_overrides(sets)}
     for option, keys in given.items():
-        parse_config(text, option, keys, pairs=False)  # each option alone, so an error names it
+        if "sampler.name" in keys:
+            _check_sampler_name(keys["sampler.name"], option)
+        where = "--set" if option.startswith("--set ") else option  # the message names the key
+        parse_config(text, where, keys, pairs=False)  # each alone, so an error names it
+    overrides: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
+    for option, keys in given.items():
         overrides.update(keys)
-    cfg = parse_config(text, "command line", overrides)
-    points = params.get("eval_points")
-    if points is not None and points > cfg.train.iters:
-        raise UserError(
-            f"--eval-points: {quote(points)} is more than the {cfg.train.iters} iterations "
-            "(train.iters); give at most that many"
-        )
-    return absolute_paths(cfg)
+        spelled.update(dict.fromkeys(keys, option))
+    cfg = parse_config(text, "command line", overrides, spelled=spelled)
+    _check_eval_points(cfg, given)
+    return with_absolute_paths(cfg)
+
+
+def given_keys(params: Mapping[str, Any], sets: Sequence[str] = ()) -> set[str]:
+    """The config keys that the options in ``params`` and the ``--set`` items give."""
+    given = {**given_overrides(params), **set_overrides(sets)}
+    return {key for keys in given.values() for key in keys}

@@ -12,12 +12,6 @@ from ohemcli.cli.option_types import BaselineOpt, BootstrapOpt, PairMode, PairsO
 from ohemcli.cli.printing import Format, print_results
 
 
-def _is_compare_folder(path: Path) -> bool:
-    from ohemcli.runs.paths import ComparePaths
-
-    return ComparePaths(path).is_compare()
-
-
 @app.command("report")
 def report_command(
     paths: Annotated[
@@ -58,22 +52,11 @@ def report_command(
 
       ohem report runs/synth-fixed-s1 runs/synth-ohem-s1 --out runs/adhoc
     """
+    from ohemcli import api
     from ohemcli.progress import err_console
-    from ohemcli.report.analysis import analyse_folders
-    from ohemcli.report.render import write_analysis
-    from ohemcli.runs.paths import ComparePaths
-    from ohemcli.runs.settings import read_settings
 
-    for path in paths:  # report.md shows the config: a broken compare.yaml is refused first
-        settings = ComparePaths(path).settings
-        if settings.is_file():
-            read_settings(settings)
-    a = analyse_folders(paths, bootstrap, target_map, baseline, pairs == PairMode.all)
-    target = out
-    if target is None and len(paths) == 1 and _is_compare_folder(paths[0]):
-        target = paths[0]
-    if target is not None:
-        write_analysis(target, a, plots=plots)
+    a = api.report(paths, out, bootstrap, target_map, baseline, pairs == PairMode.all, plots)
+    target = api.report_folder(paths, out)
     print_results(a, fmt, runs)
     if target is not None:
         err_console.print(

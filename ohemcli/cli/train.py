@@ -8,89 +8,39 @@ from typing import Annotated
 
 import typer
 
+from ohemcli.cli.aliases import config_options
 from ohemcli.cli.app import app
 from ohemcli.cli.option_types import (
     OUTPUT,
-    AmpOpt,
     BackboneOpt,
-    BgLoOpt,
-    CheckpointEveryOpt,
     ConfigOpt,
     DataOpt,
     DeviceOpt,
-    DifficultOpt,
-    EvalPointsOpt,
-    FpThreshOpt,
-    FrozenConvsOpt,
-    HnmPoolOpt,
-    ImagesOpt,
-    ImagesPerBatchOpt,
     IterOpt,
-    KeepEmptyOpt,
-    LibraBinsOpt,
     LrOpt,
-    MaxDetsOpt,
-    MineEveryOpt,
-    OhemLossOpt,
-    OhemNmsIouOpt,
-    OhemNmsOpt,
-    OhemNmsScopeOpt,
-    PoolOpt,
-    PretrainedOpt,
-    RankDtypeOpt,
     RegimeOpt,
-    RoIOpOpt,
     SamplerOpt,
-    ScoreThreshOpt,
     SeedOpt,
-    TestProtocolOpt,
-    TrainImagesOpt,
-    WeightsOpt,
-    WorkersOpt,
+    SetOpt,
 )
 from ohemcli.cli.overrides import build_config
 from ohemcli.cli.printing import stdout_to_stderr
 
 
 @app.command("train")
+@config_options()
 def train_command(
     ctx: typer.Context,
     data: DataOpt = None,
     config: ConfigOpt = None,
-    workers: WorkersOpt = None,
-    train_images: TrainImagesOpt = None,
-    use_difficult: DifficultOpt = None,
-    images: ImagesOpt = None,
-    keep_empty: KeepEmptyOpt = None,
+    set_values: SetOpt = None,
     backbone: BackboneOpt = None,
-    pretrained: PretrainedOpt = None,
-    weights: WeightsOpt = None,
-    roi_op: RoIOpOpt = None,
-    frozen_convs: FrozenConvsOpt = None,
     sampler: SamplerOpt = None,
-    ohem_nms: OhemNmsOpt = None,
-    ohem_nms_iou: OhemNmsIouOpt = None,
-    ohem_nms_scope: OhemNmsScopeOpt = None,
     regime: RegimeOpt = None,
-    ohem_loss: OhemLossOpt = None,
-    rank_dtype: RankDtypeOpt = None,
-    mine_every: MineEveryOpt = None,
-    hnm_fp_thresh: FpThreshOpt = None,
-    hnm_pool_per_image: PoolOpt = None,
-    hnm_pool: HnmPoolOpt = None,
-    libra_bins: LibraBinsOpt = None,
-    bg_lo: BgLoOpt = None,
-    images_per_batch: ImagesPerBatchOpt = None,
-    max_dets: MaxDetsOpt = None,
-    score_thresh: ScoreThreshOpt = None,
-    test_protocol: TestProtocolOpt = None,
     iters: IterOpt = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
-    amp: AmpOpt = None,
     lr: LrOpt = None,
-    eval_points: EvalPointsOpt = None,
-    checkpoint_every: CheckpointEveryOpt = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -117,18 +67,20 @@ def train_command(
     --config takes a YAML file or a preset: synth_tiny, cpu_pretrained, cpu_tiny, bccd_tiny,
     voc07_vgg16. Without it, synth gets synth_tiny and other data voc07_vgg16 (the paper) on CUDA
     or cpu_pretrained (pretrained tiny backbone) on a CPU. Options override the YAML only when
-    given.
+    given; --set KEY=VALUE sets any config key (ohem config keys lists them) after them.
 
     Examples:
 
       ohem train --data synth --sampler ohem --iters 600
+
+      ohem train --data synth --sampler ohem --set sampler.ohem_loss=cls --set data.scale=400
 
       ohem train --data VOCdevkit/VOC2007 --config voc07_vgg16 --sampler ohem --device cuda
     """
     from ohemcli.engine.train import train
     from ohemcli.progress import out_console, styled
 
-    cfg = build_config(config, ctx.params)
+    cfg = build_config(config, ctx.params, set_values or ())
     with stdout_to_stderr():
         summary = train(cfg, out, resume=resume)
     if not summary:  # a non-zero torchrun rank

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,22 @@ from ohemcli.runs.settings import comparable_config, first_difference, read_sett
 
 if TYPE_CHECKING:
     from ohemcli.launch.submit import Launch
+
+COMPARE_EVAL_POINTS = 8  # default evaluations per compare run: enough for time to accuracy
+
+
+def compare_eval_points(cfg: ExperimentConfig, out_dir: Path, given: bool) -> ExperimentConfig:
+    """The evaluations of a compare's runs when not ``given``: a compare folder being resumed
+    keeps its own count; a new one evaluates at least ``COMPARE_EVAL_POINTS`` times (time to
+    accuracy interpolates between them)."""
+    if given:
+        return cfg
+    settings = ComparePaths(Path(out_dir)).settings
+    saved = read_settings(settings) if settings.is_file() else None
+    points = ((saved or {}).get("config") or {}).get("train", {}).get("eval_points")
+    if not isinstance(points, int):
+        points = max(cfg.train.eval_points, COMPARE_EVAL_POINTS)
+    return replace(cfg, train=replace(cfg.train, eval_points=points))
 
 
 def _settings(
@@ -224,8 +241,8 @@ def compare(
     """Train (or reuse) every (sampler, seed) run under ``out_dir/runs``.
 
     Without ``launch`` (or with the local launcher and one job at a time) the runs train in this
-    process, one after another; otherwise they go to submitit (see ``launch.submit``). Render the
-    finished runs with ``ohemcli.report``.
+    process, one after another; otherwise they go to submitit (see ``launch.submit``).
+    :func:`ohemcli.api.compare` also reports the finished runs (``report.compare_report``).
     """
     from ohemcli.engine.preflight import preflight
     from ohemcli.launch.submit import alive_jobs, check_launcher, launch_runs, resolve_jobs

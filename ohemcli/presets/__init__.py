@@ -6,9 +6,11 @@
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 
 from ohemcli.config import ExperimentConfig, parse_config
 from ohemcli.errors import UserError, quote
+from ohemcli.fileio import read_text
 
 CPU_PRESET = "cpu_pretrained"  # your own VOC-format data on a CPU (README: "Your own data")
 GPU_PRESET = "voc07_vgg16"  # the paper's setting
@@ -34,3 +36,19 @@ def preset_text(name: str) -> str:
 def load_preset(name: str) -> ExperimentConfig:
     """A shipped preset as a validated config."""
     return parse_config(preset_text(name), f"preset {name}")
+
+
+def preset_for(data: str | None, on_cuda: bool) -> str:
+    """The preset of a config not named: the synthetic set's own, else the paper's on CUDA and
+    the CPU preset without it."""
+    if data in (None, "synth"):
+        return SYNTH_PRESET
+    return GPU_PRESET if on_cuda else CPU_PRESET
+
+
+def config_source(config: str | Path) -> tuple[str, str]:
+    """The YAML text that ``config`` names (a ``.yaml`` file, any existing file, or a preset)
+    and the name that errors give it."""
+    if Path(config).suffix in (".yaml", ".yml") or Path(config).exists():
+        return read_text(config, "config file"), str(config)
+    return preset_text(str(config)), f"preset {config}"

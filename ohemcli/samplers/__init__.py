@@ -9,11 +9,14 @@ the user's own sampler (``samplers.plugins``).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from enum import Enum
+from typing import Any
 
 from ohemcli.config import SamplerConfig
-from ohemcli.errors import UserError
+from ohemcli.config_rules import check_value
+from ohemcli.errors import UserError, quote
 from ohemcli.samplers.base import (
     ImageRoIs,
     MinedNegatives,
@@ -48,9 +51,20 @@ def _hnm(c: SamplerConfig) -> HNMSampler:
     )
 
 
+def own_settings(c: SamplerConfig, prefix: str) -> dict[str, Any]:
+    """The keys of ``c`` that start with ``prefix``, without it: a sampler's own settings,
+    named by the config (``ohem_nms_iou`` -> ``nms_iou``), so that each is spelled only there."""
+    return {
+        f.name[len(prefix) :]: getattr(c, f.name)
+        for f in dataclasses.fields(c)
+        if f.name.startswith(prefix)
+    }
+
+
 def _ohem(c: SamplerConfig) -> OHEMSampler:
     # ohem has no bg_lo and no fg share: its background is every RoI with IoU in [0, fg_thresh).
-    return OHEMSampler(c.ohem_nms_iou if c.ohem_nms else None, c.ohem_nms_scope, c.ohem_loss)
+    own = own_settings(c, "ohem_")  # nms, nms_iou, nms_scope, loss
+    return OHEMSampler(own["nms_iou"] if own["nms"] else None, own["nms_scope"], own["loss"])
 
 
 def _pisa(c: SamplerConfig) -> PISASampler:
@@ -104,7 +118,15 @@ def check_sampler_names(names: Sequence[str]) -> None:
 
 
 def build_sampler(cfg: SamplerConfig) -> RoISampler:
-    """The sampler named by ``cfg.name``, built from the config's numbers that it uses."""
+    """The sampler named by ``cfg.name``, built from the config's numbers that it uses.
+
+    A value out of its key's range is one line naming the key, by the rule that checks a YAML
+    file (a config built in Python has not met those checks)."""
+    for f in dataclasses.fields(cfg):
+        key, value = f"sampler.{f.name}", getattr(cfg, f.name)
+        allowed = check_value(key, value) if f.name != "name" else None
+        if allowed is not None:
+            raise UserError(f"{key} = {quote(value)} is not allowed; expected {allowed}")
     if cfg.name in SAMPLERS:
         warn_shadowed(cfg.name)
         return SAMPLERS[cfg.name](cfg)

@@ -49,9 +49,11 @@ def hardest_rois(
     return batched_nms(boxes.float(), losses, labels, nms_iou)[:num]
 
 
-def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+def _check_choice(argument: str, value: str, choices: tuple[str, ...]) -> None:
+    """A Python caller's bad argument; a config's value is refused earlier, by config_rules."""
     if value not in choices:
-        raise UserError(f"{key}: unknown '{value}' (choose {' or '.join(choices)})")
+        choose = " or ".join(choices)
+        raise UserError(f"OHEMSampler {argument}: unknown '{value}' (choose {choose})")
 
 
 class OHEMSampler(Stateless):
@@ -68,8 +70,8 @@ class OHEMSampler(Stateless):
     ) -> None:
         """``nms_iou``: IoU of the loss-scored NMS (None: no NMS); ``nms_scope``: "label" (per
         image and RoI label, the release) or "image"; ``ranking_loss``: "cls+box" or "cls"."""
-        _check_choice("sampler.ohem_loss", ranking_loss, RANKING_LOSSES)
-        _check_choice("sampler.ohem_nms_scope", nms_scope, NMS_SCOPES)
+        _check_choice("ranking_loss", ranking_loss, RANKING_LOSSES)
+        _check_choice("nms_scope", nms_scope, NMS_SCOPES)
         self.nms_iou, self.nms_scope, self.ranking_loss = nms_iou, nms_scope, ranking_loss
 
     def select(

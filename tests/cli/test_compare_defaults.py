@@ -8,8 +8,8 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
-from ohemcli.cli.compare import COMPARE_EVAL_POINTS, _eval_points
 from ohemcli.config import ExperimentConfig, config_to_dict
+from ohemcli.launch.compare import COMPARE_EVAL_POINTS, compare_eval_points
 from ohemcli.runs.paths import ComparePaths
 
 
@@ -20,12 +20,15 @@ def with_points(n: int) -> ExperimentConfig:
 
 def test_eval_points_default(tmp_path: Path) -> None:
     assert COMPARE_EVAL_POINTS >= 8
-    assert _eval_points(with_points(4), None, tmp_path).train.eval_points == COMPARE_EVAL_POINTS
-    assert _eval_points(with_points(12), None, tmp_path).train.eval_points == 12
-    assert _eval_points(with_points(2), 2, tmp_path).train.eval_points == 2  # given: kept
+    assert (
+        compare_eval_points(with_points(4), tmp_path, False).train.eval_points
+        == COMPARE_EVAL_POINTS
+    )
+    assert compare_eval_points(with_points(12), tmp_path, False).train.eval_points == 12
+    assert compare_eval_points(with_points(2), tmp_path, True).train.eval_points == 2  # given
     settings = {"samplers": ["fixed"], "seeds": [1], "config": config_to_dict(with_points(3))}
     ComparePaths(tmp_path).settings.write_text(yaml.safe_dump(settings))
-    assert _eval_points(with_points(4), None, tmp_path).train.eval_points == 3  # resumed folder
+    assert compare_eval_points(with_points(4), tmp_path, False).train.eval_points == 3  # resumed
 
 
 def test_compare_builds_its_config_from_its_options_and_names_the_default_folder(

@@ -10,18 +10,9 @@ from typer.testing import CliRunner
 
 from ohemcli.cli import app
 from ohemcli.cli import overrides as ov
-from ohemcli.cli.option_types import (
-    Backbone,
-    Device,
-    NmsScope,
-    PoolRule,
-    RankDtype,
-    RankingLoss,
-    RoIOp,
-    choice_enum,
-    one_of,
-)
-from ohemcli.cli.overrides import OPTION_KEYS, build_config, option_name
+from ohemcli.cli.aliases import OPTION_KEYS, choice_enum, option_name
+from ohemcli.cli.option_types import Backbone, Device, one_of
+from ohemcli.cli.overrides import build_config
 from ohemcli.config import SECTIONS, config_to_dict
 from ohemcli.config_rules import RULES, Choice, Flag, Number, OrNone, Text
 from ohemcli.errors import UserError
@@ -32,9 +23,10 @@ COMMANDS = typer.main.get_command(app).commands  # type: ignore[attr-defined]
 
 # The parameters of each command that are not config keys: the command's own business.
 NOT_CONFIG = {
-    "train": {"config", "out", "resume", "json_out"},
+    "train": {"config", "set_values", "out", "resume", "json_out"},
     "compare": {
         "config",
+        "set_values",
         "samplers",
         "seeds",
         "out",
@@ -56,6 +48,7 @@ NOT_CONFIG = {
     },
     "bench": {
         "config",
+        "set_values",
         "samplers",
         "timed_iters",
         "warmup",
@@ -187,18 +180,23 @@ def test_the_sampler_choice_follows_the_samplers_dict():
 
 
 @pytest.mark.parametrize(
-    ("enum", "key"),
+    "key",
     [
-        (Backbone, "model.backbone"),
-        (RoIOp, "model.roi_op"),
-        (NmsScope, "sampler.ohem_nms_scope"),
-        (RankingLoss, "sampler.ohem_loss"),
-        (RankDtype, "sampler.rank_dtype"),
-        (PoolRule, "sampler.hnm_pool"),
-        (Device, "train.device"),
+        "model.backbone",
+        "model.roi_op",
+        "sampler.ohem_nms_scope",
+        "sampler.ohem_loss",
+        "sampler.rank_dtype",
+        "sampler.hnm_pool",
+        "train.device",
     ],
 )
-def test_the_choices_of_an_option_are_its_rules_values(enum, key):
+def test_the_choices_of_an_option_are_its_rules_values(key):
+    param = {v: k for k, v in OPTION_KEYS.items()}[key]
+    result = runner.invoke(app, ["train", option_name(param), "bogus"])
+    assert result.exit_code == 2 and option_name(param) in result.stderr
+    assert all(repr(v) in result.stderr for v in RULES[key].values), result.stderr
+    enum = choice_enum("Choice", key)
     assert [c.value for c in enum] == list(RULES[key].values)
     assert all(isinstance(c, str) and c == c.value for c in enum)
 

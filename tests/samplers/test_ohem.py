@@ -7,7 +7,7 @@ from torchvision.ops import box_iou
 from ohemcli.config import SamplerConfig
 from ohemcli.errors import UserError
 from ohemcli.model.losses import RoILosses
-from ohemcli.samplers import build_sampler
+from ohemcli.samplers import OHEMSampler, build_sampler
 from ohemcli.samplers.base import ImageRoIs
 
 
@@ -55,10 +55,12 @@ def test_box_loss_counts_unless_cls_ranking():
 
 
 def test_unknown_ranking_loss_or_scope_is_a_user_error_naming_the_config_key():
-    with pytest.raises(UserError, match=r"^sampler\.ohem_loss: unknown 'box'"):
+    with pytest.raises(UserError, match=r"^sampler\.ohem_loss = 'box' is not allowed"):
         build_sampler(SamplerConfig(name="ohem", ohem_loss="box"))
-    with pytest.raises(UserError, match=r"^sampler\.ohem_nms_scope: unknown 'class'"):
+    with pytest.raises(UserError, match=r"^sampler\.ohem_nms_scope = 'class' is not allowed"):
         build_sampler(SamplerConfig(name="ohem", ohem_nms_scope="class"))
+    with pytest.raises(UserError, match=r"^OHEMSampler nms_scope: unknown 'class'"):
+        OHEMSampler(nms_scope="class")  # a Python caller of the class itself
 
 
 def _bg_over_fg():

@@ -1,24 +1,14 @@
-"""Experiment configuration: frozen dataclasses, YAML loading and CLI overrides.
+"""The config's schema: one frozen dataclass per section, and the tables its values refer to.
 
-A YAML file has one mapping per section (``data``, ``model``, ``sampler``, ``train``, ``eval``).
-Unknown keys and values of the wrong type are one-line errors naming the file and key. CLI options
-override the YAML; the resolved config is saved in every run folder as ``config.yaml``.
+A config has five sections (``data``, ``model``, ``sampler``, ``train``, ``eval``); each field's
+comment says what it means, and :mod:`ohemcli.config_rules` holds its allowed range. Loading YAML
+and overrides is :mod:`ohemcli.config.loading`; derived settings are :mod:`ohemcli.config.derived`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
-import yaml
-
-from ohemcli.config_rules import check_value
-from ohemcli.errors import UserError, quote
-from ohemcli.fileio import load_yaml, read_text
 
 
 @dataclass(frozen=True)
@@ -52,7 +42,7 @@ class ModelConfig:
     # Where the backbone's initial weights come from (PRETRAINED_SOURCES): "caffe" (vgg16: Caffe's
     # VGG16.v2.caffemodel as a state dict, `ohem data download vgg16-caffe`), "torchvision"
     # (vgg16, resnet18: torchvision's ImageNet weights), "shipped" (tiny: the package's synth
-    # weights) or "none" (random). The old booleans still load: see LEGACY_PRETRAINED.
+    # weights) or "none" (random). A boolean reads as BACKBONE_WEIGHTS.
     pretrained: str = "none"
     weights: str | None = None  # local state dict to load into the backbone (offline alternative)
     # The input normalisation the weights expect (INPUT_NORMS): "caffe" (BGR, 0-255, minus the mean
@@ -79,20 +69,20 @@ PRETRAINED_SOURCES = {
     "resnet18": ("torchvision", "none"),
     "tiny": ("shipped", "none"),
 }
-# model.pretrained used to be a boolean. A config.yaml written then still loads, with the meaning
-# it had when it was written: true = torchvision's ImageNet weights (vgg16, resnet18) or the
-# shipped weights (tiny), false = "none". (The paper preset's default is now "caffe", a choice.)
-LEGACY_PRETRAINED = {"vgg16": "torchvision", "resnet18": "torchvision", "tiny": "shipped"}
-# Each weight source's input normalisation; "none" (random weights) keeps torchvision's, as before.
+# Each backbone's own weights: the ImageNet weights that download on their own, and tiny's shipped
+# ones. Choosing another backbone means these (config.resolve), and a boolean model.pretrained
+# (a config.yaml of an early version) reads true as these.
+BACKBONE_WEIGHTS = {"vgg16": "torchvision", "resnet18": "torchvision", "tiny": "shipped"}
+# Each weight source's input normalisation; "none" (random weights) keeps torchvision's.
 SOURCE_INPUT_NORM = {"caffe": "caffe", "torchvision": "torchvision", "shipped": "torchvision"}
 INPUT_NORMS = ("caffe", "torchvision")
 
 
 def pretrained_source(cfg: ModelConfig) -> str:
     """``model.pretrained`` as a source name; a boolean (Python callers, old configs) is mapped by
-    :data:`LEGACY_PRETRAINED`."""
+    :data:`BACKBONE_WEIGHTS`."""
     if isinstance(cfg.pretrained, bool):
-        return LEGACY_PRETRAINED[cfg.backbone] if cfg.pretrained else "none"
+        return BACKBONE_WEIGHTS[cfg.backbone] if cfg.pretrained else "none"
     return cfg.pretrained
 
 
@@ -101,17 +91,6 @@ def input_norm(cfg: ModelConfig) -> str:
     if cfg.input_norm is not None:
         return cfg.input_norm
     return SOURCE_INPUT_NORM.get(pretrained_source(cfg), "torchvision")
-
-
-def _legacy_model_values(values: dict[str, Any]) -> dict[str, Any]:
-    """The model section with an old boolean ``pretrained`` mapped to its source name."""
-    flag = values.get("pretrained")
-    if not isinstance(flag, bool):
-        return values
-    backbone = values.get("backbone", ModelConfig.backbone)
-    if backbone not in LEGACY_PRETRAINED:
-        return values  # validate_config names the unknown backbone
-    return {**values, "pretrained": LEGACY_PRETRAINED[backbone] if flag else "none"}
 
 
 # Each backbone's frozen conv layers when model.frozen_convs is None: vgg16 conv1_1 to conv2_2 as
@@ -242,169 +221,3 @@ class ExperimentConfig:
 SECTIONS: dict[str, type] = {
     f.name: f.default_factory for f in dataclasses.fields(ExperimentConfig)
 }  # type: ignore[misc]
-
-
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Check ``value`` against a field's type, converting lists to tuples and ints to floats."""
-    if isinstance(annotation, str):
-        annotation = eval(annotation, {"tuple": tuple, "str": str, "int": int, "float": float})  # noqa: S307
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(annotation)
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], where)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise UserError(f"{where}: expected a list, got {quote(value)}")
-        item_type = typing.get_args(annotation)[0]
-        return tuple(_coerce(v, item_type, where) for v in value)
-    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        try:
-            return float(value)
-        except OverflowError:
-            raise UserError(f"{where}: {quote(value)} is too large for a float") from None
-    if annotation is bool and not isinstance(value, bool):
-        raise UserError(f"{where}: expected true or false, got {quote(value)}")
-    if annotation is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise UserError(f"{where}: expected an integer, got {quote(value)}")
-    if annotation in (float, str) and not isinstance(value, annotation):
-        raise UserError(f"{where}: expected {annotation.__name__}, got {quote(value)}")
-    return value
-
-
-def _build_section(cls: type, values: dict[str, Any], where: str) -> Any:
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in values.items():
-        if key not in known:
-            raise UserError(f"{where}: unknown key {quote(key)} (known: {', '.join(known)})")
-        kwargs[key] = _coerce(value, known[key].type, f"{where}.{key}")
-    return cls(**kwargs)
-
-
-def config_from_dict(raw: dict[str, Any], where: str = "config") -> ExperimentConfig:
-    """Build a config from nested dicts (``{"train": {"iters": 10}}``); missing keys: defaults."""
-    if not isinstance(raw, dict):
-        raise UserError(f"{where}: expected a mapping of sections, got {type(raw).__name__}")
-    sections = {}
-    for name, values in raw.items():
-        if name not in SECTIONS:
-            known = ", ".join(SECTIONS)
-            raise UserError(f"{where}: unknown section {quote(name)} (known: {known})")
-        if not isinstance(values, dict):
-            raise UserError(f"{where}: section '{name}' must be a mapping, got {quote(values)}")
-        if name == "model":
-            values = _legacy_model_values(values)
-        sections[name] = _build_section(SECTIONS[name], values, f"{where}: {name}")
-    return with_recorded_choices(ExperimentConfig(**sections))
-
-
-def with_recorded_choices(cfg: ExperimentConfig) -> ExperimentConfig:
-    """``cfg`` with the choices a run records by name filled in where they are None: the input
-    normalisation of its weights and the name of its test protocol. A config read from YAML
-    always has them; one built in Python gets them here before it is compared with a saved one.
-    """
-    if cfg.model.input_norm is None and cfg.model.backbone in PRETRAINED_SOURCES:
-        # recorded in the run's config.yaml, so that eval and resume normalise as training did
-        cfg = dataclasses.replace(
-            cfg, model=dataclasses.replace(cfg.model, input_norm=input_norm(cfg.model))
-        )
-    if cfg.eval.protocol is None:  # recorded by name in the run's config.yaml
-        cfg = dataclasses.replace(
-            cfg, eval=dataclasses.replace(cfg.eval, protocol=protocol_name(cfg.eval))
-        )
-    return cfg
-
-
-def validate_config(
-    cfg: ExperimentConfig, where: str = "config", pairs: bool = True
-) -> ExperimentConfig:
-    """Check every value against its rule in :mod:`ohemcli.config_rules`; return ``cfg``.
-
-    The first value out of range is a one-line error naming ``where``, the key and what is allowed.
-    With ``pairs``, also the values that must fit each other (model.pretrained and model.backbone).
-    """
-    for section in SECTIONS:
-        values = getattr(cfg, section)
-        for f in dataclasses.fields(values):
-            key = f"{section}.{f.name}"
-            value = getattr(values, f.name)
-            allowed = check_value(key, value)
-            if allowed is not None:
-                raise UserError(
-                    f"{where}: {key} = {quote(value)} is not allowed; expected {allowed}"
-                )
-    if pairs:
-        _check_pairs(cfg, where)
-    return cfg
-
-
-def _check_pairs(cfg: ExperimentConfig, where: str) -> None:
-    """Values that must fit each other: the weights and the backbone, a protocol and its limits."""
-    sources = PRETRAINED_SOURCES[cfg.model.backbone]
-    if cfg.model.pretrained not in sources:
-        raise UserError(
-            f"{where}: model.pretrained = {quote(cfg.model.pretrained)} does not fit "
-            f"model.backbone {cfg.model.backbone}; expected one of {', '.join(sources)}"
-        )
-    e = cfg.eval
-    limits = TEST_PROTOCOLS.get(e.protocol or "")
-    if limits is not None and (e.max_dets, e.score_thresh) != limits:
-        raise UserError(
-            f"{where}: eval.protocol {e.protocol} means max_dets {limits[0]} and score_thresh "
-            f"{limits[1]:g}, not {e.max_dets} and {e.score_thresh:g} (protocol custom takes any)"
-        )
-
-
-def parse_config(
-    text: str, where: str, overrides: dict[str, Any] | None = None, pairs: bool = True
-) -> ExperimentConfig:
-    """A config from YAML text with ``overrides`` laid over it, validated; errors name ``where``.
-
-    ``pairs=False`` leaves out the checks of values that must fit each other (for one option
-    tried alone: its partner may come from another option)."""
-    raw = load_yaml(text, where)
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise UserError(f"{where}: expected a mapping of sections, got a {type(raw).__name__}")
-    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
-    for dotted, value in (overrides or {}).items():
-        if value is None:
-            continue
-        section, key = dotted.split(".", 1)
-        if not isinstance(merged.setdefault(section, {}), dict):
-            continue  # config_from_dict names the scalar section
-        merged[section][key] = value
-    return validate_config(config_from_dict(merged, where), where, pairs)
-
-
-def load_config(
-    path: str | Path | None = None, overrides: dict[str, Any] | None = None
-) -> ExperimentConfig:
-    """Load a YAML config (or the defaults) and apply ``overrides`` such as ``{"train.iters": 10}``.
-
-    Overrides whose value is None are ignored, so CLI options left unset keep the YAML's value.
-    """
-    if path is None:
-        return parse_config("", "defaults", overrides)
-    return parse_config(read_text(path, "config file"), str(path), overrides)
-
-
-def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
-    """Nested plain dicts (tuples as lists), ready for YAML or JSON."""
-
-    def plain(v: Any) -> Any:
-        return list(v) if isinstance(v, tuple) else v
-
-    return {
-        name: {k: plain(v) for k, v in dataclasses.asdict(getattr(cfg, name)).items()}
-        for name in SECTIONS
-    }
-
-
-def config_to_yaml(cfg: ExperimentConfig) -> str:
-    """The config as YAML text, sections in a fixed order."""
-    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
