@@ -204,6 +204,7 @@ def choose_rois(
         as_selection(
             sampler.select(r, None if readonly is None else readonly[i], per_image, gen),
             len(r.labels),
+            r.labels.device,  # every sampler's answer, plugins' too, moves to the RoIs' device
         )
         for i, r in enumerate(images)
     ]
