@@ -111,3 +111,10 @@ def rank_autocast(device: torch.device, rank_dtype: str) -> contextlib.AbstractC
     if rank_dtype == "float32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def set_tf32(on: bool) -> None:
+    """TF32 for CUDA matmuls and cuDNN convolutions on (``train.tf32``) or off, both switches,
+    so that a run's precision is what its config says and not cuDNN's default (TF32 on)."""
+    torch.backends.cuda.matmul.allow_tf32 = on
+    torch.backends.cudnn.allow_tf32 = on
