@@ -166,7 +166,9 @@ def readonly_losses(
     read-only net) or off (mmdetection's heads have no dropout)."""
     rois = rois_with_batch_index([r.boxes for r in images])
     ranked = model.rank_pool(features, rois)
-    pooled = ranked.pooled.to(features.dtype)
+    # float32 ranks on rank_pool's float32 rows as they are (rank_autocast turns autocast off,
+    # so a bf16 copy would meet float32 weights); bfloat16 ranks under its own autocast.
+    pooled = ranked.pooled if rank_dtype == "float32" else ranked.pooled.to(features.dtype)
     if clock is not None:
         clock.lap("pool")
     # The head runs over every RoI here, before the training forward draws its own dropout masks.
@@ -266,7 +268,11 @@ def check_finite(
     the others waiting in the gradient all-reduce for the one that raised.
     """
     bad = _non_finite(losses, count)
-    if dist is not None and any_rank(bad is not None, dist, losses.cls.device):
+    if (
+        dist is not None
+        and dist.world_size > 1
+        and any_rank(bad is not None, dist, losses.cls.device)
+    ):
         reports = gather_objects(bad, dist)  # rare: only once some rank's loss is not finite
         rank, (term, value) = next((r, b) for r, b in enumerate(reports) if b is not None)
         raise NonFiniteLoss(iteration, term, value, where=f" of rank {rank}")
