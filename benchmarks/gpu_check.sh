@@ -1,73 +1,122 @@
 #!/usr/bin/env bash
-# The GPU check: the paper's preset (VGG16, 600 px, B=128, N=2) on real VOC images, each sampler
-# for a few hundred iterations with AMP off and on. Prints per sampler: s/iter (median after
-# warm-up; with hnm's mining pass spread over its epoch), peak CUDA memory (reset per sampler)
-# and the loss after N iterations (an EMA, weight 0.1 per step); then a short end-to-end compare
-# (loop, mining pass, evaluation) under AMP. Aimed at 3-4 minutes on an H100/H200, ITERS=200.
+# The GPU check for a bare, lent GPU machine, in under 5 minutes (estimated: ~1 min set-up and
+# proposals, ~1 min bench, ~2 min runs on one H100; not measured yet). It
+#   1. checks that ohemcli imports (else `pip install -e .`; one line says what is missing);
+#   2. takes VOC_ROOT, else ../shared/data/voc100 beside the checkout, else a small synthetic set;
+#   3. runs every built-in sampler and the example plugin (hard_after_warmup) for a few
+#      iterations each, AMP off and on (`ohem bench`: s/iter, peak memory, loss, host syncs);
+#   4. trains one run, resumes it to twice the iterations, and checks its summary;
+#   5. checks that two training steps under the last AMP mode change the RoI head's weights;
+#   6. runs a 2-GPU torchrun job for a few steps when two GPUs are visible;
+#   7. prints one table; the exit status is 1 when any check failed.
 #
-#   bash benchmarks/gpu_check.sh VOC_ROOT [ITERS]
-#   e.g. bash benchmarks/gpu_check.sh ../shared/data/voc100 200
+#   bash benchmarks/gpu_check.sh [VOC_ROOT] [ITERS]
 #
-# VGG16's weights: Caffe's (the preset's model.pretrained: caffe, with Caffe's input
-# normalisation) when `ohem data download vgg16-caffe` has put them in the cache; else
-# torchvision's when its VGG16 file is in the torch hub cache; else random weights
-# (--pretrained none); one line says which. Another backbone keeps its config's. The preset is
-# fp32: AMP_MODES measures it against AMP. Environment overrides
-# (the test suite runs this script on the CPU with them): DEVICE (cuda), CONFIG (voc07_vgg16),
-# AMP_MODES ("--no-amp --amp"), WARMUP (10), E2E_ITERS (60), WORKERS (4), OUT (a new temporary
-# folder).
-set -euo pipefail
-DATA=${1:?usage: bash benchmarks/gpu_check.sh VOC_ROOT [ITERS]}
-ITERS=${2:-200}
+# VGG16's weights: Caffe's when `ohem data download vgg16-caffe` put them in the cache, else
+# torchvision's when torch hub has them, else random (WEIGHTS=caffe|torchvision|none forces one).
+# Environment (the test suite runs this script on the CPU with them): DEVICE (cuda), CONFIG
+# (voc07_vgg16), AMP_MODES ("--no-amp --amp"), WARMUP (2), WORKERS (4), TRAINVAL (16) and TEST
+# (8) synthetic images, OUT (a new temporary folder).
+set -uo pipefail
+DATA=${1:-}
+ITERS=${2:-3}
 DEVICE=${DEVICE:-cuda}
 CONFIG=${CONFIG:-voc07_vgg16}
 AMP_MODES=${AMP_MODES:---no-amp --amp}
-WARMUP=${WARMUP:-10}
-E2E_ITERS=${E2E_ITERS:-60}
+WARMUP=${WARMUP:-2}
 WORKERS=${WORKERS:-4}
+TRAINVAL=${TRAINVAL:-16}
+TEST=${TEST:-8}
+WEIGHTS=${WEIGHTS:-auto}
 OUT=${OUT:-$(mktemp -d -t ohem-gpu-check.XXXXXX)}
-DATA=$(cd "$DATA" && pwd)
-cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-# Caffe's VGG16 in the user's cache, looked up before the cache moves to OUT for the proposals.
-CAFFE_VGG16=$(python3 -c "from ohemcli.model.caffe_vgg16 import caffe_vgg16_path as p; print(p())")
-export OHEM_CACHE=${OHEM_CACHE:-$OUT/cache}
+if [[ -n "$DATA" ]]; then DATA=$(cd "$DATA" && pwd) || exit 2; fi
+cd "$(dirname "$0")/.." || exit 2
+REPO=$PWD
+export PYTHONPATH="$REPO:$REPO/experiments/plugins${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
+RESULTS="$OUT/results.tsv"
+: > "$RESULTS"
+STEPS="python3 $REPO/benchmarks/gpu_check_steps.py"
 start=$SECONDS
 
-if command -v nvidia-smi >/dev/null; then
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+record() {  # record NAME STATUS DETAIL
+  printf '%s\t%s\t%s\n' "$1" "$2" "$3" >> "$RESULTS"
+}
+
+check() {  # check NAME COMMAND...: run it, log its output, record ok or FAIL with its last line
+  local name=$1 log
+  shift
+  log="$OUT/$(echo "$name" | tr -c 'a-zA-Z0-9-' '_').log"
+  if "$@" > "$log" 2>&1; then
+    record "$name" ok "$(tail -n 1 "$log" | tr '\t|' '  ')"
+  else
+    record "$name" FAIL "$(tail -n 1 "$log" | tr '\t|' '  ') (log: $log)"
+  fi
+}
+
+# 1. What the machine has; ohemcli installed when it does not import.
+if ! python3 -c "import ohemcli, torch, torchvision" 2>/dev/null; then
+  pip install -q -e "$REPO" > "$OUT/install.log" 2>&1 || {
+    echo "gpu_check: ohemcli is not importable and 'pip install -e .' failed: $(tail -n 1 "$OUT/install.log")"
+    exit 2
+  }
+fi
+if [[ "$DEVICE" == cuda ]]; then
+  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" || {
+    echo "gpu_check: torch $(python3 -c 'import torch; print(torch.__version__)') sees no CUDA device"
+    exit 2
+  }
 fi
 python3 -c "import torch, torchvision; print('torch', torch.__version__, '| torchvision', \
 torchvision.__version__, '| CUDA', torch.version.cuda, '| cuDNN', torch.backends.cudnn.version())"
-read -r -a PRETRAINED <<< "$(python3 -c "
-import os, sys, torch
-from torchvision.models import VGG16_Weights
-from ohemcli.cli.overrides import config_text
-from ohemcli.config import parse_config
-text, where = config_text(sys.argv[1], {})
-if parse_config(text, where).model.backbone != 'vgg16':
-    print('')
-elif os.path.isfile(sys.argv[2]):
-    print('--pretrained caffe --weights', sys.argv[2])
-else:
-    name = os.path.basename(VGG16_Weights.IMAGENET1K_V1.url)
-    cached = os.path.isfile(os.path.join(torch.hub.get_dir(), 'checkpoints', name))
-    print('--pretrained', 'torchvision' if cached else 'none')" "$CONFIG" "$CAFFE_VGG16")"
-echo "weights: ${PRETRAINED[*]:-as the config says} (results in $OUT)"
 
-# 1. Each sampler side by side in one process, AMP off then on (the first call also computes
-#    and caches the selective-search proposals, outside the timed steps).
+# 2. Data: the given root, else the shared VOC sample beside the checkout, else synthetic.
+if [[ -z "$DATA" && -d "$REPO/../shared/data/voc100/ImageSets" ]]; then
+  DATA=$(cd "$REPO/../shared/data/voc100" && pwd)
+fi
+if [[ -z "$DATA" ]]; then
+  DATA="$OUT/synth"
+  $STEPS synth "$DATA" "$TRAINVAL" "$TEST" || exit 1
+fi
+echo "data: $DATA (results in $OUT)"
+$STEPS config "$CONFIG" "$OUT/check.yaml" "$WEIGHTS" || exit 1
+COMMON=(--data "$DATA" --config "$OUT/check.yaml" --device "$DEVICE" --workers "$WORKERS")
+SAMPLERS=$(python3 -c "from ohemcli.samplers import SAMPLERS; print(','.join(SAMPLERS))")
+SAMPLERS="$SAMPLERS,hard_after_warmup:HardAfterWarmup"
+
+# 3. Every sampler, AMP off and on, in one process per mode.
 for amp in $AMP_MODES; do
-  python3 -m ohemcli bench --data "$DATA" --config "$CONFIG" ${PRETRAINED[@]+"${PRETRAINED[@]}"} --device "$DEVICE" \
-    "$amp" --iters "$ITERS" --warmup "$WARMUP" --workers "$WORKERS" --json > "$OUT/bench$amp.json"
+  if python3 -m ohemcli bench "${COMMON[@]}" "$amp" --samplers "$SAMPLERS" --iters "$ITERS" \
+    --warmup "$WARMUP" --mining-runs 1 --json > "$OUT/bench$amp.json" 2> "$OUT/bench$amp.log"; then
+    $STEPS bench-rows "$OUT/bench$amp.json" "$RESULTS" || true
+  else
+    record "bench $amp" FAIL "$(tail -n 1 "$OUT/bench$amp.log") (log: $OUT/bench$amp.log)"
+  fi
 done
-python3 benchmarks/gpu_summary.py "$OUT"/bench*.json
+last_amp=${AMP_MODES##* }
 
-# 2. End to end under the last AMP mode: training loop, hnm's mining pass, evaluation, summary.
-amp=${AMP_MODES##* }
-python3 -m ohemcli compare --data "$DATA" --config "$CONFIG" ${PRETRAINED[@]+"${PRETRAINED[@]}"} --device "$DEVICE" \
-  "$amp" --iters "$E2E_ITERS" --eval-points 1 --workers "$WORKERS" --out "$OUT/compare" \
-  --no-progress > "$OUT/compare.txt"
-python3 benchmarks/gpu_summary.py "$OUT"/compare/runs/*/summary.json
+# 4. Train, then resume to twice the iterations.
+RUN=(python3 -m ohemcli train "${COMMON[@]}" --sampler ohem --out "$OUT/resume")
+check "train ohem $ITERS iters" "${RUN[@]}" "$last_amp" --iters "$ITERS"
+check "resume ohem to $((2 * ITERS))" "${RUN[@]}" "$last_amp" --iters "$((2 * ITERS))" --resume
+check "resumed summary" $STEPS summary-iters "$OUT/resume/summary.json" "$((2 * ITERS))"
+
+# 5. The head trains under the last AMP mode.
+check "head weights change ($last_amp)" $STEPS head-change "$OUT/check.yaml" "$DATA" "$DEVICE" \
+  "$last_amp" "$OUT/head"
+
+# 6. Two GPUs: one torchrun job.
+gpus=$(python3 -c "import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)")
+if [[ "$DEVICE" == cuda && "$gpus" -ge 2 ]]; then
+  check "torchrun 2 GPUs" torchrun --standalone --nproc_per_node 2 -m ohemcli train "${COMMON[@]}" \
+    --sampler fixed --iters "$ITERS" --out "$OUT/ddp"
+else
+  record "torchrun 2 GPUs" skipped "$gpus GPU(s) visible on $DEVICE"
+fi
+
+# 7. One table, and the verdict.
+$STEPS table "$RESULTS"
+status=$?
 echo "gpu_check: done in $((SECONDS - start)) s"
+exit $status

@@ -105,9 +105,24 @@ def memory_in_use_mb(device: torch.device) -> float:
 
 
 def rank_autocast(device: torch.device, rank_dtype: str) -> contextlib.AbstractContextManager:
-    """The precision of the ranking passes (``sampler.rank_dtype``): float32 leaves them as the
-    caller runs them; bfloat16 autocasts their layers (the RoI pooling stays float32, see
-    ``ohemcli.model.fast_rcnn.FastRCNN.pool``)."""
+    """The precision of the ranking passes (``sampler.rank_dtype``), whatever autocast the
+    caller runs them in: float32 turns autocast off for the block (under ``--amp`` the read-only
+    pass runs inside the training autocast, and would otherwise rank in bf16); bfloat16
+    autocasts their layers (the RoI pooling stays float32, see
+    ``ohemcli.model.fast_rcnn.FastRCNN.pool``).
+
+    Either way the autocast weight cache is off for the block: a no-grad pass inside an
+    autocast with its cache on leaves cast weights without autograd history in the cache, and
+    the training forward that follows in the same autocast then gives the head no gradients
+    (pytorch#112583; fixed in torch's cache logic only in later releases than our floor).
+    """
     if rank_dtype == "float32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+        return torch.autocast(device.type, enabled=False, cache_enabled=False)
+    return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
+
+
+def set_tf32(on: bool) -> None:
+    """TF32 for CUDA matmuls and cuDNN convolutions on (``train.tf32``) or off, both switches,
+    so that a run's precision is what its config says and not cuDNN's default (TF32 on)."""
+    torch.backends.cuda.matmul.allow_tf32 = on
+    torch.backends.cudnn.allow_tf32 = on

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,53 +19,78 @@ def test_the_script_is_valid_bash():
     subprocess.run(["bash", "-n", str(SCRIPT)], check=True)
 
 
+def _clone(tmp_path: Path) -> Path:
+    """The checkout's files (tracked, as they are now) in a folder with no ../shared beside it."""
+    files = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    clone = tmp_path / "alone" / "repo"
+    for name in files:
+        if (REPO / name).is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, clone / name)
+    return clone
+
+
 @pytest.mark.slow
-def test_the_script_runs_its_bench_compare_and_table_on_the_cpu(tmp_path, small_synth):
+def test_the_script_runs_every_check_on_the_cpu_from_a_bare_clone(tmp_path):
+    clone = _clone(tmp_path)
     config = tmp_path / "small.yaml"
     config.write_text(
         yaml.safe_dump(
             {
-                "data": {"scale": 160, "max_size": 220, "max_proposals": 150},
+                "data": {"scale": 128, "max_size": 160, "max_proposals": 60},
                 "model": {"backbone": "tiny"},
-                "sampler": {"batch_rois": 32},
-                "train": {"lr": 0.01, "log_every": 1, "eval_points": 0},
+                "sampler": {"batch_rois": 16},
+                "train": {"lr": 0.01},
             }
         )
     )
     env = {
         **os.environ,
-        "PYTHONPATH": str(REPO),
+        "PYTHONPATH": str(clone),
         "DEVICE": "cpu",
         "CONFIG": str(config),
         "AMP_MODES": "--no-amp",
-        "WARMUP": "1",
-        "E2E_ITERS": "2",
+        "WARMUP": "0",
         "WORKERS": "0",
+        "TRAINVAL": "4",
+        "TEST": "2",
         "OUT": str(tmp_path / "out"),
+        "OMP_NUM_THREADS": "1",
     }
     done = subprocess.run(
-        ["bash", str(SCRIPT), str(small_synth), "2"],
+        ["bash", str(clone / "benchmarks" / "gpu_check.sh"), "", "1"],
         env=env,
         capture_output=True,
         text=True,
         cwd=tmp_path,
         check=False,
     )
-    assert done.returncode == 0, done.stderr[-2000:]
-    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
-    bench = [r for r in rows if r.startswith("| bench |")]
-    runs = [r for r in rows if r.startswith("| run (cpu) |")]
-    assert [r.split("|")[2].strip() for r in bench] == ["fixed", "hnm", "ohem"]
-    assert sorted(r.split("|")[2].strip() for r in runs) == ["fixed", "hnm", "ohem"]
-    for row in bench + runs:
-        cells = [c.strip() for c in row.strip("|").split("|")]
-        amp, iters, s_iter, peak, loss = cells[2], cells[3], cells[4], cells[6], cells[7]
-        assert amp == "False"
-        assert iters == ("3" if row in bench else "2")  # bench: 1 warm-up + 2 timed
-        assert float(s_iter) > 0 and float(peak) > 0 and float(loss) > 0
-    assert "weights: as the config says" in done.stdout  # a tiny config: no --pretrained passed
-    assert (tmp_path / "out" / "bench--no-amp.json").is_file()
-    assert done.stdout.rstrip().splitlines()[-1].startswith("gpu_check: done in")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert f"data: {tmp_path / 'out' / 'synth'}" in done.stdout  # no VOC root: synthetic
+    rows = [r.strip("|").split("|") for r in done.stdout.splitlines() if r.startswith("| ")]
+    checks = {c[0].strip(): c[1].strip() for c in rows[1:]}
+    names = ["fixed", "hnm", "ohem", "ohem-mmdet", "libra", "pisa", "sampling-free", "focal"]
+    for name in [*names, "hard_after_warmup:HardAfterWarmup"]:
+        assert checks[f"bench {name} amp=False"] == "ok", checks
+    assert checks["train ohem 1 iters"] == checks["resume ohem to 2"] == "ok"
+    assert checks["resumed summary"] == checks["head weights change (--no-amp)"] == "ok"
+    assert checks["torchrun 2 GPUs"] == "skipped"
+    assert "gpu_check: 13 passed, 1 skipped, 0 failed" in done.stdout
+
+
+@pytest.mark.slow
+def test_a_failed_check_makes_the_exit_non_zero(tmp_path):
+    results = tmp_path / "results.tsv"
+    results.write_text("bench ohem amp=True\tok\tfine\nhead weights change\tFAIL\tsame\n")
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu_check_steps.py"), "table", str(results)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1 and "| head weights change | FAIL | same |" in done.stdout
 
 
 def test_the_table_reads_bench_rows_and_run_summaries(tmp_path):

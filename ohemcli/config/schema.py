@@ -175,6 +175,13 @@ class TrainConfig:
     )
     log_every: int = 20  # iterations between metrics.jsonl lines
     eval_points: int = 0  # evenly spaced evaluations during training (for mAP vs wall-clock)
+    # TF32 for CUDA matmuls and cuDNN convolutions (Ampere and later). Off by default: a run's
+    # config says float32 and it then is float32 on every GPU generation, as the release trained
+    # (cuDNN's own default would be TF32 convolutions, so this is set, never left to torch).
+    tf32: bool = False
+    # Seconds a torchrun rank waits for the others (rank 0's evaluation, a failed rank) before
+    # it stops with one line. NCCL's 10-minute default is shorter than a first VOC07 evaluation.
+    dist_timeout_s: float = 3600.0
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from ohemcli.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,7 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    timeout_s: float = 0.0  # the process group's timeout (train.dist_timeout_s); 0: none
 
     @property
     def is_main(self) -> bool:
@@ -55,13 +60,26 @@ def export_submitit_env() -> bool:
     return True
 
 
-def init_distributed(device_kind: str) -> DistInfo:
-    """Join the torchrun process group when launched by torchrun; a single process otherwise."""
+def init_distributed(device_kind: str, timeout_s: float = 3600.0) -> DistInfo:
+    """Join the torchrun process group when launched by torchrun; a single process otherwise.
+
+    ``timeout_s`` (``train.dist_timeout_s``) bounds every wait for another rank: rank 0's
+    evaluation, and a rank that failed alone. NCCL's own default is 10 minutes, shorter than a
+    first VOC07 evaluation.
+    """
     if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) <= 1:
         return DistInfo()
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo")
-    info = DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group(
+            backend="nccl" if device_kind == "cuda" else "gloo",
+            timeout=timedelta(seconds=timeout_s),
+        )
+    info = DistInfo(
+        dist.get_rank(),
+        dist.get_world_size(),
+        int(os.environ.get("LOCAL_RANK", 0)),
+        timeout_s,
+    )
     if device_kind == "cuda":
         torch.cuda.set_device(info.local_rank)
     return info
@@ -85,7 +103,78 @@ def broadcast_parameters(model: nn.Module, info: DistInfo) -> None:
         dist.broadcast(t.data, src=0)
 
 
-def barrier(info: DistInfo) -> None:
-    """Wait for every rank (no-op in a single process)."""
-    if info.world_size > 1:
+def _timed_out(info: DistInfo, what: str) -> UserError:
+    """The one-line error of a rank that waited ``info.timeout_s`` for the others in ``what``."""
+    return UserError(
+        f"train.dist_timeout_s: rank {info.rank} waited {info.timeout_s:g} s for the other ranks "
+        f"({what}) and gave up; another rank failed or is still busy (raise train.dist_timeout_s "
+        "for a long evaluation)"
+    )
+
+
+def barrier(info: DistInfo, what: str = "barrier") -> None:
+    """Wait for every rank (no-op in a single process); a rank that waits past the group's
+    timeout, or whose peer died, stops with one line instead of a traceback."""
+    if info.world_size <= 1:
+        return
+    try:
         dist.barrier()
+    except RuntimeError:  # gloo and NCCL report a timeout or a dead peer as RuntimeError
+        raise _timed_out(info, what) from None
+
+
+def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
+    """True on every rank when ``flag`` is true on at least one (one small all-reduce); the
+    local flag in a single process (no sync)."""
+    if info.world_size <= 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    try:
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    except RuntimeError:
+        raise _timed_out(info, "agreeing on a flag") from None
+    return bool(t.item())
+
+
+def gather_objects(obj: Any, info: DistInfo) -> list[Any]:
+    """Every rank's ``obj`` (picklable), in rank order, on every rank; ``[obj]`` alone."""
+    if info.world_size <= 1:
+        return [obj]
+    out: list[Any] = [None] * info.world_size
+    try:
+        dist.all_gather_object(out, obj)
+    except RuntimeError:
+        raise _timed_out(info, "gathering states") from None
+    return out
+
+
+def broadcast_object(obj: Any, info: DistInfo) -> Any:
+    """Rank 0's ``obj`` (picklable) on every rank; ``obj`` itself in a single process."""
+    if info.world_size <= 1:
+        return obj
+    box = [obj]
+    try:
+        dist.broadcast_object_list(box, src=0)
+    except RuntimeError:
+        raise _timed_out(info, "hearing from rank 0") from None
+    return box[0]
+
+
+# Each rank's seeds are the run's seed plus this prime times its rank: rank 0 keeps the run's
+# seed (a one-process run and rank 0 draw alike), and rank r of seed s never meets seed s + r.
+RANK_SEED_STRIDE = 1_000_003
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of rank ``rank`` of a run seeded ``seed``."""
+    return seed + RANK_SEED_STRIDE * rank
+
+
+def seed_rank(gen: torch.Generator, seed: int, info: DistInfo) -> None:
+    """Give this rank its own sampling generator and global seed (dropout masks): call it after
+    the weights are broadcast, so that every rank starts from rank 0's weights but draws its own
+    RoIs and masks. A no-op in a single process (and on rank 0, which keeps ``seed``)."""
+    if info.world_size <= 1 or info.rank == 0:
+        return
+    gen.manual_seed(rank_seed(seed, info.rank))
+    torch.manual_seed(rank_seed(seed, info.rank))

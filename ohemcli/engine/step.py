@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from ohemcli.data.batching import Batch
 from ohemcli.device import rank_autocast
 from ohemcli.engine.batch_loss import batch_loss
-from ohemcli.engine.distributed import DistInfo, average_gradients
+from ohemcli.engine.distributed import DistInfo, any_rank, average_gradients, gather_objects
 from ohemcli.errors import UserError
 from ohemcli.model.fast_rcnn import FastRCNN, rois_with_batch_index
 from ohemcli.model.losses import LossTerms, RoILosses
@@ -34,12 +34,18 @@ class NonFiniteLoss(UserError):
     """The loss became NaN or infinite; the weights were not updated with it."""
 
     def __init__(
-        self, iteration: int, term: str, value: float, kept: str = "", advice: str = ""
+        self,
+        iteration: int,
+        term: str,
+        value: float,
+        kept: str = "",
+        advice: str = "",
+        where: str = "",
     ) -> None:
-        self.iteration, self.term, self.value = iteration, term, value
+        self.iteration, self.term, self.value, self.where = iteration, term, value, where
         super().__init__(
-            f"train.lr: the {term} loss became {value} at iteration {iteration}; the run stopped "
-            f"before updating the weights{kept} ({advice or 'try a lower train.lr'})"
+            f"train.lr: the {term} loss{where} became {value} at iteration {iteration}; the run "
+            f"stopped before updating the weights{kept} ({advice or 'try a lower train.lr'})"
         )
 
 
@@ -160,7 +166,9 @@ def readonly_losses(
     read-only net) or off (mmdetection's heads have no dropout)."""
     rois = rois_with_batch_index([r.boxes for r in images])
     ranked = model.rank_pool(features, rois)
-    pooled = ranked.pooled.to(features.dtype)
+    # float32 ranks on rank_pool's float32 rows as they are (rank_autocast turns autocast off,
+    # so a bf16 copy would meet float32 weights); bfloat16 ranks under its own autocast.
+    pooled = ranked.pooled if rank_dtype == "float32" else ranked.pooled.to(features.dtype)
     if clock is not None:
         clock.lap("pool")
     # The head runs over every RoI here, before the training forward draws its own dropout masks.
@@ -204,6 +212,7 @@ def choose_rois(
         as_selection(
             sampler.select(r, None if readonly is None else readonly[i], per_image, gen),
             len(r.labels),
+            r.labels.device,  # every sampler's answer, plugins' too, moves to the RoIs' device
         )
         for i, r in enumerate(images)
     ]
@@ -240,12 +249,35 @@ def health(
     return true_fg, top_bg
 
 
-def check_finite(losses: RoILosses | LossTerms, count: int, iteration: int) -> None:
-    """Raise :class:`NonFiniteLoss` naming the term (cls, then box) whose sum is not finite."""
+def _non_finite(losses: RoILosses | LossTerms, count: int) -> tuple[str, float] | None:
+    """The first term (cls, then box) whose sum is not finite, with its value; None if none."""
     for term, values in (("cls", losses.cls), ("box", losses.box)):
         value = values.sum().item() / count
         if not math.isfinite(value):
-            raise NonFiniteLoss(iteration, term, value)
+            return term, value
+    return None
+
+
+def check_finite(
+    losses: RoILosses | LossTerms, count: int, iteration: int, dist: DistInfo | None = None
+) -> None:
+    """Raise :class:`NonFiniteLoss` naming the term (cls, then box) whose sum is not finite.
+
+    Under torchrun (``dist``) the ranks agree first, with one small all-reduce of a flag, so
+    that every rank stops before the update with the same line (naming the rank), instead of
+    the others waiting in the gradient all-reduce for the one that raised.
+    """
+    bad = _non_finite(losses, count)
+    if (
+        dist is not None
+        and dist.world_size > 1
+        and any_rank(bad is not None, dist, losses.cls.device)
+    ):
+        reports = gather_objects(bad, dist)  # rare: only once some rank's loss is not finite
+        rank, (term, value) = next((r, b) for r, b in enumerate(reports) if b is not None)
+        raise NonFiniteLoss(iteration, term, value, where=f" of rank {rank}")
+    if bad is not None:
+        raise NonFiniteLoss(iteration, *bad)
 
 
 def apply_loss(loss: Tensor, model: nn.Module, updater: Updater) -> None:
@@ -323,7 +355,7 @@ def train_step(
         loss = terms.cls + terms.box
         measured = health(model, features, images, chosen) if measure_health else (None, None)
     count = max(1, len(labels))
-    check_finite(terms, 1, iteration)
+    check_finite(terms, 1, iteration, updater.dist)
     parts["head"] = clock.lap()
     apply_loss(loss, model, updater)
     parts["backward"] = clock.lap()

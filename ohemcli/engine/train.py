@@ -29,9 +29,18 @@ from ohemcli.device import (
     peak_memory_mb,
     reset_peak_memory,
     resolve_device,
+    set_tf32,
     synchronize,
 )
-from ohemcli.engine.distributed import DistInfo, barrier, broadcast_parameters, init_distributed
+from ohemcli.engine.distributed import (
+    DistInfo,
+    barrier,
+    broadcast_object,
+    broadcast_parameters,
+    gather_objects,
+    init_distributed,
+    seed_rank,
+)
 from ohemcli.engine.host_runs import HostRuns, device_names
 from ohemcli.engine.mining import mine_false_positives
 from ohemcli.engine.optimizer import build_optimizer
@@ -90,7 +99,8 @@ class Trainer:
         cfg = apply_regime(cfg)  # the sampler's budget and method, recorded in config.yaml
         check_setup(cfg)  # cache, device, model: before the data and the folder
         self.device = resolve_device(cfg.train.device)
-        self.dist: DistInfo = init_distributed(self.device.type)
+        set_tf32(cfg.train.tf32)  # chosen, never cuDNN's default (recorded in config and summary)
+        self.dist: DistInfo = init_distributed(self.device.type, cfg.train.dist_timeout_s)
         if self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         self.show = show_progress and self.dist.is_main
@@ -134,7 +144,9 @@ class Trainer:
             self.sampler,
             self.gen,
             self.scaler,
+            self.device,
         )
+        self.rank_rngs: list[dict[str, Any]] | None = None  # every rank's, at the last save
         self.state = TrainState()
         self.saved_at: int | None = None  # iteration of the checkpoint on disk
         self.test_data = None
@@ -143,20 +155,28 @@ class Trainer:
         if checkpoint is not None:
             self._restore(checkpoint)
         broadcast_parameters(self.model, self.dist)
+        if not self.checkpointer.rng_restored:  # each rank draws its own RoIs and dropout masks
+            seed_rank(self.gen, cfg.train.seed, self.dist)
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
         """Continue from ``ckpt``; the logs lose the lines written after it was saved."""
-        self.state = TrainState.from_dict(self.checkpointer.restore(ckpt))
+        self.state = TrainState.from_dict(self.checkpointer.restore(ckpt, self.dist.rank))
         self.saved_at = self.state.iteration
         if self.dist.is_main:
             for log in (self.paths.metrics, self.paths.evals):
                 truncate_jsonl(log, self.state.iteration)
 
-    def save(self) -> None:
-        """Write the checkpoint (rank 0 only)."""
+    def save(self, gather: bool = True) -> None:
+        """Write the checkpoint (rank 0), with every rank's RNG states: with ``gather`` every
+        rank must call it (one small gather); without, rank 0 alone reuses the last gathered."""
+        if gather:
+            self.rank_rngs = gather_objects(self.checkpointer.rank_rng(), self.dist)
         if not self.dist.is_main:
             return
-        self.checkpointer.save(self.state.to_dict(), self.cfg)
+        rngs = self.rank_rngs
+        if rngs is not None:
+            rngs = [self.checkpointer.rank_rng(), *rngs[1:]]  # rank 0's own is always fresh
+        self.checkpointer.save(self.state.to_dict(), self.cfg, rngs)
         self.saved_at = self.state.iteration
 
     def _write(self, path: Path, record: dict[str, Any], kind: str) -> None:
@@ -203,7 +223,7 @@ class Trainer:
                 else "; no checkpoint was written yet"
             )
             raise NonFiniteLoss(
-                exc.iteration, exc.term, exc.value, kept, self._lower_lr_advice()
+                exc.iteration, exc.term, exc.value, kept, self._lower_lr_advice(), exc.where
             ) from None
         synchronize(self.device)
         result.step_time = time.perf_counter() - start
@@ -362,10 +382,13 @@ class Trainer:
 
     def _evaluate_if_due(self, it: int, eval_points: set[int]) -> bool:
         """After iteration ``it``: evaluate at an eval point before the last (rank 0); the last
-        is the final evaluation. True when it evaluated."""
-        due = self.dist.is_main and it + 1 in eval_points and it + 1 < self.cfg.train.iters
+        is the final evaluation. True on every rank when it evaluated: the other ranks wait at a
+        barrier meanwhile (up to ``train.dist_timeout_s``), not inside the next all-reduce."""
+        due = it + 1 in eval_points and it + 1 < self.cfg.train.iters
         if due:
-            self.evaluate(final=False)
+            if self.dist.is_main:
+                self.evaluate(final=False)
+            barrier(self.dist, "rank 0 evaluating")
         return due
 
     def _checkpoint_if_due(self, it: int, evaluated: bool) -> None:
@@ -386,7 +409,7 @@ class Trainer:
         if not self.dist.is_main:
             return {}
         result = self.evaluate(final=True)
-        self.save()
+        self.save(gather=False)  # the other ranks have left; their RNG states are the last save's
         devices = device_names(self.device, self.dist)
         peak_mb = peak_memory_mb(self.device)
         summary = self.state.summary(
@@ -398,6 +421,7 @@ class Trainer:
             self._stability(result["mAP"]).to_dict(),
         )
         summary["data_fingerprint"] = self.data_fingerprint
+        summary["tf32"] = self.cfg.train.tf32  # the precision the run's matmuls and convs had
         atomic_write_json(self.paths.summary, summary)
         return summary
 
@@ -438,11 +462,28 @@ def _train(
     if trainer.state.iteration >= cfg.train.iters and done is not None:
         err_console.print(f"{trainer.paths.root}: already trained to {cfg.train.iters} iterations")
         return done
+    with contextlib.ExitStack() as held:
+        _take_run_lock(trainer, held)
+        return trainer.run()
+
+
+def _take_run_lock(trainer: Trainer, held: contextlib.ExitStack) -> None:
+    """Rank 0 takes the run folder's lock (held until ``held`` closes) and tells every rank
+    whether it got it, so that under torchrun all ranks stop together with its one line instead
+    of the others waiting for it in the first all-reduce."""
+    refused: str | None = None
+    if trainer.dist.is_main:
+        try:
+            held.enter_context(run_lock(trainer.paths))
+        except UserError as exc:
+            refused = str(exc)
+    refused = broadcast_object(refused, trainer.dist)
+    if refused is not None:
+        raise UserError(refused)
     if not trainer.dist.is_main:
-        return trainer.run()
-    with run_lock(trainer.paths), HostRuns() as host:
-        if trainer.state.iteration == 0:  # a fresh run: nothing of an earlier one stays
-            clear_leftovers(trainer.paths)
-        trainer.host = host
-        trainer.state.concurrent_runs = max(trainer.state.concurrent_runs, host.most)
-        return trainer.run()
+        return
+    host = held.enter_context(HostRuns())
+    if trainer.state.iteration == 0:  # a fresh run: nothing of an earlier one stays
+        clear_leftovers(trainer.paths)
+    trainer.host = host
+    trainer.state.concurrent_runs = max(trainer.state.concurrent_runs, host.most)

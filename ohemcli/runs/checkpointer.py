@@ -69,19 +69,34 @@ def saved_weights(ckpt: dict[str, Any]) -> tuple[dict[str, torch.Tensor], tuple[
     return ckpt["model"], tuple(ckpt["classes"])
 
 
-def rng_state() -> dict[str, Any]:
-    """The global torch RNG states (CPU and, when present, every CUDA device)."""
+def rng_state(device: torch.device | None = None) -> dict[str, Any]:
+    """The global torch RNG states: the CPU's and, on a CUDA ``device``, that device's only.
+
+    One device, not every visible one: a checkpoint of an 8-GPU host resumed where fewer GPUs
+    are visible (a compare job's ``CUDA_VISIBLE_DEVICES``, a 1-GPU Slurm job) must still load.
+    """
     state: dict[str, Any] = {"cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what :func:`rng_state` returned."""
+def set_rng_state(state: dict[str, Any], device: torch.device | None = None) -> None:
+    """Restore what :func:`rng_state` returned; on a CUDA ``device``, its saved state.
+
+    A checkpoint written before issue 35 holds a list, one state per GPU then visible: this
+    device's entry is restored when the list has one, and the rest are left alone.
+    """
     torch.set_rng_state(state["cpu"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    saved = state.get("cuda")
+    if saved is None or device is None or device.type != "cuda":
+        return
+    if isinstance(saved, (list, tuple)):
+        index = device.index or 0
+        if index >= len(saved):
+            return
+        saved = saved[index]
+    torch.cuda.set_rng_state(saved, device)
 
 
 class Checkpointer:
@@ -90,6 +105,10 @@ class Checkpointer:
     The checkpoint holds the model, optimizer, LR scheduler and sampler state, the sampler's
     generator, the global RNG states, the training loop's running totals (``state``, a plain
     dict), the config with its class list, and the AMP grad scaler when the run has one.
+
+    Under torchrun every rank draws its own RoIs and dropout masks: ``save`` takes every rank's
+    generator and RNG states (``rank_rngs``, gathered to rank 0) and ``restore`` gives each rank
+    its own back (``rng_restored`` says whether the checkpoint had this rank's).
     """
 
     def __init__(
@@ -101,6 +120,7 @@ class Checkpointer:
         sampler: RoISampler,
         generator: torch.Generator,
         scaler: torch.amp.GradScaler | None = None,
+        device: torch.device | None = None,
     ) -> None:
         self.path = Path(path)
         self.model = model
@@ -109,26 +129,43 @@ class Checkpointer:
         self.sampler = sampler
         self.generator = generator
         self.scaler = scaler
+        self.device = device  # whose CUDA RNG state is saved (None: the CPU's only)
+        self.rng_restored = False
 
-    def save(self, state: dict[str, Any], cfg: ExperimentConfig) -> None:
-        """Write the objects' states, the loop's ``state`` as given, ``cfg`` and its classes."""
+    def rank_rng(self) -> dict[str, Any]:
+        """This process's generator and global RNG states, for :meth:`save`'s ``rank_rngs``."""
+        return {"sampler_generator": self.generator.get_state(), "rng": rng_state(self.device)}
+
+    def save(
+        self,
+        state: dict[str, Any],
+        cfg: ExperimentConfig,
+        rank_rngs: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """Write the objects' states, the loop's ``state`` as given, ``cfg`` and its classes;
+        ``rank_rngs``: every rank's :meth:`rank_rng`, in rank order (torchrun)."""
         ckpt = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "sampler": self.sampler.state_dict(),
             "sampler_generator": self.generator.get_state(),
-            "rng": rng_state(),
+            "rng": rng_state(self.device),
             "state": state,
             "config": config_to_dict(cfg),
             "classes": list(cfg.data.classes or ()),
         }
         if self.scaler is not None:
             ckpt["scaler"] = self.scaler.state_dict()
+        if rank_rngs is not None and len(rank_rngs) > 1:
+            ckpt["rng_ranks"] = rank_rngs
         save_checkpoint(self.path, ckpt)
 
-    def restore(self, ckpt: dict[str, Any]) -> dict[str, Any]:
+    def restore(self, ckpt: dict[str, Any], rank: int = 0) -> dict[str, Any]:
         """Load ``ckpt`` (from :func:`read_checkpoint`) into the objects; return its ``state``.
+
+        Rank ``rank`` gets its own RNG states back; a rank the checkpoint has none for (it was
+        written by fewer ranks) keeps the states it has (``rng_restored`` is then False).
 
         An optimizer state whose parameter groups differ from this run's (the groups follow
         ``train.bias_lr_factor``, ``train.bias_weight_decay`` and ``train.bias_decay_scope``) is
@@ -144,8 +181,21 @@ class Checkpointer:
             ) from None
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.sampler.load_state_dict(ckpt["sampler"])
-        self.generator.set_state(ckpt["sampler_generator"])
-        set_rng_state(ckpt["rng"])
+        self._restore_rng(ckpt, rank)
         if self.scaler is not None and "scaler" in ckpt:
             self.scaler.load_state_dict(ckpt["scaler"])
         return ckpt["state"]
+
+    def _restore_rng(self, ckpt: dict[str, Any], rank: int) -> None:
+        """This rank's generator and global RNG states from ``ckpt`` (see :meth:`restore`)."""
+        ranks = ckpt.get("rng_ranks") or []
+        if rank < len(ranks):
+            mine = ranks[rank]
+        elif rank == 0:
+            mine = {"sampler_generator": ckpt["sampler_generator"], "rng": ckpt["rng"]}
+        else:
+            self.rng_restored = False
+            return
+        self.generator.set_state(mine["sampler_generator"])
+        set_rng_state(mine["rng"], self.device)
+        self.rng_restored = True

@@ -163,7 +163,9 @@ def clear_leftovers(paths: RunPaths) -> None:
 def _same_run(where: Path, saved: ExperimentConfig, cfg: ExperimentConfig) -> None:
     """Refuse a resume whose saved config differs from the run's (the budget may grow)."""
     run = with_recorded_choices(cfg)
-    run = replace(run, train=replace(run.train, iters=saved.train.iters))
+    # The budget may grow, and how long torchrun ranks wait for each other changes no result.
+    train = replace(run.train, iters=saved.train.iters, dist_timeout_s=saved.train.dist_timeout_s)
+    run = replace(run, train=train)
     if cfg.data.classes is None:  # the saved config holds the class list the data gave
         run = replace(run, data=replace(run.data, classes=saved.data.classes))
     diff = first_difference(config_to_dict(saved), config_to_dict(run), KEY_ORDER)

@@ -50,9 +50,12 @@ class ProtocolError(ValueError):
     """A sampler's answer does not follow the protocol (the message says how)."""
 
 
-def as_selection(answer: object, num_rois: int) -> Selection:
-    """``select``'s answer as a checked :class:`Selection` (a tensor is one with no weights).
+def as_selection(answer: object, num_rois: int, device: torch.device | None = None) -> Selection:
+    """``select``'s answer as a checked :class:`Selection` (a tensor is one with no weights),
+    with its tensors on ``device`` (the RoIs' device; None: where the sampler left them).
 
+    This is the one place where a sampler's output meets the RoIs' device: a plugin that builds
+    its weights on the CPU would otherwise multiply a CUDA loss by a CPU tensor in the step.
     Raises :class:`ProtocolError` when the positions are not a 1-D integer tensor within
     ``[0, num_rois)``, a weight does not match them in length, or the loss is unknown.
     """
@@ -67,7 +70,8 @@ def as_selection(answer: object, num_rois: int) -> Selection:
             f"select() returned a {str(idx.dtype).removeprefix('torch.')} tensor; return positions "
             "as int64 (a mask m gives them as m.nonzero().flatten())"
         )
-    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= num_rois):
+    # Checked where the values are, before the move (a tensor on ``meta`` has none to check).
+    if idx.numel() and not idx.is_meta and (int(idx.min()) < 0 or int(idx.max()) >= num_rois):
         raise ProtocolError(f"select() returned a position outside [0, {num_rois})")
     for name in ("cls_weight", "box_weight"):
         weight = getattr(selection, name)
@@ -77,7 +81,21 @@ def as_selection(answer: object, num_rois: int) -> Selection:
         raise ProtocolError(
             f"select(): unknown loss {selection.loss!r} (choose from {', '.join(LOSS_KINDS)})"
         )
-    return selection
+    return selection if device is None else _on_device(selection, device)
+
+
+def _on_device(selection: Selection, device: torch.device) -> Selection:
+    """``selection`` with its tensors on ``device`` (the same object when they already are)."""
+
+    def move(t: Tensor | None) -> Tensor | None:
+        return None if t is None else t.to(device, non_blocking=True)
+
+    return Selection(
+        move(selection.indices),  # type: ignore[arg-type]
+        move(selection.cls_weight),
+        move(selection.box_weight),
+        selection.loss,
+    )
 
 
 @dataclass
