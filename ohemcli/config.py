@@ -196,6 +196,9 @@ class TrainConfig:
     )
     log_every: int = 20  # iterations between metrics.jsonl lines
     eval_points: int = 0  # evenly spaced evaluations during training (for mAP vs wall-clock)
+    # TensorBoard event files in RUN/tb/ (when the package is installed); not part of what makes
+    # two runs comparable (runs.settings), nor of what a resume must match (runs.guard)
+    tensorboard: bool = True
 
 
 @dataclass(frozen=True)

@@ -226,6 +226,7 @@ RULES: dict[str, Rule] = {
     "train.checkpoint_every": COUNT,
     "train.log_every": COUNT,
     "train.eval_points": COUNT0,
+    "train.tensorboard": Flag(),
     "eval.nms": IOU,
     "eval.score_thresh": FRACTION,
     "eval.max_dets": COUNT,

@@ -61,6 +61,7 @@ from ohemcli.cli.option_types import (
     RoIOpOpt,
     ScoreThreshOpt,
     TargetMapOpt,
+    TensorboardOpt,
     TestProtocolOpt,
     TrainImagesOpt,
     WeightsOpt,
@@ -140,6 +141,7 @@ def compare_command(
     iters: IterOpt = None,
     device: DeviceOpt = None,
     amp: AmpOpt = None,
+    tensorboard: TensorboardOpt = None,
     lr: LrOpt = None,
     eval_points: EvalPointsOpt = None,
     out: Annotated[

@@ -219,6 +219,14 @@ DeviceOpt = Annotated[
 AmpOpt = Annotated[
     bool | None, _opt("--amp/--no-amp", panel=TRAINING, help="Mixed precision (CUDA).")
 ]
+TensorboardOpt = Annotated[
+    bool | None,
+    _opt(
+        "--tensorboard/--no-tensorboard",
+        panel=OUTPUT,
+        help="TensorBoard event files in RUN/tb/ (on when tensorboard is installed).",
+    ),
+]
 LrOpt = Annotated[float | None, _opt("--lr", panel=TRAINING, help="Base learning rate.")]
 EvalPointsOpt = Annotated[
     int | None, _opt("--eval-points", panel=TRAINING, help="Evaluations during training.")

@@ -58,6 +58,7 @@ OPTION_KEYS: dict[str, str] = {
     "lr": "train.lr",
     "eval_points": "train.eval_points",
     "checkpoint_every": "train.checkpoint_every",
+    "tensorboard": "train.tensorboard",
     "images_per_batch": "train.images_per_batch",
     "max_dets": "eval.max_dets",
     "score_thresh": "eval.score_thresh",

@@ -156,14 +156,18 @@ def clear_leftovers(paths: RunPaths) -> None:
     """Remove the files of an earlier run that died before its first checkpoint."""
     for path in (paths.config, paths.metrics, paths.evals, paths.summary, paths.plugin):
         path.unlink(missing_ok=True)
-    if paths.eval_dir.is_dir():
-        shutil.rmtree(paths.eval_dir)
+    for folder in (paths.eval_dir, paths.tensorboard):
+        if folder.is_dir():
+            shutil.rmtree(folder)
 
 
 def _same_run(where: Path, saved: ExperimentConfig, cfg: ExperimentConfig) -> None:
     """Refuse a resume whose saved config differs from the run's (the budget may grow)."""
     run = with_recorded_choices(cfg)
-    run = replace(run, train=replace(run.train, iters=saved.train.iters))
+    # The budget may grow, and event files may be turned on or off (they change no number).
+    run = replace(
+        run, train=replace(run.train, iters=saved.train.iters, tensorboard=saved.train.tensorboard)
+    )
     if cfg.data.classes is None:  # the saved config holds the class list the data gave
         run = replace(run, data=replace(run.data, classes=saved.data.classes))
     diff = first_difference(config_to_dict(saved), config_to_dict(run), KEY_ORDER)
