@@ -283,7 +283,7 @@ def finish_compare(
         write_analysis(out_dir, a)
         print_results(a, Format.json if json_out else Format.table)
         err_console.print(
-            f"Files: {out_dir}/report.md, summary.csv, pairs.csv, results.csv, plots/",
+            f"Files: {out_dir}/report.md, report.html, summary.csv, pairs.csv, results.csv, plots/",
             highlight=False,
             soft_wrap=True,
         )
