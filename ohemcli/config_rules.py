@@ -228,6 +228,7 @@ RULES: dict[str, Rule] = {
     "train.eval_points": COUNT0,
     "train.tf32": Flag(),
     "train.dist_timeout_s": Number(lo=1.0, hi=7 * 24 * 3600.0),
+    "train.tensorboard": Flag(),
     "eval.nms": IOU,
     "eval.score_thresh": FRACTION,
     "eval.max_dets": COUNT,

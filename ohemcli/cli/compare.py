@@ -178,7 +178,7 @@ def finish_compare(result: CompareResult, json_out: bool = False) -> None:
     if report.analysis is not None:
         print_results(report.analysis, Format.json if json_out else Format.table)
         err_console.print(
-            f"Files: {out_dir}/report.md, summary.csv, pairs.csv, results.csv, plots/",
+            f"Files: {out_dir}/report.md, report.html, summary.csv, pairs.csv, results.csv, plots/",
             highlight=False,
             soft_wrap=True,
         )

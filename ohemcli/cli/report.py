@@ -60,6 +60,6 @@ def report_command(
     print_results(a, fmt, runs)
     if target is not None:
         err_console.print(
-            f"wrote {target}/report.md, summary.csv, pairs.csv, results.csv"
+            f"wrote {target}/report.md, report.html, summary.csv, pairs.csv, results.csv"
             + (", plots/" if plots else "")
         )

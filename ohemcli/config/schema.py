@@ -182,6 +182,9 @@ class TrainConfig:
     # Seconds a torchrun rank waits for the others (rank 0's evaluation, a failed rank) before
     # it stops with one line. NCCL's 10-minute default is shorter than a first VOC07 evaluation.
     dist_timeout_s: float = 3600.0
+    # TensorBoard event files in RUN/tb/ (when the package is installed); not part of what makes
+    # two runs comparable (runs.settings), nor of what a resume must match (runs.guard)
+    tensorboard: bool = True
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ from ohemcli.engine.optimizer import build_optimizer
 from ohemcli.engine.preflight import check_setup
 from ohemcli.engine.state import TrainState, eval_iterations
 from ohemcli.engine.step import NonFiniteLoss, StepResult, Updater, train_step
+from ohemcli.engine.tensorboard import EventWriter, open_events
 from ohemcli.errors import UserError
 from ohemcli.fileio import append_jsonl, atomic_write_json, atomic_write_text, truncate_jsonl
 from ohemcli.model.backbones import check_pretrained_available
@@ -96,6 +97,7 @@ class Trainer:
     ) -> None:
         self.callback = callback
         self.host: HostRuns | None = None  # rank 0 marks itself as training on this host
+        self.events: EventWriter | None = None  # TensorBoard, rank 0, opened by run()
         cfg = apply_regime(cfg)  # the sampler's budget and method, recorded in config.yaml
         check_setup(cfg)  # cache, device, model: before the data and the folder
         self.device = resolve_device(cfg.train.device)
@@ -178,10 +180,14 @@ class Trainer:
             rngs = [self.checkpointer.rank_rng(), *rngs[1:]]  # rank 0's own is always fresh
         self.checkpointer.save(self.state.to_dict(), self.cfg, rngs)
         self.saved_at = self.state.iteration
+        if self.events is not None:  # the event files hold what the checkpoint holds
+            self.events.flush()
 
     def _write(self, path: Path, record: dict[str, Any], kind: str) -> None:
-        """Append ``record`` to a JSONL log and hand it to the callback."""
+        """Append ``record`` to a JSONL log, the event files and hand it to the callback."""
         append_jsonl(path, record)
+        if self.events is not None:
+            self.events.write(record, kind)
         if self.host is not None and kind == "metrics":
             self.state.concurrent_runs = max(self.state.concurrent_runs, self.host.sample())
         if self.callback is not None:
@@ -326,6 +332,13 @@ class Trainer:
 
     def run(self) -> dict[str, Any]:
         """Train to ``train.iters`` (resuming from a checkpoint), evaluate, write the summary."""
+        try:
+            return self._run()
+        finally:  # a failed run's event files end readable at what it logged
+            if self.events is not None:
+                self.events.close()
+
+    def _run(self) -> dict[str, Any]:
         c = self.cfg.train
         self._begin()
         eval_points = eval_iterations(c.iters, c.eval_points, c.lr_steps)
@@ -364,6 +377,9 @@ class Trainer:
             atomic_write_text(self.paths.config, config_to_yaml(self.cfg))
             if isinstance(self.sampler, PluginSampler):  # which code ran, for the record
                 atomic_write_json(self.paths.plugin, self.sampler.info.to_dict())
+            self.events = open_events(
+                self.cfg.train.tensorboard, self.paths.tensorboard, self.state.iteration
+            )
         self.model.train()
         it = self.state.iteration
         if 0 < it < self.cfg.train.iters and self._mining_due(it - 1) and self.state.mined_at != it:

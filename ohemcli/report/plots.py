@@ -136,10 +136,24 @@ def _style(frame: pd.DataFrame, seed: int) -> str:
     return _STYLES[seeds.index(seed) % len(_STYLES)]
 
 
+# SVG (report.html embeds the plots): text stays text, so the page is searchable and small, and
+# no date in the file, so that a re-rendered page differs only where its numbers do.
+_SVG = {"svg.fonttype": "none", "svg.hashsalt": "ohemcli"}
+
+
 def save_figure(fig: Figure, path: Path) -> Path:
-    """Save ``fig`` as PNG atomically and close it."""
+    """Save ``fig`` atomically, as PNG or as SVG for a ``.svg`` path, and close it."""
+    svg = path.suffix == ".svg"
+
+    def save(p: Path) -> None:
+        if not svg:
+            fig.savefig(p, format="png", dpi=110, bbox_inches="tight")
+            return
+        with matplotlib.rc_context(_SVG):
+            fig.savefig(p, format="svg", bbox_inches="tight", metadata={"Date": None})
+
     try:
-        atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"))
+        atomic_write(path, save)
     finally:
         plt.close(fig)
     return path

@@ -5,6 +5,7 @@ Layout (names from ``runs.paths.ComparePaths``)::
     OUT/results.csv, summary.csv     one row per run / per sampler
     OUT/pairs.csv                    one row per pair of samplers (Δ, interval, verdict)
     OUT/report.md, OUT/plots/*.png   the report with its plots
+    OUT/report.html                  the same as one self-contained page (report.html_page)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import yaml
 from ohemcli.fileio import atomic_write_text
 from ohemcli.report import tables
 from ohemcli.report.analysis import Analysis, analyse_results, protocol_lines
+from ohemcli.report.html_page import Provenance, invoked_command, write_html
 from ohemcli.report.plots import write_plots
 from ohemcli.report.settled import RULES_NOTE
 from ohemcli.runs.paths import ComparePaths
@@ -170,8 +172,11 @@ def report_markdown(
     return "\n".join(parts)
 
 
-def write_analysis(out_dir: Path, a: Analysis, plots: bool = True) -> list[Path]:
-    """Write results.csv, summary.csv, pairs.csv, report.md and plots/*.png into ``out_dir``."""
+def write_analysis(
+    out_dir: Path, a: Analysis, plots: bool = True, command: str | None = None
+) -> list[Path]:
+    """Write results.csv, summary.csv, pairs.csv, report.md, report.html and plots/*.png into
+    ``out_dir``; ``command``: the one the page names (default: this process's ``ohem`` line)."""
     out = ComparePaths(Path(out_dir))
     written = [
         atomic_write_text(out.results_csv, tables.to_csv(a.results)),
@@ -185,6 +190,8 @@ def write_analysis(out_dir: Path, a: Analysis, plots: bool = True) -> list[Path]
         drawn, skipped = write_plots(a.results, evals, metrics, out)
     written += drawn
     written.append(atomic_write_text(out.report_md, report_markdown(out, a, drawn, skipped)))
+    made = Provenance(command or invoked_command(), _config_yaml(out, a.runs), environment())
+    written.append(write_html(out.root, a, made, plots))
     return written
 
 

@@ -156,15 +156,22 @@ def clear_leftovers(paths: RunPaths) -> None:
     """Remove the files of an earlier run that died before its first checkpoint."""
     for path in (paths.config, paths.metrics, paths.evals, paths.summary, paths.plugin):
         path.unlink(missing_ok=True)
-    if paths.eval_dir.is_dir():
-        shutil.rmtree(paths.eval_dir)
+    for folder in (paths.eval_dir, paths.tensorboard):
+        if folder.is_dir():
+            shutil.rmtree(folder)
 
 
 def _same_run(where: Path, saved: ExperimentConfig, cfg: ExperimentConfig) -> None:
     """Refuse a resume whose saved config differs from the run's (the budget may grow)."""
     run = with_recorded_choices(cfg)
-    # The budget may grow, and how long torchrun ranks wait for each other changes no result.
-    train = replace(run.train, iters=saved.train.iters, dist_timeout_s=saved.train.dist_timeout_s)
+    # The budget may grow; how long torchrun ranks wait for each other and whether event files
+    # are written change no result.
+    train = replace(
+        run.train,
+        iters=saved.train.iters,
+        dist_timeout_s=saved.train.dist_timeout_s,
+        tensorboard=saved.train.tensorboard,
+    )
     run = replace(run, train=train)
     if cfg.data.classes is None:  # the saved config holds the class list the data gave
         run = replace(run, data=replace(run.data, classes=saved.data.classes))

@@ -66,6 +66,11 @@ class RunPaths:
         return self.root / "checkpoint.pt"
 
     @property
+    def tensorboard(self) -> Path:
+        """TensorBoard event files (engine.tensorboard): one event folder per run."""
+        return self.root / "tb"
+
+    @property
     def eval_dir(self) -> Path:
         """The final evaluation: devkit results files, metrics.json, matches.npz."""
         return self.root / "eval"
@@ -184,6 +189,11 @@ class ComparePaths:
     @property
     def report_md(self) -> Path:
         return self.root / "report.md"
+
+    @property
+    def report_html(self) -> Path:
+        """The report as one self-contained page (report.html_page)."""
+        return self.root / "report.html"
 
     @property
     def plots_dir(self) -> Path:

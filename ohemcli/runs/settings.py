@@ -35,6 +35,7 @@ def comparable_config(config: dict[str, Any]) -> dict[str, Any]:
         _fill_defaults(c, json.loads(json.dumps(config_to_dict(ExperimentConfig()))))
     c.get("sampler", {}).pop("name", None)
     c.get("train", {}).pop("seed", None)
+    c.get("train", {}).pop("tensorboard", None)  # event files or not: the runs' numbers agree
     # What a sampler's regime sets differs between its runs by design (samplers.regime): the
     # method's keys always, the budget under the reference regime.
     common = c.get("sampler", {}).get("regime") == "common"

@@ -25,7 +25,7 @@ OWNER = PACKAGE / "runs" / "paths.py"
 NAMES = [
     "config.yaml", "metrics.jsonl", "evals.jsonl", "checkpoint.pt", "summary.json",
     "metrics.json", "matches.npz", "compare.yaml", "results.csv", "summary.csv", "pairs.csv",
-    "report.md", ".submitit", *(f"{name}.png" for name in PLOT_NAMES),
+    "report.md", "report.html", ".submitit", *(f"{name}.png" for name in PLOT_NAMES),
 ]  # fmt: skip
 # A file name as a path or a path's tail ("eval/metrics.json", "runs/*/summary.json"); prose
 # that mentions a file (help text, messages) has spaces and is not a path.
