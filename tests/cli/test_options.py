@@ -113,7 +113,10 @@ def _values_for(key: str) -> list:
     if isinstance(rule, Flag):
         return [True, False]
     if isinstance(rule, Number):
-        return [3, 4] if rule.integer else [0.25, 0.3]
+        if rule.integer:
+            return [3, 4]
+        low = 0.0 if rule.lo is None else rule.lo  # inside the rule's range (a timeout's 1 s floor)
+        return [low + 0.25, low + 0.3]
     assert isinstance(rule, Text), key
     return ["w.pt", "x"]
 
