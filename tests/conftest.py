@@ -37,7 +37,7 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     import os
 
     os.environ["OHEM_CACHE"] = str(tmp_path_factory.mktemp("ohem_cache"))
-    # Runs of other test sessions on this host must not count as sharing it (engine.host_runs).
+    # Runs of other test sessions on this host must not count as sharing it (runs.host_runs).
     os.environ["OHEM_RUNS_REGISTRY"] = str(tmp_path_factory.mktemp("ohem_runs"))
 
 

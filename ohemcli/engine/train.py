@@ -32,7 +32,6 @@ from ohemcli.device import (
     synchronize,
 )
 from ohemcli.engine.distributed import DistInfo, barrier, broadcast_parameters, init_distributed
-from ohemcli.engine.host_runs import HostRuns, device_names
 from ohemcli.engine.mining import mine_false_positives
 from ohemcli.engine.optimizer import build_optimizer
 from ohemcli.engine.preflight import check_setup
@@ -45,6 +44,7 @@ from ohemcli.model.fast_rcnn import build_model, without_pretrained
 from ohemcli.progress import err_console, make_progress, train_columns, train_fields
 from ohemcli.runs.checkpointer import Checkpointer
 from ohemcli.runs.guard import check_out_dir, check_resume, clear_leftovers, run_lock
+from ohemcli.runs.host_runs import HostRuns, device_names
 from ohemcli.runs.paths import RunPaths, default_run_dir
 from ohemcli.runs.records import log_stability, read_log
 from ohemcli.runs.stability import RunStability
@@ -387,7 +387,7 @@ class Trainer:
             return {}
         result = self.evaluate(final=True)
         self.save()
-        devices = device_names(self.device, self.dist)
+        devices = device_names(self.device, self.dist.world_size)
         peak_mb = peak_memory_mb(self.device)
         summary = self.state.summary(
             self.cfg,

@@ -126,7 +126,7 @@ class RunsJob(submitit.helpers.Checkpointable):
         """Train the runs; raise at the end when any failed (the others still train)."""
         import torch
 
-        from ohemcli.engine.distributed import export_submitit_env
+        from ohemcli.launch.job_env import export_submitit_env
 
         export_submitit_env()
         if self.threads:

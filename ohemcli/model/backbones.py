@@ -8,8 +8,8 @@ R-CNN splits a ResNet ("C4"): conv1 to layer3 as the trunk (stride 16), layer4 a
 pooling as the RoI head. ``model.pretrained: torchvision`` starts vgg16 and resnet18 from ImageNet
 weights (torchvision's weights API, cached in torch's hub folder); ``shipped`` starts tiny from
 ``ohemcli/weights/tiny_synth.pt``, a crop classifier of the synthetic shapes trained on images
-that the demo never uses (``scripts/pretrain_tiny.py`` reproduces it; see
-ohemcli.engine.pretrain).
+that the demo never uses (``scripts/pretrain_tiny.py`` reproduces it with
+``scripts/pretrain.py``).
 """
 
 from __future__ import annotations

@@ -261,7 +261,8 @@ def _rank_sum() -> tuple[int, int, int, float]:
     import torch
     import torch.distributed as dist
 
-    from ohemcli.engine.distributed import export_submitit_env, init_distributed
+    from ohemcli.engine.distributed import init_distributed
+    from ohemcli.launch.job_env import export_submitit_env
 
     assert export_submitit_env()
     info = init_distributed("cpu")
