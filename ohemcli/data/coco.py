@@ -34,6 +34,7 @@ from ohemcli.data.coco_json import (
     read_coco_file,
 )
 from ohemcli.data.coco_layout import COCOLayout
+from ohemcli.data.dataset import Dataset
 from ohemcli.data.voc import ImageRecord
 from ohemcli.errors import UserError, quote
 
@@ -202,7 +203,7 @@ def _record(image_id: int, path: Path, width: int, height: int, kept: list[tuple
     )
 
 
-def coco_ids(dataset: object) -> tuple[dict[str, int], tuple[int, ...]]:
+def coco_ids(dataset: Dataset) -> tuple[dict[str, int], tuple[int, ...]]:
     """(record image_id -> COCO image id, COCO category id of labels 1..K) of any dataset.
 
     A COCO set keeps its own ids. A VOC root has none: its images are numbered 1.. in split order
@@ -211,6 +212,5 @@ def coco_ids(dataset: object) -> tuple[dict[str, int], tuple[int, ...]]:
     """
     if isinstance(dataset, COCODataset):
         return dataset.coco_image_ids, dataset.category_ids
-    records = dataset.records  # type: ignore[attr-defined]
-    classes = dataset.classes  # type: ignore[attr-defined]
+    records, classes = dataset.records, dataset.classes
     return {r.image_id: i + 1 for i, r in enumerate(records)}, tuple(range(1, len(classes) + 1))

@@ -162,6 +162,7 @@ def _annotations(
         if crowd not in (0, 1) or isinstance(crowd, float):
             raise UserError(f"{where}.iscrowd is {quote(crowd)}, not 0 or 1")
         difficult = bool(a.get("difficult", 0) == 1)
+        # box: 4 numbers (checked above), a tuple of unknown length to the type checker
         out.append(COCOAnnotation(iid, cid, box, bool(crowd), difficult))  # type: ignore[arg-type]
     return out
 

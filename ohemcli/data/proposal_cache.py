@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ohemcli.data.voc import VOCDataset
+from ohemcli.data.dataset import Dataset
 from ohemcli.fileio import atomic_write, cache_dir
 
 PROPOSALS_VERSION = "v1-ssfast"  # change when the boxes computed in data.proposals change
@@ -104,7 +104,7 @@ def save_boxes(path: Path, boxes: np.ndarray) -> None:
     atomic_write(path, write)
 
 
-def legacy_boxes(dataset: VOCDataset, max_boxes: int, max_side: int) -> dict[str, np.ndarray]:
+def legacy_boxes(dataset: Dataset, max_boxes: int, max_side: int) -> dict[str, np.ndarray]:
     """Boxes of the earlier per-split cache (``proposals/<fingerprint>-<split>-ssfast-<cap>-...
     .npz``) for ``dataset``, under this cap or a larger one, else {}: a cache that took minutes
     to fill is carried over to the per-image files rather than searched again. Any problem with

@@ -39,6 +39,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ohemcli.data.dataset import Dataset
 from ohemcli.data.proposal_cache import (
     cache_path,
     cached_boxes,
@@ -46,7 +47,7 @@ from ohemcli.data.proposal_cache import (
     legacy_boxes,
     save_boxes,
 )
-from ohemcli.data.voc import MIN_BOX_SIDE, VOCDataset
+from ohemcli.data.voc import MIN_BOX_SIDE
 from ohemcli.device import available_cpus
 from ohemcli.errors import UserError
 from ohemcli.progress import make_progress
@@ -98,7 +99,7 @@ def selective_search(path: str, max_boxes: int, max_side: int = 0) -> np.ndarray
     ss = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
     ss.setBaseImage(image)
     ss.switchToSelectiveSearchFast()
-    rects = ss.process().astype(np.float64).reshape(-1, 4)  # x, y, w, h on the shrunk image
+    rects = np.asarray(ss.process(), np.float64).reshape(-1, 4)  # x, y, w, h on the shrunk image
     sx, sy = width / image.shape[1], height / image.shape[0]
     # A rect covers pixels x .. x+w-1; back on the original grid its last pixel is (x+w)*sx - 1.
     x, y, w, h = rects.T
@@ -235,7 +236,7 @@ def _search_and_cache(
 
 
 def load_proposals(
-    dataset: VOCDataset,
+    dataset: Dataset,
     source: str = SELECTIVE_SEARCH,
     max_boxes: int = 2000,
     workers: int | None = None,
@@ -287,7 +288,7 @@ def load_proposals(
     return {i: boxes[d] for i, d in zip(ids, digests, strict=True)}
 
 
-def proposal_recall(dataset: VOCDataset, proposals: dict[str, np.ndarray], iou: float) -> float:
+def proposal_recall(dataset: Dataset, proposals: dict[str, np.ndarray], iou: float) -> float:
     """Fraction of non-difficult ground-truth boxes that some proposal covers at IoU >= ``iou``.
 
     NaN when the split has no non-difficult boxes.

@@ -15,10 +15,11 @@ import numpy as np
 from ohemcli.config import ExperimentConfig
 from ohemcli.data.coco import COCODataset
 from ohemcli.data.coco_layout import find_layout
+from ohemcli.data.dataset import Dataset
 from ohemcli.data.voc import VOCDataset
 from ohemcli.errors import UserError, quote
 
-Dataset = VOCDataset | COCODataset  # one split of a data set, whatever its format
+__all__ = ["Dataset", "open_dataset"]  # Dataset: callers of this module name it from here
 
 
 def data_root(data: str) -> Path:
@@ -109,7 +110,7 @@ def load_split(
     d = cfg.data
     dataset = dataset if dataset is not None else open_split(cfg, split)
     proposals = load_proposals(
-        dataset,  # type: ignore[arg-type]
+        dataset,
         # "release", {split} placeholders
         source=resolve_source(d.proposals, dataset.root, dataset.split),
         max_boxes=d.max_proposals,

@@ -84,5 +84,6 @@ def read_coco_results(path: Path, dataset: Any) -> Detections:
     for name, r in rows.items():
         if r:
             boxes = np.array([b for _, _, b in r], np.float64)
-            dets[name] = ClassDetections([i for i, _, _ in r], [s for _, s, _ in r], boxes)
+            scores = np.array([s for _, s, _ in r], np.float64)
+            dets[name] = ClassDetections([i for i, _, _ in r], scores, boxes)
     return dets

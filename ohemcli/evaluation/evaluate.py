@@ -89,7 +89,7 @@ def detect_split(
         for batch in loader:
             batch = batch.to(device)
             sample = batch.samples[0]
-            size = tuple(sample.image.shape[1:])
+            size = (int(sample.image.shape[1]), int(sample.image.shape[2]))
             boxes, scores, labels = model.detect(batch.images, [sample.rois], cfg.eval, [size])[0]
             boxes = boxes / sample.factor  # float32, as before any grouping
             if adaptive is not None:  # thresholds over the whole set: kept, decided at the end
@@ -210,6 +210,7 @@ def score_detections(
     records, classes = split.dataset.records, split.dataset.classes
     voc = evaluate_voc(dets, records, classes, voc_metric(metric))
     coco = coco_source(dets, split.dataset)
+    # metric: a str that config_rules checked against evaluate_all's Literal
     result = evaluate_all(dets, records, classes, metric, voc=voc, coco=coco)  # type: ignore[arg-type]
     result["eval_protocol"] = eval_protocol(cfg.eval)
     if (
@@ -348,6 +349,7 @@ def evaluate_detections(
         dets = read_results_files(path, dataset.split, dataset.classes, ids)
     records, names = dataset.records, dataset.classes
     coco = coco_source(dets, dataset)
+    # metric: a str that the CLI's choice checked against evaluate_all's Literal
     return evaluate_all(dets, records, names, metric, coco=coco)  # type: ignore[arg-type]
 
 

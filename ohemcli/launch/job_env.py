@@ -8,9 +8,10 @@ def export_submitit_env() -> bool:
     """Inside a submitit job of several tasks, set torchrun's variables from submitit's.
 
     ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` come from
-    ``submitit.JobEnvironment`` (one task per GPU), so that ``engine.distributed.init_distributed`` joins the
-    group as it does under torchrun. ``CUDA_VISIBLE_DEVICES`` is left alone: every task sees the
-    job's GPUs and takes the one of its local rank. Returns True when it set them.
+    ``submitit.JobEnvironment`` (one task per GPU), so that
+    ``engine.distributed.init_distributed`` joins the group as it does under torchrun.
+    ``CUDA_VISIBLE_DEVICES`` is left alone: every task sees the job's GPUs and takes the one of
+    its local rank. Returns True when it set them.
     """
     try:
         import submitit

@@ -329,7 +329,7 @@ def detached_jobs() -> Iterator[None]:
     real = local.subprocess
     wrapped = types.SimpleNamespace(**vars(real))
     wrapped.Popen = functools.partial(real.Popen, start_new_session=True)
-    local.subprocess = wrapped  # type: ignore[assignment]
+    local.subprocess = wrapped  # type: ignore[assignment]  # patched for this block only
     try:
         yield
     finally:

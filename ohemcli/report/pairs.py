@@ -139,6 +139,7 @@ class Resampler:
         if key not in self.maps:
             n = len(matches.image_ids)
             chunks = range(-(-self.resamples // DRAW_CHUNK))
+            # metric: one of VOC_RULE's values, a str here
             parts = [weighted_map(matches, self.weights(c, n), metric) for c in chunks]  # type: ignore[arg-type]
             self.maps[key] = np.concatenate(parts) if parts else np.zeros(0)
         return self.maps[key]
