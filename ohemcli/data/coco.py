@@ -40,7 +40,7 @@ from ohemcli.errors import UserError, quote
 
 log = logging.getLogger("ohemcli")
 
-MIN_COCO_BOX = 1.0  # a COCO box under 1 px wide or high is dropped (the rule, pixels)
+MIN_COCO_BOX = 1.0  # a COCO box under 1 px wide or high is dropped (pixels)
 
 
 @dataclass(frozen=True)

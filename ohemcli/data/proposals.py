@@ -44,7 +44,6 @@ from ohemcli.data.proposal_cache import (
     cache_path,
     cached_boxes,
     image_digest,
-    legacy_boxes,
     save_boxes,
 )
 from ohemcli.data.voc import MIN_BOX_SIDE
@@ -275,14 +274,6 @@ def load_proposals(
             "%s: proposal cache does not load; computing it again%s",
             bad[0], f" (and {len(bad) - 1} more files)" if len(bad) > 1 else "",
         )  # fmt: skip
-    if todo:
-        old = legacy_boxes(dataset, max_boxes, max_side)
-        for record, digest in zip(dataset.records, digests, strict=True):
-            if digest in todo and record.image_id in old:
-                boxes[digest] = old[record.image_id]
-                with contextlib.suppress(OSError):  # unwritable: warned below if searched
-                    save_boxes(cache_path(digest, max_boxes, max_side), boxes[digest])
-                del todo[digest]
     if todo:
         boxes.update(_search_and_cache(todo, max_boxes, workers, show_progress, max_side))
     return {i: boxes[d] for i, d in zip(ids, digests, strict=True)}

@@ -91,7 +91,7 @@ def detect_split(
             sample = batch.samples[0]
             size = (int(sample.image.shape[1]), int(sample.image.shape[2]))
             boxes, scores, labels = model.detect(batch.images, [sample.rois], cfg.eval, [size])[0]
-            boxes = boxes / sample.factor  # float32, as before any grouping
+            boxes = boxes / sample.factor  # float32: the grouping below must not round them
             if adaptive is not None:  # thresholds over the whole set: kept, decided at the end
                 adaptive.add(len(ids), *_as_numpy(boxes, scores, labels))
             else:

@@ -31,7 +31,6 @@ SAMPLER_ORDER = (
     "fixed", "hnm", "ohem", "ohem-mmdet", "libra", "pisa", "sampling-free", "focal",
 )  # fmt: skip
 CLASSIC = ("fixed", "hnm", "ohem")  # the paper's three: every pair of them, ohem − hnm first
-PAIR_MODES = ("baseline", "all")
 PAIR_COLUMNS = [
     "a", "b", "delta", "ci_low", "ci_high", "seeds", "verdict", "method", "interval_verdict",
     "unsettled_runs",
