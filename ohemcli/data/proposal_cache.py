@@ -101,4 +101,3 @@ def save_boxes(path: Path, boxes: np.ndarray) -> None:
             np.save(f, np.ascontiguousarray(boxes, dtype=np.float32), allow_pickle=False)
 
     atomic_write(path, write)
-    return {}

@@ -22,7 +22,9 @@ from ohemcli.config import ExperimentConfig, load_config
 from ohemcli.errors import UserError
 from ohemcli.launch.compare import compare
 from ohemcli.launch.grid import plan_runs
-from ohemcli.launch.submit import Launch, RunsJob, _executor, alive_jobs
+from ohemcli.launch.jobs import RunsJob, alive_jobs
+from ohemcli.launch.options import Launch
+from ohemcli.launch.submit import _executor
 from ohemcli.runs.paths import ComparePaths
 from tests.helpers import torch_threads
 
@@ -355,7 +357,7 @@ def test_absurd_launcher_values_are_refused_up_front(change, says, tmp_path: Pat
 
     from ohemcli.config import ExperimentConfig
     from ohemcli.launch.compare import compare
-    from ohemcli.launch.submit import check_launch
+    from ohemcli.launch.options import check_launch
 
     launch = replace(Launch(launcher="slurm"), **change)
     with pytest.raises(UserError, match=re.escape(says)) as info:
@@ -367,7 +369,7 @@ def test_absurd_launcher_values_are_refused_up_front(change, says, tmp_path: Pat
 
 
 def test_sane_slurm_values_pass() -> None:
-    from ohemcli.launch.submit import check_launch
+    from ohemcli.launch.options import check_launch
 
     check_launch(
         Launch(
