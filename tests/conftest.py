@@ -44,7 +44,7 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 @pytest.fixture(scope="session")
 def small_synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small synthetic VOC root (12 trainval, 6 test images), shared by the tests of a session."""
-    from ohemcli.data.synthetic import generate_synthetic
+    from ohemcli.data.synthetic.generate import generate_synthetic
 
     root = tmp_path_factory.mktemp("synth") / "voc"
     generate_synthetic(root, trainval=12, test=6, seed=3, show_progress=False)

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import Sampler
 
 from ohemcli.boxes import BoxNorm
-from ohemcli.data.coco import crowd_mask
+from ohemcli.data.coco.dataset import crowd_mask
 from ohemcli.data.dataset import Dataset
 from ohemcli.data.targets import assign_targets, outside_crowd
 from ohemcli.data.voc import ImageRecord, load_image

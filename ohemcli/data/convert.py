@@ -33,9 +33,9 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from ohemcli.data.checks import check_name
-from ohemcli.data.coco import COCODataset, coco_ids, crowd_mask
-from ohemcli.data.coco_json import decoded_size
-from ohemcli.data.coco_layout import COCO_PREFIX, find_layout
+from ohemcli.data.coco.dataset import COCODataset, coco_ids, crowd_mask
+from ohemcli.data.coco.json_file import decoded_size
+from ohemcli.data.coco.layout import COCO_PREFIX, find_layout
 from ohemcli.data.splits import Dataset, open_dataset
 from ohemcli.data.voc import IMAGE_SUFFIXES
 from ohemcli.errors import UserError

@@ -1,6 +1,6 @@
 """What every split of a data set offers, whatever its format: :class:`Dataset`.
 
-``data.voc.VOCDataset`` and ``data.coco.COCODataset`` both satisfy it, so that batching,
+``data.voc.VOCDataset`` and ``data.coco.dataset.COCODataset`` both satisfy it, so that batching,
 proposals, evaluation and the trainer take either (type hints say ``Dataset``, not a format).
 """
 

@@ -2,7 +2,8 @@
 
 Every evaluation writes one (``eval/detections_coco.json``) so that other tools can read the
 detections, and ``ohem eval --detections FILE.json`` reads one back. Ids are the data set's own
-(a COCO set's image and category ids; for a VOC root, see :func:`ohemcli.data.coco.coco_ids`).
+(a COCO set's image and category ids; for a VOC root, see
+:func:`ohemcli.data.coco.dataset.coco_ids`).
 Boxes are ``[x, y, w, h]`` with ``w = x2 - x1`` (no +1), as ``evaluation.coco`` gives pycocotools,
 and read back as ``x2 = x + w``.
 """
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ohemcli.data.coco import coco_ids
+from ohemcli.data.coco.dataset import coco_ids
 from ohemcli.errors import UserError, quote
 from ohemcli.evaluation.results_files import ClassDetections, Detections, empty_detections
 from ohemcli.fileio import atomic_write_text, read_json

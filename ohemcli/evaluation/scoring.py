@@ -16,7 +16,7 @@ from ohemcli.config import (
     ExperimentConfig,
     protocol_name,
 )
-from ohemcli.data.coco import COCODataset
+from ohemcli.data.coco.dataset import COCODataset
 from ohemcli.data.splits import SplitData
 from ohemcli.evaluation.coco import evaluate_coco_json
 from ohemcli.evaluation.coco_results import write_coco_results

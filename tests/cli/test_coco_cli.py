@@ -25,7 +25,7 @@ runner = CliRunner()
 @pytest.fixture(autouse=True)
 def _one_process(monkeypatch):
     """Selective search in this process: spawning a pool of workers costs seconds."""
-    monkeypatch.setattr("ohemcli.data.proposals.available_cpus", lambda: 1)
+    monkeypatch.setattr("ohemcli.data.proposals.load.available_cpus", lambda: 1)
 
 
 def test_convert_voc_to_coco_and_back_keeps_every_box(tmp_path: Path):

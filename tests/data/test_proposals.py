@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import scipy.io
 
-from ohemcli.data import proposal_cache as C
-from ohemcli.data import proposals as P
-from ohemcli.data.synthetic import SYNTH_CLASSES, generate_synthetic
+from ohemcli.data.proposals import cache as C
+from ohemcli.data.proposals import load as P
+from ohemcli.data.synthetic.generate import SYNTH_CLASSES, generate_synthetic
 from ohemcli.data.voc import VOCDataset
 from ohemcli.errors import UserError
 

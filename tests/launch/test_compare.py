@@ -46,7 +46,7 @@ TINY = {
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ExperimentConfig]:
     """A config file over a synthetic set of 8 trainval / 4 test images."""
-    from ohemcli.data.synthetic import generate_synthetic
+    from ohemcli.data.synthetic.generate import generate_synthetic
 
     tmp = tmp_path_factory.mktemp("cmp")
     root = generate_synthetic(tmp / "synth", trainval=8, test=4, seed=0, show_progress=False)

@@ -40,7 +40,7 @@ TWO = ["fixed", "ohem"]
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> ExperimentConfig:
-    from ohemcli.data.synthetic import generate_synthetic
+    from ohemcli.data.synthetic.generate import generate_synthetic
 
     root = generate_synthetic(
         tmp_path_factory.mktemp("launch") / "synth", 8, 4, seed=0, show_progress=False
@@ -289,9 +289,9 @@ def test_local_jobs_find_the_proposals_already_cached(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On a fresh cache the parent computes the data once, before any job starts."""
-    from ohemcli.data import proposals
+    from ohemcli.data.proposals import load as proposals
     from ohemcli.data.splits import load_split
-    from ohemcli.data.synthetic import generate_synthetic
+    from ohemcli.data.synthetic.generate import generate_synthetic
     from ohemcli.launch import submit as launch_module
     from ohemcli.launch.submit import launch_runs
 

@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 
 from ohemcli.boxes import iou_np
-from ohemcli.data.synthetic_shapes import CLASS_SHAPES, DISTRACTOR_SHAPES
+from ohemcli.data.synthetic.shapes import CLASS_SHAPES, DISTRACTOR_SHAPES
 from ohemcli.errors import UserError
 from ohemcli.fileio import cache_dir
 from ohemcli.progress import make_progress

@@ -1,7 +1,7 @@
 """The per-image cache of selective-search boxes: one ``.npy`` per image and cap under
 ``cache_dir()/proposals/ssfast-<version>[-max<side>]/<sha[:2]>/<sha>-<cap>.npy``, keyed by the
-SHA-1 of the image file's bytes; a smaller cap is served from a larger one's file, and the earlier
-per-split ``.npz`` caches are carried over (see ohemcli.data.proposals)."""
+SHA-1 of the image file's bytes; a smaller cap is served from a larger one's file (see
+ohemcli.data.proposals.load)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 
 from ohemcli.fileio import atomic_write, cache_dir
 
-PROPOSALS_VERSION = "v1-ssfast"  # change when the boxes computed in data.proposals change
+PROPOSALS_VERSION = "v1-ssfast"  # change when the boxes computed in data.proposals.load change
 
 SS_CACHE_TAG = "ssfast"  # OpenCV's fast selective search, in the cache folder's name
 _digests: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> content digest

@@ -2,8 +2,8 @@
 
 Everything in the file is untrusted. Each problem that makes the file unusable is one UserError
 naming the file (and the entry, ``annotations[12]``); boxes that are merely unusable (under 1 px,
-outside the image, a non-finite coordinate) are dropped by :mod:`ohemcli.data.coco`, with one
-warning line per file.
+outside the image, a non-finite coordinate) are dropped by :mod:`ohemcli.data.coco.dataset`, with
+one warning line per file.
 """
 
 from __future__ import annotations

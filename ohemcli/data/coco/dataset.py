@@ -26,14 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from ohemcli.data.checks import clip_box
-from ohemcli.data.coco_json import (
+from ohemcli.data.coco.json_file import (
     COCOAnnotation,
     COCOFile,
     bbox_is_finite,
     check_image_on_disk,
     read_coco_file,
 )
-from ohemcli.data.coco_layout import COCOLayout
+from ohemcli.data.coco.layout import COCOLayout
 from ohemcli.data.dataset import Dataset
 from ohemcli.data.voc import ImageRecord
 from ohemcli.errors import UserError, quote

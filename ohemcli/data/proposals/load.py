@@ -1,7 +1,7 @@
 """Object proposals: selective search (OpenCV contrib, fast mode) or Fast R-CNN's .mat files.
 
 Selective search runs in ``workers`` processes (one OpenCV thread each) and its boxes are cached
-per image (ohemcli.data.proposal_cache):
+per image (ohemcli.data.proposals.cache):
 ``cache_dir()/proposals/ssfast-<version>[-max<side>]/<sha[:2]>/<sha>-<cap>.npy``,
 keyed by the SHA-1 of the image file's bytes, the method and ``PROPOSALS_VERSION``, ``max_side``
 and ``max_boxes``. The boxes depend on the pixels alone, so an image listed in two splits
@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 
 from ohemcli.data.dataset import Dataset
-from ohemcli.data.proposal_cache import (
+from ohemcli.data.proposals.cache import (
     cache_path,
     cached_boxes,
     image_digest,
