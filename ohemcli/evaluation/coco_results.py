@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 
 from ohemcli.data.coco.dataset import coco_ids
+from ohemcli.data.dataset import Dataset
 from ohemcli.errors import UserError, quote
 from ohemcli.evaluation.results_files import ClassDetections, Detections, empty_detections
 from ohemcli.fileio import atomic_write_text, read_json
 
 
-def coco_results(dets: Detections, dataset: Any) -> list[dict[str, Any]]:
+def coco_results(dets: Detections, dataset: Dataset) -> list[dict[str, Any]]:
     """The detections as COCO results, class by class in label order, in detection order."""
     image_ids, category_ids = coco_ids(dataset)
     out: list[dict[str, Any]] = []
@@ -36,7 +37,7 @@ def coco_results(dets: Detections, dataset: Any) -> list[dict[str, Any]]:
     return out
 
 
-def write_coco_results(dets: Detections, dataset: Any, path: Path) -> Path:
+def write_coco_results(dets: Detections, dataset: Dataset, path: Path) -> Path:
     """Write :func:`coco_results` to ``path`` atomically (floats as ``repr``: exact read-back)."""
     import json
 
@@ -55,7 +56,7 @@ def _known(value: Any, ids: dict[Any, Any]) -> bool:
     return isinstance(value, (int, float, str)) and not isinstance(value, bool) and value in ids
 
 
-def read_coco_results(path: Path, dataset: Any) -> Detections:
+def read_coco_results(path: Path, dataset: Dataset) -> Detections:
     """Read a COCO results json against ``dataset``'s ids; a bad entry is one line naming it."""
     doc = read_json(path)
     if not isinstance(doc, list):

@@ -17,6 +17,7 @@ from ohemcli.config import (
     protocol_name,
 )
 from ohemcli.data.coco.dataset import COCODataset
+from ohemcli.data.dataset import Dataset
 from ohemcli.data.splits import SplitData
 from ohemcli.evaluation.coco import evaluate_coco_json
 from ohemcli.evaluation.coco_results import write_coco_results
@@ -88,7 +89,7 @@ def score_detections(
     return result
 
 
-def coco_source(dets: Detections, dataset: Any) -> Callable[[], dict[str, Any]] | None:
+def coco_source(dets: Detections, dataset: Dataset) -> Callable[[], dict[str, Any]] | None:
     """How COCO AP is computed for ``dataset``: on a COCO set, pycocotools on its original json;
     elsewhere None (``evaluate_all`` converts the records)."""
     if isinstance(dataset, COCODataset):
