@@ -132,6 +132,7 @@ def _trains(func: object) -> bool:
     return bool(path) and func.__name__ in _training_functions(path)
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by the marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark ``slow`` every test that trains, by itself or through one of its fixtures."""
     for item in items:
