@@ -5,7 +5,7 @@
 
 1. Overlap: one float32 training run of ``--iters`` iterations; before each step, on the same
    batch and the same weights, the sampler's choice is computed with the read-only pass in
-   float32 and in bfloat16 (``engine.rank_check.choice_in``: the RNG is put back, so the run
+   float32 and in bfloat16 (``rank_check.choice_in``: the RNG is put back, so the run
    trains as it would alone). Prints the mean over iterations of the mean per-image Jaccard
    overlap of the two chosen sets, and its lowest iteration.
 2. Cost: ``ohem bench``'s timing (``engine.bench.bench_samplers``) of the sampler with
@@ -25,16 +25,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from ohemcli.cli.overrides import build_config
-from ohemcli.engine.bench import bench_samplers
-from ohemcli.engine.rank_check import choice_in, mean_jaccard
-from ohemcli.engine.train import Trainer
-from ohemcli.report.pairs import pair_table
-from ohemcli.runs.records import read_run
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for benchmarks.rank_check
+
+from benchmarks.rank_check import choice_in, mean_jaccard  # noqa: E402
+from ohemcli.cli.overrides import build_config  # noqa: E402
+from ohemcli.engine.bench import bench_samplers  # noqa: E402
+from ohemcli.engine.train import Trainer  # noqa: E402
+from ohemcli.report.pairs import pair_table  # noqa: E402
+from ohemcli.runs.records import read_run  # noqa: E402
 
 
 def overlap(cfg, iters: int) -> list[float]:

@@ -190,14 +190,18 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def _discard(_: object) -> None:
+    """Drop a writer's return value (a byte count) where a callback returns nothing."""
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically (UTF-8)."""
-    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+    return atomic_write(path, lambda p: _discard(p.write_text(text, encoding="utf-8")))
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically."""
-    return atomic_write(path, lambda p: p.write_bytes(data))
+    return atomic_write(path, lambda p: _discard(p.write_bytes(data)))
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:

@@ -12,6 +12,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
@@ -53,7 +54,9 @@ class PlainProgress(Progress):
     passes another tenth of its total, and one when it ends (or when the display stops before).
     """
 
-    def __init__(self, *columns: Any, fields: tuple[TextColumn, ...] = (), **kwargs: Any) -> None:
+    def __init__(
+        self, *columns: Any, fields: tuple[ProgressColumn, ...] = (), **kwargs: Any
+    ) -> None:
         super().__init__(*columns, **kwargs)
         self._printed_step: dict[TaskID, int] = {}
         self._fields = fields  # columns such as loss and lr, written at the end of each line
@@ -109,7 +112,7 @@ class PlainProgress(Progress):
         parts.append(_clock(task.elapsed))
         if not task.finished and task.time_remaining is not None:
             parts.append(f"ETA {_clock(task.time_remaining)}")
-        parts += [column.render(task).plain for column in self._fields]
+        parts += [str(column.render(task)) for column in self._fields]  # a Text's plain text
         if state:
             parts.append(state)
         self.console.print(" ".join(parts), markup=False, highlight=False, soft_wrap=True)
@@ -119,7 +122,7 @@ def _clock(seconds: float | None) -> str:
     return str(timedelta(seconds=int(seconds or 0)))
 
 
-def make_progress(*extra_columns: TextColumn, disable: bool = False) -> Progress:
+def make_progress(*extra_columns: ProgressColumn, disable: bool = False) -> Progress:
     """A progress bar on stderr: description, bar, n/total, elapsed, ETA and any extra columns.
 
     On a stderr that is not an interactive terminal, a :class:`PlainProgress` that writes a few
@@ -151,7 +154,7 @@ def train_columns() -> tuple[TextColumn, ...]:
 
 def train_fields(
     loss: float | None = None, lr: float | None = None, s_per_iter: float | None = None
-) -> dict[str, str]:
+) -> dict[str, Any]:
     """Values for :func:`train_columns`; ``-`` for a value not known yet."""
     return {
         "loss": "-" if loss is None else f"{loss:.3f}",

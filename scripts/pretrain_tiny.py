@@ -4,7 +4,7 @@
     python3 scripts/pretrain_tiny.py --out /tmp/x.pt --images 200 --epochs 1
 
 The images come from generator seed 1000 (the demo's data set uses seed 0), so no demo train or
-test image is seen. Deterministic for a given machine and thread count; see ohemcli.engine.pretrain.
+test image is seen. Deterministic for a given machine and thread count; see scripts/pretrain.py.
 Weights are stored as float16 to keep the shipped file small.
 """
 
@@ -20,8 +20,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
 
-from ohemcli.engine.pretrain import PretrainConfig, pretrain_tiny  # noqa: E402
 from ohemcli.fileio import atomic_write_bytes  # noqa: E402
+from scripts.pretrain import PretrainConfig, pretrain_tiny  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "ohemcli" / "weights" / "tiny_synth.pt"
 

@@ -1,9 +1,14 @@
-"""Shared fixtures: paths to ../shared/data and a private cache folder per test session."""
+"""Shared fixtures (paths to ../shared/data, a private cache folder per test session) and the
+fast tier: every test that trains a model is marked ``slow``, and one that is not cannot train."""
 
 from __future__ import annotations
 
+import ast
+import functools
+import inspect
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,14 +37,14 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     import os
 
     os.environ["OHEM_CACHE"] = str(tmp_path_factory.mktemp("ohem_cache"))
-    # Runs of other test sessions on this host must not count as sharing it (engine.host_runs).
+    # Runs of other test sessions on this host must not count as sharing it (runs.host_runs).
     os.environ["OHEM_RUNS_REGISTRY"] = str(tmp_path_factory.mktemp("ohem_runs"))
 
 
 @pytest.fixture(scope="session")
 def small_synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small synthetic VOC root (12 trainval, 6 test images), shared by the tests of a session."""
-    from ohemcli.data.synthetic import generate_synthetic
+    from ohemcli.data.synthetic.generate import generate_synthetic
 
     root = tmp_path_factory.mktemp("synth") / "voc"
     generate_synthetic(root, trainval=12, test=6, seed=3, show_progress=False)
@@ -80,3 +85,85 @@ def warnings_seen(caplog):
     yield caplog
     logger.removeHandler(caplog.handler)
     logger.propagate = propagate
+
+
+# The package's training entry points. A test (or a fixture or helper of its module) that calls one
+# of them by a name imported from ohemcli trains a model, so it belongs to the slow tier.
+TRAINING_CALLS = frozenset({"train", "Trainer", "compare", "bench_samplers"})
+
+
+@functools.cache
+def _training_functions(path: str) -> frozenset[str]:
+    """Names of the functions in the file ``path`` that call a training entry point, directly
+    or through another function of the same file."""
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    imported = {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ohemcli")
+        for alias in node.names
+        if alias.name in TRAINING_CALLS
+    }
+    calls: dict[str, set[str]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            called = {
+                sub.func.id
+                for sub in ast.walk(node)
+                if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Name)
+            }
+            calls.setdefault(node.name, set()).update(called)
+    trains = {name for name, called in calls.items() if called & imported}
+    grew = True
+    while grew:  # helpers that call helpers that train
+        more = {name for name, called in calls.items() if called & trains} - trains
+        trains |= more
+        grew = bool(more)
+    return frozenset(trains)
+
+
+def _trains(func: object) -> bool:
+    """Whether the test or fixture function ``func`` calls a training entry point (statically)."""
+    func = inspect.unwrap(func)
+    try:
+        path = inspect.getsourcefile(func)
+    except TypeError:
+        return False
+    return bool(path) and func.__name__ in _training_functions(path)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by the marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``slow`` every test that trains, by itself or through one of its fixtures."""
+    for item in items:
+        if not isinstance(item, pytest.Function) or item.get_closest_marker("slow"):
+            continue
+        fixtures = item._fixtureinfo.name2fixturedefs.values()
+        if _trains(item.function) or any(_trains(defs[-1].func) for defs in fixtures):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _fast_tests_never_train(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test outside the slow tier fails if it runs a training step after all: the marking
+    above reads calls, and a CLI command that trains (``ohem train`` through a runner) is a
+    string to it, so such a test needs its ``slow`` mark by hand."""
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    from ohemcli.engine import train as engine_train
+
+    steps: list[int] = []
+    real_step = engine_train.Trainer.step
+
+    def counted(self, *args, **kwargs):
+        steps.append(1)
+        return real_step(self, *args, **kwargs)
+
+    engine_train.Trainer.step = counted
+    try:
+        yield
+    finally:
+        engine_train.Trainer.step = real_step
+    if steps:
+        pytest.fail(f"{request.node.nodeid} trains ({len(steps)} steps): mark it slow")

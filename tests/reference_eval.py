@@ -1,6 +1,6 @@
 """The test split's evaluation as it was before it was sped up (issue 26, lever 3), frozen.
 
-``reference_detect_split`` is the earlier ``ohemcli.evaluation.evaluate.detect_split`` verbatim:
+``reference_detect_split`` is the earlier ``ohemcli.evaluation.inference.detect_split`` verbatim:
 ``torch.no_grad``, each image's detections converted to numpy at once and split class by class
 with ``np.unique``; ``reference_evaluate_model`` runs it, then the scoring and the files through
 ``score_detections`` (which the speed-up left as it was), with the cyclic GC running. The
@@ -21,9 +21,9 @@ from ohemcli.config import ExperimentConfig, input_norm
 from ohemcli.data.batching import TestImages, collate
 from ohemcli.data.splits import SplitData
 from ohemcli.device import loader_workers
-from ohemcli.evaluation.evaluate import score_detections
 from ohemcli.evaluation.protocols import FastRCNNTest
 from ohemcli.evaluation.results_files import ClassDetections, Detections
+from ohemcli.evaluation.scoring import score_detections
 from ohemcli.model.fast_rcnn import FastRCNN
 
 

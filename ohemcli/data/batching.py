@@ -14,12 +14,14 @@ import cv2
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset as TorchDataset
+from torch.utils.data import Sampler
 
 from ohemcli.boxes import BoxNorm
-from ohemcli.data.coco import crowd_mask
+from ohemcli.data.coco.dataset import crowd_mask
+from ohemcli.data.dataset import Dataset
 from ohemcli.data.targets import assign_targets, outside_crowd
-from ohemcli.data.voc import ImageRecord, VOCDataset, load_image
+from ohemcli.data.voc import ImageRecord, load_image
 
 PIXEL_MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics, as torchvision's weights expect (RGB)
 PIXEL_STD = (0.229, 0.224, 0.225)
@@ -98,7 +100,7 @@ class ImageSample:
     gt_index: Tensor | None = None  # per RoI, its ground-truth box of highest IoU (libra, pisa)
 
 
-class TrainImages(Dataset):
+class TrainImages(TorchDataset):
     """Training images indexed by ``(image index, flip)``.
 
     Each image's RoIs are its proposals followed by its training ground-truth boxes; the order is
@@ -107,7 +109,7 @@ class TrainImages(Dataset):
 
     def __init__(
         self,
-        dataset: VOCDataset,
+        dataset: Dataset,
         proposals: dict[str, np.ndarray],
         scale: int,
         max_size: int,
@@ -161,12 +163,12 @@ class TrainImages(Dataset):
         )
 
 
-class TestImages(Dataset):
+class TestImages(TorchDataset):
     """Test images, one at a time, with their proposals scaled to the network's input."""
 
     def __init__(
         self,
-        dataset: VOCDataset,
+        dataset: Dataset,
         proposals: dict[str, np.ndarray],
         scale: int,
         max_size: int,

@@ -29,12 +29,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 
 from ohemcli.data.checks import check_name
-from ohemcli.data.coco import COCODataset, coco_ids, crowd_mask
-from ohemcli.data.coco_json import decoded_size
-from ohemcli.data.coco_layout import COCO_PREFIX, find_layout
+from ohemcli.data.coco.dataset import COCODataset, coco_ids, crowd_mask
+from ohemcli.data.coco.json_file import decoded_size
+from ohemcli.data.coco.layout import COCO_PREFIX, find_layout
 from ohemcli.data.splits import Dataset, open_dataset
 from ohemcli.data.voc import IMAGE_SUFFIXES
 from ohemcli.errors import UserError
@@ -55,7 +56,7 @@ def source_splits(data: str, images: str | None = None) -> list[str]:
 
     main = data_root(data) / "ImageSets" / "Main"
     found = sorted(p.stem for p in main.glob("*.txt"))
-    chosen = [s for s in ("trainval", "test") if s in found]
+    chosen: list[str] = [s for s in ("trainval", "test") if s in found]
     if not (chosen or found):
         raise UserError(f"{main}: no split files (*.txt)")
     return chosen or found
@@ -148,7 +149,8 @@ def _file_name(dataset: Dataset, path: Path) -> str:
 def coco_document(dataset: Dataset, file_names: dict[str, str]) -> dict:
     """The COCO instances json of one split (``file_names``: record image_id -> file_name)."""
     image_ids, category_ids = coco_ids(dataset)
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for r in dataset.records:
         width, height = decoded_size(r.image_path)
         iid = image_ids[r.image_id]

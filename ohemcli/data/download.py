@@ -9,12 +9,14 @@ work and redo an interrupted extraction.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.client
 import tarfile
 import urllib.error
 import urllib.request
 from pathlib import Path, PurePosixPath
+from typing import IO
 from urllib.parse import urlparse
 
 from rich.progress import DownloadColumn, TransferSpeedColumn
@@ -157,7 +159,7 @@ def _unpack_voc2007_mats(tgz: Path, out_dir: Path) -> list[Path]:
                 if source is None:
                     continue
                 with source:
-                    atomic_write(out_dir / name, lambda tmp, s=source: _copy(s, tmp))
+                    atomic_write(out_dir / name, functools.partial(_copy, source))
                 written.append(out_dir / name)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise UserError(f"{tgz}: cannot unpack ({exc})") from None
@@ -177,9 +179,9 @@ def _check_md5(path: Path, md5: str | None) -> None:
         )  # a partial download never lands there (atomic): the file came by hand
 
 
-def _copy(source: object, dest: Path) -> None:
+def _copy(source: IO[bytes], dest: Path) -> None:
     with open(dest, "wb") as f:
-        while chunk := source.read(_CHUNK):  # type: ignore[attr-defined]
+        while chunk := source.read(_CHUNK):
             f.write(chunk)
 
 

@@ -21,7 +21,7 @@ def loaded_ahead(images: Dataset[ImageSample], threads: int) -> Iterator[Batch]:
     """One-image batches of ``images`` in order, each loaded by one of ``threads`` threads while
     the caller works on the ones before it (two per thread ahead); ``threads`` 0 loads each in
     the caller's thread when it is asked for."""
-    count = len(images)  # type: ignore[arg-type]
+    count = len(images)  # type: ignore[arg-type]  # torch's Dataset declares no __len__
 
     def batch(i: int) -> Batch:
         return collate([images[i]])

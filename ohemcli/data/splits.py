@@ -1,7 +1,7 @@
 """A split of a data set with its proposals, loaded as every run loads it.
 
 ``--data`` names the built-in synthetic set, a VOC root or a COCO set (three layouts, see
-:mod:`ohemcli.data.coco_layout`); :func:`open_dataset` picks the reader by what it finds there.
+:mod:`ohemcli.data.coco.layout`); :func:`open_dataset` picks the reader by what it finds there.
 """
 
 from __future__ import annotations
@@ -13,17 +13,18 @@ from pathlib import Path
 import numpy as np
 
 from ohemcli.config import ExperimentConfig
-from ohemcli.data.coco import COCODataset
-from ohemcli.data.coco_layout import find_layout
+from ohemcli.data.coco.dataset import COCODataset
+from ohemcli.data.coco.layout import find_layout
+from ohemcli.data.dataset import Dataset
 from ohemcli.data.voc import VOCDataset
 from ohemcli.errors import UserError, quote
 
-Dataset = VOCDataset | COCODataset  # one split of a data set, whatever its format
+__all__ = ["Dataset", "open_dataset"]  # Dataset: callers of this module name it from here
 
 
 def data_root(data: str) -> Path:
     """``synth`` -> the built-in synthetic set (generated on first use); otherwise a VOC root."""
-    from ohemcli.data.synthetic import resolve_data_root
+    from ohemcli.data.synthetic.generate import resolve_data_root
 
     return resolve_data_root(data)
 
@@ -104,12 +105,12 @@ def load_split(
 ) -> SplitData:
     """The split's images, annotations and (cached) proposals; ``dataset``, when given, is the
     split as :func:`open_split` read it."""
-    from ohemcli.data.proposals import load_proposals, resolve_source
+    from ohemcli.data.proposals.load import load_proposals, resolve_source
 
     d = cfg.data
     dataset = dataset if dataset is not None else open_split(cfg, split)
     proposals = load_proposals(
-        dataset,  # type: ignore[arg-type]
+        dataset,
         # "release", {split} placeholders
         source=resolve_source(d.proposals, dataset.root, dataset.split),
         max_boxes=d.max_proposals,

@@ -15,11 +15,11 @@ import gc
 import statistics
 import tempfile
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -35,11 +35,11 @@ from ohemcli.device import (
     synchronize,
 )
 from ohemcli.engine.mining import mine_false_positives, mining_loader
-from ohemcli.engine.step import StepResult
+from ohemcli.engine.step import DEFAULT_PARTS, StepParts, StepResult
 from ohemcli.engine.train import Trainer
 from ohemcli.model.fast_rcnn import FastRCNN, rois_with_batch_index
 from ohemcli.progress import make_progress
-from ohemcli.samplers.base import MiningRequest
+from ohemcli.samplers.base import MiningRequest, MiningSampler
 
 
 def bare_forward_seconds(
@@ -89,13 +89,43 @@ def time_mining(
     return {"mining_s_per_image": m, "forward_s_per_image": f, "mining_overhead": m / f - 1}
 
 
-# The parts of a step (engine.step.train_step), in the order they run.
-STEP_PARTS = ("trunk", "readonly_pool", "readonly_head", "select", "pool", "head", "backward")
+# The parts of a step (engine.step.StepParts), in the order they run.
+STEP_PARTS = tuple(f.name for f in fields(StepParts))
+
+
+class PartClock:
+    """Seconds of each part of a step, CUDA synchronised before and after it (on the CPU the
+    syncs are no-ops). :meth:`timed` wraps a step's parts; :meth:`take` hands over one step's."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.parts: dict[str, float] = {}
+
+    def timed(self, parts: StepParts = DEFAULT_PARTS) -> StepParts:
+        """``parts`` with each one wrapped to add its seconds under its name."""
+
+        def wrap(name: str, part: Callable[..., Any]) -> Callable[..., Any]:
+            def run(*args: Any) -> Any:
+                synchronize(self.device)
+                start = time.perf_counter()
+                out = part(*args)
+                synchronize(self.device)
+                self.parts[name] = self.parts.get(name, 0.0) + time.perf_counter() - start
+                return out
+
+            return run
+
+        return StepParts(**{name: wrap(name, getattr(parts, name)) for name in STEP_PARTS})
+
+    def take(self) -> dict[str, float]:
+        """The seconds of each part since the last take (a part that did not run is absent)."""
+        parts, self.parts = self.parts, {}
+        return parts
 
 
 def median_parts(parts: list[dict[str, float]]) -> dict[str, float]:
-    """Median seconds of each of :data:`STEP_PARTS` over the iterations (0 where a sampler has
-    no such part: the read-only pass of fixed, say)."""
+    """Median seconds of each of :data:`STEP_PARTS` over the iterations (0 where a sampler
+    has no such part: the read-only pass of fixed, say)."""
     return {
         name: statistics.median(p.get(name, 0.0) for p in parts) if parts else 0.0
         for name in STEP_PARTS
@@ -111,7 +141,9 @@ class _SamplerBench:
     batches: Generator[Batch, None, None]
     task: Any  # its progress bar
     growth_mb: float  # the most memory it added to what was in use before it (MiB)
+    clock: PartClock  # times the parts of its trainer's steps
     results: list[StepResult] = field(default_factory=list)  # its timed iterations
+    parts: list[dict[str, float]] = field(default_factory=list)  # their parts' seconds
 
 
 def _start(
@@ -125,14 +157,16 @@ def _start(
     reset_peak_memory(device)
     trainer = Trainer(cfg, folder, resume=False, show_progress=False)
     trainer.model.train()
-    trainer.time_parts = True  # each part CUDA synchronised: StepResult.parts
+    clock = PartClock(device)
+    trainer.step_parts = clock.timed()  # each part CUDA synchronised
     trainer.measure_health = False  # its extra head pass would tax the samplers without one
     task = progress.add_task(label or f"bench {cfg.sampler.name}", total=cfg.train.iters)
     batches = trainer.batches()
     for _ in range(warmup):
         trainer.step(next(batches))
         progress.advance(task)
-    return _SamplerBench(cfg, trainer, batches, task, peak_memory_mb(device) - before)
+    clock.take()  # the warm-up's parts are not reported
+    return _SamplerBench(cfg, trainer, batches, task, peak_memory_mb(device) - before, clock)
 
 
 def _interleave(benches: list[_SamplerBench], iters: int, progress: Any) -> None:
@@ -143,6 +177,7 @@ def _interleave(benches: list[_SamplerBench], iters: int, progress: Any) -> None
         for j in range(len(benches)):
             bench = benches[(i + j) % len(benches)]
             bench.results.append(bench.trainer.step(next(bench.batches)))
+            bench.parts.append(bench.clock.take())
             progress.advance(bench.task)
 
 
@@ -162,16 +197,17 @@ def _row(bench: _SamplerBench, base_mb: float, mining_runs: int) -> dict[str, An
         "mining_s_per_image": None,
         "forward_s_per_image": None,
         "mining_overhead": None,
-        "parts": median_parts([r.parts for r in results]),
+        "parts": median_parts(bench.parts),
     }
     if trainer.sampler.needs_mining:
+        sampler = cast(MiningSampler, trainer.sampler)  # needs_mining promises the rest
         return_freed_memory()
         before = memory_in_use_mb(device)
         reset_peak_memory(device)
         timing = time_mining(
             trainer.model,
             trainer.images,
-            trainer.sampler.mining_request(),
+            sampler.mining_request(),
             device,
             loader_workers(cfg.data.workers),
             cfg.train.images_per_batch,

@@ -1,4 +1,4 @@
-"""torchrun / DDP helpers, and submitit's job environment mapped onto torchrun's variables.
+"""torchrun / DDP helpers (a submitit job joins through ``launch.job_env``).
 
 Under ``torchrun`` every rank trains on its own N images per iteration (the global batch is N x W
 images) and gradients are averaged with one all-reduce per parameter after backward. We average
@@ -34,30 +34,6 @@ class DistInfo:
     def is_main(self) -> bool:
         """True on the rank that writes files."""
         return self.rank == 0
-
-
-def export_submitit_env() -> bool:
-    """Inside a submitit job of several tasks, set torchrun's variables from submitit's.
-
-    ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` come from
-    ``submitit.JobEnvironment`` (one task per GPU), so that :func:`init_distributed` joins the
-    group as it does under torchrun. ``CUDA_VISIBLE_DEVICES`` is left alone: every task sees the
-    job's GPUs and takes the one of its local rank. Returns True when it set them.
-    """
-    try:
-        import submitit
-    except ImportError:  # submitit is a dependency; a stripped install simply has no launcher
-        return False
-    try:
-        env = submitit.JobEnvironment()
-    except RuntimeError:  # not inside a submitit job
-        return False
-    if env.num_tasks <= 1:
-        return False
-    submitit.helpers.TorchDistributedEnvironment().export(
-        set_cuda_visible_devices=False, overwrite=True
-    )
-    return True
 
 
 def init_distributed(device_kind: str, timeout_s: float = 3600.0) -> DistInfo:

@@ -6,8 +6,8 @@ or training. ``engine.train`` runs it for every run, ``launch.compare`` before i
 from __future__ import annotations
 
 from ohemcli.config import ExperimentConfig
+from ohemcli.data.dataset import Dataset
 from ohemcli.data.splits import open_splits
-from ohemcli.data.voc import VOCDataset
 from ohemcli.device import resolve_device
 from ohemcli.errors import UserError
 from ohemcli.fileio import cache_dir
@@ -24,7 +24,7 @@ def check_setup(cfg: ExperimentConfig, device: bool = True) -> None:
     check_backbone(cfg.model)
 
 
-def preflight(cfg: ExperimentConfig, device: bool = True) -> tuple[VOCDataset, VOCDataset]:
+def preflight(cfg: ExperimentConfig, device: bool = True) -> tuple[Dataset, Dataset]:
     """:func:`check_setup`, then the train and test splits, read without proposals (a test split
     with no object to score is refused). Returns both splits, for the run to reuse."""
     check_setup(cfg, device)

@@ -62,7 +62,7 @@ class TrainState:
     fg_sum: float = 0.0
     smoothed_loss: float = 0.0
     recent_s_per_iter: float = 0.0
-    concurrent_runs: int = 1  # most runs training on this host at once (engine.host_runs)
+    concurrent_runs: int = 1  # most runs training on this host at once (runs.host_runs)
     window: dict[str, list[float]] = field(default_factory=dict)  # values since the last log line
     window_iou_hist: list[int] = field(default_factory=lambda: [0] * IOU_BINS)  # max-IoU counts
     window_fg: int = 0  # foreground RoIs chosen since the last log line
@@ -140,7 +140,7 @@ class TrainState:
 
         ``stability`` is ``runs.stability.assess_run(...).to_dict()``: how settled the run ended.
 
-        ``devices`` names every device of the run's ranks (``engine.host_runs.device_names``);
+        ``devices`` names every device of the run's ranks (``runs.host_runs.device_names``);
         with ``concurrent_runs`` it tells whether runs shared the host or a device, which slows
         each of them down (fair timing).
         """

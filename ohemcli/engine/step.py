@@ -1,8 +1,9 @@
 """One SGD iteration with explicit inputs: features once, the optional read-only pass, sampling,
 the training forward of the chosen RoIs, and the update.
 
-Nothing here knows the trainer: :func:`choose_rois` and :func:`apply_loss` take the objects they
-use, and :func:`train_step` strings them together. ``engine.train.Trainer.step`` calls it.
+Nothing here knows the trainer: each part of a step (:class:`StepParts`) takes the objects it
+uses, and :func:`train_step` strings them together. ``engine.train.Trainer.step`` calls it;
+``engine.bench`` times the parts by handing the step wrapped ones.
 """
 
 from __future__ import annotations
@@ -13,19 +14,20 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from itertools import accumulate
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ohemcli.data.batching import Batch
 from ohemcli.device import rank_autocast
-from ohemcli.engine.batch_loss import batch_loss
 from ohemcli.engine.distributed import DistInfo, any_rank, average_gradients, gather_objects
 from ohemcli.errors import UserError
 from ohemcli.model.fast_rcnn import FastRCNN, rois_with_batch_index
 from ohemcli.model.losses import LossTerms, RoILosses
 from ohemcli.model.roi_pooling import PooledRoIs
 from ohemcli.samplers.base import ImageRoIs, RoISampler, Selection, as_selection
+from ohemcli.samplers.loss import batch_loss
 
 IOU_BINS = 10  # metrics.jsonl's iou_hist: [0, .1), [.1, .2), ..., [.9, 1.0]
 
@@ -72,9 +74,6 @@ class StepResult:
     p_true_fg: float | None = None
     p_top_bg: float | None = None
     step_time: float = 0.0  # seconds of the whole step, CUDA synchronised (set by Trainer.step)
-    # Seconds of its parts (see train_step): trunk, readonly (readonly_pool, readonly_head),
-    # select, pool and head (the training forward, head with the loss), backward (and update).
-    parts: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -85,38 +84,9 @@ class Chosen:
     selections: list[Selection] = field(default_factory=list)  # with weights and loss, per image
     readonly: list[RoILosses] | None = None  # every RoI's loss, when the sampler asked for it
     pooled: PooledRoIs | None = None  # every RoI's pooling of the read-only pass, for the chosen
-    times: dict[str, float] = field(default_factory=dict)  # the read-only pass's parts, seconds
-
-    @property
-    def readonly_time(self) -> float:
-        """Seconds of the read-only pass (0 without one)."""
-        return sum(self.times.values())
-
-
-class PartClock:
-    """Seconds between successive :meth:`lap` calls, each CUDA synchronised when ``sync`` (for
-    ``ohem bench``'s parts; training leaves it off, where the syncs would cost time and the laps
-    on CUDA then only count the launches)."""
-
-    def __init__(self, device: torch.device, sync: bool = False) -> None:
-        self.device, self.sync = device, sync and device.type == "cuda"
-        self.parts: dict[str, float] = {}
-        self._sync()
-        self.last = time.perf_counter()
-
-    def _sync(self) -> None:
-        if self.sync:
-            torch.cuda.synchronize(self.device)
-
-    def lap(self, name: str = "") -> float:
-        """Seconds since the clock started or since the previous lap; with ``name``, also kept
-        as ``parts[name]``."""
-        self._sync()
-        now = time.perf_counter()
-        seconds, self.last = now - self.last, now
-        if name:
-            self.parts[name] = seconds
-        return seconds
+    # Seconds of the read-only pass (0 without one), not CUDA synchronised: on CUDA it counts
+    # the launches, as the syncs would cost the run time.
+    readonly_time: float = 0.0
 
 
 @dataclass
@@ -131,10 +101,12 @@ class Updater:
 
 def image_rois(batch: Batch) -> list[ImageRoIs]:
     """The candidate RoIs of each image of ``batch``, in the samplers' terms."""
-    return [
-        ImageRoIs(s.rois, s.labels, s.max_iou, s.box_targets, s.image_id, s.gt_index)
-        for s in batch.samples
-    ]
+    rois = []
+    for s in batch.samples:
+        if s.labels is None or s.max_iou is None or s.box_targets is None:
+            raise ValueError(f"{s.image_id}: a training sample needs labels, IoUs and targets")
+        rois.append(ImageRoIs(s.rois, s.labels, s.max_iou, s.box_targets, s.image_id, s.gt_index))
+    return rois
 
 
 @contextmanager
@@ -149,42 +121,71 @@ def head_dropout(model: FastRCNN, on: bool) -> Iterator[None]:
         model.head.train(was)
 
 
+def readonly_pool(model: FastRCNN, features: Tensor, images: list[ImageRoIs]) -> PooledRoIs:
+    """Every RoI of ``images`` pooled once, without autograd (``FastRCNN.rank_pool``)."""
+    return model.rank_pool(features, rois_with_batch_index([r.boxes for r in images]))
+
+
+def readonly_head(
+    model: FastRCNN,
+    features: Tensor,
+    images: list[ImageRoIs],
+    ranked: PooledRoIs,
+    with_boxes: bool = False,
+    rank_dtype: str = "float32",
+    dropout: bool = True,
+) -> list[RoILosses]:
+    """Every RoI's loss and logits (``with_boxes``: and decoded box) from the pooling
+    ``ranked`` with no autograd graph, split per image: the head over the pooled rows in
+    ``rank_dtype`` (see :func:`ohemcli.device.rank_autocast`). ``dropout``: the head ranks with
+    dropout on (the OHEM release's read-only net) or off (mmdetection's heads have no
+    dropout)."""
+    # float32 ranks on rank_pool's float32 rows as they are (rank_autocast turns autocast off,
+    # so a bf16 copy would meet float32 weights); bfloat16 ranks under its own autocast.
+    pooled = ranked.pooled if rank_dtype == "float32" else ranked.pooled.to(features.dtype)
+    # The head runs over every RoI here, before the training forward draws its own dropout masks.
+    with torch.no_grad(), rank_autocast(features.device, rank_dtype), head_dropout(model, dropout):
+        labels = torch.cat([r.labels for r in images])
+        targets = torch.cat([r.box_targets for r in images])
+        losses = model.head_losses(pooled, ranked.rois, labels, targets, with_boxes)
+    sizes = [len(r.labels) for r in images]
+
+    def split(t: Tensor | None) -> list[Tensor | None]:
+        return [None] * len(sizes) if t is None else list(t.split(sizes))
+
+    return [RoILosses(*p) for p in zip(*(split(t) for t in losses), strict=True)]
+
+
 def readonly_losses(
     model: FastRCNN,
     features: Tensor,
     images: list[ImageRoIs],
     with_boxes: bool = False,
     rank_dtype: str = "float32",
-    clock: PartClock | None = None,
     dropout: bool = True,
 ) -> tuple[list[RoILosses], PooledRoIs]:
-    """Every RoI's loss and logits (``with_boxes``: and decoded box) with no autograd graph,
-    split per image, and the pooling they came from: every RoI pooled once
-    (``FastRCNN.rank_pool``), then the head over the pooled rows in ``rank_dtype`` (see
-    :func:`ohemcli.device.rank_autocast`). With ``clock``, the seconds of the two parts are its
-    laps "pool" and "head". ``dropout``: the head ranks with dropout on (the OHEM release's
-    read-only net) or off (mmdetection's heads have no dropout)."""
-    rois = rois_with_batch_index([r.boxes for r in images])
-    ranked = model.rank_pool(features, rois)
-    # float32 ranks on rank_pool's float32 rows as they are (rank_autocast turns autocast off,
-    # so a bf16 copy would meet float32 weights); bfloat16 ranks under its own autocast.
-    pooled = ranked.pooled if rank_dtype == "float32" else ranked.pooled.to(features.dtype)
-    if clock is not None:
-        clock.lap("pool")
-    # The head runs over every RoI here, before the training forward draws its own dropout masks.
-    with torch.no_grad(), rank_autocast(features.device, rank_dtype), head_dropout(model, dropout):
-        labels = torch.cat([r.labels for r in images])
-        targets = torch.cat([r.box_targets for r in images])
-        losses = model.head_losses(pooled, rois, labels, targets, with_boxes)
-    sizes = [len(r.labels) for r in images]
+    """The read-only pass: :func:`readonly_pool`, then :func:`readonly_head`; returns the
+    per-image losses and the pooling they came from."""
+    ranked = readonly_pool(model, features, images)
+    return readonly_head(model, features, images, ranked, with_boxes, rank_dtype, dropout), ranked
 
-    def split(t: Tensor | None) -> list[Tensor | None]:
-        return [None] * len(sizes) if t is None else list(t.split(sizes))
 
-    parts = [RoILosses(*p) for p in zip(*(split(t) for t in losses), strict=True)]
-    if clock is not None:
-        clock.lap("head")
-    return parts, ranked
+def select_rois(
+    sampler: RoISampler,
+    images: list[ImageRoIs],
+    readonly: list[RoILosses] | None,
+    per_image: int,
+    gen: torch.Generator,
+) -> list[Selection]:
+    """The sampler's checked choice of at most ``per_image`` RoIs per image."""
+    return [
+        as_selection(
+            sampler.select(r, None if readonly is None else readonly[i], per_image, gen),
+            len(r.labels),
+            r.labels.device,  # every sampler's answer, plugins' too, moves to the RoIs' device
+        )
+        for i, r in enumerate(images)
+    ]
 
 
 def choose_rois(
@@ -195,28 +196,23 @@ def choose_rois(
     per_image: int,
     gen: torch.Generator,
     rank_dtype: str = "float32",
-    sync_parts: bool = False,
     rank_dropout: bool = True,
+    parts: StepParts | None = None,
 ) -> Chosen:
     """At most ``per_image`` RoIs per image, by ``sampler``; runs the read-only pass it needs,
-    in ``rank_dtype`` (with dropout when ``rank_dropout``), and times its parts
-    (``Chosen.times``; ``sync_parts``: CUDA synchronised)."""
-    clock = PartClock(features.device, sync_parts)
+    in ``rank_dtype`` (with dropout when ``rank_dropout``), and times it
+    (``Chosen.readonly_time``). ``parts``: the step's parts to call (default: the plain ones)."""
+    parts = parts or DEFAULT_PARTS
     readonly = ranked = None
+    start = time.perf_counter()
     if sampler.needs_roi_losses:
-        with_boxes = bool(getattr(sampler, "needs_pred_boxes", False))
-        readonly, ranked = readonly_losses(
-            model, features, images, with_boxes, rank_dtype, clock, rank_dropout
+        ranked = parts.readonly_pool(model, features, images)
+        readonly = parts.readonly_head(
+            model, features, images, ranked, sampler.needs_pred_boxes, rank_dtype, rank_dropout
         )
-    selections = [
-        as_selection(
-            sampler.select(r, None if readonly is None else readonly[i], per_image, gen),
-            len(r.labels),
-            r.labels.device,  # every sampler's answer, plugins' too, moves to the RoIs' device
-        )
-        for i, r in enumerate(images)
-    ]
-    return Chosen([s.indices for s in selections], selections, readonly, ranked, clock.parts)
+    seconds = time.perf_counter() - start if readonly is not None else 0.0
+    selections = parts.select(sampler, images, readonly, per_image, gen)
+    return Chosen([s.indices for s in selections], selections, readonly, ranked, seconds)
 
 
 def iou_histogram(max_iou: Tensor) -> list[int]:
@@ -235,8 +231,9 @@ def health(
     and without autograd (it draws no random numbers, so training stays bit for bit the same)."""
     labels = torch.cat([r.labels for r in images])
     with torch.no_grad():
-        if chosen.readonly is not None and all(r.logits is not None for r in chosen.readonly):
-            logits = torch.cat([r.logits for r in chosen.readonly])  # type: ignore[misc]
+        given = [r.logits for r in chosen.readonly or [] if r.logits is not None]
+        if chosen.readonly is not None and len(given) == len(chosen.readonly):
+            logits = torch.cat(given)
         else:
             rois = rois_with_batch_index([r.boxes for r in images])
             with head_dropout(model, False):
@@ -308,6 +305,52 @@ def _training_pool(
     return model.pool_chosen(features, chosen.pooled, index.to(rois.device))
 
 
+def training_pool(
+    model: FastRCNN, features: Tensor, images: list[ImageRoIs], chosen: Chosen
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The chosen RoIs' labels, their boxes with the batch index, and their pooling with
+    autograd (the training forward's first half)."""
+    pairs = list(zip(images, chosen.indices, strict=True))
+    labels = torch.cat([r.labels[c] for r, c in pairs])
+    rois = rois_with_batch_index([r.boxes[c] for r, c in pairs])
+    return labels, rois, _training_pool(model, features, images, chosen, rois)
+
+
+def training_loss(
+    model: FastRCNN,
+    sampler: RoISampler,
+    images: list[ImageRoIs],
+    chosen: Chosen,
+    labels: Tensor,
+    rois: Tensor,
+    pooled: Tensor,
+) -> LossTerms:
+    """The RoI head over the chosen RoIs' pooling and the loss their selections name, with the
+    sampler's ``loss_options`` (``samplers.loss.batch_loss``)."""
+    targets = torch.cat([r.box_targets[c] for r, c in zip(images, chosen.indices, strict=True)])
+    losses = model.head_losses(pooled, rois, labels, targets)
+    return batch_loss(
+        model.decode_class, images, chosen.selections, losses, labels, sampler.loss_options
+    )
+
+
+@dataclass(frozen=True)
+class StepParts:
+    """The parts of a step, in the order they run. :func:`train_step` calls them in turn;
+    ``engine.bench`` hands it wrapped ones that time each (``ohem bench``'s parts table)."""
+
+    trunk: Callable[[FastRCNN, Tensor], Tensor] = FastRCNN.features
+    readonly_pool: Callable[..., PooledRoIs] = readonly_pool
+    readonly_head: Callable[..., list[RoILosses]] = readonly_head
+    select: Callable[..., list[Selection]] = select_rois
+    pool: Callable[..., tuple[Tensor, Tensor, Tensor]] = training_pool
+    head: Callable[..., LossTerms] = training_loss
+    backward: Callable[[Tensor, nn.Module, Updater], None] = apply_loss
+
+
+DEFAULT_PARTS = StepParts()
+
+
 def train_step(
     model: FastRCNN,
     sampler: RoISampler,
@@ -316,49 +359,34 @@ def train_step(
     per_image: int,
     gen: torch.Generator,
     iteration: int,
-    autocast: Callable[[], AbstractContextManager] | None = None,
+    autocast: Callable[[], AbstractContextManager[Any]] | None = None,
     rank_dtype: str = "float32",
-    sync_parts: bool = False,
     rank_dropout: bool = True,
     measure_health: bool = False,
+    parts: StepParts = DEFAULT_PARTS,
 ) -> StepResult:
     """Run iteration ``iteration`` (1-based, for messages) on ``batch`` and update the weights.
 
     ``rank_dtype`` is the read-only pass's precision (:func:`rank_autocast`) and
     ``rank_dropout`` whether it keeps dropout on; ``measure_health`` fills
     ``StepResult.p_true_fg`` and ``p_top_bg`` (:func:`health`; the trainer asks on logging
-    steps); ``sync_parts``
-    synchronises CUDA around each part of ``StepResult.parts`` (``ohem bench``). Raises
+    steps); ``parts`` are the step's parts (``engine.bench`` passes timed ones). Raises
     :class:`NonFiniteLoss` before any update when the loss is NaN or infinite.
     """
     images = image_rois(batch)
-    clock = PartClock(batch.images.device, sync_parts)
     with autocast() if autocast is not None else nullcontext():
-        features = model.features(batch.images)
-        parts = {"trunk": clock.lap()}
+        features = parts.trunk(model, batch.images)
         chosen = choose_rois(
-            model, sampler, features, images, per_image, gen, rank_dtype, sync_parts, rank_dropout
+            model, sampler, features, images, per_image, gen, rank_dtype, rank_dropout, parts
         )
-        parts["select"] = clock.lap() - chosen.readonly_time
-        parts["readonly"] = chosen.readonly_time
-        pairs = list(zip(images, chosen.indices, strict=True))
-        labels = torch.cat([r.labels[c] for r, c in pairs])
-        rois = rois_with_batch_index([r.boxes[c] for r, c in pairs])
-        pooled = _training_pool(model, features, images, chosen, rois)
-        parts["pool"] = clock.lap()
-        losses = model.head_losses(
-            pooled, rois, labels, torch.cat([r.box_targets[c] for r, c in pairs])
-        )
-        terms = batch_loss(
-            model, images, chosen.selections, losses, labels, getattr(sampler, "loss_options", None)
-        )
+        labels, rois, pooled = parts.pool(model, features, images, chosen)
+        terms = parts.head(model, sampler, images, chosen, labels, rois, pooled)
         loss = terms.cls + terms.box
         measured = health(model, features, images, chosen) if measure_health else (None, None)
     count = max(1, len(labels))
     check_finite(terms, 1, iteration, updater.dist)
-    parts["head"] = clock.lap()
-    apply_loss(loss, model, updater)
-    parts["backward"] = clock.lap()
+    parts.backward(loss, model, updater)
+    pairs = list(zip(images, chosen.indices, strict=True))
     result = StepResult(
         loss=loss.item(),
         loss_cls=terms.cls.item(),
@@ -368,7 +396,6 @@ def train_step(
         num_fg=int((labels > 0).sum().item()),
         readonly_time=chosen.readonly_time,
         iou_hist=iou_histogram(torch.cat([r.max_iou[c] for r, c in pairs])),
-        parts={**parts, **{f"readonly_{k}": v for k, v in chosen.times.items()}},
     )
     result.p_true_fg, result.p_top_bg = measured
     if chosen.readonly is not None:

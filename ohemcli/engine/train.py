@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from ohemcli.config import ExperimentConfig, config_to_yaml, input_norm
 from ohemcli.data.batching import Batch, ScheduleSampler, TrainImages, collate, iteration_epoch
 from ohemcli.data.box_stats import make_box_norm
 from ohemcli.data.fingerprint import data_fingerprint
-from ohemcli.data.splits import load_split, open_splits
+from ohemcli.data.splits import SplitData, load_split, open_splits
 from ohemcli.device import (
     loader_workers,
     peak_memory_mb,
@@ -41,12 +41,18 @@ from ohemcli.engine.distributed import (
     init_distributed,
     seed_rank,
 )
-from ohemcli.engine.host_runs import HostRuns, device_names
 from ohemcli.engine.mining import mine_false_positives
 from ohemcli.engine.optimizer import build_optimizer
 from ohemcli.engine.preflight import check_setup
 from ohemcli.engine.state import TrainState, eval_iterations
-from ohemcli.engine.step import NonFiniteLoss, StepResult, Updater, train_step
+from ohemcli.engine.step import (
+    DEFAULT_PARTS,
+    NonFiniteLoss,
+    StepParts,
+    StepResult,
+    Updater,
+    train_step,
+)
 from ohemcli.engine.tensorboard import EventWriter, open_events
 from ohemcli.errors import UserError
 from ohemcli.fileio import append_jsonl, atomic_write_json, atomic_write_text, truncate_jsonl
@@ -55,6 +61,7 @@ from ohemcli.model.fast_rcnn import build_model, without_pretrained
 from ohemcli.progress import err_console, make_progress, train_columns, train_fields
 from ohemcli.runs.checkpointer import Checkpointer
 from ohemcli.runs.guard import check_out_dir, check_resume, clear_leftovers, run_lock
+from ohemcli.runs.host_runs import HostRuns, device_names
 from ohemcli.runs.paths import RunPaths, default_run_dir
 from ohemcli.runs.records import log_stability, read_log
 from ohemcli.runs.stability import RunStability
@@ -151,8 +158,8 @@ class Trainer:
         self.rank_rngs: list[dict[str, Any]] | None = None  # every rank's, at the last save
         self.state = TrainState()
         self.saved_at: int | None = None  # iteration of the checkpoint on disk
-        self.test_data = None
-        self.time_parts = False  # ohem bench: CUDA-synchronise each part of a step (parts)
+        self.test_data: SplitData | None = None  # loaded at the first evaluation
+        self.step_parts: StepParts = DEFAULT_PARTS  # ohem bench hands timed ones (engine.bench)
         self.measure_health = True  # the classifier's health on logging steps (ohem bench: off)
         if checkpoint is not None:
             self._restore(checkpoint)
@@ -193,7 +200,7 @@ class Trainer:
         if self.callback is not None:
             self.callback({**record, "kind": kind})
 
-    def batches(self) -> Iterator[Batch]:
+    def batches(self) -> Generator[Batch, None, None]:
         """The run's remaining mini-batches (from ``state.iteration`` on), moved to the device."""
         for batch in self._loader():
             yield batch.to(self.device)
@@ -218,9 +225,9 @@ class Trainer:
                 self.state.iteration + 1,
                 self.autocast,
                 c.sampler.rank_dtype,
-                self.time_parts,
                 c.sampler.rank_dropout,
                 self.measure_health and (self.state.iteration + 1) % c.train.log_every == 0,
+                self.step_parts,
             )
         except NonFiniteLoss as exc:
             kept = (
@@ -353,7 +360,7 @@ class Trainer:
             for batch in self.batches():
                 it = self.state.iteration  # 0-based index of this iteration
                 self.step(batch, data_time=time.perf_counter() - tick)
-                lr = self.scheduler.get_last_lr()[0]
+                lr = float(self.scheduler.get_last_lr()[0])
                 self._log_if_due(it, lr)
                 self._mine_if_due(it)
                 evaluated = self._evaluate_if_due(it, eval_points)
@@ -426,7 +433,7 @@ class Trainer:
             return {}
         result = self.evaluate(final=True)
         self.save(gather=False)  # the other ranks have left; their RNG states are the last save's
-        devices = device_names(self.device, self.dist)
+        devices = device_names(self.device, self.dist.world_size)
         peak_mb = peak_memory_mb(self.device)
         summary = self.state.summary(
             self.cfg,

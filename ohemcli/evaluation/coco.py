@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ohemcli.data.coco.dataset import COCODataset
 from ohemcli.data.voc import ImageRecord
 from ohemcli.evaluation.results_files import ClassDetections, Detections
 
@@ -72,7 +73,7 @@ def evaluate_coco(
                      classes)  # fmt: skip
 
 
-def evaluate_coco_json(dets: Detections, dataset: Any) -> dict[str, Any]:
+def evaluate_coco_json(dets: Detections, dataset: COCODataset) -> dict[str, Any]:
     """COCO box AP of a COCO set's split against its original json, as :func:`evaluate_coco`
     returns it.
 

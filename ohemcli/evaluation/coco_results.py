@@ -2,7 +2,8 @@
 
 Every evaluation writes one (``eval/detections_coco.json``) so that other tools can read the
 detections, and ``ohem eval --detections FILE.json`` reads one back. Ids are the data set's own
-(a COCO set's image and category ids; for a VOC root, see :func:`ohemcli.data.coco.coco_ids`).
+(a COCO set's image and category ids; for a VOC root, see
+:func:`ohemcli.data.coco.dataset.coco_ids`).
 Boxes are ``[x, y, w, h]`` with ``w = x2 - x1`` (no +1), as ``evaluation.coco`` gives pycocotools,
 and read back as ``x2 = x + w``.
 """
@@ -15,13 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from ohemcli.data.coco import coco_ids
+from ohemcli.data.coco.dataset import coco_ids
+from ohemcli.data.dataset import Dataset
 from ohemcli.errors import UserError, quote
 from ohemcli.evaluation.results_files import ClassDetections, Detections, empty_detections
 from ohemcli.fileio import atomic_write_text, read_json
 
 
-def coco_results(dets: Detections, dataset: Any) -> list[dict[str, Any]]:
+def coco_results(dets: Detections, dataset: Dataset) -> list[dict[str, Any]]:
     """The detections as COCO results, class by class in label order, in detection order."""
     image_ids, category_ids = coco_ids(dataset)
     out: list[dict[str, Any]] = []
@@ -35,7 +37,7 @@ def coco_results(dets: Detections, dataset: Any) -> list[dict[str, Any]]:
     return out
 
 
-def write_coco_results(dets: Detections, dataset: Any, path: Path) -> Path:
+def write_coco_results(dets: Detections, dataset: Dataset, path: Path) -> Path:
     """Write :func:`coco_results` to ``path`` atomically (floats as ``repr``: exact read-back)."""
     import json
 
@@ -54,7 +56,7 @@ def _known(value: Any, ids: dict[Any, Any]) -> bool:
     return isinstance(value, (int, float, str)) and not isinstance(value, bool) and value in ids
 
 
-def read_coco_results(path: Path, dataset: Any) -> Detections:
+def read_coco_results(path: Path, dataset: Dataset) -> Detections:
     """Read a COCO results json against ``dataset``'s ids; a bad entry is one line naming it."""
     doc = read_json(path)
     if not isinstance(doc, list):
@@ -84,5 +86,6 @@ def read_coco_results(path: Path, dataset: Any) -> Detections:
     for name, r in rows.items():
         if r:
             boxes = np.array([b for _, _, b in r], np.float64)
-            dets[name] = ClassDetections([i for i, _, _ in r], [s for _, s, _ in r], boxes)
+            scores = np.array([s for _, s, _ in r], np.float64)
+            dets[name] = ClassDetections([i for i, _, _ in r], scores, boxes)
     return dets

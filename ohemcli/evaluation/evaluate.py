@@ -1,182 +1,29 @@
-"""Inference over a split, results files and metrics; ``evaluate_run`` for ``ohem eval RUN``."""
+"""Evaluation of a model, a run folder or a folder of results files: inference
+(``evaluation.inference``) then scoring (``evaluation.scoring``); ``evaluate_run`` for
+``ohem eval RUN``."""
 
 from __future__ import annotations
 
-import contextlib
-import gc
-from collections.abc import Callable, Iterator
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch import Tensor
 
 from ohemcli.config import (
-    FAST_RCNN_MAX_PER_IMAGE,
-    FAST_RCNN_PER_CLASS,
     TEST_PROTOCOLS,
     EvalConfig,
     ExperimentConfig,
-    input_norm,
-    load_config,
     protocol_name,
 )
-from ohemcli.data.batching import TestImages
-from ohemcli.data.coco import COCODataset
-from ohemcli.data.prefetch import loaded_ahead
 from ohemcli.data.splits import SplitData, load_split
-from ohemcli.device import loader_workers, resolve_device
+from ohemcli.device import resolve_device
 from ohemcli.errors import UserError
-from ohemcli.evaluation.coco import evaluate_coco_json
-from ohemcli.evaluation.coco_results import read_coco_results, write_coco_results
-from ohemcli.evaluation.matches import matches_from_result, save_matches
-from ohemcli.evaluation.metrics import coco_numbers, evaluate_all, voc_metric
-from ohemcli.evaluation.protocols import FastRCNNTest
-from ohemcli.evaluation.results_files import ClassDetections, Detections, write_results_files
-from ohemcli.evaluation.voc_ap import evaluate_voc
-from ohemcli.fileio import atomic_write_json
-from ohemcli.model.fast_rcnn import FastRCNN, build_model, without_pretrained
-from ohemcli.progress import make_progress
-from ohemcli.runs.checkpointer import read_checkpoint, saved_weights
-from ohemcli.runs.paths import EvalPaths, RunPaths
-
-
-@contextlib.contextmanager
-def no_cyclic_gc() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector (reference counting still frees everything else).
-
-    Turning tens of thousands of detections into Python numbers (the COCO json, the results
-    files) allocates enough containers to set off full collections, each of which walks every
-    object of a process that holds torch and a model: measured, 0.5 s of a 0.53 s COCO
-    conversion. Nothing the evaluation computes depends on when cycles are collected.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def detect_split(
-    model: FastRCNN,
-    split: SplitData,
-    cfg: ExperimentConfig,
-    device: torch.device,
-    show_progress: bool = True,
-) -> Detections:
-    """Run the detector over every image of ``split``; boxes in original-image coordinates.
-
-    Under ``torch.inference_mode`` (no autograd bookkeeping at all). Each image's detections stay
-    tensors until the end, where one conversion and one stable sort by label group them per class
-    (images in split order, each image's detections in model output order): the arrays, and so
-    the files written from them, are the ones a per-image, per-class loop gives.
-    """
-    was_training = model.training
-    model.eval()
-    images = TestImages(
-        split.dataset, split.proposals, cfg.data.scale, cfg.data.max_size, input_norm(cfg.model)
-    )  # the normalisation the run trained with (recorded in its config.yaml)
-    loader = loaded_ahead(images, loader_workers(cfg.data.workers))
-    adaptive = FastRCNNTest(len(images)) if cfg.eval.protocol == "fast-rcnn" else None
-    ids: list[str] = []
-    found: list[tuple[Tensor, Tensor, Tensor]] = []
-    with make_progress(disable=not show_progress) as progress, torch.inference_mode():
-        task = progress.add_task(f"detect {split.dataset.split}", total=len(images))
-        for batch in loader:
-            batch = batch.to(device)
-            sample = batch.samples[0]
-            size = tuple(sample.image.shape[1:])
-            boxes, scores, labels = model.detect(batch.images, [sample.rois], cfg.eval, [size])[0]
-            boxes = boxes / sample.factor  # float32, as before any grouping
-            if adaptive is not None:  # thresholds over the whole set: kept, decided at the end
-                adaptive.add(len(ids), *_as_numpy(boxes, scores, labels))
-            else:
-                found.append((boxes.cpu(), scores.cpu(), labels.cpu()))
-            ids.append(sample.image_id)
-            progress.advance(task)
-    if was_training:
-        model.train()
-    if adaptive is not None:
-        per_class: dict[int, list[tuple[str, np.ndarray, np.ndarray]]] = {}
-        for image, label, kept_boxes, kept_scores in adaptive.finish(cfg.eval.nms):
-            per_class.setdefault(label, []).append((ids[image], kept_scores, kept_boxes))
-        return _to_detections(per_class, split.dataset.classes)
-    return _group_by_class(found, ids, split.dataset.classes)
-
-
-def _as_numpy(boxes: Tensor, scores: Tensor, labels: Tensor) -> tuple[np.ndarray, ...]:
-    """Detections as float64 boxes and scores (converted from float32) and integer labels."""
-    return (
-        boxes.cpu().numpy().astype(np.float64),
-        scores.cpu().numpy().astype(np.float64),
-        labels.cpu().numpy(),
-    )
-
-
-def _group_by_class(
-    found: list[tuple[Tensor, Tensor, Tensor]], ids: list[str], classes: tuple[str, ...]
-) -> Detections:
-    """Per-image detections -> per-class ones: images in order, each image's in output order."""
-    counts = [len(scores) for _, scores, _ in found]
-    if not found or sum(counts) == 0:
-        return _to_detections({}, classes)
-    boxes, scores, labels = _as_numpy(*(torch.cat(parts) for parts in zip(*found, strict=True)))
-    image = np.repeat(np.arange(len(found)), counts)
-    order = np.argsort(labels, kind="stable")  # stable: keeps image, then output, order
-    labels, image, scores, boxes = labels[order], image[order], scores[order], boxes[order]
-    dets: Detections = {}
-    for label, name in enumerate(classes, start=1):
-        lo, hi = np.searchsorted(labels, [label, label + 1])
-        dets[name] = ClassDetections(
-            image_ids=[ids[i] for i in image[lo:hi].tolist()],
-            scores=scores[lo:hi],
-            boxes=boxes[lo:hi],
-        )
-    return dets
-
-
-def _to_detections(
-    per_class: dict[int, list[tuple[str, np.ndarray, np.ndarray]]], classes: tuple[str, ...]
-) -> Detections:
-    dets: Detections = {}
-    for label, name in enumerate(classes, start=1):
-        parts = per_class.get(label, [])
-        dets[name] = ClassDetections(
-            image_ids=[image_id for image_id, scores, _ in parts for _ in range(len(scores))],
-            scores=np.concatenate([s for _, s, _ in parts]) if parts else np.zeros(0),
-            boxes=np.concatenate([b for _, _, b in parts]) if parts else np.zeros((0, 4)),
-        )
-    return dets
-
-
-def eval_protocol(cfg: EvalConfig) -> dict[str, Any]:
-    """The test protocol a number was measured with (``eval_protocol`` in metrics/summary JSON),
-    by name and with its limits.
-
-    ``default`` keeps at most 100 detections per image scoring over 0.05 (py-faster-rcnn's and
-    the later fast-rcnn's ``test_net``); ``ohem-release`` 2000 over 0.00001 (the OHEM release's
-    ``experiments/scripts/fast_rcnn_ohem.sh``); ``fast-rcnn`` adapts per-class thresholds to keep
-    about 40 detections per class per image over the test set (Fast R-CNN's first ``test.py``,
-    see ohemcli.evaluation.protocols). All use per-class NMS (0.3 in the presets).
-    """
-    name = protocol_name(cfg)
-    if name == "fast-rcnn":
-        return {
-            "name": name,
-            "per_class_per_image": FAST_RCNN_PER_CLASS,
-            "max_per_class_per_image": FAST_RCNN_MAX_PER_IMAGE,
-            "nms": cfg.nms,
-        }
-    return {
-        "name": name,
-        "max_dets": cfg.max_dets,
-        "score_thresh": cfg.score_thresh,
-        "nms": cfg.nms,
-    }
+from ohemcli.evaluation.coco_results import read_coco_results
+from ohemcli.evaluation.inference import detect_split, load_run_model, no_cyclic_gc
+from ohemcli.evaluation.metrics import evaluate_all
+from ohemcli.evaluation.scoring import coco_source, eval_protocol, score_detections
+from ohemcli.model.fast_rcnn import FastRCNN
+from ohemcli.runs.paths import RunPaths
 
 
 def evaluate_model(
@@ -195,61 +42,6 @@ def evaluate_model(
     with no_cyclic_gc():
         dets = detect_split(model, split, cfg, device, show_progress)
         return score_detections(dets, cfg, split, out_dir, metric)
-
-
-def score_detections(
-    dets: Detections,
-    cfg: ExperimentConfig,
-    split: SplitData,
-    out_dir: Path | None = None,
-    metric: str | None = None,
-) -> dict[str, Any]:
-    """Score ``split``'s detections and (with ``out_dir``) write the devkit results files,
-    ``detections_coco.json``, ``metrics.json`` and the per-detection matches."""
-    metric = metric or cfg.eval.metric
-    records, classes = split.dataset.records, split.dataset.classes
-    voc = evaluate_voc(dets, records, classes, voc_metric(metric))
-    coco = coco_source(dets, split.dataset)
-    result = evaluate_all(dets, records, classes, metric, voc=voc, coco=coco)  # type: ignore[arg-type]
-    result["eval_protocol"] = eval_protocol(cfg.eval)
-    if (
-        out_dir is not None
-        and coco is not None
-        and "coco" not in result
-        and "metrics" not in result
-    ):
-        # A COCO set's final evaluation always carries COCO AP as well (report's "COCO AP").
-        result["coco"] = coco_numbers(coco())
-    if out_dir is not None:
-        files = EvalPaths(out_dir)
-        write_results_files(dets, out_dir, split.dataset.split)
-        write_coco_results(dets, split.dataset, files.coco_results)  # for other tools
-        atomic_write_json(files.metrics, result)
-        # Per-detection matches, for the bootstrap over test images in `ohem report`.
-        save_matches(files.matches, matches_from_result(voc, [r.image_id for r in records]))
-    return result
-
-
-def coco_source(dets: Detections, dataset: Any) -> Callable[[], dict[str, Any]] | None:
-    """How COCO AP is computed for ``dataset``: on a COCO set, pycocotools on its original json;
-    elsewhere None (``evaluate_all`` converts the records)."""
-    if isinstance(dataset, COCODataset):
-        return partial(evaluate_coco_json, dets, dataset)
-    return None
-
-
-def load_run_model(
-    run_dir: Path, device: torch.device
-) -> tuple[FastRCNN, ExperimentConfig, tuple[str, ...]]:
-    """The model of a run folder, from its ``config.yaml`` and ``checkpoint.pt``."""
-    if not run_dir.is_dir():
-        raise UserError(f"{run_dir}: run folder does not exist")
-    paths = RunPaths(run_dir)
-    cfg = load_config(paths.config)
-    weights, classes = saved_weights(read_checkpoint(paths.checkpoint))
-    model = build_model(without_pretrained(cfg), len(classes), device)  # weights: checkpoint's
-    model.load_state_dict(weights)
-    return model, cfg, classes
 
 
 def evaluate_run(
@@ -348,6 +140,7 @@ def evaluate_detections(
         dets = read_results_files(path, dataset.split, dataset.classes, ids)
     records, names = dataset.records, dataset.classes
     coco = coco_source(dets, dataset)
+    # metric: a str that the CLI's choice checked against evaluate_all's Literal
     return evaluate_all(dets, records, names, metric, coco=coco)  # type: ignore[arg-type]
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 from scipy import sparse
@@ -74,7 +75,7 @@ def save_matches(path: Path, m: Matches) -> Path:
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a name
-            np.savez_compressed(f, **arrays)
+            np.savez_compressed(f, **cast(dict[str, Any], arrays))  # numpy types kwds as bool
 
     return atomic_write(path, write)
 

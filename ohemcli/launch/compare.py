@@ -44,7 +44,7 @@ from ohemcli.runs.paths import ComparePaths, RunPaths, folder_name
 from ohemcli.runs.settings import comparable_config, first_difference, read_settings
 
 if TYPE_CHECKING:
-    from ohemcli.launch.submit import Launch
+    from ohemcli.launch.options import Launch
 
 COMPARE_EVAL_POINTS = 8  # default evaluations per compare run: enough for time to accuracy
 
@@ -193,7 +193,7 @@ def train_in_process(
     """Train the unfinished runs of ``plan`` one after another; a failed run lets the next go on.
 
     Any error of one run, a ``UserError`` included (its corrupt checkpoint, its unwritable
-    folder), is that run's failure, as in a launched job (``launch.submit.RunsJob``): the others
+    folder), is that run's failure, as in a launched job (``launch.jobs.RunsJob``): the others
     still train and the caller names the failed runs. Errors that every run would share (data,
     config) are checked before the first run starts. The overall bar counts the iterations still
     to train, fed by ``train``'s callback.
@@ -245,7 +245,9 @@ def compare(
     :func:`ohemcli.api.compare` also reports the finished runs (``report.compare_report``).
     """
     from ohemcli.engine.preflight import preflight
-    from ohemcli.launch.submit import alive_jobs, check_launcher, launch_runs, resolve_jobs
+    from ohemcli.launch.jobs import alive_jobs
+    from ohemcli.launch.options import resolve_jobs
+    from ohemcli.launch.submit import check_launcher, launch_runs
 
     out_dir = Path(out_dir)
     # Every check before the first write: a refused compare leaves no folder and no compare.yaml.

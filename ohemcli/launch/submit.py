@@ -15,12 +15,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import pickle
-import re
 import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,172 +30,15 @@ from ohemcli.launch.grid import (
     CompareOutcome,
     RunFailure,
     RunSpec,
-    failure_line,
     is_finished,
-    train_run,
 )
+from ohemcli.launch.jobs import FAILED_TAG, RunsJob, SubmittedJob, alive_jobs
+from ohemcli.launch.options import Launch, resolve_jobs, visible_gpus, wants_cuda
 from ohemcli.runs.paths import ComparePaths
 
-FAILED_TAG = "ohem-run-failed"  # a job's log line for a run that raised: "<tag> <run>: <error>"
+__all__ = ["Launch", "check_launcher", "launch_runs"]  # Launch: cli/compare.py names it from here
+
 LOCAL_TIMEOUT_MIN = 60 * 24 * 30  # local jobs have no time limit of their own; submitit wants one
-
-
-@dataclass(frozen=True)
-class Launch:
-    """How ``compare`` starts its runs (the ``launcher`` options of ``ohem compare``)."""
-
-    launcher: str = "local"  # "local" or "slurm"
-    jobs: int | None = None  # runs at once (None: 1 on the CPU, one per G visible GPUs)
-    gpus_per_run: int = 1  # G: GPUs of one run (DDP with one task per GPU when G > 1)
-    wait: bool = True  # False: submit and return (--no-wait)
-    slurm_partition: str | None = None
-    slurm_time: int = 24 * 60  # minutes per job; a timed-out job is requeued and resumes
-    slurm_account: str | None = None
-    slurm_constraint: str | None = None
-    slurm_mem: str | None = None  # e.g. "64G"
-
-    @property
-    def in_process(self) -> bool:
-        """Local, one run at a time, waited for: train in this process (no submitit)."""
-        return self.launcher == "local" and self.jobs == 1 and self.wait
-
-
-MAX_SLURM_MINUTES = 365 * 24 * 60  # --slurm-time: beyond a year is a typo, not a time limit
-# What Slurm accepts for each option (names, comma lists; constraints add their operators).
-# Anything else, a space or a newline above all, would be written into the #SBATCH lines.
-_SLURM_VALUES = {
-    "slurm_partition": ("--slurm-partition", r"[A-Za-z0-9_.\-]+(,[A-Za-z0-9_.\-]+)*"),
-    "slurm_account": ("--slurm-account", r"[A-Za-z0-9_.\-]+"),
-    "slurm_constraint": ("--slurm-constraint", r"[A-Za-z0-9_.\-:&|*!\[\]()]+"),
-    "slurm_mem": ("--slurm-mem", r"[1-9][0-9]*[KMGT]?"),
-}
-
-
-def check_launch(launch: Launch) -> None:
-    """Refuse launcher options that cannot be right, before anything is written or submitted."""
-    if launch.launcher not in ("local", "slurm"):
-        raise UserError(f"--launcher {quote(launch.launcher)}: expected local or slurm")
-    if launch.jobs is not None and launch.jobs < 1:
-        raise UserError(f"--jobs: must be at least 1, got {launch.jobs}")
-    if launch.gpus_per_run < 1:
-        raise UserError(f"--gpus-per-run: must be at least 1, got {launch.gpus_per_run}")
-    if not 1 <= launch.slurm_time <= MAX_SLURM_MINUTES:
-        raise UserError(
-            f"--slurm-time {launch.slurm_time}: minutes per job, from 1 to {MAX_SLURM_MINUTES}"
-        )
-    for field, (option, pattern) in _SLURM_VALUES.items():
-        value = getattr(launch, field)
-        if value is not None and not re.fullmatch(pattern, value):
-            raise UserError(f"{option} {quote(value)}: not a value Slurm accepts")
-
-
-def resolve_jobs(launch: Launch, base: ExperimentConfig) -> Launch:
-    """``jobs`` filled in: 1 on the CPU, visible GPUs // G on CUDA (Slurm: no limit, None)."""
-    check_launch(launch)
-    cuda = wants_cuda(base, launch.launcher)
-    if launch.jobs is not None or launch.launcher == "slurm":
-        return launch
-    jobs = max(1, len(visible_gpus()) // launch.gpus_per_run) if cuda else 1
-    return Launch(**{**launch.__dict__, "jobs": jobs})
-
-
-def visible_gpus() -> list[int]:
-    """Host indices of the GPUs this process may use (``CUDA_VISIBLE_DEVICES`` or all)."""
-    import torch
-
-    env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if env is not None:
-        return [int(v) for v in env.split(",") if v.strip().isdigit()]
-    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-
-
-class RunsJob(submitit.helpers.Checkpointable):
-    """One submitit job: train its runs one after another (each resumes from its checkpoint).
-
-    On preemption or time-out submitit calls :meth:`checkpoint`, which requeues this same job;
-    ``train(resume=True)`` then continues every unfinished run from its last checkpoint.
-    """
-
-    def __init__(self, base: ExperimentConfig, runs: Sequence[RunSpec], threads: int | None):
-        self.base, self.runs, self.threads = base, list(runs), threads
-
-    def __call__(self) -> list[str]:
-        """Train the runs; raise at the end when any failed (the others still train)."""
-        import torch
-
-        from ohemcli.engine.distributed import export_submitit_env
-
-        export_submitit_env()
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        failed = []
-        for run in self.runs:
-            if is_finished(run.path, self.base.train.iters):
-                continue
-            try:
-                train_run(self.base, run, show_progress=False)
-            except Exception as exc:  # noqa: BLE001 - one run's failure must not stop the others
-                line = failure_line(exc)
-                print(f"{FAILED_TAG} {run.name}: {line}", file=sys.stderr, flush=True)
-                failed.append(run.name)
-        if failed:
-            raise RuntimeError(f"runs failed: {', '.join(failed)}")
-        return [r.name for r in self.runs]
-
-    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
-        """Requeue the same runs; each continues from the checkpoint its run folder holds."""
-        return submitit.helpers.DelayedSubmission(RunsJob(self.base, self.runs, self.threads))
-
-
-@dataclass
-class SubmittedJob:
-    """A submitted job (this call's or an earlier one's still alive) and the runs it trains."""
-
-    job_id: str
-    runs: list[RunSpec]
-    folder: Path
-    job: Any = None  # submitit Job when submitted by this call
-    cluster: str = "local"
-
-    def done(self) -> bool:
-        """True once the job has ended (finished, failed or killed)."""
-        if self.job is not None:
-            return bool(self.job.done())
-        if self.cluster == "local":
-            return not _local_alive(self.job_id)
-        return submitit.SlurmJob(self.folder, self.job_id).state not in _SLURM_ALIVE
-
-    def log(self) -> Path:
-        """The job's stderr log (task 0)."""
-        return self.folder / f"{self.job_id}_0_log.err"
-
-
-_SLURM_ALIVE = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED"}
-
-
-def _local_alive(pid: str) -> bool:
-    """Is the local submitit controller with this pid still running?"""
-    try:
-        cmdline = Path(f"/proc/{int(pid)}/cmdline").read_bytes()
-    except (OSError, ValueError):
-        return False
-    return b"submitit" in cmdline
-
-
-def alive_jobs(folder: Path, cluster: str) -> list[SubmittedJob]:
-    """Jobs of earlier calls (``folder/*_submitted.pkl``) that are still alive."""
-    found = []
-    for path in sorted(Path(folder).glob("*_submitted.pkl")):
-        job_id = path.name[: -len("_submitted.pkl")]
-        with contextlib.suppress(Exception):  # another program's or a half-written pickle
-            with open(path, "rb") as f:
-                delayed = pickle.load(f)  # noqa: S301 - submitit's own files, written by us
-            fn = delayed.function
-            if isinstance(fn, RunsJob):
-                handle = SubmittedJob(job_id, fn.runs, Path(folder), cluster=cluster)
-                if not handle.done():
-                    found.append(handle)
-    return found
 
 
 def check_launcher(launch: Launch) -> None:
@@ -329,7 +169,7 @@ def detached_jobs() -> Iterator[None]:
     real = local.subprocess
     wrapped = types.SimpleNamespace(**vars(real))
     wrapped.Popen = functools.partial(real.Popen, start_new_session=True)
-    local.subprocess = wrapped  # type: ignore[assignment]
+    local.subprocess = wrapped  # type: ignore[assignment]  # patched for this block only
     try:
         yield
     finally:
@@ -390,15 +230,3 @@ def launch_runs(
         if not is_finished(r.path, iters) and r.name in owner
     ]
     return CompareOutcome(list(plan), failures=failures)
-
-
-def wants_cuda(base: ExperimentConfig, launcher: str) -> bool:
-    """True when the runs train on CUDA: ``cuda``, or ``auto`` with a GPU here or on Slurm.
-
-    A Slurm login node often has no GPU; the jobs land on GPU nodes, so ``auto`` asks for GPUs.
-    """
-    import torch
-
-    device = base.train.device
-    auto_cuda = launcher == "slurm" or torch.cuda.is_available()
-    return device == "cuda" or (device == "auto" and auto_cuda)

@@ -15,7 +15,7 @@ from ohemcli.progress import err_console, make_progress
 
 
 class WatchedJob(Protocol):
-    """What the watcher needs of a submitted job (``launch.submit.SubmittedJob``); a protocol, so
+    """What the watcher needs of a submitted job (``launch.jobs.SubmittedJob``); a protocol, so
     that this module does not import the launcher that imports it."""
 
     job_id: str

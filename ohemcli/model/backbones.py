@@ -8,8 +8,8 @@ R-CNN splits a ResNet ("C4"): conv1 to layer3 as the trunk (stride 16), layer4 a
 pooling as the RoI head. ``model.pretrained: torchvision`` starts vgg16 and resnet18 from ImageNet
 weights (torchvision's weights API, cached in torch's hub folder); ``shipped`` starts tiny from
 ``ohemcli/weights/tiny_synth.pt``, a crop classifier of the synthetic shapes trained on images
-that the demo never uses (``scripts/pretrain_tiny.py`` reproduces it; see
-ohemcli.engine.pretrain).
+that the demo never uses (``scripts/pretrain_tiny.py`` reproduces it with
+``scripts/pretrain.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -146,12 +146,13 @@ def build_vgg16(cfg: ModelConfig) -> Backbone:
     The stride stays 16, so RoI pooling keeps its spatial scale 1/16, as the release's prototxt.
     """
     net = _vgg16_net(cfg)
-    trunk = net.features[:30]  # drop the last max-pool: conv5_3 + ReLU at stride 16
+    features = cast(nn.Sequential, net.features)  # torchvision's VGG: a Sequential
+    trunk = features[:30]  # drop the last max-pool: conv5_3 + ReLU at stride 16
     set_pool_ceil(trunk, cfg.pool_ceil)
     # conv1_x and conv2_x (4 conv layers) stay frozen, as in the paper
     freeze_leading_convs(trunk, frozen_convs(cfg))
     head = nn.Sequential(
-        nn.Flatten(), *list(net.classifier.children())[:6]
+        nn.Flatten(), *list(cast(nn.Sequential, net.classifier).children())[:6]
     )  # fc6, fc7 with dropout
     return Backbone(trunk=trunk, head=head, stride=16, out_dim=4096)
 
@@ -293,7 +294,9 @@ def build_resnet18(cfg: ModelConfig) -> Backbone:
         )
     )
     head = nn.Sequential(
-        OrderedDict(layer4=net.layer4, pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten())
+        OrderedDict(
+            layer4=cast(nn.Module, net.layer4), pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten()
+        )
     )
     freeze_leading_convs(trunk, frozen_convs(cfg))
     return Backbone(trunk=trunk, head=head, stride=16, out_dim=512)

@@ -49,6 +49,7 @@ def _fields(buf: memoryview):  # noqa: ANN202 - a generator of (field, wire type
     """Yield ``(field number, wire type, value)``: an int for varints and fixed-width numbers
     (their raw bytes for fixed ones), a memoryview for length-delimited fields."""
     pos = 0
+    value: int | memoryview
     while pos < len(buf):
         key, pos = _varint(buf, pos)
         field, wire = key >> 3, key & 7

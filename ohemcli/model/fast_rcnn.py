@@ -69,6 +69,8 @@ class FastRCNN(nn.Module):
         # The box targets' per-class statistics: buffers, so that the checkpoint carries them and
         # evaluation decodes as training encoded (model.box_norm).
         fixed = BoxNorm.fixed(num_classes)
+        self.box_means: Tensor  # buffers: declared for the type checker (nn.Module's getattr)
+        self.box_stds: Tensor
         self.register_buffer("box_means", fixed.means)
         self.register_buffer("box_stds", fixed.stds)
 

@@ -38,7 +38,7 @@ class _ChosenRows(torch.autograd.Function):
     """Rows ``index`` of a pooling as an output of ``features``, with roi_pool's backward."""
 
     @staticmethod
-    def forward(ctx, features: Tensor, pooled: PooledRoIs, index: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, features: Tensor, pooled: PooledRoIs, index: Tensor) -> Tensor:
         if pooled.argmax is None:
             raise ValueError("chosen_rows: this pooling kept no argmaxes (RoIAlign); pool again")
         rois, argmax = pooled.rois.index_select(0, index), pooled.argmax.index_select(0, index)
@@ -47,7 +47,7 @@ class _ChosenRows(torch.autograd.Function):
         return pooled.pooled.index_select(0, index)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
         rois, argmax = ctx.saved_tensors
         n, c, h, w = ctx.shape
         size = grad.shape[-1]

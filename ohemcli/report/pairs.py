@@ -31,7 +31,6 @@ SAMPLER_ORDER = (
     "fixed", "hnm", "ohem", "ohem-mmdet", "libra", "pisa", "sampling-free", "focal",
 )  # fmt: skip
 CLASSIC = ("fixed", "hnm", "ohem")  # the paper's three: every pair of them, ohem − hnm first
-PAIR_MODES = ("baseline", "all")
 PAIR_COLUMNS = [
     "a", "b", "delta", "ci_low", "ci_high", "seeds", "verdict", "method", "interval_verdict",
     "unsettled_runs",
@@ -139,6 +138,7 @@ class Resampler:
         if key not in self.maps:
             n = len(matches.image_ids)
             chunks = range(-(-self.resamples // DRAW_CHUNK))
+            # metric: one of VOC_RULE's values, a str here
             parts = [weighted_map(matches, self.weights(c, n), metric) for c in chunks]  # type: ignore[arg-type]
             self.maps[key] = np.concatenate(parts) if parts else np.zeros(0)
         return self.maps[key]

@@ -31,9 +31,8 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from ohemcli.fileio import atomic_write  # noqa: E402
 from ohemcli.report.pairs import sampler_rank  # noqa: E402
-from ohemcli.runs.paths import PLOT_NAMES, ComparePaths  # noqa: E402
+from ohemcli.runs.paths import ComparePaths  # noqa: E402
 
-PLOTS = PLOT_NAMES  # what write_plots draws (chosen_iou only when the runs logged iou_hist)
 CHOSEN_IOU_SKIPPED = (
     "chosen_iou: skipped, the runs' training logs have no iou_hist (runs from before it was "
     "logged)."

@@ -24,12 +24,13 @@ from pathlib import Path
 
 from ohemcli.errors import UserError, quote
 from ohemcli.evaluation.matches import load_matches, rescored_map
+from ohemcli.evaluation.voc_ap import APMetric
 from ohemcli.runs.records import Run
 
 MAP_TOLERANCE = 1e-6
 # The metric at the top of summary.json -> the VOC rule the matches rescore with (COCO AP cannot
 # be rescored from VOC matches, and such runs never use their matches).
-VOC_RULE = {"voc07": "voc07", "all": "voc07", "voc10": "voc10"}
+VOC_RULE: dict[str, APMetric] = {"voc07": "voc07", "all": "voc07", "voc10": "voc10"}
 
 
 def run_problem(run: Run) -> str | None:
@@ -49,7 +50,7 @@ def run_problem(run: Run) -> str | None:
         matches = load_matches(run.paths.matches)
     except UserError as exc:
         return str(exc)
-    again = rescored_map(matches, rule)  # type: ignore[arg-type]
+    again = rescored_map(matches, rule)
     if not abs(again - float(value)) <= MAP_TOLERANCE:
         return (
             f"{run.paths.matches}: rescores to mAP {again:.6f}, the run recorded {value:.6f} "

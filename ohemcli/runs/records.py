@@ -113,6 +113,7 @@ def check_eval_metrics(path: Path, doc: dict[str, Any]) -> None:
     """Refuse an ``eval/metrics.json`` whose fields that the report reads have the wrong type: the
     COCO entry (``coco``, or ``metrics.coco.coco`` under metric all) must be a mapping whose AP is
     a number or null, and ``eval_protocol`` a mapping."""
+    keys: tuple[str, ...]
     for keys in (("coco",), ("metrics", "coco", "coco"), ("eval_protocol",)):
         _nested(path, doc, (*keys, "AP"))  # each level a mapping
     for keys in (("coco", "AP"), ("metrics", "coco", "coco", "AP")):

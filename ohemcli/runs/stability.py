@@ -192,7 +192,7 @@ def last_quarter_health(
     late = [p for p in points if _is_number(p[0]) and float(p[0]) > LAST_QUARTER * iters]
 
     def mean(k: int) -> float | None:
-        values = [float(p[k]) for p in late if _is_number(p[k])]
+        values = [float(v) for p in late if (v := p[k]) is not None and _is_number(v)]
         return sum(values) / len(values) if values else None
 
     return mean(1), mean(2)

@@ -97,6 +97,7 @@ SAMPLERS: dict[str, Callable[[SamplerConfig], RoISampler]] = {
     ),
 }
 
+# A functional Enum over a computed dict: mypy cannot list its members.
 SamplerName = Enum("SamplerName", {name: name for name in SAMPLERS}, type=str)  # type: ignore[misc]
 SamplerName.__doc__ = "Sampler choice for the CLI (the names of ``SAMPLERS``)."
 

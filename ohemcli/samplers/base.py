@@ -9,7 +9,9 @@ trainer reduces them with (``model.losses.LOSS_KINDS``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import torch
@@ -59,6 +61,7 @@ def as_selection(answer: object, num_rois: int, device: torch.device | None = No
     Raises :class:`ProtocolError` when the positions are not a 1-D integer tensor within
     ``[0, num_rois)``, a weight does not match them in length, or the loss is unknown.
     """
+    # answer: any object from a plugin; its indices are checked right below
     selection = answer if isinstance(answer, Selection) else Selection(answer)  # type: ignore[arg-type]
     idx = selection.indices
     if not isinstance(idx, Tensor) or idx.dim() != 1 or idx.is_floating_point():
@@ -130,6 +133,10 @@ class RoISampler(Protocol):
 
     needs_roi_losses: bool  # the trainer runs the read-only pass and passes roi_losses when True
     needs_mining: bool  # the trainer runs mining passes and calls after_mining with their result
+    needs_pred_boxes: bool  # the read-only pass also decodes each RoI's top-class box (pisa)
+    # The numbers of the training loss its selections name (samplers.loss.batch_loss):
+    # focal_gamma, focal_alpha, focal_norm; pisa's isr_p, carl, carl_k, carl_bias.
+    loss_options: Mapping[str, float | str]
 
     def select(
         self, rois: ImageRoIs, roi_losses: RoILosses | None, num: int, gen: torch.Generator
@@ -151,7 +158,17 @@ class RoISampler(Protocol):
         ...
 
 
-class Stateless:
+class SamplerBase:
+    """The defaults of :class:`RoISampler`'s flags: no read-only pass, no mining, no decoded
+    boxes, and the loss's default numbers. Built-in samplers start from here."""
+
+    needs_roi_losses: bool = False
+    needs_mining: bool = False
+    needs_pred_boxes: bool = False
+    loss_options: Mapping[str, float | str] = MappingProxyType({})  # read-only: shared default
+
+
+class Stateless(SamplerBase):
     """The state half of :class:`RoISampler` for a sampler that keeps none: nothing to refresh
     after a mining pass, nothing to save or restore."""
 

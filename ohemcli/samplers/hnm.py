@@ -24,7 +24,7 @@ from torch import Tensor
 
 from ohemcli.errors import UserError
 from ohemcli.model.losses import RoILosses
-from ohemcli.samplers.base import ImageRoIs, MinedNegatives, MiningRequest
+from ohemcli.samplers.base import ImageRoIs, MinedNegatives, MiningRequest, SamplerBase
 from ohemcli.samplers.fixed import sample_fg_bg
 
 POOL_MODES = ("accumulate", "replace")
@@ -60,12 +60,12 @@ def merge_pool(
     order = torch.sort(all_score, descending=True, stable=True).indices
     all_idx, all_score = all_idx[order], all_score[order]
     # A RoI both pooled and found again appears twice with the same latest score: keep one.
-    _, first = np.unique(all_idx.numpy(), return_index=True)
-    first = torch.from_numpy(np.sort(first))[:cap]
+    _, first_np = np.unique(all_idx.numpy(), return_index=True)
+    first = torch.from_numpy(np.sort(first_np))[:cap]
     return all_idx[first], all_score[first]
 
 
-class HNMSampler:
+class HNMSampler(SamplerBase):
     """``fixed`` with negatives drawn first from the mined false-positive pool."""
 
     needs_roi_losses = False

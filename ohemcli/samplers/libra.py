@@ -34,7 +34,7 @@ from torch import Tensor
 
 from ohemcli.errors import UserError
 from ohemcli.model.losses import RoILosses
-from ohemcli.samplers.base import ImageRoIs, MinedNegatives, random_subset
+from ohemcli.samplers.base import ImageRoIs, MinedNegatives, SamplerBase, random_subset
 
 BIN_MODES = ("reference", "paper")
 
@@ -104,7 +104,7 @@ def floored_neg(
     return taken
 
 
-class LibraSampler:
+class LibraSampler(SamplerBase):
     """Instance-balanced positives and IoU-balanced negatives."""
 
     needs_roi_losses = False

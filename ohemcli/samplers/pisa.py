@@ -17,12 +17,17 @@ The sampler is mmdetection's ``ScoreHLRSampler`` (ISR-N); the loss (``pisa``, se
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import numpy as np
 import torch
 from torch import Tensor
 
-from ohemcli.model.losses import RoILosses
+from ohemcli.model.losses import LossTerms, RoILosses, carl_term, isr_p_weights, reduce_losses
 from ohemcli.samplers.base import ImageRoIs, Selection, Stateless, random_subset
+
+# Boxes (R, 4) moved by normalised deltas (R, 4) of classes (R,): FastRCNN.decode_class.
+BoxDecoder = Callable[[Tensor, Tensor, Tensor], Tensor]
 
 
 def nms_match(boxes: Tensor, scores: Tensor, iou_thr: float) -> list[Tensor]:
@@ -148,3 +153,62 @@ class PISASampler(Stateless):
         indices = torch.cat([chosen_fg, bg[picked.to(bg.device)]])
         weights = torch.cat([torch.ones(len(chosen_fg)), neg_weights]).to(device)
         return Selection(indices, cls_weight=weights, loss="pisa")
+
+
+def pisa_pos_weights(
+    decode: BoxDecoder,
+    images: list[ImageRoIs],
+    selections: list[Selection],
+    losses: RoILosses,
+    labels: Tensor,
+    weights: Tensor | None,
+) -> Tensor:
+    """The chosen RoIs' cls ``weights`` (None: 1 each) with PISA's ISR-P on the foreground (see
+    :func:`ohemcli.model.losses.isr_p_weights`): IoU of the (detached) predicted box with the
+    target box, both decoded from the RoI by ``decode`` (``FastRCNN.decode_class``); each
+    image's ground truths numbered apart."""
+    weights = labels.new_ones(len(labels), dtype=torch.float32) if weights is None else weights
+    fg = labels > 0
+    if not bool(fg.any()) or losses.deltas is None:
+        return weights
+    pairs = [(r, sel.indices) for r, sel in zip(images, selections, strict=True)]
+    boxes = torch.cat([r.boxes[c] for r, c in pairs])[fg]
+    targets = torch.cat([r.box_targets[c] for r, c in pairs])[fg]
+    gts, offset = [], 0
+    for r, c in pairs:  # one number per (image, ground truth)
+        gt = r.gt_index[c] if r.gt_index is not None else torch.zeros_like(c)
+        gts.append(gt + offset)
+        offset += int(gt.max().item()) + 1 if gt.numel() else 0
+    from torchvision.ops import box_iou  # training only
+
+    with torch.no_grad():
+        pred = decode(boxes, losses.deltas[fg].detach(), labels[fg])
+        target = decode(boxes, targets, labels[fg])
+        iou = box_iou(pred, target).diagonal()
+        weights = weights.clone()
+        # ISR-P keeps each positive's original weight as the normaliser's reference (1 here).
+        weights[fg] = isr_p_weights(iou, labels[fg], torch.cat(gts)[fg], losses.cls[fg].detach())
+    return weights
+
+
+def pisa_loss(
+    decode: BoxDecoder,
+    images: list[ImageRoIs],
+    selections: list[Selection],
+    losses: RoILosses,
+    labels: Tensor,
+    cls_w: Tensor | None,
+    box_w: Tensor | None,
+    options: Mapping[str, float | str],
+) -> LossTerms:
+    """PISA's training loss: cross-entropy with ISR-P's positive weights (``isr_p``) and smooth
+    L1, plus CARL's term (``carl``, with ``carl_k`` and ``carl_bias``) on the box loss."""
+    if options.get("isr_p", 1.0):
+        cls_w = pisa_pos_weights(decode, images, selections, losses, labels, cls_w)
+    terms = reduce_losses("pisa", losses, labels, cls_w, box_w)
+    if options.get("carl", 1.0):
+        carl = carl_term(
+            losses, labels, float(options.get("carl_k", 1.0)), float(options.get("carl_bias", 0.2))
+        )
+        terms = LossTerms(terms.cls, terms.box + carl)
+    return terms

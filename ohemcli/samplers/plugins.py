@@ -31,6 +31,7 @@ from ohemcli.samplers.base import (
     MinedNegatives,
     MiningRequest,
     ProtocolError,
+    SamplerBase,
     Selection,
     as_selection,
 )
@@ -121,6 +122,8 @@ def locate(name: str) -> tuple[Any, PluginInfo]:
         raise UserError(
             f"--samplers: plugin '{name}': cannot import {path} ({type(exc).__name__}: {exc})"
         ) from None
+    dist: str | None
+    version: str | None
     if ep is not None and ep.dist is not None:
         dist, version = ep.dist.name, ep.dist.version
     else:
@@ -168,8 +171,9 @@ class PluginSampler:
         self._warned_budget = False
         self.needs_roi_losses = bool(getattr(inner, "needs_roi_losses", False))
         self.needs_mining = bool(getattr(inner, "needs_mining", False))
+        # A plugin need not start from SamplerBase: what it leaves out gets SamplerBase's value.
         self.needs_pred_boxes = bool(getattr(inner, "needs_pred_boxes", False))
-        self.loss_options = getattr(inner, "loss_options", None)
+        self.loss_options = getattr(inner, "loss_options", None) or SamplerBase.loss_options
 
     def _call(self, method: str, *args: Any) -> Any:
         try:

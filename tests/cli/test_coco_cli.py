@@ -25,7 +25,7 @@ runner = CliRunner()
 @pytest.fixture(autouse=True)
 def _one_process(monkeypatch):
     """Selective search in this process: spawning a pool of workers costs seconds."""
-    monkeypatch.setattr("ohemcli.data.proposals.available_cpus", lambda: 1)
+    monkeypatch.setattr("ohemcli.data.proposals.load.available_cpus", lambda: 1)
 
 
 def test_convert_voc_to_coco_and_back_keeps_every_box(tmp_path: Path):
@@ -184,6 +184,7 @@ def test_stats_states_the_category_mapping(tmp_path: Path):
     assert "4 -> 1 (y), 9 -> 2 (z)" in text.stdout.replace("\n", " ")
 
 
+@pytest.mark.slow  # `ohem train` through the runner: the conftest cannot see that it trains
 def test_a_roboflow_folder_trains_and_evaluates_end_to_end(tmp_path: Path):
     doc = coco_doc(
         3, [(0, "cells"), (1, "rbc")], {i: [(1, [8.0, 8.0, 16.0, 16.0])] for i in (1, 2, 3)}

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from ohemcli.config import load_config
-from ohemcli.data.coco import COCODataset
+from ohemcli.data.coco.dataset import COCODataset
 from ohemcli.data.splits import load_split, open_dataset
 from ohemcli.data.voc import VOCDataset
 from ohemcli.errors import UserError
@@ -91,7 +91,7 @@ def test_training_skips_images_without_a_usable_box_and_testing_never(
     tmp_path: Path, warnings_seen, monkeypatch
 ):
     # selective search in this process: a pool of spawned workers costs seconds to start
-    monkeypatch.setattr("ohemcli.data.proposals.available_cpus", lambda: 1)
+    monkeypatch.setattr("ohemcli.data.proposals.load.available_cpus", lambda: 1)
     doc = coco_doc(3, boxes={1: [(5, [8.0, 8.0, 16.0, 16.0])], 3: [(5, [0.0, 0.0, 30.0, 30.0])]})
     doc["annotations"][1]["iscrowd"] = 1  # image 3 holds only a crowd region: no usable box
     root = roboflow_layout(tmp_path / "r", {"train": doc, "test": doc})
@@ -151,7 +151,7 @@ def _voc_with_numeric_ids(root: Path, coco_root: Path) -> Path:
 def test_proposal_caches_of_a_voc_root_and_a_coco_set_follow_the_pixels_not_the_ids(
     tmp_path: Path, monkeypatch
 ):
-    from ohemcli.data import proposals
+    from ohemcli.data.proposals import load as proposals
 
     monkeypatch.setenv("OHEM_CACHE", str(tmp_path / "cache"))
     coco_root = coco_layout(tmp_path / "c", {"t": coco_doc(2)})

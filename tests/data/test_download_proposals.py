@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from ohemcli.cli import app
 from ohemcli.data import download as download_module
-from ohemcli.data import proposals as proposals_module
 from ohemcli.data.download import download_voc2007_proposals
-from ohemcli.data.proposals import SELECTIVE_SEARCH, load_proposals, resolve_source
+from ohemcli.data.proposals import load as proposals_module
+from ohemcli.data.proposals.load import SELECTIVE_SEARCH, load_proposals, resolve_source
 from ohemcli.data.voc import VOCDataset
 from ohemcli.errors import UserError
 from tests.data.bad_voc import make_root

@@ -91,7 +91,7 @@ def test_train_and_test_images_use_the_runs_normalisation(voc, norm):
 
 
 def test_detect_split_builds_its_images_with_the_config_normalisation(monkeypatch):
-    from ohemcli.evaluation import evaluate
+    from ohemcli.evaluation import inference as evaluate
 
     seen = []
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import scipy.io
 
-from ohemcli.data import proposal_cache as C
-from ohemcli.data import proposals as P
-from ohemcli.data.synthetic import SYNTH_CLASSES, generate_synthetic
+from ohemcli.data.proposals import cache as C
+from ohemcli.data.proposals import load as P
+from ohemcli.data.synthetic.generate import SYNTH_CLASSES, generate_synthetic
 from ohemcli.data.voc import VOCDataset
 from ohemcli.errors import UserError
 
@@ -271,36 +271,3 @@ def test_a_cache_that_cannot_be_written_costs_a_warning_not_the_boxes(
     warned = {r.getMessage() for r in caplog.records if "OHEM_CACHE" in r.getMessage()}
     assert len(warned) == 1  # one line, not one per image
     logging.getLogger("ohemcli").removeHandler(caplog.handler)
-
-
-def test_an_earlier_per_split_cache_is_carried_over_not_searched_again(
-    synth12, tmp_path, monkeypatch
-):
-    monkeypatch.setenv("OHEM_CACHE", str(tmp_path / "cache"))
-    ds = VOCDataset(synth12.root, "test")
-    ids = [r.image_id for r in ds.records]
-    old = {
-        i: np.array([[k, k, k + 9, k + 9], [1, 1, 30, 30]], np.float32) for k, i in enumerate(ids)
-    }
-    folder = tmp_path / "cache" / "proposals"
-    folder.mkdir(parents=True)
-
-    def legacy(cap: int) -> Path:  # the earlier layout: one .npz per split, keyed by fingerprint
-        path = folder / f"{ds.fingerprint()}-test-ssfast-{cap}-{C.PROPOSALS_VERSION}-max240.npz"
-        boxes = np.concatenate([old[i] for i in ids])
-        np.savez(path, ids=np.array(ids), boxes=boxes, counts=np.full(len(ids), 2), fingerprint="x")
-        return path
-
-    legacy(1)  # a smaller cap than asked for: not enough boxes, searched
-    calls: list = []
-    monkeypatch.setattr(P, "compute_selective_search", _fake_search(calls))
-    P.load_proposals(ds, max_boxes=2, show_progress=False, max_side=240)
-    assert len(calls) == len(ids)
-    legacy(5)
-    got = P.load_proposals(ds, max_boxes=4, show_progress=False, max_side=240)
-    assert len(calls) == len(ids)  # carried over from the cap-5 file
-    for i in ids:
-        np.testing.assert_array_equal(got[i], old[i])
-    legacy(5).unlink()  # now served from the per-image files it was copied to
-    again = P.load_proposals(ds, max_boxes=4, show_progress=False, max_side=240)
-    assert len(calls) == len(ids) and all(np.array_equal(again[i], old[i]) for i in ids)

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ohemcli.data import synthetic
-from ohemcli.data.synthetic import SYNTH_CLASSES, generate_synthetic, resolve_data_root
+from ohemcli.data.synthetic import generate as synthetic
+from ohemcli.data.synthetic.generate import SYNTH_CLASSES, generate_synthetic, resolve_data_root
 from ohemcli.data.voc import VOCDataset
 from ohemcli.errors import UserError
 

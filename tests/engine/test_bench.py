@@ -18,3 +18,14 @@ def test_bench_rows_report_the_mining_pass_beside_the_bare_forward(small_config)
     assert hnm["effective_s_per_iter"] == pytest.approx(
         hnm["s_per_iter"] + hnm["mining_s_per_iter"]
     )
+
+
+def test_bench_times_each_part_of_ohems_step_from_outside(small_config):
+    """The parts table's numbers: every part of ohem's step (read-only pass included) timed,
+    and together no more than the whole step."""
+    from ohemcli.engine.bench import STEP_PARTS
+
+    (ohem,) = bench_samplers(small_config(), ["ohem"], iters=2, warmup=1, show_progress=False)
+    assert list(ohem["parts"]) == list(STEP_PARTS)
+    assert all(seconds > 0 for seconds in ohem["parts"].values()), ohem["parts"]
+    assert sum(ohem["parts"].values()) <= ohem["s_per_iter"] * 1.05

@@ -42,7 +42,10 @@ def test_interleaved_iterations_rotate_the_order_and_keep_each_samplers_batches(
     def bench(name):
         trainer = SimpleNamespace(step=lambda batch: calls.append((name, batch)) or batch)
         batches = (f"{name}{i}" for i in range(10))
-        return SimpleNamespace(trainer=trainer, batches=batches, task=name, results=[])
+        clock = SimpleNamespace(take=lambda: {"trunk": len(calls)})
+        return SimpleNamespace(
+            trainer=trainer, batches=batches, task=name, results=[], parts=[], clock=clock
+        )
 
     class Progress:
         def advance(self, task):
@@ -56,6 +59,39 @@ def test_interleaved_iterations_rotate_the_order_and_keep_each_samplers_batches(
         ["b0", "b1", "b2"],
         ["c0", "c1", "c2"],
     ]
+    assert [p["trunk"] for p in benches[1].parts] == [2, 4, 9]  # taken right after each step
+
+
+def test_the_clock_times_each_part_of_a_real_step_from_outside():
+    """The step runs its parts as given; the clock's wrapped parts name each one that ran, and
+    the weights move exactly as with the plain parts."""
+    import torch
+
+    from ohemcli.config import SamplerConfig
+    from ohemcli.engine.bench import PartClock
+    from ohemcli.engine.step import Updater, train_step
+    from ohemcli.samplers import build_sampler
+    from tests.engine.test_rank_pool import _batch, _model
+
+    def run(parts):
+        model = _model(dropout=True)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        updater = Updater(optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1.0))
+        sampler = build_sampler(SamplerConfig(name="ohem"))
+        torch.manual_seed(7)
+        gen = torch.Generator().manual_seed(1)
+        args = (model, sampler, _batch(), updater, 16, gen, 1)
+        result = train_step(*args, parts=parts) if parts else train_step(*args)
+        return result, [p.detach().clone() for p in model.parameters()]
+
+    clock = PartClock(torch.device("cpu"))
+    timed, timed_weights = run(clock.timed())
+    plain, plain_weights = run(None)
+    seconds = clock.take()
+    assert list(seconds) == list(STEP_PARTS) and all(v > 0 for v in seconds.values())
+    assert clock.take() == {}
+    assert timed.loss == plain.loss
+    assert all(torch.equal(a, b) for a, b in zip(timed_weights, plain_weights, strict=True))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")

@@ -40,7 +40,7 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
 
 def test_bccd_as_voc_and_as_coco_train_to_identical_weights_and_map(tmp_path: Path, monkeypatch):
     bccd = shared_root("bccd")
-    monkeypatch.setattr("ohemcli.data.proposals.available_cpus", lambda: 1)  # no worker pool
+    monkeypatch.setattr("ohemcli.data.proposals.load.available_cpus", lambda: 1)  # no worker pool
     voc = _bccd_slice(bccd, tmp_path / "voc", {"trainval": 6, "test": 4})
     coco = tmp_path / "coco"
     result = CliRunner().invoke(

@@ -20,13 +20,11 @@ from ohemcli.engine.step import (
 from ohemcli.errors import UserError
 from ohemcli.model.fast_rcnn import FastRCNN
 from ohemcli.model.losses import RoILosses
+from ohemcli.samplers.base import Stateless
 
 
-class TakeFirst:
+class TakeFirst(Stateless):
     """A test sampler: the first ``num`` RoIs of each image, in order."""
-
-    needs_roi_losses = False
-    needs_mining = False
 
     def select(self, rois, roi_losses, num, gen):
         return torch.arange(min(num, len(rois.labels)))

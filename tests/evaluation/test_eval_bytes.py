@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ohemcli.data.proposals import clean_boxes
+from ohemcli.data.proposals.load import clean_boxes
 from ohemcli.data.splits import SplitData, open_split
 from ohemcli.evaluation import evaluate as E
 from ohemcli.model.fast_rcnn import build_model

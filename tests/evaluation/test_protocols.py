@@ -9,8 +9,8 @@ import torch
 from ohemcli.cli.overrides import build_config
 from ohemcli.config import EvalConfig, parse_config
 from ohemcli.errors import UserError
-from ohemcli.evaluation.evaluate import eval_protocol
 from ohemcli.evaluation.protocols import FastRCNNTest
+from ohemcli.evaluation.scoring import eval_protocol
 from ohemcli.model.fast_rcnn import _top_per_class
 
 

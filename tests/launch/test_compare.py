@@ -22,10 +22,11 @@ from ohemcli.launch.compare import check_settings, compare
 from ohemcli.launch.grid import run_order
 from ohemcli.report import load_runs
 from ohemcli.report.analysis import analyse_results, to_json
-from ohemcli.report.plots import CHOSEN_IOU_SKIPPED, PLOTS
+from ohemcli.report.plots import CHOSEN_IOU_SKIPPED
 from ohemcli.report.render import write_report
 from ohemcli.report.settled import ADVICE, NOT_SETTLED
 from ohemcli.report.tables import RUN_COLUMNS, SUMMARY_COLUMNS
+from ohemcli.runs.paths import PLOT_NAMES
 from ohemcli.runs.records import read_run
 
 pytestmark = pytest.mark.slow
@@ -45,7 +46,7 @@ TINY = {
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ExperimentConfig]:
     """A config file over a synthetic set of 8 trainval / 4 test images."""
-    from ohemcli.data.synthetic import generate_synthetic
+    from ohemcli.data.synthetic.generate import generate_synthetic
 
     tmp = tmp_path_factory.mktemp("cmp")
     root = generate_synthetic(tmp / "synth", trainval=8, test=4, seed=0, show_progress=False)
@@ -110,7 +111,7 @@ def test_compare_writes_every_file(first: Path) -> None:
     # Six iterations teach the model nothing: no pair of such runs gets a verdict.
     assert (pairs["verdict"] == NOT_SETTLED).all()
     assert set(results["run_state"]) <= {"unsettled", "collapsed"}
-    for name in PLOTS[:-1]:
+    for name in PLOT_NAMES[:-1]:
         assert (first / "plots" / f"{name}.png").stat().st_size > 0
     report = (first / "report.md").read_text()
     # chosen_iou is drawn once training logs iou_hist, and skipped with a note before that.

@@ -22,7 +22,9 @@ from ohemcli.config import ExperimentConfig, load_config
 from ohemcli.errors import UserError
 from ohemcli.launch.compare import compare
 from ohemcli.launch.grid import plan_runs
-from ohemcli.launch.submit import Launch, RunsJob, _executor, alive_jobs
+from ohemcli.launch.jobs import RunsJob, alive_jobs
+from ohemcli.launch.options import Launch
+from ohemcli.launch.submit import _executor
 from ohemcli.runs.paths import ComparePaths
 from tests.helpers import torch_threads
 
@@ -38,7 +40,7 @@ TWO = ["fixed", "ohem"]
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> ExperimentConfig:
-    from ohemcli.data.synthetic import generate_synthetic
+    from ohemcli.data.synthetic.generate import generate_synthetic
 
     root = generate_synthetic(
         tmp_path_factory.mktemp("launch") / "synth", 8, 4, seed=0, show_progress=False
@@ -261,7 +263,8 @@ def _rank_sum() -> tuple[int, int, int, float]:
     import torch
     import torch.distributed as dist
 
-    from ohemcli.engine.distributed import export_submitit_env, init_distributed
+    from ohemcli.engine.distributed import init_distributed
+    from ohemcli.launch.job_env import export_submitit_env
 
     assert export_submitit_env()
     info = init_distributed("cpu")
@@ -286,9 +289,9 @@ def test_local_jobs_find_the_proposals_already_cached(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On a fresh cache the parent computes the data once, before any job starts."""
-    from ohemcli.data import proposals
+    from ohemcli.data.proposals import load as proposals
     from ohemcli.data.splits import load_split
-    from ohemcli.data.synthetic import generate_synthetic
+    from ohemcli.data.synthetic.generate import generate_synthetic
     from ohemcli.launch import submit as launch_module
     from ohemcli.launch.submit import launch_runs
 
@@ -354,7 +357,7 @@ def test_absurd_launcher_values_are_refused_up_front(change, says, tmp_path: Pat
 
     from ohemcli.config import ExperimentConfig
     from ohemcli.launch.compare import compare
-    from ohemcli.launch.submit import check_launch
+    from ohemcli.launch.options import check_launch
 
     launch = replace(Launch(launcher="slurm"), **change)
     with pytest.raises(UserError, match=re.escape(says)) as info:
@@ -366,7 +369,7 @@ def test_absurd_launcher_values_are_refused_up_front(change, says, tmp_path: Pat
 
 
 def test_sane_slurm_values_pass() -> None:
-    from ohemcli.launch.submit import check_launch
+    from ohemcli.launch.options import check_launch
 
     check_launch(
         Launch(

@@ -11,8 +11,9 @@ import pytest
 
 from ohemcli.errors import UserError
 from ohemcli.report import analysis, tables
-from ohemcli.report.plots import CHOSEN_IOU_SKIPPED, PLOTS
+from ohemcli.report.plots import CHOSEN_IOU_SKIPPED
 from ohemcli.report.render import write_analysis, write_report
+from ohemcli.runs.paths import PLOT_NAMES
 from ohemcli.runs.records import read_run
 from tests.report.fake_runs import fake_run
 
@@ -118,7 +119,7 @@ def test_write_report_on_fake_runs(tmp_path: Path) -> None:
         fake_run(tmp_path / "runs", sampler, 1, value)
     results = tables.load_runs([tmp_path])
     write_report(tmp_path, results)
-    for name in PLOTS[:-1]:
+    for name in PLOT_NAMES[:-1]:
         assert (tmp_path / "plots" / f"{name}.png").stat().st_size > 1000
     assert not (tmp_path / "plots" / "chosen_iou.png").exists()  # these runs logged no iou_hist
     report = (tmp_path / "report.md").read_text()

@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 
 from ohemcli.boxes import iou_np
-from ohemcli.data.synthetic_shapes import CLASS_SHAPES, DISTRACTOR_SHAPES
+from ohemcli.data.synthetic.shapes import CLASS_SHAPES, DISTRACTOR_SHAPES
 from ohemcli.errors import UserError
 from ohemcli.fileio import cache_dir
 from ohemcli.progress import make_progress
@@ -150,8 +150,8 @@ def _place(rng: Rng, item: dict, boxes: list[tuple[float, ...]]) -> tuple[int, i
     for _ in range(20):
         if item["kind"] == "object" and rng.random() < 0.15:  # cut by a random border
             inset, side = rng.uniform(-0.4, 0.7) * half, rng.integers(4)  # left right top bottom
-            cx = {0: inset, 1: IMAGE_W - inset}.get(side, rng.uniform(0, IMAGE_W))
-            cy = {2: inset, 3: IMAGE_H - inset}.get(side, rng.uniform(0, IMAGE_H))
+            cx = {0: inset, 1: IMAGE_W - inset}.get(int(side), rng.uniform(0, IMAGE_W))
+            cy = {2: inset, 3: IMAGE_H - inset}.get(int(side), rng.uniform(0, IMAGE_H))
         else:
             cx = rng.uniform(min(half, IMAGE_W / 2), max(IMAGE_W - half, IMAGE_W / 2))
             cy = rng.uniform(min(half, IMAGE_H / 2), max(IMAGE_H - half, IMAGE_H / 2))
@@ -173,7 +173,7 @@ def render_image(seed: int, index: int) -> tuple[np.ndarray, list[dict]]:
     "truncated"}``.
     """
     rng = np.random.default_rng([seed, index])
-    canvas = cv2.copyMakeBorder(_background(rng), *[_PAD] * 4, cv2.BORDER_CONSTANT)
+    canvas = cv2.copyMakeBorder(_background(rng), _PAD, _PAD, _PAD, _PAD, cv2.BORDER_CONSTANT)
     owner = np.full(canvas.shape[:2], -1, np.int32)
     n_obj, n_neg = int(rng.integers(1, 6)), int(rng.integers(3, 9))
     items = [_shape_item(rng, i < n_obj) for i in range(n_obj + n_neg)]

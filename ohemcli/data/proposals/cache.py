@@ -1,7 +1,7 @@
 """The per-image cache of selective-search boxes: one ``.npy`` per image and cap under
 ``cache_dir()/proposals/ssfast-<version>[-max<side>]/<sha[:2]>/<sha>-<cap>.npy``, keyed by the
-SHA-1 of the image file's bytes; a smaller cap is served from a larger one's file, and the earlier
-per-split ``.npz`` caches are carried over (see ohemcli.data.proposals)."""
+SHA-1 of the image file's bytes; a smaller cap is served from a larger one's file (see
+ohemcli.data.proposals.load)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ohemcli.data.voc import VOCDataset
 from ohemcli.fileio import atomic_write, cache_dir
 
-PROPOSALS_VERSION = "v1-ssfast"  # change when the boxes computed in data.proposals change
+PROPOSALS_VERSION = "v1-ssfast"  # change when the boxes computed in data.proposals.load change
 
 SS_CACHE_TAG = "ssfast"  # OpenCV's fast selective search, in the cache folder's name
 _digests: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> content digest
@@ -102,26 +101,3 @@ def save_boxes(path: Path, boxes: np.ndarray) -> None:
             np.save(f, np.ascontiguousarray(boxes, dtype=np.float32), allow_pickle=False)
 
     atomic_write(path, write)
-
-
-def legacy_boxes(dataset: VOCDataset, max_boxes: int, max_side: int) -> dict[str, np.ndarray]:
-    """Boxes of the earlier per-split cache (``proposals/<fingerprint>-<split>-ssfast-<cap>-...
-    .npz``) for ``dataset``, under this cap or a larger one, else {}: a cache that took minutes
-    to fill is carried over to the per-image files rather than searched again. Any problem with
-    such a file means {} (the boxes are then searched again)."""
-    try:
-        stem = f"{dataset.fingerprint()}-{dataset.split}-{SS_CACHE_TAG}-"
-        tail = f"-{PROPOSALS_VERSION}" + (f"-max{max_side}" if max_side > 0 else "") + ".npz"
-        for path in sorted((cache_dir() / "proposals").glob(f"{stem}*{tail}")):
-            cap = path.name[len(stem) : -len(tail)]
-            if not cap.isdigit() or not (int(cap) == 0 or max_boxes and int(cap) >= max_boxes):
-                continue
-            with np.load(path, allow_pickle=False) as z:
-                ids, boxes, counts = [str(i) for i in z["ids"]], z["boxes"], z["counts"]
-            if ids != [r.image_id for r in dataset.records] or int(counts.sum()) != len(boxes):
-                continue
-            parts = np.split(boxes.astype(np.float32), np.cumsum(counts)[:-1])
-            return {i: b[: max_boxes or None] for i, b in zip(ids, parts, strict=True)}
-    except Exception:  # noqa: BLE001 - an old file is a bonus, never a failure
-        return {}
-    return {}

@@ -2,8 +2,8 @@
 
 Everything in the file is untrusted. Each problem that makes the file unusable is one UserError
 naming the file (and the entry, ``annotations[12]``); boxes that are merely unusable (under 1 px,
-outside the image, a non-finite coordinate) are dropped by :mod:`ohemcli.data.coco`, with one
-warning line per file.
+outside the image, a non-finite coordinate) are dropped by :mod:`ohemcli.data.coco.dataset`, with
+one warning line per file.
 """
 
 from __future__ import annotations
@@ -162,6 +162,7 @@ def _annotations(
         if crowd not in (0, 1) or isinstance(crowd, float):
             raise UserError(f"{where}.iscrowd is {quote(crowd)}, not 0 or 1")
         difficult = bool(a.get("difficult", 0) == 1)
+        # box: 4 numbers (checked above), a tuple of unknown length to the type checker
         out.append(COCOAnnotation(iid, cid, box, bool(crowd), difficult))  # type: ignore[arg-type]
     return out
 

@@ -25,7 +25,7 @@ from torch import nn
 from ohemcli.boxes import iou_np
 from ohemcli.config import ModelConfig
 from ohemcli.data.batching import image_tensor
-from ohemcli.data.synthetic import SYNTH_CLASSES, render_image
+from ohemcli.data.synthetic.generate import SYNTH_CLASSES, render_image
 from ohemcli.model.backbones import build_tiny
 from ohemcli.progress import make_progress
 

@@ -1,4 +1,4 @@
-"""How much ranking in another precision changes the RoIs a sampler chooses (issue 26's
+"""How much ranking in another precision changes the RoIs a sampler chooses (the
 ``sampler.rank_dtype`` figures; ``benchmarks/rank_dtype.py`` runs it over a training run)."""
 
 from __future__ import annotations

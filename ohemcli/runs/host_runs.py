@@ -19,8 +19,6 @@ from typing import IO
 
 import torch
 
-from ohemcli.engine.distributed import DistInfo
-
 
 def _registry() -> Path:
     """A folder every process of this user on this host sees (/dev/shm when there is one).
@@ -86,8 +84,9 @@ class HostRuns:
         return self.most
 
 
-def device_names(device: torch.device, dist: DistInfo) -> list[str]:
-    """The devices of a run: ``["cpu (N threads)"]``, or one entry per GPU of its ranks.
+def device_names(device: torch.device, world_size: int = 1) -> list[str]:
+    """The devices of a run: ``["cpu (N threads)"]``, or one entry per GPU of its
+    ``world_size`` ranks.
 
     GPU entries name the card and its index as the host numbers it (through
     ``CUDA_VISIBLE_DEVICES``), so two runs that shared a card show the same entry.
@@ -95,7 +94,7 @@ def device_names(device: torch.device, dist: DistInfo) -> list[str]:
     if device.type != "cuda":
         return [f"cpu ({torch.get_num_threads()} threads)"]
     visible = [v for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
-    local = max(1, min(dist.world_size, torch.cuda.device_count()))
+    local = max(1, min(world_size, torch.cuda.device_count()))
     names = []
     for k in range(local):
         host_id = visible[k] if k < len(visible) else str(k)

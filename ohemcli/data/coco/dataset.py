@@ -26,20 +26,21 @@ from pathlib import Path
 import numpy as np
 
 from ohemcli.data.checks import clip_box
-from ohemcli.data.coco_json import (
+from ohemcli.data.coco.json_file import (
     COCOAnnotation,
     COCOFile,
     bbox_is_finite,
     check_image_on_disk,
     read_coco_file,
 )
-from ohemcli.data.coco_layout import COCOLayout
+from ohemcli.data.coco.layout import COCOLayout
+from ohemcli.data.dataset import Dataset
 from ohemcli.data.voc import ImageRecord
 from ohemcli.errors import UserError, quote
 
 log = logging.getLogger("ohemcli")
 
-MIN_COCO_BOX = 1.0  # a COCO box under 1 px wide or high is dropped (the issue's rule, pixels)
+MIN_COCO_BOX = 1.0  # a COCO box under 1 px wide or high is dropped (pixels)
 
 
 @dataclass(frozen=True)
@@ -202,7 +203,7 @@ def _record(image_id: int, path: Path, width: int, height: int, kept: list[tuple
     )
 
 
-def coco_ids(dataset: object) -> tuple[dict[str, int], tuple[int, ...]]:
+def coco_ids(dataset: Dataset) -> tuple[dict[str, int], tuple[int, ...]]:
     """(record image_id -> COCO image id, COCO category id of labels 1..K) of any dataset.
 
     A COCO set keeps its own ids. A VOC root has none: its images are numbered 1.. in split order
@@ -211,6 +212,5 @@ def coco_ids(dataset: object) -> tuple[dict[str, int], tuple[int, ...]]:
     """
     if isinstance(dataset, COCODataset):
         return dataset.coco_image_ids, dataset.category_ids
-    records = dataset.records  # type: ignore[attr-defined]
-    classes = dataset.classes  # type: ignore[attr-defined]
+    records, classes = dataset.records, dataset.classes
     return {r.image_id: i + 1 for i, r in enumerate(records)}, tuple(range(1, len(classes) + 1))

@@ -1,7 +1,7 @@
 """Object proposals: selective search (OpenCV contrib, fast mode) or Fast R-CNN's .mat files.
 
 Selective search runs in ``workers`` processes (one OpenCV thread each) and its boxes are cached
-per image (ohemcli.data.proposal_cache):
+per image (ohemcli.data.proposals.cache):
 ``cache_dir()/proposals/ssfast-<version>[-max<side>]/<sha[:2]>/<sha>-<cap>.npy``,
 keyed by the SHA-1 of the image file's bytes, the method and ``PROPOSALS_VERSION``, ``max_side``
 and ``max_boxes``. The boxes depend on the pixels alone, so an image listed in two splits
@@ -39,14 +39,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ohemcli.data.proposal_cache import (
+from ohemcli.data.dataset import Dataset
+from ohemcli.data.proposals.cache import (
     cache_path,
     cached_boxes,
     image_digest,
-    legacy_boxes,
     save_boxes,
 )
-from ohemcli.data.voc import MIN_BOX_SIDE, VOCDataset
+from ohemcli.data.voc import MIN_BOX_SIDE
 from ohemcli.device import available_cpus
 from ohemcli.errors import UserError
 from ohemcli.progress import make_progress
@@ -98,7 +98,7 @@ def selective_search(path: str, max_boxes: int, max_side: int = 0) -> np.ndarray
     ss = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
     ss.setBaseImage(image)
     ss.switchToSelectiveSearchFast()
-    rects = ss.process().astype(np.float64).reshape(-1, 4)  # x, y, w, h on the shrunk image
+    rects = np.asarray(ss.process(), np.float64).reshape(-1, 4)  # x, y, w, h on the shrunk image
     sx, sy = width / image.shape[1], height / image.shape[0]
     # A rect covers pixels x .. x+w-1; back on the original grid its last pixel is (x+w)*sx - 1.
     x, y, w, h = rects.T
@@ -235,7 +235,7 @@ def _search_and_cache(
 
 
 def load_proposals(
-    dataset: VOCDataset,
+    dataset: Dataset,
     source: str = SELECTIVE_SEARCH,
     max_boxes: int = 2000,
     workers: int | None = None,
@@ -275,19 +275,11 @@ def load_proposals(
             bad[0], f" (and {len(bad) - 1} more files)" if len(bad) > 1 else "",
         )  # fmt: skip
     if todo:
-        old = legacy_boxes(dataset, max_boxes, max_side)
-        for record, digest in zip(dataset.records, digests, strict=True):
-            if digest in todo and record.image_id in old:
-                boxes[digest] = old[record.image_id]
-                with contextlib.suppress(OSError):  # unwritable: warned below if searched
-                    save_boxes(cache_path(digest, max_boxes, max_side), boxes[digest])
-                del todo[digest]
-    if todo:
         boxes.update(_search_and_cache(todo, max_boxes, workers, show_progress, max_side))
     return {i: boxes[d] for i, d in zip(ids, digests, strict=True)}
 
 
-def proposal_recall(dataset: VOCDataset, proposals: dict[str, np.ndarray], iou: float) -> float:
+def proposal_recall(dataset: Dataset, proposals: dict[str, np.ndarray], iou: float) -> float:
     """Fraction of non-difficult ground-truth boxes that some proposal covers at IoU >= ``iou``.
 
     NaN when the split has no non-difficult boxes.

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from ohemcli.config import ModelConfig
-from ohemcli.engine.pretrain import PRETRAIN_SEED, PretrainConfig, pretrain_tiny
 from ohemcli.model.backbones import build_tiny, shipped_tiny_weights
 from ohemcli.model.fast_rcnn import FastRCNN
 from ohemcli.presets import load_preset
+from scripts.pretrain import PRETRAIN_SEED, PretrainConfig, pretrain_tiny
 
 
 def _backbone_state(model: FastRCNN) -> dict[str, torch.Tensor]:

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ohemcli.engine.distributed import DistInfo
-from ohemcli.engine.host_runs import HostRuns, device_names
+from ohemcli.runs.host_runs import HostRuns, device_names
 from tests.helpers import torch_threads
 
 
@@ -55,4 +54,4 @@ def test_a_locked_marker_is_held_not_stale(tmp_path: Path) -> None:
 
 def test_cpu_devices_name_the_threads() -> None:
     with torch_threads(1):
-        assert device_names(torch.device("cpu"), DistInfo()) == ["cpu (1 threads)"]
+        assert device_names(torch.device("cpu"), 1) == ["cpu (1 threads)"]

@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 import torch
 
+from benchmarks.rank_check import choice_in, jaccard, mean_jaccard
 from ohemcli.config import ModelConfig, SamplerConfig
-from ohemcli.engine.rank_check import choice_in, jaccard, mean_jaccard
 from ohemcli.engine.step import choose_rois, image_rois
 from ohemcli.model.fast_rcnn import FastRCNN
 from ohemcli.samplers import build_sampler
