@@ -19,7 +19,7 @@ class _UserErrorGroup(TyperGroup):
     they are parsed inside this group's ``invoke``.
     """
 
-    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+    def invoke(self, ctx):
         setup_logging()
         try:
             return super().invoke(ctx)
@@ -33,7 +33,7 @@ class _UserErrorGroup(TyperGroup):
             where = exc.filename if exc.filename is not None else "file system"
             _one_line(f"{quote(str(where))[1:-1]}: {exc.strerror or type(exc).__name__}")
 
-    def make_context(self, info_name, args, parent=None, **extra):  # type: ignore[no-untyped-def]
+    def make_context(self, info_name, args, parent=None, **extra):
         """The top level's own options (``ohem --bogus``) get the same one line."""
         try:
             return super().make_context(info_name, args, parent, **extra)

@@ -209,7 +209,7 @@ def proposals(
     source = str(from_mat) if from_mat is not None else SELECTIVE_SEARCH
     start = time.perf_counter()
     boxes = load_proposals(
-        dataset,  # type: ignore[arg-type]
+        dataset,
         source=source,
         max_boxes=max_boxes,
         workers=workers,

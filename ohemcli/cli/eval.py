@@ -195,11 +195,13 @@ def render_eval_table(result: dict[str, Any]) -> Table:
     totals = (sum(result["num_gt"].values()), sum(result["num_det"].values()))
     mean = [_ap(col["mAP"]) for col in columns.values()]
     table.add_row(styled(("mAP", "bold")), *mean, str(totals[0]), str(totals[1]))
+    caption = str(table.caption or "")
     protocol = result.get("eval_protocol")
     if protocol:
-        table.caption += "\n" + protocol_caption(protocol)
+        caption += "\n" + protocol_caption(protocol)
     coco = result.get("coco") or result.get("metrics", {}).get("coco", {}).get("coco")
     if coco:
         numbers = [f"{k} {_ap(v)}" for k, v in coco.items()]
-        table.caption += "\nCOCO: " + ", ".join(numbers[:3]) + "\n      " + ", ".join(numbers[3:])
+        caption += "\nCOCO: " + ", ".join(numbers[:3]) + "\n      " + ", ".join(numbers[3:])
+    table.caption = caption
     return table

@@ -30,7 +30,7 @@ Backbone = choice_enum("Backbone", "model.backbone")
 RegimeMode = choice_enum("RegimeMode", "sampler.regime")
 Device = choice_enum("Device", "train.device")
 ProtocolName = choice_enum("ProtocolName", "eval.protocol")
-PairMode = Enum("PairMode", {"baseline": "baseline", "all": "all"}, type=str)  # type: ignore[misc]
+PairMode = Enum("PairMode", {"baseline": "baseline", "all": "all"}, type=str)
 PairMode.__doc__ = "Which pairs the report shows (``report.pairs.sampler_pairs``)."
 
 
@@ -80,7 +80,7 @@ SetOpt = Annotated[
     ),
 ]
 BackboneOpt = Annotated[
-    Backbone | None,
+    Backbone | None,  # type: ignore[valid-type]  # a functional Enum (choice_enum), read by typer
     _opt("--backbone", panel=MODEL, metavar="<name>", help=_backbone_help()),
 ]
 # A plain string, not the SamplerName choice: a plugin (pkg.module:Class or an entry point) is a
@@ -95,7 +95,7 @@ SamplerOpt = Annotated[
     ),
 ]
 RegimeOpt = Annotated[
-    RegimeMode | None,
+    RegimeMode | None,  # type: ignore[valid-type]  # a functional Enum (choice_enum), read by typer
     _opt(
         "--regime",
         panel=SAMPLER,
@@ -106,7 +106,7 @@ RegimeOpt = Annotated[
 IterOpt = Annotated[int | None, _opt("--iters", panel=TRAINING, help="SGD iterations.")]
 SeedOpt = Annotated[int | None, _opt("--seed", panel=TRAINING, help="Seed of weights and order.")]
 DeviceOpt = Annotated[
-    Device | None,
+    Device | None,  # type: ignore[valid-type]  # a functional Enum (choice_enum), read by typer
     _opt("--device", panel=TRAINING, help="auto picks CUDA when present."),
 ]
 LrOpt = Annotated[float | None, _opt("--lr", panel=TRAINING, help="Base learning rate.")]
@@ -119,7 +119,7 @@ ScoreThreshOpt = Annotated[
     _opt("--score-thresh", panel=OUTPUT, help="Test: score floor (release: 0.00001)."),
 ]
 TestProtocolOpt = Annotated[
-    ProtocolName | None,
+    ProtocolName | None,  # type: ignore[valid-type]  # a functional Enum (choice_enum), read by typer
     _opt(
         "--test-protocol",
         panel=OUTPUT,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import cast
 
 
 @dataclass(frozen=True)
@@ -229,5 +230,5 @@ class ExperimentConfig:
 
 
 SECTIONS: dict[str, type] = {
-    f.name: f.default_factory for f in dataclasses.fields(ExperimentConfig)
-}  # type: ignore[misc]
+    f.name: cast(type, f.default_factory) for f in dataclasses.fields(ExperimentConfig)
+}

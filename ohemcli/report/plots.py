@@ -17,6 +17,7 @@ others in grey behind it, four panels to a row; chosen_iou wraps to four panels 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import matplotlib
 
@@ -148,7 +149,7 @@ def save_figure(fig: Figure, path: Path) -> Path:
         if not svg:
             fig.savefig(p, format="png", dpi=110, bbox_inches="tight")
             return
-        with matplotlib.rc_context(_SVG):
+        with matplotlib.rc_context(cast(Any, _SVG)):  # rcParams names, which its stubs list
             fig.savefig(p, format="svg", bbox_inches="tight", metadata={"Date": None})
 
     try:
