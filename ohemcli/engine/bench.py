@@ -15,6 +15,7 @@ import gc
 import statistics
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Generator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, fields, replace
@@ -144,6 +145,7 @@ class _SamplerBench:
     clock: PartClock  # times the parts of its trainer's steps
     results: list[StepResult] = field(default_factory=list)  # its timed iterations
     parts: list[dict[str, float]] = field(default_factory=list)  # their parts' seconds
+    syncs: list[int | None] = field(default_factory=list)  # their host syncs (None: not counted)
 
 
 def _start(
@@ -169,6 +171,27 @@ def _start(
     return _SamplerBench(cfg, trainer, batches, task, peak_memory_mb(device) - before, clock)
 
 
+# What CUDA's sync debug mode says when an op makes the host wait for the device.
+SYNC_WARNING = "called a synchronizing CUDA operation"
+
+
+def count_host_syncs(device: torch.device, fn: Callable[[], Any]) -> tuple[Any, int | None]:
+    """``fn()``'s result and how many times it made the host wait for the device, as CUDA's sync
+    debug mode reports them (``.item()``, ``nonzero``, copies to the host ...); None on a device
+    without that mode (the CPU never waits). The bench's own ``torch.cuda.synchronize`` around
+    each timed part is explicit and not counted."""
+    if device.type != "cuda":
+        return fn(), None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            result = fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return result, sum(SYNC_WARNING in str(w.message) for w in caught)
+
+
 def _interleave(benches: list[_SamplerBench], iters: int, progress: Any) -> None:
     """``iters`` timed iterations of every sampler, interleaved: iteration i of each before
     iteration i + 1 of any, the order rotated by one each time, so that a slow spell of the
@@ -176,7 +199,12 @@ def _interleave(benches: list[_SamplerBench], iters: int, progress: Any) -> None
     for i in range(iters):
         for j in range(len(benches)):
             bench = benches[(i + j) % len(benches)]
-            bench.results.append(bench.trainer.step(next(bench.batches)))
+            batch = next(bench.batches)
+            result, syncs = count_host_syncs(
+                bench.trainer.device, lambda b=bench, x=batch: b.trainer.step(x)
+            )
+            bench.results.append(result)
+            bench.syncs.append(syncs)
             bench.parts.append(bench.clock.take())
             progress.advance(bench.task)
 
@@ -198,6 +226,12 @@ def _row(bench: _SamplerBench, base_mb: float, mining_runs: int) -> dict[str, An
         "forward_s_per_image": None,
         "mining_overhead": None,
         "parts": median_parts(bench.parts),
+        # Host waits for the device per iteration (CUDA's sync debug mode); None on the CPU.
+        "host_syncs_per_iter": (
+            None
+            if not bench.syncs or None in bench.syncs
+            else statistics.median(cast(list[int], bench.syncs))
+        ),
     }
     if trainer.sampler.needs_mining:
         sampler = cast(MiningSampler, trainer.sampler)  # needs_mining promises the rest

@@ -18,6 +18,7 @@ def test_bench_rows_report_the_mining_pass_beside_the_bare_forward(small_config)
     assert hnm["effective_s_per_iter"] == pytest.approx(
         hnm["s_per_iter"] + hnm["mining_s_per_iter"]
     )
+    assert "host_syncs_per_iter" in hnm and hnm["host_syncs_per_iter"] is None  # the CPU's
 
 
 def test_bench_times_each_part_of_ohems_step_from_outside(small_config):
