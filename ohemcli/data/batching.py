@@ -260,6 +260,20 @@ class Batch:
         ]  # fmt: skip
         return Batch(self.images.to(device, non_blocking=True), moved)
 
+    def pin_memory(self) -> Batch:
+        """Every tensor in page-locked memory, so that :meth:`to` copies to a GPU without
+        blocking; the DataLoader calls this (``pin_memory=True``) in its pinning thread."""
+
+        def pin(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.pin_memory()
+
+        pinned = [
+            replace(s, rois=s.rois.pin_memory(), labels=pin(s.labels), max_iou=pin(s.max_iou),
+                    box_targets=pin(s.box_targets), gt_index=pin(s.gt_index))
+            for s in self.samples
+        ]  # fmt: skip
+        return Batch(self.images.pin_memory(), pinned)
+
 
 def collate(samples: list[ImageSample]) -> Batch:
     """Pad the images of a batch to a common size (padding never overlaps a RoI)."""

@@ -83,9 +83,18 @@ def _autocast(
         return contextlib.nullcontext, None
     if device.type != "cuda":
         raise UserError("--amp: mixed precision needs --device cuda")
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    dtype = torch.bfloat16 if native_bf16() else torch.float16
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
+
+
+def native_bf16() -> bool:
+    """True when the GPU computes bfloat16 in hardware (Ampere and later). A V100 or T4 only
+    emulates it, slower than float16, which AMP then uses with a GradScaler instead."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # a torch without the argument counts emulation as support
+        return torch.cuda.get_device_capability()[0] >= 8
 
 
 class Trainer:

@@ -46,3 +46,25 @@ def test_a_loading_error_reaches_the_caller_after_the_images_before_it():
         for batch in loaded_ahead(Images(9, bad=5), 2):
             seen.append(batch.samples[0].image_id)
     assert seen == [f"img{i}" for i in range(5)]
+
+
+def test_a_batch_pins_every_tensor_it_moves(monkeypatch):
+    """DataLoader(pin_memory=True) calls Batch.pin_memory: the images and every sample's RoI
+    tensors come back page-locked (marked here: this machine has no CUDA to pin for)."""
+    import torch
+
+    from ohemcli.data.batching import Batch, ImageSample
+
+    pinned = []
+
+    def fake_pin(self):
+        pinned.append(tuple(self.shape))
+        return self.clone()
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", fake_pin)
+    sample = ImageSample(torch.zeros(3, 4, 5), torch.zeros(2, 4), "a", 1.0, torch.zeros(2),
+                         torch.zeros(2), torch.zeros(2, 4), None)  # fmt: skip
+    batch = Batch(torch.zeros(1, 3, 4, 5), [sample]).pin_memory()
+    assert isinstance(batch, Batch) and (1, 3, 4, 5) in pinned
+    assert pinned.count((2, 4)) == 2 and pinned.count((2,)) == 2  # rois, targets; labels, iou
+    assert batch.samples[0].gt_index is None

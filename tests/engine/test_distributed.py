@@ -46,3 +46,13 @@ def test_resumed_schedule_continues_where_it_stopped():
     full = list(ScheduleSampler(7, 2, seed=4, start_iter=0, iters=9, flip=True))
     tail = list(ScheduleSampler(7, 2, seed=4, start_iter=5, iters=9, flip=True))
     assert tail == full[5:]
+
+
+def test_gradients_go_in_buckets_of_one_dtype_up_to_the_size_in_order():
+    from ohemcli.engine.distributed import gradient_buckets
+
+    f32 = [torch.zeros(10), torch.zeros(10), torch.zeros(30), torch.zeros(5, dtype=torch.float64)]
+    # 40 bytes each for the first two, 120 for the third (over the 100-byte bucket: its own)
+    assert gradient_buckets(f32, bucket_bytes=100) == [[0, 1], [2], [3]]
+    assert gradient_buckets(f32, bucket_bytes=10**6) == [[0, 1, 2], [3]]  # a dtype change splits
+    assert gradient_buckets([]) == []
