@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Callable, Generator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -199,10 +200,8 @@ def _interleave(benches: list[_SamplerBench], iters: int, progress: Any) -> None
     for i in range(iters):
         for j in range(len(benches)):
             bench = benches[(i + j) % len(benches)]
-            batch = next(bench.batches)
-            result, syncs = count_host_syncs(
-                bench.trainer.device, lambda b=bench, x=batch: b.trainer.step(x)
-            )
+            step = partial(bench.trainer.step, next(bench.batches))
+            result, syncs = count_host_syncs(bench.trainer.device, step)
             bench.results.append(result)
             bench.syncs.append(syncs)
             bench.parts.append(bench.clock.take())
