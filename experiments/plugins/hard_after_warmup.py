@@ -1,4 +1,4 @@
-"""A worked example of a user's own RoI sampler for ohemcli (see the README, "Your own sampler").
+"""A worked example of a user's own RoI sampler for ohemcli (docs/plugins.md).
 
 ``HardAfterWarmup`` draws like Fast R-CNN (25% foreground at random) for its first ``warmup``
 images, then takes the negatives of highest loss from the read-only pass, each weighted by

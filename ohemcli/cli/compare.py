@@ -107,7 +107,7 @@ def compare_command(
 
     --samplers: fixed, hnm, ohem (the paper's three), ohem-mmdet, libra, pisa, sampling-free,
     focal, or your own sampler as pkg.module:Class or an entry point of the group
-    ohemcli.samplers (see the README).
+    ohemcli.samplers (docs/plugins.md).
 
     Only the sampler differs between runs of a seed: the same seed gives the same initial weights
     and image order. Runs go to OUT/runs/SAMPLER-sSEED/; OUT also gets compare.yaml,

@@ -124,7 +124,7 @@ TestProtocolOpt = Annotated[
         "--test-protocol",
         panel=OUTPUT,
         metavar="<name>",
-        help="Test: default, ohem-release or fast-rcnn (README).",
+        help="Test: default, ohem-release or fast-rcnn (docs).",
     ),
 ]
 

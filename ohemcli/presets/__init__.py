@@ -12,7 +12,7 @@ from ohemcli.config import ExperimentConfig, parse_config
 from ohemcli.errors import UserError, quote
 from ohemcli.fileio import read_text
 
-CPU_PRESET = "cpu_pretrained"  # your own VOC-format data on a CPU (README: "Your own data")
+CPU_PRESET = "cpu_pretrained"  # your own VOC-format data on a CPU (docs/data.md)
 GPU_PRESET = "voc07_vgg16"  # the paper's setting
 SYNTH_PRESET = "synth_tiny"  # the built-in synthetic set
 
