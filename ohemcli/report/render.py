@@ -164,7 +164,8 @@ def report_markdown(
         "## Runs\n",
         tables.markdown_table(_runs_table(a.results)),
         "## Config\n",
-        "The runs differ only in `sampler.name` and `train.seed`.\n",
+        "The runs differ only in `sampler.name`, `train.seed` and what each sampler's regime "
+        "sets (the regime column: its RoIs per image and fg share, its classifier).\n",
         "```yaml\n" + _config_yaml(out, a.runs) + "```\n",
         "## Software and machine (where this report was rendered)\n",
         "".join(f"- {k}: {v}\n" for k, v in environment().items()),
