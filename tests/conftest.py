@@ -60,6 +60,9 @@ def small_config(small_synth: Path):
         base = {
             **small_synth_settings(small_synth),
             "sampler.batch_rois": 32,
+            # the tests size their own budget: every sampler at batch_rois (its reference's
+            # 64 or 512 RoIs per image would only make them slower)
+            "sampler.regime": "common",
             "train.iters": 30,
             "train.lr": 0.01,
             "train.lr_steps": [25],

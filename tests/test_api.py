@@ -16,12 +16,14 @@ from ohemcli.report.analysis import to_json
 
 
 def _files(folder: Path) -> set[str]:
-    """The files of a compare folder, relative; submitit's and lock files aside."""
+    """The files of a compare folder, relative; submitit's and lock files aside, and a
+    TensorBoard event file by its folder (its name holds the time and the process id)."""
     return {
+        str(p.parent.relative_to(folder) / "events") if p.parent.name == "tb" else
         str(p.relative_to(folder))
         for p in folder.rglob("*")
         if p.is_file() and ".submitit" not in p.parts and not p.name.endswith(".lock")
-    }
+    }  # fmt: skip
 
 
 @pytest.mark.slow

@@ -142,7 +142,8 @@ class SamplerConfig:
     pisa_carl: bool = True  # pisa: classification-aware regression loss (k 1, bias 0.2)
     # The precision of the passes that only rank RoIs (the read-only pass of ohem, ohem-mmdet,
     # pisa and plugins; hnm's mining pass): "bfloat16" autocasts them (RoI pooling stays float32).
-    # float32 by default: bfloat16 changed 22% of ohem's choice on BCCD (experiments/README.md, measured figures)
+    # float32 by default: bfloat16 changed 22% of ohem's choice on BCCD (experiments/README.md,
+    # measured figures)
     rank_dtype: str = "float32"
 
 

@@ -67,7 +67,7 @@ from ohemcli.runs.records import log_stability, read_log
 from ohemcli.runs.stability import RunStability
 from ohemcli.samplers import MiningSampler, build_sampler
 from ohemcli.samplers.plugins import PluginSampler
-from ohemcli.samplers.regime import apply_regime
+from ohemcli.samplers.regime import apply_regime, budget_note
 
 __all__ = ["Callback", "Trainer", "train"]
 
@@ -114,6 +114,7 @@ class Trainer:
         self.callback = callback
         self.host: HostRuns | None = None  # rank 0 marks itself as training on this host
         self.events: EventWriter | None = None  # TensorBoard, rank 0, opened by run()
+        note = budget_note(cfg)  # said once the rank is known: only the writing rank says it
         cfg = apply_regime(cfg)  # the sampler's budget and method, recorded in config.yaml
         check_setup(cfg)  # cache, device, model: before the data and the folder
         self.device = resolve_device(cfg.train.device)
@@ -122,6 +123,8 @@ class Trainer:
         if self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         self.show = show_progress and self.dist.is_main
+        if note is not None and self.show:
+            err_console.print(note, highlight=False, soft_wrap=True)
         self.paths = RunPaths(Path(out_dir))
         checkpoint = check_resume(self.paths, cfg, resume)
         if checkpoint is None:  # a resumed run takes its weights from the checkpoint

@@ -95,6 +95,18 @@ def check_folder_names(samplers: Sequence[str], where: str = "--samplers") -> No
             )
 
 
+def say_budget_notes(base: ExperimentConfig, samplers: Sequence[str]) -> None:
+    """One line on stderr per sampler whose reference regime replaces the config's budget
+    (``samplers.regime.budget_note``), before any run starts."""
+    from ohemcli.progress import err_console
+    from ohemcli.samplers.regime import budget_note
+
+    for name in samplers:
+        note = budget_note(replace(base, sampler=replace(base.sampler, name=name)))
+        if note is not None:
+            err_console.print(note, highlight=False, soft_wrap=True)
+
+
 def check_request(samplers: Sequence[str], seeds: Sequence[int]) -> None:
     """Each sampler known and given once, no two sharing a run folder; each seed given once and
     allowed as ``train.seed``."""
@@ -266,6 +278,8 @@ def compare(
         held.enter_context(compare_lock(ComparePaths(out_dir)))
         check_settings(out_dir, base, samplers, seeds, fingerprint)
         plan = plan_runs(out_dir, samplers, seeds)
+        if show_progress:  # the base config's budget that a sampler's reference regime replaces
+            say_budget_notes(base, samplers)
         for run in plan:  # a finished run is reused only when it is this run
             if is_finished(run.path, base.train.iters):
                 check_finished(

@@ -135,6 +135,25 @@ def apply_regime(cfg: ExperimentConfig) -> ExperimentConfig:
     return dataclasses.replace(cfg, sampler=sampler, model=model)
 
 
+def budget_note(cfg: ExperimentConfig) -> str | None:
+    """One line when the reference regime overrides the config's own budget for this sampler
+    (a config that sets ``sampler.batch_rois`` for speed would otherwise be ignored silently);
+    None when nothing changes."""
+    regime = sampler_regime(cfg.sampler.name)
+    if cfg.sampler.regime != "reference" or regime is None or regime.rois_per_image is None:
+        return None
+    n, s = cfg.train.images_per_batch, cfg.sampler
+    share = s.fg_fraction if regime.fg_fraction is None else regime.fg_fraction
+    if regime.rois_per_image * n == s.batch_rois and share == s.fg_fraction:
+        return None
+    return (
+        f"{s.name}: its reference regime trains {regime.rois_per_image} RoIs per image"
+        f"{'' if regime.fg_fraction is None else f' at {regime.fg_fraction:.0%} foreground'}, "
+        f"not the config's {s.batch_rois // max(1, n)} at {s.fg_fraction:.0%} "
+        "(--regime common keeps the config's)"
+    )
+
+
 def regime_record(cfg: ExperimentConfig) -> dict[str, Any]:
     """What a run records of its regime (summary.json ``regime``): the mode, the budget it ran
     at, its classifier, and the reference its sampler follows (None for a plugin without one)."""

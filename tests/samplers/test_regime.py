@@ -99,3 +99,14 @@ def test_the_docs_regime_table_states_each_samplers_budget_and_scores():
             else f"{regime.fg_fraction:.0%}"
         )
         assert scores == regime.scoring, name
+
+
+def test_a_config_budget_that_the_reference_regime_replaces_is_said():
+    from ohemcli.samplers.regime import budget_note
+
+    note = budget_note(_cfg("ohem-mmdet", batch_rois=32))
+    assert note is not None and "512 RoIs per image" in note and "16" in note
+    assert "--regime common" in note
+    assert budget_note(_cfg("fixed", batch_rois=128)) is None  # the config is the reference's
+    assert budget_note(_cfg("ohem-mmdet", "common", 32)) is None  # the config's budget runs
+    assert budget_note(_cfg("focal", batch_rois=32)) is None  # every RoI in any regime
