@@ -114,7 +114,7 @@ class Trainer:
         self.callback = callback
         self.host: HostRuns | None = None  # rank 0 marks itself as training on this host
         self.events: EventWriter | None = None  # TensorBoard, rank 0, opened by run()
-        note = budget_note(cfg)  # said once the rank is known: only the writing rank says it
+        self.budget_note = budget_note(cfg)  # said when training starts, after every check
         cfg = apply_regime(cfg)  # the sampler's budget and method, recorded in config.yaml
         check_setup(cfg)  # cache, device, model: before the data and the folder
         self.device = resolve_device(cfg.train.device)
@@ -123,8 +123,6 @@ class Trainer:
         if self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         self.show = show_progress and self.dist.is_main
-        if note is not None and self.show:
-            err_console.print(note, highlight=False, soft_wrap=True)
         self.paths = RunPaths(Path(out_dir))
         checkpoint = check_resume(self.paths, cfg, resume)
         if checkpoint is None:  # a resumed run takes its weights from the checkpoint
@@ -390,6 +388,8 @@ class Trainer:
     def _begin(self) -> None:
         """Write config.yaml, put the model in training mode, and run a mining pass that is due
         at the iteration the run continues from (a shorter run with the same folder ended there)."""
+        if self.budget_note is not None and self.show:
+            err_console.print(self.budget_note, highlight=False, soft_wrap=True)
         reset_peak_memory(self.device)
         if self.dist.is_main:
             self.paths.root.mkdir(parents=True, exist_ok=True)
