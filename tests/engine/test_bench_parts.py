@@ -3,6 +3,7 @@
 import sys
 
 import pytest
+import torch
 
 from ohemcli.cli.bench import parts_table
 from ohemcli.engine.bench import STEP_PARTS, median_parts
@@ -40,11 +41,19 @@ def test_interleaved_iterations_rotate_the_order_and_keep_each_samplers_batches(
     calls = []
 
     def bench(name):
-        trainer = SimpleNamespace(step=lambda batch: calls.append((name, batch)) or batch)
+        trainer = SimpleNamespace(
+            step=lambda batch: calls.append((name, batch)) or batch, device=torch.device("cpu")
+        )
         batches = (f"{name}{i}" for i in range(10))
         clock = SimpleNamespace(take=lambda: {"trunk": len(calls)})
         return SimpleNamespace(
-            trainer=trainer, batches=batches, task=name, results=[], parts=[], clock=clock
+            trainer=trainer,
+            batches=batches,
+            task=name,
+            results=[],
+            parts=[],
+            clock=clock,
+            syncs=[],
         )
 
     class Progress:
@@ -60,6 +69,7 @@ def test_interleaved_iterations_rotate_the_order_and_keep_each_samplers_batches(
         ["c0", "c1", "c2"],
     ]
     assert [p["trunk"] for p in benches[1].parts] == [2, 4, 9]  # taken right after each step
+    assert [b.syncs for b in benches] == [[None] * 3] * 3  # the CPU has no host syncs to count
 
 
 def test_the_clock_times_each_part_of_a_real_step_from_outside():
