@@ -441,6 +441,31 @@ def _readonly_dir(tmp: Path) -> Path:
     pytest.skip("no folder that this user cannot write (root without a read-only /sys)")
 
 
+def run_rows(rows: dict, tmp: Path, base: dict) -> dict:
+    """Run each row's command as ``python -m ohemcli``, two at a time, each in a fresh
+    workspace under ``tmp``; name -> (case, completed process, files before, files after)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+    env["OHEM_CACHE"] = str(tmp / "cache")
+
+    def one(name: str):
+        ws = tmp / f"ws{abs(hash(name))}"
+        ws.mkdir()
+        case = rows[name](ws, base)
+        before = _snapshot(ws)
+        proc = subprocess.run(
+            [sys.executable, "-m", "ohemcli", *case.args],
+            capture_output=True,
+            text=True,
+            env={**env, **case.env},
+            cwd=case.cwd or ws,
+            timeout=300,
+        )
+        return name, (case, proc, before, _snapshot(ws))
+
+    with ThreadPoolExecutor(2) as pool:
+        return dict(pool.map(one, rows))
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     """Run every row, two at a time; name -> (case, completed process, before, after)."""
@@ -453,27 +478,8 @@ def results(tmp_path_factory):
     run = tmp / "finished"
     train(load_config(cfg_path), run, show_progress=False)
     base = {"data": data, "run": run, "readonly": _readonly_dir(tmp), "children": []}
-    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
-    env["OHEM_CACHE"] = str(tmp / "cache")
-
-    def one(name: str):
-        ws = tmp / f"ws{abs(hash(name))}"
-        ws.mkdir()
-        case = ROWS[name](ws, base)
-        before = _snapshot(ws)
-        proc = subprocess.run(
-            [sys.executable, "-m", "ohemcli", *case.args],
-            capture_output=True,
-            text=True,
-            env={**env, **case.env},
-            cwd=case.cwd or ws,
-            timeout=300,
-        )
-        return name, (case, proc, before, _snapshot(ws))
-
     try:
-        with ThreadPoolExecutor(2) as pool:
-            done = dict(pool.map(one, ROWS))
+        done = run_rows(ROWS, tmp, base)
     finally:
         for child in base["children"]:
             child.kill()

@@ -9,22 +9,17 @@ without the first table's rows.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from tests.cli.test_bad_input_matrix import (
-    REPO,
     Case,
     _config,
     _report_edited,
-    _snapshot,
     _summary_with,
     _yaml_text,
+    run_rows,
 )
 from tests.helpers import tiny_voc_root
 
@@ -150,27 +145,7 @@ def results(tmp_path_factory):
     data = tiny_voc_root(tmp, num_images=4)
     run = tmp / "finished"
     train(load_config(_config(tmp, data, **{"sampler.name": "hnm"})), run, show_progress=False)
-    base = {"data": data, "run": run}
-    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
-    env["OHEM_CACHE"] = str(tmp / "cache")
-
-    def one(name: str):
-        ws = tmp / f"ws{abs(hash(name))}"
-        ws.mkdir()
-        case = ROWS[name](ws, base)
-        before = _snapshot(ws)
-        proc = subprocess.run(
-            [sys.executable, "-m", "ohemcli", *case.args],
-            capture_output=True,
-            text=True,
-            env={**env, **case.env},
-            cwd=case.cwd or ws,
-            timeout=300,
-        )
-        return name, (case, proc, before, _snapshot(ws))
-
-    with ThreadPoolExecutor(2) as pool:
-        return dict(pool.map(one, ROWS))
+    return run_rows(ROWS, tmp, {"data": data, "run": run})
 
 
 @pytest.mark.slow

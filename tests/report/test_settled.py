@@ -25,9 +25,15 @@ FALLING = [2.0, 1.9, 1.5, 1.0, 0.6, 0.5]  # a healthy training loss, one value p
 
 
 def history_run(
-    root: Path, sampler: str, seed: int, maps: list[float], losses: list[float] = FALLING
+    root: Path,
+    sampler: str,
+    seed: int,
+    maps: list[float],
+    losses: list[float] = FALLING,
+    health: dict[str, float] | None = None,
 ) -> None:
-    """A finished run of 100 iterations per evaluation, its final mAP the last of ``maps``."""
+    """A finished run of 100 iterations per evaluation, its final mAP the last of ``maps``;
+    ``health`` (p_true_fg, p_top_bg) is logged on every training log line."""
     iters = 100 * len(maps)
     history = [
         {"iter": 100 * (k + 1), "mAP": m, "train_seconds": k + 1.0, "mining_seconds": 0.0,
@@ -35,7 +41,7 @@ def history_run(
         for k, m in enumerate(maps)
     ]  # fmt: skip
     step = iters // len(losses)
-    metrics = [{"iter": step * (k + 1), "loss": v} for k, v in enumerate(losses)]
+    metrics = [{"iter": step * (k + 1), "loss": v, **(health or {})} for k, v in enumerate(losses)]
     fake_run(root / "runs", sampler, seed, maps[-1], history, metrics, iters=iters)
 
 
@@ -214,18 +220,7 @@ def test_a_run_still_rising_is_told_to_train_longer(tmp_path: Path) -> None:
 def _health_run(root: Path, sampler: str, seed: int, maps: list[float], fg: float, bg: float):
     """A run whose loss falls and whose last evaluations agree, with the classifier's health
     ``fg`` (p_true_fg) and ``bg`` (p_top_bg) logged on every line."""
-    iters = 100 * len(maps)
-    history = [
-        {"iter": 100 * (k + 1), "mAP": m, "train_seconds": k + 1.0, "mining_seconds": 0.0,
-         "wall_seconds": k + 1.0}
-        for k, m in enumerate(maps)
-    ]  # fmt: skip
-    step = iters // len(FALLING)
-    metrics = [
-        {"iter": step * (k + 1), "loss": v, "p_true_fg": fg, "p_top_bg": bg}
-        for k, v in enumerate(FALLING)
-    ]
-    fake_run(root / "runs", sampler, seed, maps[-1], history, metrics, iters=iters)
+    history_run(root, sampler, seed, maps, health={"p_true_fg": fg, "p_top_bg": bg})
 
 
 def test_a_classifier_at_the_prior_is_collapsed_though_its_loss_falls_and_evals_agree(tmp_path):
