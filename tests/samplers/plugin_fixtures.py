@@ -107,3 +107,12 @@ class SetsThreads(RaisesAtThird):
     def select(self, rois, roi_losses, num, gen):
         torch.set_num_threads(1)
         return torch.arange(min(num, len(rois.labels)))
+
+
+class DeclaresARegime(RaisesAtThird):
+    """Declares the regime its reference runs it with: 16 RoIs per image, half foreground."""
+
+    from ohemcli.samplers.regime import Regime
+
+    regime = Regime(16, 0.5, (0.0, 0.5), "softmax CE", "chosen RoIs", "softmax", 0.05, None,
+                    "a paper's appendix")  # fmt: skip

@@ -110,3 +110,13 @@ def test_a_config_budget_that_the_reference_regime_replaces_is_said():
     assert budget_note(_cfg("fixed", batch_rois=128)) is None  # the config is the reference's
     assert budget_note(_cfg("ohem-mmdet", "common", 32)) is None  # the config's budget runs
     assert budget_note(_cfg("focal", batch_rois=32)) is None  # every RoI in any regime
+
+
+def test_a_plugin_runs_in_the_regime_it_declares_else_in_the_common_one():
+    declares = "tests.samplers.plugin_fixtures:DeclaresARegime"
+    applied = apply_regime(_cfg(declares, batch_rois=128))
+    assert applied.sampler.batch_rois == 32 and applied.sampler.fg_fraction == 0.5
+    assert regime_record(applied)["mode"] == "reference"
+    assert regime_record(applied)["reference"] == "a paper's appendix"
+    plain = apply_regime(_cfg("tests.samplers.plugin_fixtures:RaisesAtThird", batch_rois=48))
+    assert plain.sampler.batch_rois == 48 and regime_record(plain)["mode"] == "common"
