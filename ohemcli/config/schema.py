@@ -15,7 +15,7 @@ from typing import cast
 @dataclass(frozen=True)
 class DataConfig:
     # "synth" (built-in synthetic set), a VOC-format root, a COCO set's folder (COCO's or
-    # Roboflow's layout) or COCO json files "train.json,test.json" (see data.coco_layout)
+    # Roboflow's layout) or COCO json files "train.json,test.json" (see data.coco.layout)
     root: str = "synth"
     images: str | None = None  # image folder of explicit COCO json files (None: each json's)
     train_split: str = "trainval"  # split to train on
@@ -46,7 +46,7 @@ class ModelConfig:
     # weights) or "none" (random). A boolean reads as BACKBONE_WEIGHTS.
     pretrained: str = "none"
     weights: str | None = None  # local state dict to load into the backbone (offline alternative)
-    # The input normalisation the weights expect (INPUT_NORMS): "caffe" (BGR, 0-255, minus the mean
+    # The input normalisation the weights expect: "caffe" (BGR, 0-255, minus the mean
     # pixel) or "torchvision" (RGB, 0-1, ImageNet mean/std). None = the one of model.pretrained;
     # a loaded config always has it filled in, so a run folder records what it trained with.
     input_norm: str | None = None
@@ -76,7 +76,6 @@ PRETRAINED_SOURCES = {
 BACKBONE_WEIGHTS = {"vgg16": "torchvision", "resnet18": "torchvision", "tiny": "shipped"}
 # Each weight source's input normalisation; "none" (random weights) keeps torchvision's.
 SOURCE_INPUT_NORM = {"caffe": "caffe", "torchvision": "torchvision", "shipped": "torchvision"}
-INPUT_NORMS = ("caffe", "torchvision")
 
 
 def pretrained_source(cfg: ModelConfig) -> str:
