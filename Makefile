@@ -25,7 +25,7 @@ test-fast: $(STAMP)
 # 2 seeds x 3 samplers, each trained close to convergence (experiments/README.md) from the
 # pretrained tiny backbone (synth_tiny preset), two runs at a time with one thread each. One
 # thread per run is deterministic on one machine; other machines land within about 0.01 mAP per
-# sampler with the same verdicts (README). About 8 min from an empty cache on 2 cores.
+# sampler with the same verdicts (README). About 3.5 min from an empty cache on 2 cores.
 demo: $(STAMP)
 	OMP_NUM_THREADS=1 $(PYTHON) -m ohemcli compare --data synth --config synth_tiny --seeds 1,2 --jobs 2 --eval-points 4 --out runs/demo
 
