@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ohemcli.errors import UserError
+
 FINGERPRINT_PARTS = ("images", "annotations")
 
 
@@ -42,6 +44,16 @@ def split_fingerprint(dataset: Any) -> dict[str, str]:
 def data_fingerprint(train: Any, test: Any) -> dict[str, dict[str, str]]:
     """The fingerprint of a run's data: ``{"train": split_fingerprint, "test": ...}``."""
     return {"train": split_fingerprint(train), "test": split_fingerprint(test)}
+
+
+def require_same_data(
+    saved: Any, now: Mapping[str, Mapping[str, str]], where: object, since: str, advice: str
+) -> None:
+    """Refuse, in one line naming ``where`` and what changed ``since`` (:func:`fingerprint_change`),
+    data that is no longer what a record was made from; ``advice`` ends the line."""
+    change = fingerprint_change(saved, now)
+    if change is not None:
+        raise UserError(f"{where}: {change} changed since {since}; {advice}")
 
 
 def fingerprint_change(saved: Any, now: Mapping[str, Mapping[str, str]]) -> str | None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from ohemcli.config import ExperimentConfig, config_from_dict, config_to_dict
-from ohemcli.data.fingerprint import data_fingerprint, fingerprint_change
+from ohemcli.data.fingerprint import data_fingerprint, require_same_data
 from ohemcli.errors import UserError, quote
 from ohemcli.fileio import atomic_write_text
 from ohemcli.launch.grid import (
@@ -160,12 +160,11 @@ def check_settings(
                 "compare folder grows only by samplers and seeds: choose another --out"
             )
         if fingerprint is not None:
-            change = fingerprint_change(saved.get("data_fingerprint"), fingerprint)
-            if change is not None:
-                raise UserError(
-                    f"{folder.settings}: {change} changed since the folder's runs trained; a "
-                    "compare folder grows only over the same data: choose another --out"
-                )
+            require_same_data(
+                saved.get("data_fingerprint"), fingerprint, folder.settings,
+                "the folder's runs trained",
+                "a compare folder grows only over the same data: choose another --out",
+            )  # fmt: skip
         settings["samplers"] = _union(saved.get("samplers"), settings["samplers"])
         check_folder_names(settings["samplers"], str(folder.settings))
         settings["seeds"] = _union(saved.get("seeds"), settings["seeds"])

@@ -27,7 +27,7 @@ from ohemcli.config import (
     load_config,
     with_recorded_choices,
 )
-from ohemcli.data.fingerprint import fingerprint_change
+from ohemcli.data.fingerprint import require_same_data
 from ohemcli.errors import UserError, quote
 from ohemcli.fileio import is_writable_dir
 from ohemcli.runs.checkpointer import read_checkpoint, saved_config
@@ -230,9 +230,7 @@ def check_finished(paths: RunPaths, cfg: ExperimentConfig, fingerprint: Any = No
         )
     _same_run(paths.config, load_config(paths.config), cfg)
     if fingerprint is not None:
-        change = fingerprint_change(summary.get("data_fingerprint"), fingerprint)
-        if change is not None:
-            raise UserError(
-                f"{paths.root}: {change} changed since this run trained; "
-                "move it away or choose another --out"
-            )
+        require_same_data(
+            summary.get("data_fingerprint"), fingerprint, paths.root, "this run trained",
+            "move it away or choose another --out",
+        )  # fmt: skip
