@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from ohemcli.data.batching import Batch
 from ohemcli.device import rank_autocast
 from ohemcli.engine.distributed import DistInfo, any_rank, average_gradients, gather_objects
+from ohemcli.engine.health import classifier_health
 from ohemcli.errors import UserError
 from ohemcli.model.fast_rcnn import FastRCNN, rois_with_batch_index
 from ohemcli.model.losses import LossTerms, RoILosses
@@ -109,18 +110,6 @@ def image_rois(batch: Batch) -> list[ImageRoIs]:
     return rois
 
 
-@contextmanager
-def head_dropout(model: FastRCNN, on: bool) -> Iterator[None]:
-    """The RoI head in train mode (dropout on) when ``on``, else in eval mode for the block;
-    its mode is put back after."""
-    was = model.head.training
-    model.head.train(on and was)
-    try:
-        yield
-    finally:
-        model.head.train(was)
-
-
 def readonly_pool(model: FastRCNN, features: Tensor, images: list[ImageRoIs]) -> PooledRoIs:
     """Every RoI of ``images`` pooled once, without autograd (``FastRCNN.rank_pool``)."""
     return model.rank_pool(features, rois_with_batch_index([r.boxes for r in images]))
@@ -144,7 +133,7 @@ def readonly_head(
     # so a bf16 copy would meet float32 weights); bfloat16 ranks under its own autocast.
     pooled = ranked.pooled if rank_dtype == "float32" else ranked.pooled.to(features.dtype)
     # The head runs over every RoI here, before the training forward draws its own dropout masks.
-    with torch.no_grad(), rank_autocast(features.device, rank_dtype), head_dropout(model, dropout):
+    with torch.no_grad(), rank_autocast(features.device, rank_dtype), model.head_dropout(dropout):
         labels = torch.cat([r.labels for r in images])
         targets = torch.cat([r.box_targets for r in images])
         losses = model.head_losses(pooled, ranked.rois, labels, targets, with_boxes)
@@ -221,29 +210,6 @@ def iou_histogram(max_iou: Tensor) -> list[int]:
     # Each edge rounded to max_iou's dtype, so 0.1 stored as float32 falls in [.1, .2).
     bins = torch.bucketize(max_iou, edges, right=True)
     return torch.bincount(bins, minlength=IOU_BINS).tolist()
-
-
-def health(
-    model: FastRCNN, features: Tensor, images: list[ImageRoIs], chosen: Chosen
-) -> tuple[float | None, float | None]:
-    """(``p_true_fg``, ``p_top_bg``) of :class:`StepResult` over every candidate RoI: from the
-    read-only pass's logits when there was one, else from a pass of the head without dropout
-    and without autograd (it draws no random numbers, so training stays bit for bit the same)."""
-    labels = torch.cat([r.labels for r in images])
-    with torch.no_grad():
-        given = [r.logits for r in chosen.readonly or [] if r.logits is not None]
-        if chosen.readonly is not None and len(given) == len(chosen.readonly):
-            logits = torch.cat(given)
-        else:
-            rois = rois_with_batch_index([r.boxes for r in images])
-            with head_dropout(model, False):
-                logits, _ = model.head_forward(model.pool(features, rois))
-        probs = model.class_probs(logits.detach())
-        fg = labels > 0
-        true_fg = probs[fg, labels[fg]].mean().item() if bool(fg.any()) else None
-        bg = probs[~fg, 1:]
-        top_bg = bg.max(dim=1).values.mean().item() if bg.numel() else None
-    return true_fg, top_bg
 
 
 def _non_finite(losses: RoILosses | LossTerms, count: int) -> tuple[str, float] | None:
@@ -369,7 +335,7 @@ def train_step(
 
     ``rank_dtype`` is the read-only pass's precision (:func:`rank_autocast`) and
     ``rank_dropout`` whether it keeps dropout on; ``measure_health`` fills
-    ``StepResult.p_true_fg`` and ``p_top_bg`` (:func:`health`; the trainer asks on logging
+    ``StepResult.p_true_fg`` and ``p_top_bg`` (``engine.health``; the trainer asks on logging
     steps); ``parts`` are the step's parts (``engine.bench`` passes timed ones). Raises
     :class:`NonFiniteLoss` before any update when the loss is NaN or infinite.
     """
@@ -382,7 +348,11 @@ def train_step(
         labels, rois, pooled = parts.pool(model, features, images, chosen)
         terms = parts.head(model, sampler, images, chosen, labels, rois, pooled)
         loss = terms.cls + terms.box
-        measured = health(model, features, images, chosen) if measure_health else (None, None)
+        measured = (
+            classifier_health(model, features, images, chosen.readonly)
+            if measure_health
+            else (None, None)
+        )
     count = max(1, len(labels))
     check_finite(terms, 1, iteration, updater.dist)
     parts.backward(loss, model, updater)

@@ -6,6 +6,8 @@ Its per-RoI loss (``model.losses.per_roi_loss``) both ranks RoIs (ohem's read-on
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 import torch
@@ -73,6 +75,17 @@ class FastRCNN(nn.Module):
         self.box_stds: Tensor
         self.register_buffer("box_means", fixed.means)
         self.register_buffer("box_stds", fixed.stds)
+
+    @contextmanager
+    def head_dropout(self, on: bool) -> Iterator[None]:
+        """The RoI head in train mode (dropout on) when ``on`` (and the head was training), else
+        in eval mode, for the block; its mode is put back after."""
+        was = self.head.training
+        self.head.train(on and was)
+        try:
+            yield
+        finally:
+            self.head.train(was)
 
     def set_box_norm(self, norm: BoxNorm) -> None:
         """Decode with ``norm`` (the statistics the box targets were normalised with)."""

@@ -58,7 +58,7 @@ LAST_EVALS = SETTLE_EVALS
 HEALTH_MARGIN = 0.02
 """Collapsed: over the last quarter, |mean p(true class) on the foreground RoIs − mean highest
 p(object class) on the background RoIs| under this (every candidate RoI of the logged batches,
-``engine.step.health``). Why 0.02, measured on BCCD (bccd_tiny, seed 1, 300 iterations, one
+``engine.health``). Why 0.02, measured on BCCD (bccd_tiny, seed 1, 300 iterations, one
 thread; experiments/README.md): ohem-mmdet at 64 RoIs per image, its classifier at the class
 prior, 0.109 against 0.111 (|gap| 0.002); fixed 0.604 against 0.148 (0.456); focal 0.33 against
 0.20 (0.13); ohem, which trains on the RoIs it gets wrong and is calibrated worst, 0.470 against
