@@ -46,7 +46,8 @@ def load(config: Config = None, overrides: Mapping[str, Any] | None = None) -> E
         cfg = resolve(config, overrides)
     else:
         if config is None:
-            config = preset_for(overrides.get("data.root"), _on_cuda(overrides))
+            detector = overrides.get("model.detector")
+            config = preset_for(overrides.get("data.root"), _on_cuda(overrides), detector)
         text, where = config_source(config)
         cfg = parse_config(text, where, overrides)
     return with_absolute_paths(cfg)

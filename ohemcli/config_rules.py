@@ -178,6 +178,18 @@ RULES: dict[str, Rule] = {
     "model.box_norm": Choice(("fixed", "data")),
     "model.frozen_convs": OrNone(Number(lo=0, hi=64, integer=True)),
     "model.classifier": Choice(("softmax", "sigmoid")),
+    "model.detector": Choice(("fast-rcnn", "faster-rcnn")),
+    "model.rpn_anchor_sizes": Items(PIXELS, distinct=True, rising=True, allow_none=True),
+    "model.rpn_aspect_ratios": Items(POSITIVE, distinct=True, rising=True),
+    "model.rpn_batch_anchors": COUNT,
+    "model.rpn_fg_fraction": FRACTION,
+    "model.rpn_fg_iou": IOU,
+    "model.rpn_bg_iou": FRACTION,
+    "model.rpn_nms": IOU,
+    "model.rpn_pre_nms_train": COUNT,
+    "model.rpn_post_nms_train": COUNT,
+    "model.rpn_pre_nms_test": COUNT,
+    "model.rpn_post_nms_test": COUNT,
     # Sampler names live in samplers.SAMPLERS; cli.overrides checks them (config imports no torch).
     "sampler.name": Text(name=True),  # a built-in name or a plugin (pkg.module:Class)
     "sampler.regime": Choice(("reference", "common")),

@@ -17,6 +17,7 @@ from ohemcli.cli.option_types import (
     BackboneOpt,
     ConfigOpt,
     DataOpt,
+    DetectorOpt,
     DeviceOpt,
     RegimeOpt,
     SetOpt,
@@ -33,6 +34,7 @@ def bench_command(
     config: ConfigOpt = None,
     set_values: SetOpt = None,
     backbone: BackboneOpt = None,
+    detector: DetectorOpt = None,
     regime: RegimeOpt = None,
     samplers: Annotated[
         str,
@@ -97,9 +99,10 @@ def bench_command(
     iterations between passes.
 
     --config takes a YAML file or a preset: synth_tiny, cpu_pretrained, cpu_tiny, bccd_tiny,
-    voc07_vgg16. Without it, synth gets synth_tiny and other data voc07_vgg16 (the paper) on CUDA
-    or cpu_pretrained (pretrained tiny backbone) on a CPU. Options override the YAML only when
-    given.
+    voc07_vgg16, faster_tiny, faster_vgg16. Without it, synth gets synth_tiny and other data
+    voc07_vgg16 (the paper) on CUDA or cpu_pretrained (pretrained tiny backbone) on a CPU; with
+    --detector faster-rcnn, faster_vgg16 on CUDA and faster_tiny on a CPU or synth. Options
+    override the YAML only when given.
 
     Examples:
 
@@ -171,6 +174,7 @@ def parts_table(rows: list[dict]) -> Table:
 
     heads = {
         "trunk": "trunk",
+        "candidates": "proposals",
         "readonly_pool": "read-only pool",
         "readonly_head": "read-only head",
         "select": "select",

@@ -32,6 +32,7 @@ from ohemcli.cli.option_types import (
     BootstrapOpt,
     ConfigOpt,
     DataOpt,
+    DetectorOpt,
     DeviceOpt,
     IterOpt,
     LrOpt,
@@ -58,6 +59,7 @@ def compare_command(
     config: ConfigOpt = None,
     set_values: SetOpt = None,
     backbone: BackboneOpt = None,
+    detector: DetectorOpt = None,
     samplers: Annotated[
         str,
         typer.Option(
@@ -115,9 +117,10 @@ def compare_command(
     reused, an interrupted run continues from its checkpoint.
 
     --config takes a YAML file or a preset: synth_tiny, cpu_pretrained, cpu_tiny, bccd_tiny,
-    voc07_vgg16. Without it, synth gets synth_tiny and other data voc07_vgg16 (the paper) on CUDA
-    or cpu_pretrained (pretrained tiny backbone) on a CPU. Options override the YAML only when
-    given.
+    voc07_vgg16, faster_tiny, faster_vgg16. Without it, synth gets synth_tiny and other data
+    voc07_vgg16 (the paper) on CUDA or cpu_pretrained (pretrained tiny backbone) on a CPU; with
+    --detector faster-rcnn, faster_vgg16 on CUDA and faster_tiny on a CPU or synth. Options
+    override the YAML only when given.
 
     Every pair of samplers (ohem − hnm first) gets its paired mean Δ mAP and a 95% interval from
     a bootstrap over test images and seeds; "better" or "worse" only when it excludes 0. With

@@ -92,8 +92,29 @@ def stats(
     ] = None,
     images: ImagesOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    with_proposals: Annotated[
+        bool,
+        typer.Option(
+            "--proposals",
+            help="Also run (or load from the cache) selective search and report its recall.",
+        ),
+    ] = False,
+    max_boxes: Annotated[
+        int, typer.Option("--max-boxes", min=0, help="--proposals: boxes kept (0: all).")
+    ] = 0,
+    ss_max_side: Annotated[
+        int,
+        typer.Option(
+            "--ss-max-side", min=0, help="--proposals: shrink images first (the CPU presets: 240)."
+        ),
+    ] = 0,
 ) -> None:
     """Count the images, objects per class and difficult objects of one split.
+
+    --proposals adds selective search's recall: the share of objects (not difficult, not crowd)
+    that its first 100, 300 and 1,000 boxes per image cover at IoU 0.5 and 0.7, as every
+    evaluation records it for the proposals a run used (an RPN's too). Its boxes are cached, so
+    fast-rcnn training on the same --max-boxes and --ss-max-side reuses them.
 
     --data is a VOC root, 'synth', or a COCO set: a folder in COCO's layout
     (annotations/instances_SPLIT.json, SPLIT/) or Roboflow's (SPLIT/_annotations.coco.json), or
@@ -111,6 +132,8 @@ def stats(
 
     dataset = open_dataset(data, split, parse_classes(classes), images=images)
     result = split_stats(dataset)
+    if with_proposals:
+        result["proposal_recall"] = _search_recall(dataset, max_boxes, ss_max_side, not as_json)
     if as_json:
         typer.echo(json.dumps(result))
         return
@@ -147,6 +170,43 @@ def stats(
             f"{result['crowd']} crowd regions, ignored in training and evaluation (counted as "
             "difficult)."
         )
+    if "proposal_recall" in result:
+        _print_recall(result["proposal_recall"])
+
+
+def _search_recall(dataset: Dataset, max_boxes: int, max_side: int, show: bool) -> dict:
+    """Selective search over ``dataset`` (cached) and its recall (``split_recall``)."""
+    from ohemcli.data.proposals import SELECTIVE_SEARCH, load_proposals
+    from ohemcli.evaluation.proposal_recall import split_recall
+
+    boxes = load_proposals(
+        dataset,
+        source=SELECTIVE_SEARCH,
+        max_boxes=max_boxes,
+        workers=None,
+        show_progress=show,
+        max_side=max_side,
+    )
+    return {"source": "selective_search", **split_recall(dataset.records, boxes)}
+
+
+def _print_recall(recall: dict) -> None:
+    """The recall figures as one table: rows IoU, columns proposals per image."""
+    from rich.table import Table
+
+    from ohemcli.progress import out_console
+
+    tops = sorted({int(k.split("@")[0]) for k in recall if "@" in k})
+    ious = sorted({k.split("@")[1] for k in recall if "@" in k})
+    table = Table(
+        title=f"{recall['source']} recall ({recall['mean_proposals']:.0f} boxes per image)"
+    )
+    table.add_column("IoU", justify="left")
+    for top in tops:
+        table.add_column(f"first {top}", justify="right")
+    for iou in ious:
+        table.add_row(iou, *(f"{recall[f'{top}@{iou}']:.3f}" for top in tops))
+    out_console.print(table)
 
 
 @data_app.command("synth")

@@ -27,6 +27,7 @@ REPORT = "Report"
 
 
 Backbone = choice_enum("Backbone", "model.backbone")
+Detector = choice_enum("Detector", "model.detector")
 RegimeMode = choice_enum("RegimeMode", "sampler.regime")
 Device = choice_enum("Device", "train.device")
 ProtocolName = choice_enum("ProtocolName", "eval.protocol")
@@ -82,6 +83,15 @@ SetOpt = Annotated[
 BackboneOpt = Annotated[
     Backbone | None,  # type: ignore[valid-type]  # a functional Enum (choice_enum), read by typer
     _opt("--backbone", panel=MODEL, metavar="<name>", help=_backbone_help()),
+]
+DetectorOpt = Annotated[
+    Detector | None,  # type: ignore[valid-type]  # a functional Enum (choice_enum), read by typer
+    _opt(
+        "--detector",
+        panel=MODEL,
+        metavar="<name>",
+        help="fast-rcnn (selective search) or faster-rcnn (an RPN; presets faster_*).",
+    ),
 ]
 # A plain string, not the SamplerName choice: a plugin (pkg.module:Class or an entry point) is a
 # sampler too, as in the YAML's sampler.name; build_config checks the name.

@@ -21,7 +21,7 @@ from ohemcli.cli.aliases import OPTION_KEYS, option_name
 from ohemcli.config import NULL, ExperimentConfig, parse_config, with_absolute_paths
 from ohemcli.config.keys import check_key
 from ohemcli.errors import UserError, quote
-from ohemcli.presets import SYNTH_PRESET, config_source, preset_for
+from ohemcli.presets import config_source, preset_for
 from ohemcli.samplers import SAMPLERS
 from ohemcli.samplers.plugins import is_plugin_name
 
@@ -75,16 +75,17 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def default_preset(data: str | None, device: Any) -> str:
-    """The preset for a command line without --config, by data set and device
+def default_preset(data: str | None, device: Any, detector: Any = None) -> str:
+    """The preset for a command line without --config, by data set, device and detector
     (:func:`ohemcli.presets.preset_for`); for data other than synth, one line on stderr says
     which and how to pick the other."""
+    detector = _plain(detector)
     if data in (None, "synth"):
-        return SYNTH_PRESET
+        return preset_for(data, False, detector)
     device = _plain(device)
     on_cuda = device == "cuda" or (device in (None, "auto") and cuda_available())
-    chosen = preset_for(data, on_cuda)
-    other = preset_for(data, not on_cuda)
+    chosen = preset_for(data, on_cuda, detector)
+    other = preset_for(data, not on_cuda, detector)
     from ohemcli.progress import err_console
 
     where = "CUDA" if on_cuda else "no CUDA"
@@ -100,7 +101,8 @@ def default_preset(data: str | None, device: Any) -> str:
 def config_text(config: str | None, params: Mapping[str, Any]) -> tuple[str, str]:
     """The YAML text named by ``--config`` (or the default preset) and the name errors give it."""
     if config is None:
-        return config_source(default_preset(params.get("data"), params.get("device")))
+        preset = default_preset(params.get("data"), params.get("device"), params.get("detector"))
+        return config_source(preset)
     return config_source(config)
 
 

@@ -15,6 +15,7 @@ from ohemcli.cli.option_types import (
     BackboneOpt,
     ConfigOpt,
     DataOpt,
+    DetectorOpt,
     DeviceOpt,
     IterOpt,
     LrOpt,
@@ -35,6 +36,7 @@ def train_command(
     config: ConfigOpt = None,
     set_values: SetOpt = None,
     backbone: BackboneOpt = None,
+    detector: DetectorOpt = None,
     sampler: SamplerOpt = None,
     regime: RegimeOpt = None,
     iters: IterOpt = None,
@@ -65,9 +67,11 @@ def train_command(
     sampler.name.
 
     --config takes a YAML file or a preset: synth_tiny, cpu_pretrained, cpu_tiny, bccd_tiny,
-    voc07_vgg16. Without it, synth gets synth_tiny and other data voc07_vgg16 (the paper) on CUDA
-    or cpu_pretrained (pretrained tiny backbone) on a CPU. Options override the YAML only when
-    given; --set KEY=VALUE sets any config key (ohem config keys lists them) after them.
+    voc07_vgg16, faster_tiny, faster_vgg16. Without it, synth gets synth_tiny and other data
+    voc07_vgg16 (the paper) on CUDA or cpu_pretrained (pretrained tiny backbone) on a CPU; with
+    --detector faster-rcnn, faster_vgg16 on CUDA and faster_tiny on a CPU or synth. Options
+    override the YAML only when given; --set KEY=VALUE sets any config key (ohem config keys
+    lists them) after them.
 
     Examples:
 

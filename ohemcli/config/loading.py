@@ -150,6 +150,7 @@ def _check_pairs(cfg: ExperimentConfig, where: str) -> None:
             f"{where}: model.pretrained = {quote(cfg.model.pretrained)} does not fit "
             f"model.backbone {cfg.model.backbone}; expected one of {', '.join(sources)}"
         )
+    _check_detector(cfg, where)
     e = cfg.eval
     limits = TEST_PROTOCOLS.get(e.protocol or "")
     if limits is not None and (e.max_dets, e.score_thresh) != limits:
@@ -157,6 +158,32 @@ def _check_pairs(cfg: ExperimentConfig, where: str) -> None:
             f"{where}: eval.protocol {e.protocol} means max_dets {limits[0]} and score_thresh "
             f"{limits[1]:g}, not {e.max_dets} and {e.score_thresh:g} (protocol custom takes any)"
         )
+
+
+def _check_detector(cfg: ExperimentConfig, where: str) -> None:
+    """faster-rcnn's settings that must fit each other: no selective-search statistics to
+    normalise box targets by, and RPN counts that narrow as they go."""
+    m = cfg.model
+    if m.detector != "faster-rcnn":
+        return
+    if m.box_norm == "data":
+        raise UserError(
+            f"{where}: model.box_norm = data needs fixed proposals to measure; under "
+            "model.detector faster-rcnn the proposals change as the RPN learns, so use fixed "
+            "(py-faster-rcnn's end-to-end training uses fixed stds too)"
+        )
+    if m.rpn_bg_iou > m.rpn_fg_iou:
+        raise UserError(
+            f"{where}: model.rpn_bg_iou {m.rpn_bg_iou:g} is above model.rpn_fg_iou "
+            f"{m.rpn_fg_iou:g}; an anchor cannot be both"
+        )
+    for phase in ("train", "test"):
+        pre, post = getattr(m, f"rpn_pre_nms_{phase}"), getattr(m, f"rpn_post_nms_{phase}")
+        if post > pre:
+            raise UserError(
+                f"{where}: model.rpn_post_nms_{phase} {post} is above model.rpn_pre_nms_{phase} "
+                f"{pre}; NMS keeps at most what goes in"
+            )
 
 
 def _raw_sections(text: str, where: str) -> dict[str, Any]:

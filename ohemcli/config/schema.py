@@ -62,6 +62,36 @@ class ModelConfig:
     # RetinaNet's prior-probability bias init; sigmoid scores at test time). Set from the sampler
     # (samplers.regime.apply_regime): the classifier is part of the method.
     classifier: str = "softmax"
+    # Where the RoIs come from: "fast-rcnn" (selective search, or the release's boxes, computed
+    # once per image) or "faster-rcnn" (a region proposal network on the trunk's feature map,
+    # trained jointly with the RoI head: Ren et al. 2015, approximate joint training)
+    detector: str = "fast-rcnn"
+    # faster-rcnn's RPN, after py-faster-rcnn's lib/fast_rcnn/config.py (its names in capitals)
+    # anchor sides in input pixels; None = the reference's (128, 256, 512) at 600 px, scaled to
+    # data.scale (RPN_ANCHOR_SCALES 8, 16, 32 on a stride-16 map)
+    rpn_anchor_sizes: tuple[int, ...] | None = None
+    rpn_aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)  # height/width (ANCHOR_RATIOS)
+    rpn_batch_anchors: int = 256  # anchors sampled per image for the RPN loss (RPN_BATCHSIZE)
+    rpn_fg_fraction: float = 0.5  # their foreground share (RPN_FG_FRACTION)
+    rpn_fg_iou: float = 0.7  # an anchor is foreground at IoU >= this (RPN_POSITIVE_OVERLAP)
+    rpn_bg_iou: float = 0.3  # and background under this (RPN_NEGATIVE_OVERLAP)
+    rpn_nms: float = 0.7  # NMS over the proposals (RPN_NMS_THRESH)
+    rpn_pre_nms_train: int = 12000  # training: top-scoring anchors into NMS (RPN_PRE_NMS_TOP_N)
+    rpn_post_nms_train: int = 2000  # training: proposals kept after NMS (RPN_POST_NMS_TOP_N)
+    rpn_pre_nms_test: int = 6000  # test: top-scoring anchors into NMS (TEST.RPN_PRE_NMS_TOP_N)
+    rpn_post_nms_test: int = 300  # test: proposals kept after NMS (TEST.RPN_POST_NMS_TOP_N)
+
+
+# py-faster-rcnn's anchors at its 600-px scale: base 16 x scales (8, 16, 32).
+REFERENCE_ANCHOR_SIZES = (128, 256, 512)
+REFERENCE_ANCHOR_SCALE = 600
+
+
+def anchor_sizes(model: ModelConfig, scale: int) -> tuple[int, ...]:
+    """``model.rpn_anchor_sizes``, else the reference's sizes scaled from 600 px to ``scale``."""
+    if model.rpn_anchor_sizes is not None:
+        return tuple(model.rpn_anchor_sizes)
+    return tuple(max(1, round(s * scale / REFERENCE_ANCHOR_SCALE)) for s in REFERENCE_ANCHOR_SIZES)
 
 
 # The weight sources each backbone accepts for model.pretrained.

@@ -86,6 +86,14 @@ def training_gt(record: ImageRecord, use_difficult: bool) -> tuple[Tensor, Tenso
     return torch.from_numpy(record.boxes[keep]), torch.from_numpy(record.labels[keep])
 
 
+def image_proposals(proposals: dict[str, np.ndarray] | None, image_id: str) -> Tensor:
+    """One image's proposals (R, 4) in original-image coordinates; none (0, 4) when the run
+    has no fixed proposals (``proposals`` None: faster-rcnn's come from its RPN)."""
+    if proposals is None:
+        return torch.zeros(0, 4)
+    return torch.from_numpy(proposals[image_id]).float().reshape(-1, 4)
+
+
 @dataclass
 class ImageSample:
     """One image ready for the network, with every RoI and (in training) its targets."""
@@ -98,6 +106,13 @@ class ImageSample:
     max_iou: Tensor | None = None
     box_targets: Tensor | None = None
     gt_index: Tensor | None = None  # per RoI, its ground-truth box of highest IoU (libra, pisa)
+    # Training: the ground truth the RoIs were scored against and the crowd regions, in the same
+    # (resized, mirrored) coordinates: faster-rcnn scores its RPN's proposals in the step.
+    gt_boxes: Tensor | None = None  # (G, 4)
+    gt_labels: Tensor | None = None  # (G,) int64 in 1..K
+    crowd_boxes: Tensor | None = None  # (C, 4); proposals inside one are left out
+    flipped: bool = False
+    width: int = 0  # the original image's width (mirrors boxes given in its coordinates)
 
 
 class TrainImages(TorchDataset):
@@ -110,7 +125,7 @@ class TrainImages(TorchDataset):
     def __init__(
         self,
         dataset: Dataset,
-        proposals: dict[str, np.ndarray],
+        proposals: dict[str, np.ndarray] | None,
         scale: int,
         max_size: int,
         use_difficult: bool = False,
@@ -136,7 +151,7 @@ class TrainImages(TorchDataset):
         """
         record = self.dataset[index]
         gt_boxes, gt_labels = training_gt(record, self.use_difficult)
-        props = torch.from_numpy(self.proposals[record.image_id]).float().reshape(-1, 4)
+        props = image_proposals(self.proposals, record.image_id)
         crowd = crowd_mask(record)
         if crowd.any():
             props = props[outside_crowd(props, torch.from_numpy(record.boxes[crowd]))]
@@ -149,8 +164,11 @@ class TrainImages(TorchDataset):
         targets = assign_targets(rois, gt_boxes, gt_labels, self.fg_thresh, self.box_norm, flip)
         factor = resize_factor(record.height, record.width, self.scale, self.max_size)
         image = load_image(record.image_path, (record.width, record.height))
+        crowd = torch.from_numpy(record.boxes[crowd_mask(record)]).float().reshape(-1, 4)
         if flip:  # labels and IoUs are flip-invariant; assign_targets mirrored dx
             rois = flip_boxes(rois, image.shape[1])
+            width = image.shape[1]
+            gt_boxes, crowd = flip_boxes(gt_boxes, width), flip_boxes(crowd, width)
         return ImageSample(
             image=image_tensor(image, factor, flip, self.input_norm),
             rois=rois * factor,
@@ -160,6 +178,11 @@ class TrainImages(TorchDataset):
             max_iou=targets.max_iou,
             box_targets=targets.box_targets,
             gt_index=targets.gt_index,
+            gt_boxes=gt_boxes.float() * factor,
+            gt_labels=gt_labels,
+            crowd_boxes=crowd * factor,
+            flipped=flip,
+            width=record.width,
         )
 
 
@@ -169,7 +192,7 @@ class TestImages(TorchDataset):
     def __init__(
         self,
         dataset: Dataset,
-        proposals: dict[str, np.ndarray],
+        proposals: dict[str, np.ndarray] | None,
         scale: int,
         max_size: int,
         input_norm: str = "torchvision",
@@ -184,7 +207,7 @@ class TestImages(TorchDataset):
     def __getitem__(self, index: int) -> ImageSample:
         record = self.dataset[index]
         factor = resize_factor(record.height, record.width, self.scale, self.max_size)
-        props = torch.from_numpy(self.proposals[record.image_id]).float().reshape(-1, 4)
+        props = image_proposals(self.proposals, record.image_id)
         image = load_image(record.image_path, (record.width, record.height))
         return ImageSample(
             image_tensor(image, factor, False, self.input_norm),
@@ -255,7 +278,9 @@ class Batch:
 
         moved = [
             replace(s, rois=s.rois.to(device), labels=move(s.labels), max_iou=move(s.max_iou),
-                    box_targets=move(s.box_targets), gt_index=move(s.gt_index))
+                    box_targets=move(s.box_targets), gt_index=move(s.gt_index),
+                    gt_boxes=move(s.gt_boxes), gt_labels=move(s.gt_labels),
+                    crowd_boxes=move(s.crowd_boxes))
             for s in self.samples
         ]  # fmt: skip
         return Batch(self.images.to(device, non_blocking=True), moved)
@@ -269,7 +294,9 @@ class Batch:
 
         pinned = [
             replace(s, rois=s.rois.pin_memory(), labels=pin(s.labels), max_iou=pin(s.max_iou),
-                    box_targets=pin(s.box_targets), gt_index=pin(s.gt_index))
+                    box_targets=pin(s.box_targets), gt_index=pin(s.gt_index),
+                    gt_boxes=pin(s.gt_boxes), gt_labels=pin(s.gt_labels),
+                    crowd_boxes=pin(s.crowd_boxes))
             for s in self.samples
         ]  # fmt: skip
         return Batch(self.images.pin_memory(), pinned)

@@ -55,7 +55,8 @@ class SplitData:
     """One split of the data set with its proposals."""
 
     dataset: Dataset
-    proposals: dict[str, np.ndarray]
+    # Each image's fixed proposals; None under faster-rcnn, whose RPN proposes them in the step
+    proposals: dict[str, np.ndarray] | None
 
 
 def open_split(cfg: ExperimentConfig, split: str, classes: Sequence[str] | None = None) -> Dataset:
@@ -104,11 +105,14 @@ def load_split(
     dataset: Dataset | None = None,
 ) -> SplitData:
     """The split's images, annotations and (cached) proposals; ``dataset``, when given, is the
-    split as :func:`open_split` read it."""
+    split as :func:`open_split` read it. Under faster-rcnn no proposal is computed or read:
+    its RPN proposes them (a new data set costs no selective search)."""
     from ohemcli.data.proposals.load import load_proposals, resolve_source
 
     d = cfg.data
     dataset = dataset if dataset is not None else open_split(cfg, split)
+    if cfg.model.detector == "faster-rcnn":
+        return SplitData(dataset, None)
     proposals = load_proposals(
         dataset,
         # "release", {split} placeholders

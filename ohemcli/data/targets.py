@@ -25,7 +25,7 @@ def outside_crowd(rois: Tensor, crowd: Tensor, thresh: float = CROWD_IOF) -> Ten
     IoF = area(RoI ∩ crowd) / area(RoI), in continuous coordinates as ``box_iou``.
     """
     if crowd.numel() == 0 or rois.numel() == 0:
-        return torch.ones(rois.shape[0], dtype=torch.bool)
+        return torch.ones(rois.shape[0], dtype=torch.bool, device=rois.device)
     lt = torch.max(rois[:, None, :2], crowd[None, :, :2])
     rb = torch.min(rois[:, None, 2:], crowd[None, :, 2:])
     inter = (rb - lt).clamp(min=0).prod(dim=2)  # (R, C)
@@ -60,19 +60,19 @@ def assign_targets(
     (Fast R-CNN's IoU in [0.1, 0.5) or OHEM's [0, 0.5)) is the sampler's decision, made from
     ``max_iou``.
     """
-    num = rois.shape[0]
+    num, device = rois.shape[0], rois.device  # faster-rcnn assigns on the GPU, in the step
     if gt_boxes.numel() == 0:
         return RoITargets(
-            labels=torch.zeros(num, dtype=torch.int64),
-            max_iou=torch.zeros(num),
-            box_targets=torch.zeros(num, 4),
-            gt_index=torch.full((num,), -1, dtype=torch.int64),
+            labels=torch.zeros(num, dtype=torch.int64, device=device),
+            max_iou=torch.zeros(num, device=device),
+            box_targets=torch.zeros(num, 4, device=device),
+            gt_index=torch.full((num,), -1, dtype=torch.int64, device=device),
         )
     iou = box_iou(rois, gt_boxes)
     max_iou, argmax = iou.max(dim=1)
     fg = max_iou >= fg_thresh
     labels = torch.where(fg, gt_labels[argmax], torch.zeros_like(argmax))
-    box_targets = torch.zeros(num, 4)
+    box_targets = torch.zeros(num, 4, device=device)
     if fg.any():
         deltas = encode_deltas(rois[fg], gt_boxes[argmax[fg]])
         if flip:

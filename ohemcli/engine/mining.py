@@ -1,5 +1,8 @@
 """hnm's mining pass: score every training image's proposals and report the false positives.
 
+Under faster-rcnn the proposals are the current RPN's, at the training counts, and the pass
+reports boxes with its positions (``MinedNegatives.boxes``): see ``samplers.hnm``.
+
 Run in eval mode with no autograd, over unflipped images. Its wall-clock is the cost that the OHEM
 paper argues about, so the trainer counts it apart (``mining_seconds``) and in the total, and it
 is batched like training: several images per forward, loaded by the DataLoader's workers.
@@ -9,6 +12,7 @@ one-image forward gives it (padding would change the features near the right and
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -16,8 +20,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from ohemcli.data.batching import Batch, TrainImages, collate
+from ohemcli.data.targets import assign_targets
 from ohemcli.device import rank_autocast
-from ohemcli.model.fast_rcnn import rois_with_batch_index
+from ohemcli.model.fast_rcnn import FastRCNN, rois_with_batch_index
 from ohemcli.progress import make_progress
 from ohemcli.samplers.base import MinedNegatives, MiningRequest
 
@@ -70,12 +75,78 @@ def mining_loader(
     )
 
 
-def object_scores(model: ScoresRoIs, batch: Batch) -> list[Tensor]:
-    """Each image's RoIs' highest foreground probability, from one no-grad forward."""
-    rois = [s.rois for s in batch.samples]
-    logits, _ = model.roi_forward(model.features(batch.images), rois_with_batch_index(rois))
+def object_scores(
+    model: ScoresRoIs,
+    batch: Batch,
+    rois: list[Tensor] | None = None,
+    features: Tensor | None = None,
+) -> list[Tensor]:
+    """Each image's RoIs' highest foreground probability, from one no-grad forward; ``rois``
+    (default: the batch's fixed ones) on the trunk's ``features`` (default: computed here)."""
+    rois = [s.rois for s in batch.samples] if rois is None else rois
+    features = model.features(batch.images) if features is None else features
+    logits, _ = model.roi_forward(features, rois_with_batch_index(rois))
     scores = logits.float().softmax(dim=1)[:, 1:].max(dim=1).values
     return list(scores.split([len(r) for r in rois]))
+
+
+@dataclass
+class MinedRoIs:
+    """One image's RoIs of a faster-rcnn mining pass (input coordinates) and their labels."""
+
+    boxes: Tensor
+    labels: Tensor
+
+
+def proposal_rois(
+    model: FastRCNN, features: Tensor, batch: Batch, request: MiningRequest
+) -> list[MinedRoIs]:
+    """faster-rcnn: each image's mining RoIs, in this order: its pooled boxes to score again
+    (``request.rescore_boxes``), the current RPN's proposals at the training counts (the
+    population the sampler chooses from), and its ground truth; labelled at
+    ``request.fg_thresh``. The images are unflipped (``mining_batches``)."""
+    assert model.rpn is not None  # noqa: S101 - the caller checked
+    sizes = [(int(s.image.shape[1]), int(s.image.shape[2])) for s in batch.samples]
+    with model.rpn.test_counts(*model.rpn_train_counts):
+        proposals = model.rpn(features, sizes)[0]
+    out = []
+    for sample, props in zip(batch.samples, proposals, strict=True):
+        if sample.gt_boxes is None or sample.gt_labels is None:
+            raise ValueError(f"{sample.image_id}: a mining sample needs its ground truth")
+        gt = sample.gt_boxes.to(props.device)
+        pooled = request.rescore_boxes.get(sample.image_id, props.new_zeros(0, 4))
+        boxes = torch.cat([pooled.to(props.device).float() * sample.factor, props, gt])
+        labels = assign_targets(boxes, gt, sample.gt_labels.to(props.device), request.fg_thresh)
+        out.append(MinedRoIs(boxes, labels.labels))
+    return out
+
+
+def _mine_batch(
+    model: ScoresRoIs, batch: Batch, request: MiningRequest, mined: MinedNegatives
+) -> None:
+    """Add one batch's false positives (and rescored pool) to ``mined``."""
+    rpn = getattr(model, "rpn", None)
+    if rpn is None:
+        labels = [s.labels for s in batch.samples]
+        scored = object_scores(model, batch)
+    else:
+        features = model.features(batch.images)
+        rois = proposal_rois(model, features, batch, request)  # type: ignore[arg-type]
+        labels = [r.labels for r in rois]
+        scored = object_scores(model, batch, [r.boxes for r in rois], features)
+    for i, (sample, scores) in enumerate(zip(batch.samples, scored, strict=True)):
+        idx, fp_scores = false_positives(labels[i], scores, request.fp_thresh, request.per_image)
+        if idx.numel():
+            mined.per_image[sample.image_id] = (idx, fp_scores)
+        if rpn is not None:
+            mined.boxes[sample.image_id] = (rois[i].boxes / sample.factor).cpu()
+            pooled = request.rescore_boxes.get(sample.image_id)
+            if pooled is not None:
+                mined.rescored[sample.image_id] = scores[: len(pooled)].float().cpu()
+            continue
+        watched = request.rescore.get(sample.image_id)
+        if watched is not None:
+            mined.rescored[sample.image_id] = scores[watched.to(scores.device)].float().cpu()
 
 
 @torch.no_grad()
@@ -101,16 +172,7 @@ def mine_false_positives(
         for batch in loader:
             batch = batch.to(device)
             with rank_autocast(device, rank_dtype):
-                scored = object_scores(model, batch)
-            for sample, scores in zip(batch.samples, scored, strict=True):
-                idx, fp_scores = false_positives(
-                    sample.labels, scores, request.fp_thresh, request.per_image
-                )
-                if idx.numel():
-                    mined.per_image[sample.image_id] = (idx, fp_scores)
-                watched = request.rescore.get(sample.image_id)
-                if watched is not None:
-                    mined.rescored[sample.image_id] = scores[watched.to(device)].float().cpu()
+                _mine_batch(model, batch, request, mined)
             progress.advance(task, len(batch.samples))
     if was_training and hasattr(model, "train"):
         model.train()

@@ -170,4 +170,8 @@ class TrainState:
             "devices": devices,
             "stability": stability,
             "regime": regime_record(cfg),
+            "detector": cfg.model.detector,
+            # the share of test objects the proposals offer at 100, 300 and 1,000 per image
+            "proposal_source": result.get("proposal_source"),
+            "proposal_recall": result.get("proposal_recall"),
         }

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from ohemcli.data.batching import Batch
 from ohemcli.device import rank_autocast
+from ohemcli.engine.candidates import CandidateSource, batch_image_rois, candidate_rois
 from ohemcli.engine.distributed import DistInfo, any_rank, average_gradients, gather_objects
 from ohemcli.engine.health import classifier_health
 from ohemcli.errors import UserError
@@ -31,6 +32,8 @@ from ohemcli.samplers.base import ImageRoIs, RoISampler, Selection, as_selection
 from ohemcli.samplers.loss import batch_loss
 
 IOU_BINS = 10  # metrics.jsonl's iou_hist: [0, .1), [.1, .2), ..., [.9, 1.0]
+# torchvision's RPN loss names, as a NaN message says them
+RPN_TERM_NAMES = {"loss_objectness": "RPN objectness", "loss_rpn_box_reg": "RPN box"}
 
 
 class NonFiniteLoss(UserError):
@@ -75,6 +78,10 @@ class StepResult:
     p_true_fg: float | None = None
     p_top_bg: float | None = None
     step_time: float = 0.0  # seconds of the whole step, CUDA synchronised (set by Trainer.step)
+    # faster-rcnn: the RPN's two loss terms (in ``loss``) and the RoIs each image offered
+    loss_rpn_cls: float | None = None
+    loss_rpn_box: float | None = None
+    candidates_per_image: float | None = None  # candidate RoIs (proposals, ground truth, pooled)
 
 
 @dataclass
@@ -101,13 +108,8 @@ class Updater:
 
 
 def image_rois(batch: Batch) -> list[ImageRoIs]:
-    """The candidate RoIs of each image of ``batch``, in the samplers' terms."""
-    rois = []
-    for s in batch.samples:
-        if s.labels is None or s.max_iou is None or s.box_targets is None:
-            raise ValueError(f"{s.image_id}: a training sample needs labels, IoUs and targets")
-        rois.append(ImageRoIs(s.rois, s.labels, s.max_iou, s.box_targets, s.image_id, s.gt_index))
-    return rois
+    """The candidate RoIs the data loader scored for each image of ``batch`` (fast-rcnn)."""
+    return batch_image_rois(batch)
 
 
 def readonly_pool(model: FastRCNN, features: Tensor, images: list[ImageRoIs]) -> PooledRoIs:
@@ -212,9 +214,14 @@ def iou_histogram(max_iou: Tensor) -> list[int]:
     return torch.bincount(bins, minlength=IOU_BINS).tolist()
 
 
-def _non_finite(losses: RoILosses | LossTerms, count: int) -> tuple[str, float] | None:
-    """The first term (cls, then box) whose sum is not finite, with its value; None if none."""
-    for term, values in (("cls", losses.cls), ("box", losses.box)):
+def _non_finite(
+    losses: RoILosses | LossTerms, count: int, rpn: dict[str, Tensor] | None = None
+) -> tuple[str, float] | None:
+    """The first term (cls, box, then the RPN's) whose sum is not finite, with its value; None
+    if none."""
+    terms = [("cls", losses.cls), ("box", losses.box)]
+    terms += [(RPN_TERM_NAMES.get(k, k), v) for k, v in (rpn or {}).items()]
+    for term, values in terms:
         value = values.sum().item() / count
         if not math.isfinite(value):
             return term, value
@@ -222,15 +229,20 @@ def _non_finite(losses: RoILosses | LossTerms, count: int) -> tuple[str, float] 
 
 
 def check_finite(
-    losses: RoILosses | LossTerms, count: int, iteration: int, dist: DistInfo | None = None
+    losses: RoILosses | LossTerms,
+    count: int,
+    iteration: int,
+    dist: DistInfo | None = None,
+    rpn: dict[str, Tensor] | None = None,
 ) -> None:
-    """Raise :class:`NonFiniteLoss` naming the term (cls, then box) whose sum is not finite.
+    """Raise :class:`NonFiniteLoss` naming the term (cls, box, then the RPN's ``rpn`` terms)
+    whose sum is not finite.
 
     Under torchrun (``dist``) the ranks agree first, with one small all-reduce of a flag, so
     that every rank stops before the update with the same line (naming the rank), instead of
     the others waiting in the gradient all-reduce for the one that raised.
     """
-    bad = _non_finite(losses, count)
+    bad = _non_finite(losses, count, rpn)
     if (
         dist is not None
         and dist.world_size > 1
@@ -306,6 +318,7 @@ class StepParts:
     ``engine.bench`` hands it wrapped ones that time each (``ohem bench``'s parts table)."""
 
     trunk: Callable[[FastRCNN, Tensor], Tensor] = FastRCNN.features
+    candidates: Callable[..., tuple[list[ImageRoIs], dict[str, Tensor]]] = candidate_rois
     readonly_pool: Callable[..., PooledRoIs] = readonly_pool
     readonly_head: Callable[..., list[RoILosses]] = readonly_head
     select: Callable[..., list[Selection]] = select_rois
@@ -330,31 +343,37 @@ def train_step(
     rank_dropout: bool = True,
     measure_health: bool = False,
     parts: StepParts = DEFAULT_PARTS,
+    source: CandidateSource | None = None,
 ) -> StepResult:
     """Run iteration ``iteration`` (1-based, for messages) on ``batch`` and update the weights.
 
     ``rank_dtype`` is the read-only pass's precision (:func:`rank_autocast`) and
     ``rank_dropout`` whether it keeps dropout on; ``measure_health`` fills
     ``StepResult.p_true_fg`` and ``p_top_bg`` (``engine.health``; the trainer asks on logging
-    steps); ``parts`` are the step's parts (``engine.bench`` passes timed ones). Raises
+    steps); ``parts`` are the step's parts (``engine.bench`` passes timed ones); ``source``
+    says how faster-rcnn scores its RPN's proposals (``engine.candidates``). Raises
     :class:`NonFiniteLoss` before any update when the loss is NaN or infinite.
     """
-    images = image_rois(batch)
     with autocast() if autocast is not None else nullcontext():
         features = parts.trunk(model, batch.images)
+        images, rpn_losses = parts.candidates(model, features, batch, source)
         chosen = choose_rois(
             model, sampler, features, images, per_image, gen, rank_dtype, rank_dropout, parts
         )
         labels, rois, pooled = parts.pool(model, features, images, chosen)
         terms = parts.head(model, sampler, images, chosen, labels, rois, pooled)
-        loss = terms.cls + terms.box
+        loss = (
+            terms.cls
+            + terms.box
+            + sum(rpn_losses.values(), torch.zeros((), device=features.device))
+        )
         measured = (
             classifier_health(model, features, images, chosen.readonly)
             if measure_health
             else (None, None)
         )
     count = max(1, len(labels))
-    check_finite(terms, 1, iteration, updater.dist)
+    check_finite(terms, 1, iteration, updater.dist, rpn_losses)
     parts.backward(loss, model, updater)
     pairs = list(zip(images, chosen.indices, strict=True))
     result = StepResult(
@@ -368,6 +387,11 @@ def train_step(
         iou_hist=iou_histogram(torch.cat([r.max_iou[c] for r, c in pairs])),
     )
     result.p_true_fg, result.p_top_bg = measured
+    if rpn_losses:
+        result.loss_rpn_cls = rpn_losses["loss_objectness"].item()
+        result.loss_rpn_box = rpn_losses["loss_rpn_box_reg"].item()
+        boxes = sum(len(r.labels) for r in images)
+        result.candidates_per_image = boxes / len(images)
     if chosen.readonly is not None:
         picked = zip(chosen.readonly, chosen.indices, strict=True)
         result.mean_loss_chosen = torch.cat([r.total[c] for r, c in picked]).mean().item()

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from ohemcli.config import ExperimentConfig, config_to_yaml, input_norm
+from ohemcli.config import ExperimentConfig, ModelConfig, anchor_sizes, config_to_yaml, input_norm
 from ohemcli.data.batching import Batch, ScheduleSampler, TrainImages, collate, iteration_epoch
 from ohemcli.data.box_stats import make_box_norm
 from ohemcli.data.fingerprint import data_fingerprint
@@ -32,6 +32,7 @@ from ohemcli.device import (
     set_tf32,
     synchronize,
 )
+from ohemcli.engine.candidates import CandidateSource
 from ohemcli.engine.distributed import (
     DistInfo,
     barrier,
@@ -88,6 +89,14 @@ def _autocast(
     return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
 
 
+def recorded_model(cfg: ExperimentConfig) -> ModelConfig:
+    """``cfg.model`` as config.yaml records it: faster-rcnn's anchor sides spelled out (fitted to
+    ``data.scale`` when the config leaves them to the reference's)."""
+    if cfg.model.detector != "faster-rcnn":
+        return cfg.model
+    return replace(cfg.model, rpn_anchor_sizes=anchor_sizes(cfg.model, cfg.data.scale))
+
+
 def native_bf16() -> bool:
     """True when the GPU computes bfloat16 in hardware (Ampere and later). A V100 or T4 only
     emulates it, slower than float16, which AMP then uses with a GradScaler instead."""
@@ -116,6 +125,7 @@ class Trainer:
         self.events: EventWriter | None = None  # TensorBoard, rank 0, opened by run()
         self.budget_note = budget_note(cfg)  # said when training starts, after every check
         cfg = apply_regime(cfg)  # the sampler's budget and method, recorded in config.yaml
+        cfg = replace(cfg, model=recorded_model(cfg))  # before a resume compares configs
         check_setup(cfg)  # cache, device, model: before the data and the folder
         self.device = resolve_device(cfg.train.device)
         set_tf32(cfg.train.tf32)  # chosen, never cuDNN's default (recorded in config and summary)
@@ -171,6 +181,10 @@ class Trainer:
         self.test_data: SplitData | None = None  # loaded at the first evaluation
         self.step_parts: StepParts = DEFAULT_PARTS  # ohem bench hands timed ones (engine.bench)
         self.measure_health = True  # the classifier's health on logging steps (ohem bench: off)
+        # faster-rcnn: how the step scores the RPN's proposals, and hnm's pool joins them
+        self.candidates = CandidateSource(
+            cfg.sampler.fg_thresh, getattr(self.sampler, "pooled_boxes", None)
+        )
         if checkpoint is not None:
             self._restore(checkpoint)
         broadcast_parameters(self.model, self.dist)
@@ -238,6 +252,7 @@ class Trainer:
                 c.sampler.rank_dropout,
                 self.measure_health and (self.state.iteration + 1) % c.train.log_every == 0,
                 self.step_parts,
+                self.candidates,
             )
         except NonFiniteLoss as exc:
             kept = (
@@ -341,6 +356,7 @@ class Trainer:
             "train_seconds": self.state.train_seconds,
             "mining_seconds": self.state.mining_seconds,
             "wall_seconds": self.state.train_seconds + self.state.mining_seconds,
+            "proposal_recall": result.get("proposal_recall"),
         }
         if not any(p["iter"] == point["iter"] for p in self.state.eval_history):
             self.state.eval_history.append(point)

@@ -21,6 +21,7 @@ from ohemcli.errors import UserError
 from ohemcli.evaluation.coco_results import read_coco_results
 from ohemcli.evaluation.inference import detect_split, load_run_model, no_cyclic_gc
 from ohemcli.evaluation.metrics import evaluate_all
+from ohemcli.evaluation.proposal_recall import ProposalRecall
 from ohemcli.evaluation.scoring import coco_source, eval_protocol, score_detections
 from ohemcli.model.fast_rcnn import FastRCNN
 from ohemcli.runs.paths import RunPaths
@@ -39,9 +40,16 @@ def evaluate_model(
 
     Python's cyclic garbage collector is paused meanwhile (see :func:`no_cyclic_gc`).
     """
+    recall = ProposalRecall()
     with no_cyclic_gc():
-        dets = detect_split(model, split, cfg, device, show_progress)
-        return score_detections(dets, cfg, split, out_dir, metric)
+        dets = detect_split(model, split, cfg, device, show_progress, recall)
+        proposals = {"proposal_source": proposal_source(cfg), "proposal_recall": recall.result()}
+        return score_detections(dets, cfg, split, out_dir, metric, proposals)
+
+
+def proposal_source(cfg: ExperimentConfig) -> str:
+    """Where a run's RoIs come from: ``rpn``, or the ``data.proposals`` source."""
+    return "rpn" if cfg.model.detector == "faster-rcnn" else cfg.data.proposals
 
 
 def evaluate_run(

@@ -22,6 +22,7 @@ from ohemcli.data.prefetch import loaded_ahead
 from ohemcli.data.splits import SplitData
 from ohemcli.device import loader_workers
 from ohemcli.errors import UserError
+from ohemcli.evaluation.proposal_recall import RECALL_TOPS, ProposalRecall, scored_gt
 from ohemcli.evaluation.protocols import FastRCNNTest
 from ohemcli.evaluation.results_files import ClassDetections, Detections
 from ohemcli.model.fast_rcnn import FastRCNN, build_model, without_pretrained
@@ -54,8 +55,12 @@ def detect_split(
     cfg: ExperimentConfig,
     device: torch.device,
     show_progress: bool = True,
+    recall: ProposalRecall | None = None,
 ) -> Detections:
     """Run the detector over every image of ``split``; boxes in original-image coordinates.
+
+    ``recall``, when given, counts each image's proposals (the fixed ones, or the RPN's at
+    :func:`test_proposals`) against its ground truth.
 
     Under ``torch.inference_mode`` (no autograd bookkeeping at all). Each image's detections stay
     tensors until the end, where one conversion and one stable sort by label group them per class
@@ -77,7 +82,12 @@ def detect_split(
             batch = batch.to(device)
             sample = batch.samples[0]
             size = (int(sample.image.shape[1]), int(sample.image.shape[2]))
-            boxes, scores, labels = model.detect(batch.images, [sample.rois], cfg.eval, [size])[0]
+            features, offered, rois = test_proposals(model, batch.images, sample.rois, size)
+            if recall is not None:
+                recall.add(offered / sample.factor, scored_gt(split.dataset.records[len(ids)]))
+            boxes, scores, labels = model.detect(batch.images, [rois], cfg.eval, [size], features)[
+                0
+            ]
             boxes = boxes / sample.factor  # float32: the grouping below must not round them
             if adaptive is not None:  # thresholds over the whole set: kept, decided at the end
                 adaptive.add(len(ids), *_as_numpy(boxes, scores, labels))
@@ -93,6 +103,26 @@ def detect_split(
             per_class.setdefault(label, []).append((ids[image], kept_scores, kept_boxes))
         return _to_detections(per_class, split.dataset.classes)
     return _group_by_class(found, ids, split.dataset.classes)
+
+
+def test_proposals(
+    model: FastRCNN, images: Tensor, fixed: Tensor, size: tuple[int, int]
+) -> tuple[Tensor | None, Tensor, Tensor]:
+    """One test image's features (None: not computed), the proposals it offers (best first for
+    the RPN, at least 1,000 of them for the recall) and those the detector scores.
+
+    Under fast-rcnn both are the image's ``fixed`` proposals. Under faster-rcnn the RPN proposes
+    ``model.rpn_post_nms_test`` boxes (300, py-faster-rcnn's test setting) for detection; its
+    NMS keeps them best first, so the first 300 of a 1,000-proposal pass are that pass's 300.
+    """
+    rpn = model.rpn
+    if rpn is None:
+        return None, fixed, fixed
+    features = model.features(images)
+    pre, post = model.rpn_test_counts
+    with rpn.test_counts(max(pre, RECALL_TOPS[-1]), max(post, RECALL_TOPS[-1])):
+        offered = rpn(features, [size])[0][0]
+    return features, offered, offered[:post]
 
 
 def _as_numpy(boxes: Tensor, scores: Tensor, labels: Tensor) -> tuple[np.ndarray, ...]:

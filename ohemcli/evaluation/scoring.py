@@ -61,9 +61,11 @@ def score_detections(
     split: SplitData,
     out_dir: Path | None = None,
     metric: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score ``split``'s detections and (with ``out_dir``) write the devkit results files,
-    ``detections_coco.json``, ``metrics.json`` and the per-detection matches."""
+    ``detections_coco.json``, ``metrics.json`` and the per-detection matches. ``extra`` joins
+    the result (the proposals' recall)."""
     metric = metric or cfg.eval.metric
     records, classes = split.dataset.records, split.dataset.classes
     voc = evaluate_voc(dets, records, classes, voc_metric(metric))
@@ -71,6 +73,7 @@ def score_detections(
     # metric: a str that config_rules checked against evaluate_all's Literal
     result = evaluate_all(dets, records, classes, metric, voc=voc, coco=coco)  # type: ignore[arg-type]
     result["eval_protocol"] = eval_protocol(cfg.eval)
+    result.update(extra or {})
     if (
         out_dir is not None
         and coco is not None

@@ -40,6 +40,7 @@ class Backbone:
     head: nn.Module  # pooled RoIs (R, C, S, S) -> (R, out_dim)
     stride: int
     out_dim: int
+    channels: int  # the trunk's output channels (the RPN's input under faster-rcnn)
 
 
 TINY_WEIGHTS = "weights/tiny_synth.pt"  # inside the package: tiny's pretrained trunk and head
@@ -154,7 +155,7 @@ def build_vgg16(cfg: ModelConfig) -> Backbone:
     head = nn.Sequential(
         nn.Flatten(), *list(cast(nn.Sequential, net.classifier).children())[:6]
     )  # fc6, fc7 with dropout
-    return Backbone(trunk=trunk, head=head, stride=16, out_dim=4096)
+    return Backbone(trunk=trunk, head=head, stride=16, out_dim=4096, channels=512)
 
 
 def set_pool_ceil(trunk: nn.Module, ceil: bool) -> None:
@@ -231,7 +232,7 @@ def build_tiny(cfg: ModelConfig) -> Backbone:
                 "or use --pretrained none"
             ) from None
     freeze_leading_convs(trunk, frozen_convs(cfg))
-    return Backbone(trunk=trunk, head=head, stride=8, out_dim=cfg.head_dim)
+    return Backbone(trunk=trunk, head=head, stride=8, out_dim=cfg.head_dim, channels=64)
 
 
 def _imagenet_resnet18() -> nn.Module:
@@ -299,7 +300,7 @@ def build_resnet18(cfg: ModelConfig) -> Backbone:
         )
     )
     freeze_leading_convs(trunk, frozen_convs(cfg))
-    return Backbone(trunk=trunk, head=head, stride=16, out_dim=512)
+    return Backbone(trunk=trunk, head=head, stride=16, out_dim=512, channels=256)
 
 
 BACKBONES: dict[str, Callable[[ModelConfig], Backbone]] = {

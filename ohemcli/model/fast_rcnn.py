@@ -26,6 +26,7 @@ from ohemcli.errors import UserError
 from ohemcli.model.backbones import BACKBONES
 from ohemcli.model.losses import RoILosses, per_roi_loss
 from ohemcli.model.roi_pooling import PooledRoIs, chosen_rows, pool_with_argmax
+from ohemcli.model.rpn import ProposalNetwork
 
 
 def rois_with_batch_index(rois: list[Tensor]) -> Tensor:
@@ -41,10 +42,13 @@ def rois_with_batch_index(rois: list[Tensor]) -> Tensor:
 class FastRCNN(nn.Module):
     """Fast R-CNN over a registered backbone with K object classes (+1 background)."""
 
-    def __init__(self, cfg: ModelConfig, num_classes: int, prior: float = 0.01) -> None:
+    def __init__(
+        self, cfg: ModelConfig, num_classes: int, prior: float = 0.01, scale: int = 600
+    ) -> None:
         """``prior``: under ``cfg.classifier == "sigmoid"``, every foreground class's initial
         probability (RetinaNet's bias init, so that the sum over many background RoIs does not
-        swamp the first iterations)."""
+        swamp the first iterations). ``scale``: the data's shorter side, which fits the RPN's
+        anchors under ``cfg.detector == "faster-rcnn"``."""
         super().__init__()
         if cfg.backbone not in BACKBONES:
             raise UserError(
@@ -75,6 +79,13 @@ class FastRCNN(nn.Module):
         self.box_stds: Tensor
         self.register_buffer("box_means", fixed.means)
         self.register_buffer("box_stds", fixed.stds)
+        # Built last, so that a fast-rcnn model's initial weights are those of the same seed
+        # before faster-rcnn existed, and a faster-rcnn one shares them up to its RPN.
+        self.rpn: ProposalNetwork | None = None
+        if cfg.detector == "faster-rcnn":
+            self.rpn = ProposalNetwork(cfg, scale, backbone.channels, backbone.stride)
+        self.rpn_test_counts = (cfg.rpn_pre_nms_test, cfg.rpn_post_nms_test)
+        self.rpn_train_counts = (cfg.rpn_pre_nms_train, cfg.rpn_post_nms_train)
 
     @contextmanager
     def head_dropout(self, on: bool) -> Iterator[None]:
@@ -196,15 +207,19 @@ class FastRCNN(nn.Module):
         rois: list[Tensor],
         cfg: EvalConfig,
         image_sizes: list[tuple[int, int]],
+        features: Tensor | None = None,
     ) -> list[tuple[Tensor, Tensor, Tensor]]:
         """Detections per image as (boxes (D, 4), scores (D,), labels (D,) in 1..K).
+
+        ``features``: the trunk's map of ``images`` when the caller has it (faster-rcnn's
+        proposals came from it), else computed here.
 
         Boxes are in the input (resized) image's coordinates, clipped to ``image_sizes`` (h, w).
         Per class: drop scores under ``cfg.score_thresh``, NMS at ``cfg.nms``; then keep the
         ``cfg.max_dets`` highest scores of the image. Under ``eval.protocol: fast-rcnn``: each
         class's 100 highest scores, before any threshold or NMS (see evaluation.protocols).
         """
-        features = self.features(images)
+        features = self.features(images) if features is None else features
         logits, deltas = self.roi_forward(features, rois_with_batch_index(rois))
         probs = self.class_probs(logits)
         deltas = deltas.float().view(len(deltas), -1, 4)
@@ -259,4 +274,5 @@ def without_pretrained(cfg: ExperimentConfig) -> ExperimentConfig:
 def build_model(cfg: ExperimentConfig, num_classes: int, device: torch.device) -> FastRCNN:
     """Fast R-CNN with initial weights that depend only on the seed (the same for every sampler)."""
     torch.manual_seed(cfg.train.seed)
-    return FastRCNN(cfg.model, num_classes, cfg.sampler.focal_prior).to(device)
+    model = FastRCNN(cfg.model, num_classes, cfg.sampler.focal_prior, cfg.data.scale)
+    return model.to(device)

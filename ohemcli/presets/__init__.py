@@ -15,6 +15,9 @@ from ohemcli.fileio import read_text
 CPU_PRESET = "cpu_pretrained"  # your own VOC-format data on a CPU (docs/data.md)
 GPU_PRESET = "voc07_vgg16"  # the paper's setting
 SYNTH_PRESET = "synth_tiny"  # the built-in synthetic set
+# --detector faster-rcnn: the CPU setting (synth or your data) and Faster R-CNN's VOC07 setting
+FASTER_CPU_PRESET = "faster_tiny"
+FASTER_GPU_PRESET = "faster_vgg16"
 
 
 def preset_names() -> list[str]:
@@ -38,9 +41,13 @@ def load_preset(name: str) -> ExperimentConfig:
     return parse_config(preset_text(name), f"preset {name}")
 
 
-def preset_for(data: str | None, on_cuda: bool) -> str:
+def preset_for(data: str | None, on_cuda: bool, detector: str | None = None) -> str:
     """The preset of a config not named: the synthetic set's own, else the paper's on CUDA and
-    the CPU preset without it."""
+    the CPU preset without it. Under ``detector`` faster-rcnn: Faster R-CNN's VOC07 setting on
+    CUDA, and its CPU setting without CUDA or on the synthetic set."""
+    if detector == "faster-rcnn":
+        synth = data in (None, "synth")
+        return FASTER_GPU_PRESET if on_cuda and not synth else FASTER_CPU_PRESET
     if data in (None, "synth"):
         return SYNTH_PRESET
     return GPU_PRESET if on_cuda else CPU_PRESET

@@ -151,6 +151,7 @@ def sampler_rows(a: Analysis) -> list[dict[str, str]]:
             "regime": row["regime"],
             "mAP": cell("mAP", row["mAP"]),
             "std": cell("mAP_std", row["mAP_std"]),
+            "recall": cell("recall_300", row["recall_300"]),
             "s_per_iter": cell("s_per_iter", row["s_per_iter"]),
             "ratio": cell("s_per_iter_ratio", row["s_per_iter_ratio"]),
             "total_s": cell("total_s", row["total_s"]),
@@ -194,8 +195,8 @@ def setting_line(results: pd.DataFrame) -> str:
     devices = ", ".join(sorted(map(str, set(results["device"]))))
     machines = ", ".join(sorted(map(str, set(results["machine"]))))
     return (
-        f"Data {first['data']}, {first['iters']} iterations, seeds {seeds}, {first['metric']} "
-        f"mAP. Trained on {devices} ({machines})."
+        f"Data {first['data']}, {tables.detector_words(results)}, {first['iters']} iterations, "
+        f"seeds {seeds}, {first['metric']} mAP. Trained on {devices} ({machines})."
     )
 
 

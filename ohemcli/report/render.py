@@ -76,9 +76,12 @@ def _config_yaml(out: ComparePaths, runs: Sequence[Run]) -> str:
 def _runs_table(results: pd.DataFrame) -> pd.DataFrame:
     cols = ["run", "sampler", "seed", "iters", "mAP", "train_seconds", "mining_seconds"]
     stable = ["best_mAP", "last3_spread", "last_quarter_change", "p_true_fg", "p_top_bg"]
-    runs = results[[*cols, "s_per_iter", *stable, "run_state"]].copy()
+    recall = [c for c in tables.RECALL_KEYS if c in results]
+    runs = results[[*cols, *recall, "s_per_iter", *stable, "run_state"]].copy()
     for c in ("mAP", "best_mAP", "last3_spread"):
         runs[c] = [tables.format_cell("mAP", v) for v in runs[c]]
+    for c in recall:  # the share of test objects the first 300 and 1,000 proposals cover
+        runs[c] = ["—" if v is None or math.isnan(v) else f"{v:.3f}" for v in runs[c]]
     for c in ("p_true_fg", "p_top_bg"):  # the classifier's health over the last quarter
         runs[c] = ["—" if v is None or math.isnan(v) else f"{v:.2f}" for v in runs[c]]
     runs["last_quarter_change"] = [
@@ -106,8 +109,8 @@ def _heading(results: pd.DataFrame) -> str:
     devices = ", ".join(sorted(set(results["device"])))
     machines = ", ".join(sorted(set(results["machine"])))
     return (
-        f"Data `{first['data']}`, {first['iters']} iterations, seeds {seeds}, "
-        f"{first['metric']} mAP. Trained on {devices} ({machines}).\n"
+        f"Data `{first['data']}`, {tables.detector_words(results)}, {first['iters']} iterations, "
+        f"seeds {seeds}, {first['metric']} mAP. Trained on {devices} ({machines}).\n"
     )
 
 

@@ -31,14 +31,19 @@ RUN_COLUMNS = [
     "run", "sampler", "seed", "data", "iters", "metric", "mAP", "train_seconds", "mining_seconds",
     "eval_seconds", "total_seconds", "readonly_seconds", "s_per_iter", "mining_passes",
     "fg_fraction", "peak_memory_mb", "concurrent_runs", "device", "machine", "backbone",
-    "setting", "regime", *STABILITY_COLUMNS, "run_dir",
+    "setting", "regime", "detector", "proposals", "recall_300", "recall_1000",
+    *STABILITY_COLUMNS, "run_dir",
 ]  # fmt: skip
 SUMMARY_COLUMNS = [
-    "sampler", "regime", "mAP", "mAP_std", "train_s", "mining_s", "total_s", "s_per_iter",
-    "s_per_iter_ratio", "peak_memory_mb", "fg_pct", "time_to_target", "runs",
+    "sampler", "regime", "mAP", "mAP_std", "recall_300", "train_s", "mining_s", "total_s",
+    "s_per_iter", "s_per_iter_ratio", "peak_memory_mb", "fg_pct", "time_to_target", "runs",
 ]  # fmt: skip
+# The proposals' recall beside mAP: a sampler cannot choose what the proposals miss (IoU 0.5,
+# the first 300 proposals per image; evaluation.proposal_recall).
+RECALL_KEYS = {"recall_300": "300@0.5", "recall_1000": "1000@0.5"}
 LABELS = {
     "sampler": "sampler", "regime": "regime", "mAP": "mAP", "mAP_std": "mAP std",
+    "recall_300": "recall@300",
     "coco_AP": "COCO AP",
     "train_s": "train s",
     "mining_s": "mining s", "total_s": "total s", "s_per_iter": "s/iter",
@@ -46,7 +51,8 @@ LABELS = {
     "time_to_target": "s to target", "runs": "runs",
 }  # fmt: skip
 _FORMATS = {
-    "mAP": "{:.4f}", "mAP_std": "{:.4f}", "coco_AP": "{:.4f}", "train_s": "{:.1f}",
+    "mAP": "{:.4f}", "mAP_std": "{:.4f}", "coco_AP": "{:.4f}", "recall_300": "{:.3f}",
+    "train_s": "{:.1f}",
     "mining_s": "{:.1f}", "total_s": "{:.1f}", "s_per_iter": "{:.3f}", "s_per_iter_ratio": "{:.2f}",
     "peak_memory_mb": "{:.0f}", "fg_pct": "{:.1f}", "time_to_target": "{:.0f}",
 }  # fmt: skip
@@ -94,7 +100,12 @@ def run_row(run: Run, stability: RunStability | None = None) -> dict[str, Any]:
         backbone=run.config.get("model", {}).get("backbone"),
         setting=run.setting,
         regime=regime_label(run.summary.get("regime")),
+        # a run of before faster-rcnn recorded neither: it was fast-rcnn on its data.proposals
+        detector=run.summary.get("detector") or "fast-rcnn",
+        proposals=run.summary.get("proposal_source") or run.config.get("data", {}).get("proposals"),
     )
+    recall = run.summary.get("proposal_recall") or {}
+    row.update({c: recall.get(k, math.nan) for c, k in RECALL_KEYS.items()})
     row["coco_AP"] = coco_ap(run.eval_metrics)
     row.update(stability_columns(stability or run_stability(run)))
     row.update({f"AP/{name}": ap for name, ap in (run.summary.get("AP") or {}).items()})
@@ -110,6 +121,17 @@ def regime_label(record: Any) -> str:
     budget = "all RoIs" if per_image is None else f"{per_image}/img"
     sigmoid = ", sigmoid" if record.get("classifier") == "sigmoid" else ""
     return f"{record['mode']}, {budget}{sigmoid}"
+
+
+def detector_words(results: pd.DataFrame) -> str:
+    """The detector and its proposals: ``faster-rcnn (RPN proposals)`` or ``fast-rcnn
+    (selective_search proposals)``; both, joined, when the runs differ."""
+    if "detector" not in results:
+        return "fast-rcnn"
+    pairs = dict.fromkeys(zip(results["detector"], results["proposals"], strict=True))
+    return " and ".join(
+        f"{d} ({'RPN' if p == 'rpn' else p} proposals)" if p else str(d) for d, p in pairs
+    )
 
 
 def coco_ap(eval_metrics: dict[str, Any] | None) -> float:
@@ -172,6 +194,7 @@ def _sampler_row(runs: pd.DataFrame, base_s_per_iter: float) -> dict[str, Any]:
         "regime": " / ".join(dict.fromkeys(runs["regime"])) if "regime" in runs else "—",
         "mAP": runs["mAP"].mean(),
         "mAP_std": runs["mAP"].std(ddof=1) if len(runs) > 1 else math.nan,
+        "recall_300": runs["recall_300"].mean() if "recall_300" in runs else math.nan,
         "coco_AP": runs["coco_AP"].mean() if "coco_AP" in runs else math.nan,
         "train_s": runs["train_seconds"].mean(),
         "mining_s": runs["mining_seconds"].mean(),

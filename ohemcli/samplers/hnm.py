@@ -12,6 +12,11 @@ than it evicts (-1.0 against -1.2 on its SVM scores); with ``evict_thresh == fp_
 would be exactly the latest pass's false positives, i.e. ``pool="replace"``, which replaces the
 pool with each pass's false positives. (An ``evict_thresh`` above ``fp_thresh`` acts as
 ``fp_thresh``: a RoI scored at or above ``fp_thresh`` is found again as a false positive.)
+
+Under faster-rcnn an image's RoIs are new proposals at every iteration, so a position names no
+RoI from one iteration to the next: the pool holds boxes instead (``pooled_boxes``). The step adds
+an image's pooled boxes after its proposals and ground truth, and hnm prefers them as negatives;
+the mining pass scores the current RPN's proposals (at the training counts) and the pooled boxes.
 """
 
 from __future__ import annotations
@@ -91,6 +96,14 @@ class HNMSampler(SamplerBase):
         self.fp_thresh, self.pool_per_image = fp_thresh, pool_per_image
         self.pool_mode, self.evict_thresh = pool, evict_thresh
         self.pool = MinedNegatives()
+        # faster-rcnn: per image, pooled boxes (original coordinates) and their latest scores
+        self.box_pool: dict[str, tuple[Tensor, Tensor]] = {}
+
+    def pooled_boxes(self, image_id: str) -> Tensor | None:
+        """faster-rcnn: the image's pooled false positives, which the step appends to its RoIs
+        (``engine.candidates``); None when it has none."""
+        pooled = self.box_pool.get(image_id)
+        return None if pooled is None else pooled[0]
 
     def select(
         self, rois: ImageRoIs, roi_losses: RoILosses | None, num: int, gen: torch.Generator
@@ -98,6 +111,10 @@ class HNMSampler(SamplerBase):
         """25% foreground; negatives from the image's pool first, then random background."""
         pooled = self.pool.per_image.get(rois.image_id)
         preferred = None if pooled is None else pooled[0].to(rois.labels.device)
+        boxes = self.pooled_boxes(rois.image_id)
+        if boxes is not None:  # appended last by the step: the image's final len(boxes) RoIs
+            total = len(rois.labels)
+            preferred = torch.arange(total - len(boxes), total, device=rois.labels.device)
         return sample_fg_bg(
             rois.labels,
             rois.max_iou,
@@ -111,19 +128,25 @@ class HNMSampler(SamplerBase):
 
     def mining_request(self) -> MiningRequest:
         """False positives at ``fp_thresh``; in accumulate mode, fresh scores of the pool too."""
-        rescore = {}
+        rescore, rescore_boxes = {}, {}
         if self.pool_mode == "accumulate":
             rescore = {k: idx for k, (idx, _) in self.pool.per_image.items()}
-        return MiningRequest(self.fp_thresh, self.pool_per_image, rescore)
+            rescore_boxes = {k: boxes for k, (boxes, _) in self.box_pool.items()}
+        return MiningRequest(
+            self.fp_thresh, self.pool_per_image, rescore, rescore_boxes, self.fg_thresh
+        )
 
     @property
     def pool_size(self) -> int:
         """RoIs in the pool over all images."""
-        return self.pool.size
+        return self.pool.size + sum(len(boxes) for boxes, _ in self.box_pool.values())
 
     def after_mining(self, mined: MinedNegatives | None) -> None:
         """Update the pool with a mining pass (see the module docstring)."""
         if mined is None:
+            return
+        if mined.boxes:
+            self._merge_boxes(mined)
             return
         if self.pool_mode == "replace":
             self.pool = MinedNegatives(dict(mined.per_image))
@@ -146,11 +169,40 @@ class HNMSampler(SamplerBase):
                 merged[image_id] = (idx, score)
         self.pool = MinedNegatives(merged)
 
+    def _merge_boxes(self, mined: MinedNegatives) -> None:
+        """faster-rcnn's pool after a pass: as the position pool's, with each image's positions
+        in the pass's RoI list (its pooled boxes first, see ``MinedNegatives.boxes``)."""
+        merged = {}
+        for image_id in sorted(self.box_pool.keys() | mined.boxes.keys()):
+            boxes = mined.boxes.get(image_id)
+            if boxes is None:  # not mined again: keep what it has
+                merged[image_id] = self.box_pool[image_id]
+                continue
+            pooled = self.box_pool.get(image_id) if self.pool_mode == "accumulate" else None
+            rescored = mined.rescored.get(image_id)
+            if pooled is not None and rescored is None:
+                rescored = pooled[1]  # not scored again: keep the scores it has
+            idx, score = merge_pool(
+                None if pooled is None else torch.arange(len(pooled[0])),
+                rescored,
+                mined.per_image.get(image_id),
+                min(self.evict_thresh, self.fp_thresh),
+                self.pool_per_image,
+            )
+            if idx.numel():
+                merged[image_id] = (boxes[idx], score)
+        self.box_pool = merged
+
     def state_dict(self) -> dict[str, Any]:
         """The pool, as plain dicts of tensors (loadable with ``weights_only=True``)."""
-        return {"pool": {k: {"index": i, "score": s} for k, (i, s) in self.pool.per_image.items()}}
+        return {
+            "pool": {k: {"index": i, "score": s} for k, (i, s) in self.pool.per_image.items()},
+            "box_pool": {k: {"boxes": b, "score": s} for k, (b, s) in self.box_pool.items()},
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the pool."""
         pool = state.get("pool", {})
         self.pool = MinedNegatives({k: (v["index"], v["score"]) for k, v in pool.items()})
+        boxes = state.get("box_pool", {})
+        self.box_pool = {k: (v["boxes"], v["score"]) for k, v in boxes.items()}

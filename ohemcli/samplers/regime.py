@@ -92,9 +92,29 @@ REGIMES: dict[str, Regime] = {
 }  # fmt: skip
 
 
-def sampler_regime(name: str) -> Regime | None:
-    """The regime a sampler declares: a built-in's from :data:`REGIMES`, a plugin's class
-    attribute ``regime`` (None when it declares none, or is not a known sampler)."""
+PY_FASTER_RCNN = (
+    "rbgirshick/py-faster-rcnn lib/fast_rcnn/config.py (TRAIN.BATCH_SIZE 128 per image), "
+    "lib/rpn/proposal_target_layer.py"
+)
+# Under faster-rcnn, Fast R-CNN's sampler is the one Faster R-CNN's release runs in its RoI head:
+# the same rule at 128 RoIs per image. hnm keeps fixed's budget; ohem and the later samplers keep
+# their own references (the OHEM release has no RPN; mmdetection's configs are Faster R-CNN's).
+FASTER_RCNN_REGIMES: dict[str, Regime] = {
+    "fixed": dataclasses.replace(REGIMES["fixed"], rois_per_image=128, reference=PY_FASTER_RCNN),
+    "hnm": dataclasses.replace(
+        REGIMES["hnm"],
+        rois_per_image=128,
+        reference=f"{PY_FASTER_RCNN}; the pool is ohemcli's (no reference code)",
+    ),
+}
+
+
+def sampler_regime(name: str, detector: str = "fast-rcnn") -> Regime | None:
+    """The regime a sampler declares: a built-in's from :data:`REGIMES` (under ``detector``
+    faster-rcnn, :data:`FASTER_RCNN_REGIMES` first), a plugin's class attribute ``regime`` (None
+    when it declares none, or is not a known sampler)."""
+    if detector == "faster-rcnn" and name in FASTER_RCNN_REGIMES:
+        return FASTER_RCNN_REGIMES[name]
     if name in REGIMES:
         return REGIMES[name]
     from ohemcli.samplers.plugins import is_plugin_name, locate
@@ -119,7 +139,7 @@ def apply_regime(cfg: ExperimentConfig) -> ExperimentConfig:
     """``cfg`` with its sampler's regime in it: always the method's keys (:data:`METHOD_KEYS`),
     and under ``sampler.regime: reference`` also the budget (:data:`BUDGET_KEYS`: RoIs per
     image times ``train.images_per_batch``, and the foreground share). Idempotent."""
-    regime = sampler_regime(cfg.sampler.name)
+    regime = sampler_regime(cfg.sampler.name, cfg.model.detector)
     sampler = cfg.sampler
     rank_dropout = sampler.rank_dropout
     if regime is not None and regime.rank_dropout is not None:
@@ -139,7 +159,7 @@ def budget_note(cfg: ExperimentConfig) -> str | None:
     """One line when the reference regime overrides the config's own budget for this sampler
     (a config that sets ``sampler.batch_rois`` for speed would otherwise be ignored silently);
     None when nothing changes."""
-    regime = sampler_regime(cfg.sampler.name)
+    regime = sampler_regime(cfg.sampler.name, cfg.model.detector)
     if cfg.sampler.regime != "reference" or regime is None or regime.rois_per_image is None:
         return None
     n, s = cfg.train.images_per_batch, cfg.sampler
@@ -157,7 +177,7 @@ def budget_note(cfg: ExperimentConfig) -> str | None:
 def regime_record(cfg: ExperimentConfig) -> dict[str, Any]:
     """What a run records of its regime (summary.json ``regime``): the mode, the budget it ran
     at, its classifier, and the reference its sampler follows (None for a plugin without one)."""
-    regime = sampler_regime(cfg.sampler.name)
+    regime = sampler_regime(cfg.sampler.name, cfg.model.detector)
     ran_reference = cfg.sampler.regime == "reference" and regime is not None
     every_roi = regime is not None and regime.rois_per_image is None  # no budget in any regime
     per_image = cfg.sampler.batch_rois // max(1, cfg.train.images_per_batch)

@@ -22,7 +22,16 @@ REPO = Path(__file__).resolve().parents[2]
 ITERS = 20
 
 
-def _config(tmp: Path) -> Path:
+# faster-rcnn: the RPN's weights and its anchor sampling's RNG draws, and hnm's pool of boxes
+# (mined every 5 iterations, every negative a false positive), must resume as they were.
+FASTER = {
+    "model": {"detector": "faster-rcnn", "rpn_pre_nms_train": 200, "rpn_post_nms_train": 60,
+              "rpn_pre_nms_test": 200, "rpn_post_nms_test": 30},
+    "sampler": {"name": "hnm", "mine_every": 5, "hnm_fp_thresh": 0.0, "hnm_pool_per_image": 4},
+}  # fmt: skip
+
+
+def _config(tmp: Path, detector: str = "fast-rcnn") -> Path:
     raw = {
         "data": {"root": str(tiny_voc_root(tmp, 4)), "scale": 64, "max_size": 64,
                  "max_proposals": 40, "workers": 1},
@@ -31,6 +40,9 @@ def _config(tmp: Path) -> Path:
         "train": {"iters": ITERS, "lr_steps": [], "log_every": 1, "checkpoint_every": 1,
                   "eval_points": 1},
     }  # fmt: skip
+    if detector == "faster-rcnn":
+        for section, keys in FASTER.items():
+            raw[section].update(keys)
     path = tmp / "c.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -50,13 +62,14 @@ def _lines(path: Path) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("detector", ["fast-rcnn", "faster-rcnn"])
 def test_kill_9_then_resume_within_a_second_continues_bit_identically(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, detector: str
 ) -> None:
     from ohemcli.config import load_config
     from ohemcli.data.splits import prepare_data
 
-    cfg = _config(tmp_path)
+    cfg = _config(tmp_path, detector)
     # Proposals computed once here, so that the three processes only load them.
     monkeypatch.setenv("OHEM_CACHE", str(tmp_path / "cache"))
     prepare_data(load_config(cfg), False)
@@ -85,6 +98,12 @@ def test_kill_9_then_resume_within_a_second_continues_bit_identically(
     assert a["state"]["iteration"] == b["state"]["iteration"] == ITERS
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name
+    if detector == "faster-rcnn":
+        assert any(name.startswith("rpn.") for name in a["model"])
+        pools = a["sampler"]["box_pool"], b["sampler"]["box_pool"]
+        assert pools[0] and pools[0].keys() == pools[1].keys()
+        for image, entry in pools[0].items():
+            assert torch.equal(entry["boxes"], pools[1][image]["boxes"]), image
     summary = [
         json.loads((tmp_path / d / "summary.json").read_text()) for d in ("straight", "killed")
     ]

@@ -156,3 +156,26 @@ def test_a_rank_that_waits_past_the_timeout_stops_with_one_line(two_rank_config,
     assert r1["error"] is not None and r1["error"].startswith("train.dist_timeout_s: rank 1 ")
     assert r1["seconds"] < 30
     assert r0["error"] is not None and "train.dist_timeout_s" in r0["error"]
+
+
+def test_faster_rcnn_with_hnm_trains_under_two_ranks(two_rank_config, tmp_path):
+    # The RPN's gradients join the all-reduce, and every rank mines every image into the same
+    # pool of boxes (a pool that differed would make the ranks' samplers disagree).
+    cfg = replace(
+        two_rank_config,
+        model=replace(
+            two_rank_config.model,
+            detector="faster-rcnn",
+            rpn_pre_nms_train=300,
+            rpn_post_nms_train=80,
+            rpn_pre_nms_test=300,
+            rpn_post_nms_test=40,
+        ),
+        sampler=replace(two_rank_config.sampler, name="hnm", mine_every=1, hnm_fp_thresh=0.0),
+    )
+    r0, r1 = _run("slow", cfg, tmp_path / "run")
+    assert r0["error"] is None and r1["error"] is None
+    summary = r0["summary"]
+    assert summary["detector"] == "faster-rcnn" and summary["mining_passes"] == 2
+    ckpt = read_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert ckpt["sampler"]["box_pool"] and any(k.startswith("rpn.") for k in ckpt["model"])
