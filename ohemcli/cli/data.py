@@ -96,7 +96,7 @@ def stats(
         bool,
         typer.Option(
             "--proposals",
-            help="Also run (or load from the cache) selective search and report its recall.",
+            help="Also report selective search's recall (cached boxes).",
         ),
     ] = False,
     max_boxes: Annotated[
@@ -104,9 +104,7 @@ def stats(
     ] = 0,
     ss_max_side: Annotated[
         int,
-        typer.Option(
-            "--ss-max-side", min=0, help="--proposals: shrink images first (the CPU presets: 240)."
-        ),
+        typer.Option("--ss-max-side", min=0, help="--proposals: shrink first (240)."),
     ] = 0,
 ) -> None:
     """Count the images, objects per class and difficult objects of one split.

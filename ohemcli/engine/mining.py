@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from ohemcli.data.batching import Batch, TrainImages, collate
-from ohemcli.data.targets import assign_targets
+from ohemcli.data.targets import assign_targets, outside_crowd
 from ohemcli.device import rank_autocast
 from ohemcli.model.fast_rcnn import FastRCNN, rois_with_batch_index
 from ohemcli.progress import make_progress
@@ -114,6 +114,9 @@ def proposal_rois(
         if sample.gt_boxes is None or sample.gt_labels is None:
             raise ValueError(f"{sample.image_id}: a mining sample needs its ground truth")
         gt = sample.gt_boxes.to(props.device)
+        crowd = sample.crowd_boxes
+        if crowd is not None and crowd.numel():  # as the step leaves them out of training
+            props = props[outside_crowd(props, crowd.to(props.device))]
         pooled = request.rescore_boxes.get(sample.image_id, props.new_zeros(0, 4))
         boxes = torch.cat([pooled.to(props.device).float() * sample.factor, props, gt])
         labels = assign_targets(boxes, gt, sample.gt_labels.to(props.device), request.fg_thresh)
@@ -127,7 +130,11 @@ def _mine_batch(
     """Add one batch's false positives (and rescored pool) to ``mined``."""
     rpn = getattr(model, "rpn", None)
     if rpn is None:
-        labels = [s.labels for s in batch.samples]
+        labels = []
+        for s in batch.samples:
+            if s.labels is None:
+                raise ValueError(f"{s.image_id}: a mining sample needs its RoIs' labels")
+            labels.append(s.labels)
         scored = object_scores(model, batch)
     else:
         features = model.features(batch.images)

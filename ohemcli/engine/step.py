@@ -362,11 +362,9 @@ def train_step(
         )
         labels, rois, pooled = parts.pool(model, features, images, chosen)
         terms = parts.head(model, sampler, images, chosen, labels, rois, pooled)
-        loss = (
-            terms.cls
-            + terms.box
-            + sum(rpn_losses.values(), torch.zeros((), device=features.device))
-        )
+        loss = terms.cls + terms.box
+        for term in rpn_losses.values():  # faster-rcnn: one backward for the RPN and the head
+            loss = loss + term
         measured = (
             classifier_health(model, features, images, chosen.readonly)
             if measure_health

@@ -36,12 +36,16 @@ TAGS: dict[str, str] = {
     "readonly_time": "sampler/readonly_s",
     "mean_loss_chosen": "sampler/mean_loss_chosen",
     "mean_loss_all": "sampler/mean_loss_all",
+    "loss_rpn_cls": "loss/rpn_cls",
+    "loss_rpn_box": "loss/rpn_box",
+    "candidates_per_image": "rpn/candidates_per_image",
 }
 S_PER_ITER = "time/s_per_iter"  # step + data seconds: what the summary's s_per_iter averages
 # evals.jsonl: mAP against iterations, and against train + mining seconds (TensorBoard's steps
 # are integers: whole seconds), the report's "mAP against wall-clock".
 MAP_TAG = "mAP/test"
 MAP_SECONDS_TAG = "mAP/test_vs_seconds"
+RECALL_TAG = "proposals/recall_{}"  # each evaluation's proposal recall, "300@0.5" and the rest
 NOT_SCALARS = {"iter", "iou_hist", "kind"}
 # Events wait in memory between checkpoints: TensorBoard writes them from its own thread, and
 # the trainer flushes at each checkpoint (not on every line, which would cost a disk write).
@@ -90,6 +94,9 @@ class EventWriter:
             seconds = record.get("wall_seconds")
             if seconds is not None:
                 self._writer.add_scalar(MAP_SECONDS_TAG, value, round(float(seconds)))
+            for key, share in (record.get("proposal_recall") or {}).items():
+                if "@" in key:  # not the mean count of proposals
+                    self._writer.add_scalar(RECALL_TAG.format(key), float(share), step)
             return
         for tag, value in metric_scalars(record).items():
             self._writer.add_scalar(tag, value, step)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from ohemcli.config import ExperimentConfig, ModelConfig, anchor_sizes, config_to_yaml, input_norm
+from ohemcli.config import ExperimentConfig, config_to_yaml, input_norm
 from ohemcli.data.batching import Batch, ScheduleSampler, TrainImages, collate, iteration_epoch
 from ohemcli.data.box_stats import make_box_norm
 from ohemcli.data.fingerprint import data_fingerprint
@@ -89,14 +89,6 @@ def _autocast(
     return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
 
 
-def recorded_model(cfg: ExperimentConfig) -> ModelConfig:
-    """``cfg.model`` as config.yaml records it: faster-rcnn's anchor sides spelled out (fitted to
-    ``data.scale`` when the config leaves them to the reference's)."""
-    if cfg.model.detector != "faster-rcnn":
-        return cfg.model
-    return replace(cfg.model, rpn_anchor_sizes=anchor_sizes(cfg.model, cfg.data.scale))
-
-
 def native_bf16() -> bool:
     """True when the GPU computes bfloat16 in hardware (Ampere and later). A V100 or T4 only
     emulates it, slower than float16, which AMP then uses with a GradScaler instead."""
@@ -125,7 +117,6 @@ class Trainer:
         self.events: EventWriter | None = None  # TensorBoard, rank 0, opened by run()
         self.budget_note = budget_note(cfg)  # said when training starts, after every check
         cfg = apply_regime(cfg)  # the sampler's budget and method, recorded in config.yaml
-        cfg = replace(cfg, model=recorded_model(cfg))  # before a resume compares configs
         check_setup(cfg)  # cache, device, model: before the data and the folder
         self.device = resolve_device(cfg.train.device)
         set_tf32(cfg.train.tf32)  # chosen, never cuDNN's default (recorded in config and summary)

@@ -60,7 +60,7 @@ def detect_split(
     """Run the detector over every image of ``split``; boxes in original-image coordinates.
 
     ``recall``, when given, counts each image's proposals (the fixed ones, or the RPN's at
-    :func:`test_proposals`) against its ground truth.
+    :func:`proposals_for_detection`) against its ground truth.
 
     Under ``torch.inference_mode`` (no autograd bookkeeping at all). Each image's detections stay
     tensors until the end, where one conversion and one stable sort by label group them per class
@@ -82,12 +82,13 @@ def detect_split(
             batch = batch.to(device)
             sample = batch.samples[0]
             size = (int(sample.image.shape[1]), int(sample.image.shape[2]))
-            features, offered, rois = test_proposals(model, batch.images, sample.rois, size)
+            features, offered, rois = proposals_for_detection(
+                model, batch.images, sample.rois, size
+            )
             if recall is not None:
                 recall.add(offered / sample.factor, scored_gt(split.dataset.records[len(ids)]))
-            boxes, scores, labels = model.detect(batch.images, [rois], cfg.eval, [size], features)[
-                0
-            ]
+            detected = model.detect(batch.images, [rois], cfg.eval, [size], features)
+            boxes, scores, labels = detected[0]
             boxes = boxes / sample.factor  # float32: the grouping below must not round them
             if adaptive is not None:  # thresholds over the whole set: kept, decided at the end
                 adaptive.add(len(ids), *_as_numpy(boxes, scores, labels))
@@ -105,7 +106,7 @@ def detect_split(
     return _group_by_class(found, ids, split.dataset.classes)
 
 
-def test_proposals(
+def proposals_for_detection(
     model: FastRCNN, images: Tensor, fixed: Tensor, size: tuple[int, int]
 ) -> tuple[Tensor | None, Tensor, Tensor]:
     """One test image's features (None: not computed), the proposals it offers (best first for

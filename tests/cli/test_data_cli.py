@@ -104,3 +104,26 @@ def test_download_accepts_only_known_sets(tmp_path: Path) -> None:
     result = runner.invoke(app, ["data", "download", "voc2012", "--root", str(tmp_path / "r")])
     assert result.exit_code == 2
     assert not (tmp_path / "r").exists()
+
+
+def test_stats_reports_selective_search_recall_as_evaluations_record_it(small_synth) -> None:
+    from ohemcli.data.proposals import load_proposals, proposal_recall
+    from ohemcli.data.splits import open_dataset
+
+    result = runner.invoke(
+        app,
+        ["data", "stats", "--data", str(small_synth), "--split", "test", "--proposals",
+         "--max-boxes", "60", "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    recall = json.loads(result.stdout)["proposal_recall"]
+    assert recall["source"] == "selective_search" and recall["mean_proposals"] <= 60
+    for iou in ("0.5", "0.7"):
+        assert recall[f"100@{iou}"] <= recall[f"300@{iou}"] <= recall[f"1000@{iou}"] <= 1.0
+        assert recall["1000@0.7"] <= recall["1000@0.5"]
+    # every box counts at 1,000 (at most 60 per image): the older whole-list recall, computed
+    # apart, gives the same share
+    dataset = open_dataset(str(small_synth), "test")
+    boxes = load_proposals(dataset, max_boxes=60, workers=1, show_progress=False)
+    assert recall["1000@0.5"] == pytest.approx(proposal_recall(dataset, boxes, 0.5))
+    assert recall["1000@0.7"] == pytest.approx(proposal_recall(dataset, boxes, 0.7))

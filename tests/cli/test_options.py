@@ -94,6 +94,26 @@ def test_device_option_chooses_the_preset_and_an_explicit_config_always_wins(cud
     assert capsys.readouterr().err == ""
 
 
+def test_detector_faster_rcnn_gets_the_faster_presets(cuda, capsys):
+    from ohemcli.cli.option_types import Detector
+
+    faster = Detector("faster-rcnn")
+    synth = build_config(None, {"data": "synth", "detector": faster})
+    assert synth.model.detector == "faster-rcnn" and synth.model.backbone == "tiny"
+    real = build_config(None, {"data": "/some/VOC2007", "detector": faster})
+    said = capsys.readouterr().err
+    assert real.model.detector == "faster-rcnn"
+    if cuda:  # py-faster-rcnn's VOC07 setting
+        assert real.model.backbone == "vgg16" and real.train.iters == 70000
+        assert "faster_vgg16" in said and "--config faster_tiny" in said
+    else:
+        assert real.model.backbone == "tiny" and "faster_tiny" in said
+    # an explicit config keeps its own, with the detector laid over it
+    assert build_config("cpu_pretrained", {"data": "d", "detector": faster}).model.detector == (
+        "faster-rcnn"
+    )
+
+
 def test_options_override_the_preset_only_when_given():
     cfg = build_config("synth_tiny", {"iters": 7, "lr": 0.5, "sampler": SamplerName("ohem")})
     assert (cfg.train.iters, cfg.train.lr, cfg.sampler.name) == (7, 0.5, "ohem")

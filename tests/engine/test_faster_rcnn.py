@@ -168,6 +168,12 @@ def test_a_compare_under_faster_rcnn_names_the_detector_and_the_recall(tmp_path,
     cfg = faster()
     outcome = compare(cfg, ["fixed", "ohem"], [1], tmp_path / "cmp", show_progress=False)
     runs = outcome.finished(cfg.train.iters)
+    assert len(runs) == 2
+    stamps = [(r / "summary.json").stat().st_mtime_ns for r in runs]
+    # the same compare again reuses the finished runs (the RPN's derived anchors included)
+    again = compare(cfg, ["fixed", "ohem"], [1], tmp_path / "cmp", show_progress=False)
+    assert not again.failures
+    assert [(r / "summary.json").stat().st_mtime_ns for r in runs] == stamps
     write_report(tmp_path / "cmp", load_runs(list(runs)), plots=False, bootstrap=0)
     report = (tmp_path / "cmp" / "report.md").read_text()
     assert "faster-rcnn (RPN proposals)" in report and "recall@300" in report
