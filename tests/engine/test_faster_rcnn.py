@@ -161,7 +161,6 @@ def test_ohem_eval_of_a_finished_run_proposes_with_its_rpn(tmp_path, faster):
 
 def test_a_compare_under_faster_rcnn_names_the_detector_and_the_recall(tmp_path, faster):
     from ohemcli.launch.compare import compare
-
     from ohemcli.report import load_runs
     from ohemcli.report.render import write_report
 
@@ -182,9 +181,8 @@ def test_a_compare_under_faster_rcnn_names_the_detector_and_the_recall(tmp_path,
 
 
 def test_the_faster_vgg16_preset_trains_two_iterations_on_the_synthetic_set(tmp_path):
-    from ohemcli.engine.train import Trainer
-
     from ohemcli.api import load
+    from ohemcli.engine.train import Trainer
 
     cfg = load(
         "faster_vgg16",
