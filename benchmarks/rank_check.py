@@ -7,7 +7,8 @@ import torch
 from torch import Tensor
 
 from ohemcli.data.batching import Batch
-from ohemcli.engine.step import choose_rois, image_rois
+from ohemcli.engine.candidates import batch_image_rois
+from ohemcli.engine.step import choose_rois
 from ohemcli.model.fast_rcnn import FastRCNN
 from ohemcli.samplers.base import RoISampler
 
@@ -41,7 +42,7 @@ def choice_in(
         with torch.no_grad():
             features = model.features(batch.images)
             chosen = choose_rois(
-                model, sampler, features, image_rois(batch), per_image, gen, rank_dtype
+                model, sampler, features, batch_image_rois(batch), per_image, gen, rank_dtype
             )
     finally:
         torch.set_rng_state(global_state)

@@ -86,6 +86,11 @@ def training_gt(record: ImageRecord, use_difficult: bool) -> tuple[Tensor, Tenso
     return torch.from_numpy(record.boxes[keep]), torch.from_numpy(record.labels[keep])
 
 
+def crowd_boxes(record: ImageRecord) -> Tensor:
+    """The image's crowd regions (C, 4), original coordinates (none for VOC)."""
+    return torch.from_numpy(record.boxes[crowd_mask(record)]).float().reshape(-1, 4)
+
+
 def image_proposals(proposals: dict[str, np.ndarray] | None, image_id: str) -> Tensor:
     """One image's proposals (R, 4) in original-image coordinates; none (0, 4) when the run
     has no fixed proposals (``proposals`` None: faster-rcnn's come from its RPN)."""
@@ -152,9 +157,9 @@ class TrainImages(TorchDataset):
         record = self.dataset[index]
         gt_boxes, gt_labels = training_gt(record, self.use_difficult)
         props = image_proposals(self.proposals, record.image_id)
-        crowd = crowd_mask(record)
-        if crowd.any():
-            props = props[outside_crowd(props, torch.from_numpy(record.boxes[crowd]))]
+        crowd = crowd_boxes(record)
+        if len(crowd):
+            props = props[outside_crowd(props, crowd)]
         return torch.cat([props, gt_boxes]), gt_boxes, gt_labels
 
     def __getitem__(self, key: tuple[int, bool]) -> ImageSample:
@@ -164,7 +169,7 @@ class TrainImages(TorchDataset):
         targets = assign_targets(rois, gt_boxes, gt_labels, self.fg_thresh, self.box_norm, flip)
         factor = resize_factor(record.height, record.width, self.scale, self.max_size)
         image = load_image(record.image_path, (record.width, record.height))
-        crowd = torch.from_numpy(record.boxes[crowd_mask(record)]).float().reshape(-1, 4)
+        crowd = crowd_boxes(record)
         if flip:  # labels and IoUs are flip-invariant; assign_targets mirrored dx
             rois = flip_boxes(rois, image.shape[1])
             width = image.shape[1]

@@ -12,19 +12,19 @@ one-image forward gives it (padding would change the features near the right and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from ohemcli.boxes import BoxNorm
 from ohemcli.data.batching import Batch, TrainImages, collate
-from ohemcli.data.targets import assign_targets, outside_crowd
 from ohemcli.device import rank_autocast
+from ohemcli.engine.candidates import scored_proposals
 from ohemcli.model.fast_rcnn import FastRCNN, rois_with_batch_index
 from ohemcli.progress import make_progress
-from ohemcli.samplers.base import MinedNegatives, MiningRequest
+from ohemcli.samplers.base import ImageRoIs, MinedNegatives, MiningRequest
 
 
 class ScoresRoIs(Protocol):
@@ -90,38 +90,26 @@ def object_scores(
     return list(scores.split([len(r) for r in rois]))
 
 
-@dataclass
-class MinedRoIs:
-    """One image's RoIs of a faster-rcnn mining pass (input coordinates) and their labels."""
-
-    boxes: Tensor
-    labels: Tensor
-
-
 def proposal_rois(
     model: FastRCNN, features: Tensor, batch: Batch, request: MiningRequest
-) -> list[MinedRoIs]:
-    """faster-rcnn: each image's mining RoIs, in this order: its pooled boxes to score again
-    (``request.rescore_boxes``), the current RPN's proposals at the training counts (the
-    population the sampler chooses from), and its ground truth; labelled at
-    ``request.fg_thresh``. The images are unflipped (``mining_batches``)."""
-    assert model.rpn is not None  # noqa: S101 - the caller checked
+) -> list[ImageRoIs]:
+    """faster-rcnn: each image's mining RoIs, as a training step scores them
+    (``engine.candidates.scored_proposals``): the current RPN's proposals at the training counts
+    (the population the sampler chooses from), the ground truth, then the pooled boxes to score
+    again (``request.rescore_boxes``), labelled at ``request.fg_thresh``. The images are
+    unflipped (``mining_batches``)."""
+    rpn = model.rpn
+    assert rpn is not None  # noqa: S101 - the caller checked
     sizes = [(int(s.image.shape[1]), int(s.image.shape[2])) for s in batch.samples]
-    with model.rpn.test_counts(*model.rpn_train_counts):
-        proposals = model.rpn(features, sizes)[0]
-    out = []
-    for sample, props in zip(batch.samples, proposals, strict=True):
-        if sample.gt_boxes is None or sample.gt_labels is None:
-            raise ValueError(f"{sample.image_id}: a mining sample needs its ground truth")
-        gt = sample.gt_boxes.to(props.device)
-        crowd = sample.crowd_boxes
-        if crowd is not None and crowd.numel():  # as the step leaves them out of training
-            props = props[outside_crowd(props, crowd.to(props.device))]
-        pooled = request.rescore_boxes.get(sample.image_id, props.new_zeros(0, 4))
-        boxes = torch.cat([pooled.to(props.device).float() * sample.factor, props, gt])
-        labels = assign_targets(boxes, gt, sample.gt_labels.to(props.device), request.fg_thresh)
-        out.append(MinedRoIs(boxes, labels.labels))
-    return out
+    with rpn.test_counts(*rpn.counts("training")):
+        proposals = rpn(features, sizes)[0]
+    norm = BoxNorm(model.box_means, model.box_stds)
+    return [
+        scored_proposals(
+            sample, props, request.fg_thresh, norm, request.rescore_boxes.get(sample.image_id)
+        )
+        for sample, props in zip(batch.samples, proposals, strict=True)
+    ]
 
 
 def _mine_batch(
@@ -148,8 +136,8 @@ def _mine_batch(
         if rpn is not None:
             mined.boxes[sample.image_id] = (rois[i].boxes / sample.factor).cpu()
             pooled = request.rescore_boxes.get(sample.image_id)
-            if pooled is not None:
-                mined.rescored[sample.image_id] = scores[: len(pooled)].float().cpu()
+            if pooled is not None and len(pooled):  # the last len(pooled) RoIs of the list
+                mined.rescored[sample.image_id] = scores[-len(pooled) :].float().cpu()
             continue
         watched = request.rescore.get(sample.image_id)
         if watched is not None:

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ohemcli.data.batching import Batch
 from ohemcli.device import rank_autocast
-from ohemcli.engine.candidates import CandidateSource, batch_image_rois, candidate_rois
+from ohemcli.engine.candidates import CandidateSource, candidate_rois
 from ohemcli.engine.distributed import DistInfo, any_rank, average_gradients, gather_objects
 from ohemcli.engine.health import classifier_health
 from ohemcli.errors import UserError
@@ -105,11 +105,6 @@ class Updater:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler | None = None  # float16 AMP only
     dist: DistInfo = field(default_factory=DistInfo)
-
-
-def image_rois(batch: Batch) -> list[ImageRoIs]:
-    """The candidate RoIs the data loader scored for each image of ``batch`` (fast-rcnn)."""
-    return batch_image_rois(batch)
 
 
 def readonly_pool(model: FastRCNN, features: Tensor, images: list[ImageRoIs]) -> PooledRoIs:

@@ -120,7 +120,7 @@ def proposals_for_detection(
     if rpn is None:
         return None, fixed, fixed
     features = model.features(images)
-    pre, post = model.rpn_test_counts
+    pre, post = rpn.counts("testing")
     with rpn.test_counts(max(pre, RECALL_TOPS[-1]), max(post, RECALL_TOPS[-1])):
         offered = rpn(features, [size])[0][0]
     return features, offered, offered[:post]

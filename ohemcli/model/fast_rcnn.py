@@ -84,8 +84,6 @@ class FastRCNN(nn.Module):
         self.rpn: ProposalNetwork | None = None
         if cfg.detector == "faster-rcnn":
             self.rpn = ProposalNetwork(cfg, scale, backbone.channels, backbone.stride)
-        self.rpn_test_counts = (cfg.rpn_pre_nms_test, cfg.rpn_post_nms_test)
-        self.rpn_train_counts = (cfg.rpn_pre_nms_train, cfg.rpn_post_nms_train)
 
     @contextmanager
     def head_dropout(self, on: bool) -> Iterator[None]:

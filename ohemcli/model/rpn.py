@@ -74,6 +74,11 @@ class ProposalNetwork(nn.Module):
             )
         return boxes, losses
 
+    def counts(self, phase: str) -> tuple[int, int]:
+        """The config's (pre-NMS, post-NMS) proposal counts of ``phase``: "training" or
+        "testing"."""
+        return self.rpn._pre_nms_top_n[phase], self.rpn._post_nms_top_n[phase]
+
     @contextmanager
     def test_counts(self, pre_nms: int, post_nms: int) -> Iterator[None]:
         """Eval-mode proposals at ``pre_nms`` -> ``post_nms`` for the block (the recall at 1,000

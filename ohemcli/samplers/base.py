@@ -114,8 +114,8 @@ class MinedNegatives:
     rescored: dict[str, Tensor] = field(default_factory=dict)
     # faster-rcnn, whose RoIs change from pass to pass: per image, the boxes (original image
     # coordinates) of the pass's own RoI list, into which ``per_image``'s positions point. That
-    # list starts with the boxes of ``MiningRequest.rescore_boxes``, so rescored box j is
-    # position j.
+    # list ends with the M boxes of ``MiningRequest.rescore_boxes`` (as a training step's ends
+    # with the pooled boxes), so rescored box j is position len - M + j.
     boxes: dict[str, Tensor] = field(default_factory=dict)
 
     @property
@@ -131,7 +131,7 @@ class MiningRequest:
     fp_thresh: float  # a background RoI is a false positive at this highest foreground probability
     per_image: int  # most false positives returned per image, highest scores first
     rescore: dict[str, Tensor] = field(default_factory=dict)  # per image, positions to score again
-    # faster-rcnn: per image, boxes (original coordinates) to score again, ahead of the RPN's
+    # faster-rcnn: per image, boxes (original coordinates) to score again, after the RPN's
     rescore_boxes: dict[str, Tensor] = field(default_factory=dict)
     fg_thresh: float = 0.5  # faster-rcnn: a proposal this close to an object is no negative
 

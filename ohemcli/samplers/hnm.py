@@ -171,7 +171,7 @@ class HNMSampler(SamplerBase):
 
     def _merge_boxes(self, mined: MinedNegatives) -> None:
         """faster-rcnn's pool after a pass: as the position pool's, with each image's positions
-        in the pass's RoI list (its pooled boxes first, see ``MinedNegatives.boxes``)."""
+        in the pass's RoI list (its pooled boxes last, see ``MinedNegatives.boxes``)."""
         merged = {}
         for image_id in sorted(self.box_pool.keys() | mined.boxes.keys()):
             boxes = mined.boxes.get(image_id)
@@ -183,7 +183,7 @@ class HNMSampler(SamplerBase):
             if pooled is not None and rescored is None:
                 rescored = pooled[1]  # not scored again: keep the scores it has
             idx, score = merge_pool(
-                None if pooled is None else torch.arange(len(pooled[0])),
+                None if pooled is None else torch.arange(len(boxes) - len(pooled[0]), len(boxes)),
                 rescored,
                 mined.per_image.get(image_id),
                 min(self.evict_thresh, self.fp_thresh),

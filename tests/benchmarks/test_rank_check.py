@@ -10,7 +10,8 @@ import torch
 
 from benchmarks.rank_check import choice_in, jaccard, mean_jaccard
 from ohemcli.config import ModelConfig, SamplerConfig
-from ohemcli.engine.step import choose_rois, image_rois
+from ohemcli.engine.candidates import batch_image_rois
+from ohemcli.engine.step import choose_rois
 from ohemcli.model.fast_rcnn import FastRCNN
 from ohemcli.samplers import build_sampler
 from tests.engine.test_rank_pool import _batch
@@ -38,7 +39,7 @@ def test_bfloat16_ranking_choice_against_float32_on_a_fixed_batch():
     # float32 is the training path's own choice
     with torch.no_grad():
         features = model.features(batch.images)
-        plain = choose_rois(model, sampler, features, image_rois(batch), 16, gen).indices
+        plain = choose_rois(model, sampler, features, batch_image_rois(batch), 16, gen).indices
     assert all(torch.equal(a, b) for a, b in zip(f32, plain, strict=True))
     # bfloat16 (8 bits of mantissa) moves the losses: the overlap is the share kept, by hand
     expected = [
@@ -57,7 +58,7 @@ def test_bfloat16_ranking_moves_the_losses_a_little():
     batch = _batch()
     with torch.no_grad():
         features = model.features(batch.images)
-        images = image_rois(batch)
+        images = batch_image_rois(batch)
         runs = [
             choose_rois(model, sampler, features, images, 16, torch.Generator(), dtype).readonly
             for dtype in ("float32", "bfloat16")

@@ -13,7 +13,8 @@ from torch import nn
 
 from ohemcli.config import ModelConfig, SamplerConfig
 from ohemcli.data.batching import Batch, ImageSample
-from ohemcli.engine.step import Chosen, Updater, image_rois, train_step
+from ohemcli.engine.candidates import batch_image_rois
+from ohemcli.engine.step import Chosen, Updater, train_step
 from ohemcli.model.fast_rcnn import FastRCNN, rois_with_batch_index
 from ohemcli.model.losses import RoILosses
 from ohemcli.samplers import build_sampler
@@ -73,7 +74,7 @@ class Recording:
 def _two_poolings(model, sampler, batch, per_image, gen):
     """The path before the table (the reference): a read-only pass that pools every RoI with
     torchvision under no_grad, then a training forward that pools the chosen RoIs again."""
-    images = image_rois(batch)
+    images = batch_image_rois(batch)
     features = model.features(batch.images)
     with torch.no_grad():
         every = model.roi_losses(

@@ -8,7 +8,8 @@ import torch
 
 from ohemcli.config import ModelConfig
 from ohemcli.data.batching import Batch, ImageSample
-from ohemcli.engine.step import image_rois, readonly_losses
+from ohemcli.engine.candidates import batch_image_rois
+from ohemcli.engine.step import readonly_losses
 from ohemcli.model.fast_rcnn import FastRCNN, rois_with_batch_index
 
 
@@ -21,7 +22,11 @@ def _setup():
     sample = ImageSample(
         torch.rand(3, 48, 96), boxes, "img", 1.0, labels, torch.rand(n), torch.randn(n, 4) * 0.1
     )
-    return model, image_rois(Batch(torch.rand(1, 3, 48, 96), [sample])), torch.rand(1, 3, 48, 96)
+    return (
+        model,
+        batch_image_rois(Batch(torch.rand(1, 3, 48, 96), [sample])),
+        torch.rand(1, 3, 48, 96),
+    )
 
 
 def _bf16():

@@ -7,13 +7,13 @@ import torch
 
 from ohemcli.config import ModelConfig
 from ohemcli.data.batching import Batch, ImageSample
+from ohemcli.engine.candidates import batch_image_rois
 from ohemcli.engine.state import TrainState
 from ohemcli.engine.step import (
     NonFiniteLoss,
     Updater,
     check_finite,
     choose_rois,
-    image_rois,
     iou_histogram,
     train_step,
 )
@@ -97,7 +97,9 @@ def test_step_updates_the_weights_and_the_schedule():
 
 def test_choose_rois_runs_the_read_only_pass_only_when_asked():
     model, _ = _setup()
-    images = image_rois(Batch(torch.rand(1, 3, 48, 64), [_sample([0.7, 0.2, 0.1], [1, 0, 0])]))
+    images = batch_image_rois(
+        Batch(torch.rand(1, 3, 48, 64), [_sample([0.7, 0.2, 0.1], [1, 0, 0])])
+    )
     features = model.features(torch.rand(1, 3, 48, 64))
     plain = choose_rois(model, TakeFirst(), features, images, 2, torch.Generator())
     assert plain.readonly is None and plain.indices[0].tolist() == [0, 1]

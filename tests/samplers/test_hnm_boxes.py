@@ -19,12 +19,12 @@ def test_the_pool_keeps_the_boxes_of_the_false_positives_and_rescores_them():
     assert hnm.pooled_boxes("a").tolist() == [[2, 2, 7, 7], [1, 1, 6, 6]]
     request = hnm.mining_request()
     assert torch.equal(request.rescore_boxes["a"], hnm.pooled_boxes("a"))
-    # second pass: its list starts with the two pooled boxes (rescored 0.1 and 0.8), then a new
-    # false positive at position 3 (0.7); 0.1 is under evict_thresh and leaves
-    second = torch.tensor([[2.0, 2, 7, 7], [1, 1, 6, 6], [9, 9, 19, 19], [4, 4, 9, 9]])
+    # second pass: a new false positive at position 1 (0.7), and the list ends with the two
+    # pooled boxes (rescored 0.1 and 0.8); 0.1 is under evict_thresh and leaves
+    second = torch.tensor([[9.0, 9, 19, 19], [4, 4, 9, 9], [2, 2, 7, 7], [1, 1, 6, 6]])
     hnm.after_mining(
         MinedNegatives(
-            {"a": (torch.tensor([3]), torch.tensor([0.7]))},
+            {"a": (torch.tensor([1]), torch.tensor([0.7]))},
             rescored={"a": torch.tensor([0.1, 0.8])},
             boxes={"a": second},
         )
